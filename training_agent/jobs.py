@@ -1,0 +1,57 @@
+"""What a job is to the agent: its status, its outcome, and where its reports go."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class JobStatus(enum.StrEnum):
+    """A job's status on the wire (protocol v1 values)."""
+
+    PENDING = "pending"  # submitted, not yet claimed
+    RUNNING = "running"  # claimed and started by an agent
+    PAUSED = "paused"  # stopped by the user, can resume
+    COMPLETED = "completed"  # trainer exited 0
+    FAILED = "failed"  # trainer failed, or the agent could not run it
+    CANCELLED = "cancelled"  # stopped on request
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job this agent has claimed: what the claim answered."""
+
+    id: str
+    job_token: str
+    config: dict[str, Any]
+    model_name: str | None = None
+    dataset_path: str | None = None
+    lease_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a job ended. ``reason`` is the error sentence for failed and cancelled jobs."""
+
+    status: JobStatus
+    exit_code: int | None = None
+    signal: int | None = None
+    reason: str | None = None
+
+
+class JobSink(Protocol):
+    """Where a running job's reports go (the outbox). Calls must be fast and never raise."""
+
+    def log(self, line: str) -> None:
+        """One log line, without its newline."""
+
+    def metric(self, point: dict[str, Any]) -> None:
+        """One metric point with ``step`` >= 1 and numeric ``epoch`` plus backend key names."""
+
+    def progress(self, *, total_steps: int | None, total_epochs: float | None) -> None:
+        """The job's totals, once known."""
