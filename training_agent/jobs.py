@@ -36,12 +36,16 @@ class ClaimedJob:
 
 @dataclass(frozen=True)
 class JobOutcome:
-    """How a job ended. ``reason`` is the error sentence for failed and cancelled jobs."""
+    """How a job ended. ``reason`` is the error sentence for failed and cancelled jobs.
+
+    ``outputs`` are the paths the trainer reported as checkpoints or outputs, in order.
+    """
 
     status: JobStatus
     exit_code: int | None = None
     signal: int | None = None
     reason: str | None = None
+    outputs: tuple[str, ...] = ()
 
 
 class JobSink(Protocol):
