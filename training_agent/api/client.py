@@ -1,0 +1,228 @@
+"""One async method per backend endpoint (DESIGN.md sections 2 and 3); no retries here.
+
+Every failure leaves this module as an ``ApiError`` (see ``training_agent.errors``);
+``training_agent.retry`` decides what to do about it.
+
+    async with BackendClient(base_url=url, api_key=key, identity=identity) as backend:
+        answer = await backend.poll(wait_s=30 if "long_poll" in features else None)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import quote
+
+import httpx
+from pydantic import SecretStr
+
+from training_agent.api.failures import describe_failure
+from training_agent.api.models import ClaimResponse, JobState, LogsResponse, PollResponse
+from training_agent.api.responses import parse_model, status_error
+from training_agent.errors import ConfigError, ProtocolError, TransportError
+from training_agent.identity import AgentIdentity
+from training_agent.jobs import JobStatus
+
+# A long poll's read timeout is the hold plus this margin (DESIGN.md section 3; GitHub's
+# runner uses the same 10 s over its 50 s hold).
+LONG_POLL_MARGIN_S = 10.0
+
+# What a Bearer value may contain; anything else (a pasted newline, a space) would be
+# refused by the HTTP library with an error message that quotes the header value.
+_TOKEN_RE = re.compile(r"[\x21-\x7e]+")
+
+
+class BackendClient:
+    """The backend's training-agent API over one shared ``httpx.AsyncClient``."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str | SecretStr,
+        identity: AgentIdentity,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout_s: float = 30.0,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
+        url = httpx.URL(base_url.strip())
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ConfigError(f"the backend URL {base_url!r} must start with http:// or https://")
+        self._origin = _origin(url)
+        self._api_key = _checked_api_key(api_key)
+        self._identity = identity
+        self._timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
+        self._http = httpx.AsyncClient(
+            base_url=url.copy_with(path=url.path.rstrip("/")),
+            transport=transport,
+            timeout=self._timeout,
+            follow_redirects=False,
+            headers={"User-Agent": f"training-agent/{identity.version}"},
+        )
+
+    def __repr__(self) -> str:
+        return f"BackendClient(base_url={self._origin!r}, agent_id={self._identity.agent_id!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        await self._http.aclose()
+
+    async def poll(self, *, wait_s: float | None = None) -> PollResponse:
+        """Peek at the next pending job; ``wait_s`` asks the server to hold (``long_poll``)."""
+        params: dict[str, str] = {}
+        timeout = self._timeout
+        if wait_s is not None:
+            params["wait_seconds"] = f"{wait_s:g}"
+            base = self._timeout
+            timeout = httpx.Timeout(
+                base.write, connect=base.connect, read=wait_s + LONG_POLL_MARGIN_S, pool=base.pool
+            )
+        path = "/api/training/agent/poll"
+        response = await self._send("GET", path, params=params, timeout=timeout)
+        return parse_model(response, PollResponse, what=f"GET {path}")
+
+    async def claim(self, job_id: str) -> ClaimResponse:
+        """Claim ``job_id`` for this agent; the answer carries the job token."""
+        path = f"/api/training/agent/claim/{_seg(job_id)}"
+        response = await self._send("POST", path)
+        return parse_model(response, ClaimResponse, what=f"POST {path}")
+
+    async def update_status(
+        self,
+        job_id: str,
+        job_token: str,
+        status: JobStatus,
+        *,
+        error: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Set the job's status; ``details`` (``job_details`` feature) are extra body keys.
+
+        ``details`` may hold ``total_steps``, ``total_epochs``, ``exit_code``, ``outputs``;
+        keys whose value is None are left out.
+        """
+        body: dict[str, Any] = _without_none(details or {})
+        if "status" in body or "error" in body:
+            raise ValueError("details must not set 'status' or 'error'; use the parameters")
+        body["status"] = status.value
+        if error is not None:
+            body["error"] = error
+        await self._send("PATCH", f"/api/training/local/{_seg(job_id)}/status", body, job_token)
+
+    async def put_metric(self, job_id: str, job_token: str, point: Mapping[str, Any]) -> None:
+        """Report one metric point (``step`` >= 1, numeric ``epoch``); None values are dropped."""
+        path = f"/api/training/local/{_seg(job_id)}/metrics"
+        await self._send("PUT", path, _without_none(point), job_token)
+
+    async def post_metrics(
+        self, job_id: str, job_token: str, points: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Report a batch of metric points in one request; None values are dropped."""
+        body = {"job_id": job_id, "metrics": [_without_none(point) for point in points]}
+        await self._send("POST", "/api/training/local/metrics", body, job_token)
+
+    async def post_logs(
+        self, job_id: str, job_token: str, lines: Sequence[str], *, offset: int | None = None
+    ) -> LogsResponse:
+        """Append log lines; ``offset`` (``log_offsets`` feature) is the first line's index."""
+        body: dict[str, Any] = {"logs": list(lines)}
+        if offset is not None:
+            body["offset"] = offset
+        path = f"/api/training/local/{_seg(job_id)}/logs"
+        response = await self._send("POST", path, body, job_token)
+        return parse_model(response, LogsResponse, what=f"POST {path}")
+
+    async def get_job_state(self, job_id: str) -> JobState:
+        """The job's state as the backend sees it (used to notice an external cancel)."""
+        path = f"/api/training/local/{_seg(job_id)}/status"
+        response = await self._send("GET", path)
+        return parse_model(response, JobState, what=f"GET {path}")
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        job_token: str | None = None,
+        *,
+        params: Mapping[str, str] | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> httpx.Response:
+        """Send one request: the job token if given, else the API key; 2xx or raise."""
+        timeout = timeout or self._timeout
+        secret = self._api_key.get_secret_value() if job_token is None else job_token
+        if job_token is not None and not _TOKEN_RE.fullmatch(job_token):
+            raise ProtocolError(f"the job token for {path} cannot be sent in an HTTP header")
+        headers = {"Authorization": f"Bearer {secret}", **self._agent_headers()}
+        try:
+            response = await self._http.request(
+                method, path, json=body, params=params, headers=headers, timeout=timeout
+            )
+        except httpx.DecodingError as exc:
+            raise ProtocolError(
+                f"the backend's answer to {method} {path} could not be decoded"
+            ) from exc
+        except httpx.RequestError as exc:
+            raise TransportError(describe_failure(exc, self._origin, timeout)) from exc
+        if response.is_success:
+            return response
+        raise status_error(
+            response,
+            what=f"{method} {path}",
+            api_key_call=job_token is None,
+            secrets=(secret, self._api_key.get_secret_value()),
+        )
+
+    def _agent_headers(self) -> dict[str, str]:
+        identity = self._identity
+        return {
+            "X-Agent-ID": identity.agent_id,
+            "X-Agent-Hostname": _header_text(identity.hostname),
+            "X-Agent-Platform": identity.platform,
+            "X-Agent-Version": _header_text(identity.version),
+        }
+
+
+def _checked_api_key(api_key: str | SecretStr) -> SecretStr:
+    raw = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
+    raw = raw.strip()  # a key pasted with its trailing newline is still the key
+    if not raw:
+        raise ConfigError("no API key is set; run 'training-agent login' or set API_KEY")
+    if not _TOKEN_RE.fullmatch(raw):
+        raise ConfigError(
+            "the API key contains spaces or non-ASCII characters; copy it again from the page"
+        )
+    return SecretStr(raw)
+
+
+def _origin(url: httpx.URL) -> str:
+    """``scheme://host[:port]`` of ``url``: what messages name (never user:password@)."""
+    port = f":{url.port}" if url.port is not None else ""
+    return f"{url.scheme}://{url.host}{port}"
+
+
+def _seg(value: str) -> str:
+    """``value`` quoted as one path segment (a job id with ``/`` must not change the route)."""
+    return quote(value, safe="")
+
+
+def _header_text(value: str) -> str:
+    """``value`` made safe for a header: printable ASCII only (a host name may not be)."""
+    return "".join(c if " " <= c <= "~" else "?" for c in value)
+
+
+def _without_none(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}

@@ -1,0 +1,115 @@
+"""The JSON bodies the backend answers with, as pydantic models.
+
+Every model ignores unknown fields and takes ``null`` for an optional field as "absent":
+a backend may add keys at any time (DESIGN.md section 3), and FineTune Lab sends
+``null`` for columns it never filled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Bounds for the server-chosen poll interval: below 1 s an agent fleet hammers the
+# backend, above 5 min a page shows the agent offline (FineTune Lab's threshold is 60 s,
+# so a sane backend stays far below the upper bound anyway).
+MIN_POLL_INTERVAL_S = 1.0
+MAX_POLL_INTERVAL_S = 300.0
+DEFAULT_POLL_INTERVAL_S = 10.0
+
+
+class _Body(BaseModel):
+    # hide_input_in_errors: a validation error must never carry a job token into a
+    # traceback or log.
+    model_config = ConfigDict(
+        extra="ignore", frozen=True, coerce_numbers_to_str=True, hide_input_in_errors=True
+    )
+
+
+class PolledJob(_Body):
+    """A pending job as poll and claim describe it."""
+
+    id: str
+    model_name: str | None = None
+    dataset_path: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    total_epochs: float | None = None
+    total_steps: int | None = None
+    created_at: str | None = None
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _config_object(cls, value: object) -> object:
+        # Treat a missing config as empty, and accept a config that arrives JSON-encoded
+        # twice (a text column holding JSON) rather than refusing the job.
+        if value is None:
+            return {}
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value
+        return value
+
+
+class PollResponse(_Body):
+    """The answer to a poll: at most one job, the pacing, and the backend's extensions.
+
+    A backend that sends no ``features`` is a plain v1 (FineTune Lab) backend.
+    """
+
+    job: PolledJob | None = None
+    poll_interval_seconds: float = DEFAULT_POLL_INTERVAL_S
+    features: frozenset[str] = frozenset()
+
+    @field_validator("poll_interval_seconds", mode="before")
+    @classmethod
+    def _interval_default(cls, value: object) -> object:
+        return DEFAULT_POLL_INTERVAL_S if value is None else value
+
+    @field_validator("poll_interval_seconds")
+    @classmethod
+    def _interval_clamped(cls, value: float) -> float:
+        if math.isnan(value):
+            return DEFAULT_POLL_INTERVAL_S
+        return min(max(value, MIN_POLL_INTERVAL_S), MAX_POLL_INTERVAL_S)
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _feature_names(cls, value: object) -> object:
+        # Unknown or malformed entries are ignored, like unknown fields.
+        if value is None:
+            return frozenset()
+        if isinstance(value, list | tuple | set | frozenset):
+            return frozenset(item for item in value if isinstance(item, str))
+        return value
+
+
+class ClaimResponse(_Body):
+    """A won claim: the per-job token, the job, and (``leases`` feature) the lease length."""
+
+    job_token: str = Field(min_length=1, pattern=r"^[\x21-\x7e]+$")
+    job: PolledJob | None = None
+    lease_seconds: float | None = None
+
+
+class LogsResponse(_Body):
+    """What the backend says after storing log lines (both counts are optional)."""
+
+    logs_appended: int | None = None
+    total_logs: int | None = None
+
+
+class JobState(_Body):
+    """A job's state as ``GET /api/training/local/{id}/status`` reports it.
+
+    ``status`` stays a plain string: FineTune Lab also uses values such as ``queued``
+    that the agent never sends. ``control`` is our backend's pending command, if any.
+    """
+
+    status: str
+    error: str | None = None
+    control: str | None = None
