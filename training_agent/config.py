@@ -1,0 +1,152 @@
+"""The agent's settings: one ``Settings`` object, built once by the CLI and passed down.
+
+Sources, highest first (the order is deliberate):
+
+1. command-line flags (passed to :func:`load_settings` as keyword arguments);
+2. the environment: ``API_KEY`` and ``BACKEND_URL``, and every setting ``x`` as
+   ``TRAINING_AGENT_X`` (e.g. ``TRAINING_AGENT_CANCEL_GRACE_SECONDS=60``);
+3. ``config.toml`` in the config directory;
+4. the defaults below.
+
+The API key is never read from ``config.toml``: a key in a plain file next to the
+settings is how the FineTune Lab agent leaked them. It comes from the environment (for
+containers) or, later, from the OS credential store.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from training_agent.errors import ConfigError
+
+_CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "training_agent_config_file", default=None
+)
+
+
+class Settings(BaseSettings):
+    """Everything the agent can be told. Every field is also ``TRAINING_AGENT_<NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRAINING_AGENT_",
+        extra="forbid",
+        populate_by_name=True,
+        case_sensitive=False,
+    )
+
+    backend_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("backend_url", "BACKEND_URL", "TRAINING_AGENT_BACKEND_URL"),
+    )
+    """The platform to take jobs from, e.g. ``https://app.example.com``."""
+
+    api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("api_key", "API_KEY", "TRAINING_AGENT_API_KEY"),
+        exclude=True,
+    )
+    """A ``wak_`` key with the ``training`` scope; environment only, never config.toml."""
+
+    allow_command_jobs: bool = False
+    """Run jobs of type ``command`` (arbitrary programs). Off: a stolen key must not mean
+    remote code execution on this machine."""
+
+    cancel_grace_seconds: float = Field(default=30.0, ge=0, le=3600)
+    """After SIGTERM, how long a cancelled job may take to checkpoint before it is killed."""
+
+    max_jobs: int | None = Field(default=None, ge=1)
+    """Exit after this many jobs (one-shot use); unset runs until stopped."""
+
+    request_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    """Read timeout of one request to the backend (long polls add their hold time)."""
+
+    min_poll_interval_seconds: float = Field(default=2.0, ge=0.1, le=300)
+    """Floor for the server's ``poll_interval_seconds``, so a bad server cannot make the
+    agent hammer it."""
+
+    auth_retry_seconds: float = Field(default=60.0, ge=1, le=3600)
+    """First wait after the backend rejects the key; doubles up to ten times this."""
+
+    log_level: str = "INFO"
+    """Level of the agent's own log: DEBUG, INFO, WARNING or ERROR."""
+
+    @field_validator("backend_url")
+    @classmethod
+    def _normalise_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        url = value.strip().rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return url
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return level
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # No .env file and no secrets dir: flags > environment > config.toml.
+        toml = InitSettingsSource(settings_cls, init_kwargs=_read_toml(_CONFIG_FILE.get()))
+        return (init_settings, env_settings, toml)
+
+
+def load_settings(*, config_file: Path | None, **flags: Any) -> Settings:
+    """Build the settings from flags (``None`` values are ignored), env and ``config_file``.
+
+    Raises ``ConfigError`` with one sentence naming the bad setting and where it came from.
+    """
+    given = {name: value for name, value in flags.items() if value is not None}
+    token = _CONFIG_FILE.set(config_file)
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, config_file)) from exc
+    finally:
+        _CONFIG_FILE.reset(token)
+
+
+def _read_toml(path: Path | None) -> dict[str, Any]:
+    if path is None or not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}; fix or delete the file") from exc
+    if "api_key" in data:
+        raise ConfigError(
+            f"{path} contains api_key; the key must not live in config.toml: remove the "
+            "line and give the key through the API_KEY environment variable"
+        )
+    return data
+
+
+def _describe(exc: ValidationError, config_file: Path | None) -> str:
+    first = exc.errors()[0]
+    name = ".".join(str(part) for part in first["loc"]) or "settings"
+    where = f" (flags, environment or {config_file})" if config_file else ""
+    if first["type"] == "extra_forbidden":
+        return f"unknown setting '{name}'{where}; check its spelling"
+    return f"invalid setting '{name}'{where}: {first['msg']}"
