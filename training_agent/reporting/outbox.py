@@ -1,0 +1,228 @@
+"""The durable outbox: every report is written here before any upload.
+
+One SQLite file in the state dir. A job's reports live in three tables until the
+uploader has delivered them:
+
+- ``logs``: one row per line, numbered from 0 per job (the line number is the offset
+  sent to backends that offer ``log_offsets``, so a retried batch never duplicates);
+- ``metrics``: one row per (job, step); a later point for the same step merges into it;
+- ``statuses``: status changes in the order they happened.
+
+``jobs`` holds each job's token (the file is owner-only) and how far its logs were
+delivered, so an agent restart resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from training_agent.errors import StateError
+from training_agent.jobs import JobStatus
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    job_token TEXT NOT NULL,
+    next_line INTEGER NOT NULL DEFAULT 0,     -- offset of the next line appended
+    finished INTEGER NOT NULL DEFAULT 0,      -- a terminal status was delivered or abandoned
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS logs (
+    job_id TEXT NOT NULL,
+    line_no INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    PRIMARY KEY (job_id, line_no)
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    job_id TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    point TEXT NOT NULL,
+    PRIMARY KEY (job_id, step)
+);
+CREATE TABLE IF NOT EXISTS statuses (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT,
+    details TEXT
+);
+"""
+
+
+@dataclass(frozen=True)
+class PendingStatus:
+    """A status change not yet delivered."""
+
+    seq: int
+    status: JobStatus
+    error: str | None
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PendingLogs:
+    """Consecutive undelivered lines of one job, starting at ``offset``."""
+
+    offset: int
+    lines: list[str]
+
+
+class Outbox:
+    """Append-before-upload store; every method is one short transaction."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # owner-only: holds job tokens
+            os.close(fd)
+            # isolation_level=None: transactions are explicit (see _tx).
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a process crash; only power loss can drop the
+            # last commits, and those are re-sent as the job's logs are re-read anyway.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StateError(f"cannot open the outbox {path}: {exc}") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StateError(f"the outbox {self.path} failed: {exc}") from exc
+
+    # -- writing (the job side) ---------------------------------------------------------
+
+    def open_job(self, job_id: str, job_token: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO jobs (job_id, job_token, created_at) VALUES (?, ?, ?)",
+                (job_id, job_token, time.time()),
+            )
+
+    def append_logs(self, job_id: str, lines: list[str]) -> None:
+        if not lines:
+            return
+        with self._tx() as db:
+            (start,) = db.execute("SELECT next_line FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            db.executemany(
+                "INSERT INTO logs (job_id, line_no, text) VALUES (?, ?, ?)",
+                [(job_id, start + i, line) for i, line in enumerate(lines)],
+            )
+            db.execute(
+                "UPDATE jobs SET next_line = ? WHERE job_id = ?", (start + len(lines), job_id)
+            )
+
+    def append_metric(self, job_id: str, point: Mapping[str, Any]) -> None:
+        step = int(point["step"])
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT point FROM metrics WHERE job_id = ? AND step = ?", (job_id, step)
+            ).fetchone()
+            merged = {**json.loads(row[0]), **point} if row else dict(point)
+            db.execute(
+                "INSERT OR REPLACE INTO metrics (job_id, step, point) VALUES (?, ?, ?)",
+                (job_id, step, json.dumps(merged)),
+            )
+
+    def append_status(
+        self,
+        job_id: str,
+        status: JobStatus,
+        *,
+        error: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO statuses (job_id, status, error, details) VALUES (?, ?, ?, ?)",
+                (job_id, status.value, error, json.dumps(dict(details or {}))),
+            )
+
+    # -- reading and acknowledging (the uploader side) ----------------------------------
+
+    def unfinished_jobs(self) -> list[tuple[str, str]]:
+        """(job_id, job_token) of every job with something left to deliver."""
+        rows = self._db.execute(
+            "SELECT job_id, job_token FROM jobs WHERE finished = 0 ORDER BY created_at"
+        ).fetchall()
+        return [(str(job_id), str(token)) for job_id, token in rows]
+
+    def pending_logs(self, job_id: str, *, limit: int) -> PendingLogs | None:
+        rows = self._db.execute(
+            "SELECT line_no, text FROM logs WHERE job_id = ? ORDER BY line_no LIMIT ?",
+            (job_id, limit),
+        ).fetchall()
+        if not rows:
+            return None
+        return PendingLogs(offset=int(rows[0][0]), lines=[str(text) for _, text in rows])
+
+    def ack_logs(self, job_id: str, *, below: int) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM logs WHERE job_id = ? AND line_no < ?", (job_id, below))
+
+    def pending_metrics(self, job_id: str, *, limit: int) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT point FROM metrics WHERE job_id = ? ORDER BY step LIMIT ?", (job_id, limit)
+        ).fetchall()
+        return [json.loads(point) for (point,) in rows]
+
+    def ack_metrics(self, job_id: str, points: list[dict[str, Any]]) -> None:
+        # Only the exact points that were sent: a step merged meanwhile stays pending.
+        with self._tx() as db:
+            db.executemany(
+                "DELETE FROM metrics WHERE job_id = ? AND step = ? AND point = ?",
+                [(job_id, int(p["step"]), json.dumps(p)) for p in points],
+            )
+
+    def pending_statuses(self, job_id: str) -> list[PendingStatus]:
+        rows = self._db.execute(
+            "SELECT seq, status, error, details FROM statuses WHERE job_id = ? ORDER BY seq",
+            (job_id,),
+        ).fetchall()
+        return [
+            PendingStatus(seq=seq, status=JobStatus(status), error=error, details=json.loads(details))
+            for seq, status, error, details in rows
+        ]
+
+    def ack_status(self, seq: int) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM statuses WHERE seq = ?", (seq,))
+
+    def finish_job(self, job_id: str) -> None:
+        """The job's terminal status was delivered (or abandoned): forget what is left."""
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET finished = 1, job_token = '' WHERE job_id = ?", (job_id,))
+            for table in ("logs", "metrics", "statuses"):
+                db.execute(f"DELETE FROM {table} WHERE job_id = ?", (job_id,))  # noqa: S608
+
+    def is_finished(self, job_id: str) -> bool:
+        row = self._db.execute("SELECT finished FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return bool(row and row[0])
+
+    def has_data(self, job_id: str) -> bool:
+        """Whether log lines or metric points of the job still wait for delivery."""
+        return any(
+            self._db.execute(f"SELECT 1 FROM {table} WHERE job_id = ? LIMIT 1", (job_id,)).fetchone()  # noqa: S608
+            for table in ("logs", "metrics")
+        )

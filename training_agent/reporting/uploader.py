@@ -1,0 +1,172 @@
+"""Delivers the outbox to the backend: in order, in batches, with retries.
+
+Per job, one pass sends the leading status changes (``running``), then every pending log
+line and metric point, and the terminal status only once nothing else is left, so the
+platform never shows a job completed with half its log. Delivered rows are deleted; a
+row is deleted only after the backend accepted it, so a crash at any point re-sends,
+and the backend's offsets (``log_offsets``) and per-step keys make re-sending harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from training_agent.api import BackendClient
+from training_agent.errors import ApiError, HttpStatusError
+from training_agent.reporting.outbox import Outbox, PendingStatus
+from training_agent.retry import REPORT, RetryPolicy, call_with_retry, is_retryable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Sleep = Callable[[float], Awaitable[None]]
+
+# Below the backend's per-request caps (5,000 lines / 1 MiB) with room to spare.
+MAX_BATCH_LINES = 1000
+MAX_BATCH_BYTES = 512 * 1024
+MAX_BATCH_METRICS = 500
+# Codes after which a job's reports can never be delivered.
+_JOB_GONE_CODES = {"LEASE_EXPIRED", "JOB_NOT_FOUND", "INVALID_TOKEN", "MISSING_TOKEN"}
+
+
+class _JobGone(Exception):
+    """The backend will never accept this job's reports again."""
+
+
+class Uploader:
+    """Drains the outbox; ``run`` loops until cancelled, ``drain_once`` is one pass."""
+
+    def __init__(
+        self,
+        *,
+        outbox: Outbox,
+        client: BackendClient,
+        features: Callable[[], frozenset[str]],
+        policy: RetryPolicy = REPORT,
+        sleep: Sleep = asyncio.sleep,
+        interval_s: float = 1.0,
+    ) -> None:
+        self._outbox = outbox
+        self._client = client
+        self._features = features
+        self._policy = policy
+        self._sleep = sleep
+        self._interval_s = interval_s
+        self._wake = asyncio.Event()
+        self._passed = asyncio.Event()
+
+    def wake(self) -> None:
+        """New reports are waiting (called by the sink)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            await self.drain_once()
+            self._passed.set()
+            self._passed = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._interval_s)
+            except TimeoutError:
+                pass
+
+    async def wait_delivered(self, job_id: str) -> None:
+        """Return once the job's terminal status was delivered (or the job abandoned)."""
+        while not self._outbox.is_finished(job_id):
+            passed = self._passed
+            self.wake()
+            await passed.wait()
+
+    async def drain_once(self) -> bool:
+        """One pass over every job; True when everything was delivered."""
+        delivered = True
+        for job_id, token in self._outbox.unfinished_jobs():
+            try:
+                delivered &= await self._drain_job(job_id, token)
+            except _JobGone as exc:
+                log.error("job %s: reports dropped, the backend no longer accepts them: %s",
+                          job_id, exc)
+                self._outbox.finish_job(job_id)
+            except ApiError as exc:
+                log.warning("job %s: reports not delivered yet (%s); will retry", job_id, exc)
+                delivered = False
+        return delivered
+
+    async def _drain_job(self, job_id: str, token: str) -> bool:
+        statuses = self._outbox.pending_statuses(job_id)
+        while statuses and not statuses[0].status.is_terminal:
+            await self._send_status(job_id, token, statuses.pop(0))
+        await self._send_logs(job_id, token)
+        await self._send_metrics(job_id, token)
+        if self._outbox.has_data(job_id):
+            return False  # more arrived meanwhile; the terminal status waits
+        for status in statuses:
+            await self._send_status(job_id, token, status)
+            if status.status.is_terminal:
+                self._outbox.finish_job(job_id)
+                log.info("job %s: all reports delivered", job_id)
+                return True
+        return True
+
+    async def _send_status(self, job_id: str, token: str, pending: PendingStatus) -> None:
+        details: dict[str, Any] | None = pending.details or None
+        if details and "job_details" not in self._features():
+            if not pending.status.is_terminal:
+                self._outbox.ack_status(pending.seq)  # only totals: a v1 backend has no use
+                return
+            details = None
+        await self._deliver(
+            f"job {job_id} status {pending.status.value}",
+            lambda: self._client.update_status(
+                job_id, token, pending.status, error=pending.error, details=details
+            ),
+        )
+        self._outbox.ack_status(pending.seq)
+
+    async def _send_logs(self, job_id: str, token: str) -> None:
+        use_offsets = "log_offsets" in self._features()
+        while batch := self._outbox.pending_logs(job_id, limit=MAX_BATCH_LINES):
+            lines = _cap_bytes(batch.lines)
+            offset = batch.offset if use_offsets else None
+            await self._deliver(
+                f"job {job_id} logs",
+                lambda lines=lines, offset=offset: self._client.post_logs(  # type: ignore[misc]
+                    job_id, token, lines, offset=offset
+                ),
+            )
+            self._outbox.ack_logs(job_id, below=batch.offset + len(lines))
+
+    async def _send_metrics(self, job_id: str, token: str) -> None:
+        while points := self._outbox.pending_metrics(job_id, limit=MAX_BATCH_METRICS):
+            await self._deliver(
+                f"job {job_id} metrics",
+                lambda points=points: self._client.post_metrics(job_id, token, points),  # type: ignore[misc]
+            )
+            self._outbox.ack_metrics(job_id, points)
+
+    async def _deliver(self, what: str, call: Callable[[], Awaitable[T]]) -> T | None:
+        """Send with retries. Returns None when the backend refused the report for good."""
+        try:
+            return await call_with_retry(call, policy=self._policy, sleep=self._sleep, describe=what)
+        except HttpStatusError as exc:
+            if is_retryable(exc):
+                raise
+            if exc.code in _JOB_GONE_CODES or exc.status in (401, 404):
+                raise _JobGone(str(exc)) from exc
+            # A report the backend rejects (400, 409 INVALID_TRANSITION, 413...) would be
+            # rejected forever; keeping it would block every report behind it.
+            log.error("%s rejected by the backend, dropped: %s", what, exc)
+            return None
+
+
+def _cap_bytes(lines: list[str]) -> list[str]:
+    """The longest prefix of ``lines`` within MAX_BATCH_BYTES (at least one line)."""
+    total = 0
+    for count, line in enumerate(lines):
+        total += len(line.encode("utf-8", "replace")) + 4
+        if total > MAX_BATCH_BYTES and count > 0:
+            return lines[:count]
+    return lines
