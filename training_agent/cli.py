@@ -1,0 +1,82 @@
+"""The ``training-agent`` command line; thin: parse, build the settings once, hand over."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from training_agent import __version__
+from training_agent.config import Settings, load_settings
+from training_agent.errors import ConfigError, TrainingAgentError
+from training_agent.paths import AgentPaths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except TrainingAgentError as exc:
+        print(f"training-agent: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="training-agent",
+        description="Runs fine-tuning jobs from a training platform on this machine.",
+    )
+    parser.add_argument("--version", action="version", version=f"training-agent {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    start = commands.add_parser("start", help="run the agent in the foreground until stopped")
+    start.add_argument("--backend-url", help="the platform's URL (env BACKEND_URL)")
+    start.add_argument("--max-jobs", type=int, metavar="N", help="exit after N jobs")
+    start.add_argument(
+        "--allow-command-jobs",
+        action="store_const",
+        const=True,
+        help="run jobs of type 'command' (arbitrary programs); off by default",
+    )
+    start.add_argument("--cancel-grace-seconds", type=float, metavar="S")
+    start.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    start.set_defaults(handler=_start)
+
+    demo = commands.add_parser(
+        "demo", help="run a backend, an agent and one real training job on this machine"
+    )
+    demo.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    demo.set_defaults(handler=_demo)
+
+    version = commands.add_parser("version", help="print the version")
+    version.set_defaults(handler=lambda _args: print(f"training-agent {__version__}") or 0)
+    return parser
+
+
+def _settings(args: argparse.Namespace, paths: AgentPaths) -> Settings:
+    flags = {
+        "backend_url": args.backend_url,
+        "max_jobs": args.max_jobs,
+        "allow_command_jobs": args.allow_command_jobs,
+        "cancel_grace_seconds": args.cancel_grace_seconds,
+        "log_level": args.log_level,
+    }
+    return load_settings(config_file=paths.config_file, **flags)
+
+
+def _start(args: argparse.Namespace) -> int:
+    from training_agent.runtime import run_agent  # the daemon's imports, only when needed
+
+    paths = AgentPaths.from_env()
+    settings = _settings(args, paths)
+    return asyncio.run(run_agent(settings, paths))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from training_agent.demo import run_demo
+
+    return asyncio.run(run_demo(keep=args.keep))

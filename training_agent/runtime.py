@@ -1,0 +1,72 @@
+"""Builds a running agent from settings and paths: the one place the parts are wired."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from training_agent.api import BackendClient
+from training_agent.config import Settings
+from training_agent.daemon import Daemon, DaemonOptions, install_signal_handlers
+from training_agent.errors import ConfigError
+from training_agent.identity import (
+    LEGACY_AGENT_ID_FILE,
+    detect_identity,
+    load_or_create_agent_id,
+)
+from training_agent.logs import setup_logging
+from training_agent.paths import AgentPaths
+from training_agent.poller import Poller
+from training_agent.reporting.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+
+async def run_agent(settings: Settings, paths: AgentPaths) -> int:
+    """Run the daemon in the foreground until it drains; the process exit code."""
+    if settings.backend_url is None:
+        raise ConfigError(
+            "no backend URL: set BACKEND_URL (or backend_url in "
+            f"{paths.config_file}) to your platform's address"
+        )
+    if settings.api_key is None:
+        raise ConfigError(
+            "no API key: set API_KEY to a key with the 'training' scope from the platform's "
+            "Training Agent page"
+        )
+    paths.ensure()
+    api_key = settings.api_key.get_secret_value()
+    setup_logging(settings.log_level, log_file=paths.log_file, secrets=(api_key,))
+    # Under TRAINING_AGENT_HOME nothing outside it is read, not even a FineTune Lab id.
+    legacy = None if paths.isolated else LEGACY_AGENT_ID_FILE
+    agent_id = load_or_create_agent_id(paths.agent_id_file, legacy_path=legacy)
+    identity = detect_identity(agent_id)
+    log.info("agent %s (training-agent %s on %s/%s) for %s", agent_id, identity.version,
+             identity.platform, identity.hostname, settings.backend_url)
+    outbox = Outbox(paths.outbox_file)
+    client = BackendClient(
+        base_url=settings.backend_url,
+        api_key=settings.api_key,
+        identity=identity,
+        timeout_s=settings.request_timeout_seconds,
+    )
+    options = DaemonOptions(
+        allow_command_jobs=settings.allow_command_jobs,
+        cancel_grace_s=settings.cancel_grace_seconds,
+        max_jobs=settings.max_jobs,
+    )
+    poller = Poller(
+        client=client,
+        min_interval_s=settings.min_poll_interval_seconds,
+        auth_retry_s=settings.auth_retry_seconds,
+    )
+    daemon = Daemon(
+        client=client, outbox=outbox, jobs_dir=paths.jobs_dir, options=options, poller=poller
+    )
+    remove_handlers = install_signal_handlers(asyncio.get_running_loop(), daemon.request_stop)
+    try:
+        return await daemon.run()
+    finally:
+        remove_handlers()
+        await client.aclose()
+        outbox.close()
