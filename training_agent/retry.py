@@ -1,0 +1,168 @@
+"""Retry policy: what is worth retrying, how long to wait, and the loop that does it.
+
+This is the only module that decides retries (STYLE.md items 5 and 6): ``api/`` makes
+single calls, loops call ``call_with_retry`` with one of the named policies below.
+
+    await call_with_retry(
+        lambda: backend.update_status(job_id, token, JobStatus.COMPLETED),
+        policy=FINAL_STATUS,
+        describe=f"final status of job {job_id}",
+    )
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.stop import stop_base, stop_never
+from tenacity.wait import wait_base
+
+from training_agent.errors import HttpStatusError, TransportError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# 408 Request Timeout, 429 Too Many Requests and every 5xx are the server saying "not now";
+# any other 4xx will be answered the same way next time (buildkite api/retryable.go).
+_RETRYABLE_4XX = frozenset({408, 429})
+
+# A Retry-After is a floor with 0-20 % on top, so a fleet told "60" does not return in
+# the same second (Prefect client/base.py). Above an hour it is treated as a bug in the
+# server rather than obeyed: a stuck report would otherwise never be retried.
+RETRY_AFTER_JITTER = 0.2
+RETRY_AFTER_MAX_S = 3600.0
+
+# 2**62 seconds is far beyond any cap; the limit only keeps the float from overflowing
+# when a forever policy has failed thousands of times.
+_MAX_EXPONENT = 62
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently one kind of call is retried.
+
+    ``max_attempts`` counts the first call too (1 = no retry, None = forever); the n-th
+    wait is drawn uniformly from ``0 .. min(initial_s * 2**(n-1), max_s)``.
+    """
+
+    max_attempts: int | None
+    initial_s: float
+    max_s: float
+
+
+# Log and metric batches: the outbox holds them durably, so they are retried forever,
+# 1 s doubling to 60 s with full jitter (Buildkite stream reconnect 1 s -> 64 s; GitLab's
+# per-request retry caps at 60 s). Non-retryable answers still stop at once.
+REPORT = RetryPolicy(max_attempts=None, initial_s=1.0, max_s=60.0)
+
+# The terminal status PATCH is the one report a user must see: 12 attempts, 2 s doubling
+# to 90 s, at most ~10 min of waiting in all (Buildkite: 12 attempts, about 10 min; GitLab:
+# 10 retries). See test_final_status_gives_up_after_about_ten_minutes.
+FINAL_STATUS = RetryPolicy(max_attempts=12, initial_s=2.0, max_s=90.0)
+
+# A claim races other agents for the job; a few quick retries (at most 1 + 2 + 4 s) cover
+# a blip or a 500 CLAIM_FAILED, and the next poll covers the rest. Buildkite retries its
+# acquire 7 times up to 330 s, but it holds a job assigned to it; we would only lose it.
+CLAIM = RetryPolicy(max_attempts=4, initial_s=1.0, max_s=4.0)
+
+# One attempt: the poll loop paces itself (long poll, jittered interval, its own error
+# backoff). initial_s/max_s are Azure's progressive poll backoff, 1.5 s doubling to 300 s,
+# for a loop that wants backoff_s with them.
+POLL = RetryPolicy(max_attempts=1, initial_s=1.5, max_s=300.0)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for failures that may go away by themselves: no answer, 408, 429 and 5xx.
+
+    Every other 4xx (a rejected key, a conflict, a bad request) and a malformed answer
+    would fail the same way again.
+    """
+    if isinstance(exc, TransportError):
+        return True
+    if isinstance(exc, HttpStatusError):
+        return exc.status in _RETRYABLE_4XX or 500 <= exc.status <= 599
+    return False
+
+
+def backoff_s(
+    attempt: int, policy: RetryPolicy, *, retry_after_s: float | None, rng: Callable[[], float]
+) -> float:
+    """Seconds to wait after the ``attempt``-th failure (1-based).
+
+    Full jitter after the cap: uniform in ``0 .. min(initial_s * 2**(attempt-1), max_s)``,
+    so a fleet that failed together does not retry together. A ``retry_after_s`` from the
+    server is a floor, even above ``max_s``, plus 0-20 % jitter.
+    """
+    exponent = min(max(attempt - 1, 0), _MAX_EXPONENT)
+    cap = min(policy.initial_s * 2.0**exponent, policy.max_s)
+    delay = _unit(rng) * cap
+    if retry_after_s is not None:
+        floor = min(max(retry_after_s, 0.0), RETRY_AFTER_MAX_S)
+        delay = max(delay, floor * (1.0 + RETRY_AFTER_JITTER * _unit(rng)))
+    return delay
+
+
+async def call_with_retry(
+    fn: Callable[[], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    rng: Callable[[], float] = random.random,
+    describe: str = "",
+) -> T:
+    """``await fn()``, retrying retryable failures as ``policy`` says.
+
+    The last exception is re-raised unchanged once the attempts are used up, and any
+    non-retryable exception at once. Each retry is logged once at WARNING.
+    """
+    what = describe or getattr(fn, "__qualname__", "call")
+    retrying = AsyncRetrying(
+        retry=retry_if_exception(is_retryable),
+        wait=_PolicyWait(policy, rng),
+        stop=_stop(policy),
+        sleep=sleep,
+        before_sleep=lambda state: _log_retry(what, state),
+        reraise=True,
+    )
+    return await retrying(fn)
+
+
+class _PolicyWait(wait_base):
+    """tenacity wait strategy: ``backoff_s`` with the failed call's Retry-After."""
+
+    def __init__(self, policy: RetryPolicy, rng: Callable[[], float]) -> None:
+        self._policy = policy
+        self._rng = rng
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        retry_after = exc.retry_after_s if isinstance(exc, HttpStatusError) else None
+        return backoff_s(
+            retry_state.attempt_number, self._policy, retry_after_s=retry_after, rng=self._rng
+        )
+
+
+def _stop(policy: RetryPolicy) -> stop_base:
+    if policy.max_attempts is None:
+        return stop_never
+    return stop_after_attempt(policy.max_attempts)
+
+
+def _log_retry(what: str, state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    delay = state.next_action.sleep if state.next_action else 0.0
+    log.warning(
+        "%s failed (%s), retrying in %.1fs (attempt %d)", what, exc, delay, state.attempt_number
+    )
+
+
+def _unit(rng: Callable[[], float]) -> float:
+    """``rng()`` clamped to [0, 1], so a bad generator cannot break the bounds."""
+    return min(max(rng(), 0.0), 1.0)
