@@ -131,7 +131,13 @@ async def call_with_retry(
         before_sleep=lambda state: _log_retry(what, state),
         reraise=True,
     )
-    return await retrying(fn)
+
+    # tenacity awaits only what it recognises as a coroutine function; a lambda returning
+    # an awaitable would come back un-awaited, so every call goes through this wrapper.
+    async def attempt() -> T:
+        return await fn()
+
+    return await retrying(attempt)
 
 
 class _PolicyWait(wait_base):

@@ -225,3 +225,11 @@ async def test_each_retry_is_logged_once(caplog: pytest.LogCaptureFixture) -> No
         "logs of job 7 failed (answered 502), retrying in 2.0s (attempt 2)",
     ]
     assert caplog.records[0].args is not None  # lazy % arguments, not an f-string
+
+
+async def test_a_lambda_returning_an_awaitable_is_awaited() -> None:
+    async def answer() -> int:
+        return 42
+
+    clock = Clock()
+    assert await call_with_retry(lambda: answer(), policy=CLAIM, sleep=clock.sleep) == 42
