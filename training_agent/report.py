@@ -1,0 +1,85 @@
+"""Report a training script's progress to the training agent that runs it.
+
+Import this in your own training script; it needs only the standard library::
+
+    from training_agent import report
+
+    report.progress(total_steps=len(loader) * epochs, total_epochs=epochs)
+    for step, batch in enumerate(batches, start=1):
+        loss = train_step(batch)
+        report.metric(step, epoch=step / len(loader), train_loss=loss, learning_rate=lr)
+    report.checkpoint(step, "checkpoints/last.pt")
+    report.output("model.safetensors")
+
+Each call appends one JSON line to the file named by ``$TRAINING_AGENT_EVENTS_FILE``,
+which the agent follows and sends to the platform. Outside the agent that variable is
+unset and every call does nothing, so the same script runs anywhere.
+
+Metric names the platform charts: ``train_loss``, ``eval_loss``, ``learning_rate``,
+``grad_norm``, ``perplexity`` (or ``eval_perplexity``), ``train_perplexity``,
+``samples_per_second``, ``tokens_per_second``, ``gpu_memory_allocated_gb``,
+``gpu_memory_reserved_gb``, ``gpu_utilization_percent``. Values may be anything
+``float()`` accepts (a tensor with one element, a NumPy scalar).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+__all__ = ["checkpoint", "metric", "output", "progress"]
+
+EVENTS_FILE_ENV = "TRAINING_AGENT_EVENTS_FILE"
+
+
+def metric(step: int, epoch: float, **values: float) -> None:
+    """Report the metrics of step ``step`` (counted from 1) at ``epoch`` (may be fractional).
+
+    Raises ``ValueError`` when ``step`` is below 1: the platform numbers steps from 1.
+    """
+    step_no = _step(step)
+    point = {name: float(value) for name, value in values.items()}
+    _append({"type": "metric", "step": step_no, "epoch": float(epoch), **point})
+
+
+def progress(total_steps: int | None = None, total_epochs: float | None = None) -> None:
+    """Report how long the run is: its total steps and/or epochs, once they are known."""
+    event: dict[str, Any] = {"type": "progress"}
+    if total_steps is not None:
+        event["total_steps"] = int(total_steps)
+    if total_epochs is not None:
+        event["total_epochs"] = float(total_epochs)
+    _append(event)
+
+
+def checkpoint(step: int, path: str | os.PathLike[str]) -> None:
+    """Report a checkpoint saved at ``step``; a relative ``path`` is taken from the cwd."""
+    _append({"type": "checkpoint", "step": _step(step), "path": os.path.abspath(path)})
+
+
+def output(path: str | os.PathLike[str]) -> None:
+    """Report a result file or directory (the trained model, an adapter, an export)."""
+    _append({"type": "output", "path": os.path.abspath(path)})
+
+
+def _step(step: int) -> int:
+    number = int(step)  # also takes a one-element tensor or a NumPy integer
+    if number < 1:
+        raise ValueError(f"step must be 1 or more, got {number}")
+    return number
+
+
+def _append(event: dict[str, Any]) -> None:
+    path = os.environ.get(EVENTS_FILE_ENV)
+    if not path:
+        return
+    line = (json.dumps(event, separators=(",", ":")) + "\n").encode("utf-8")
+    # One O_APPEND write per event, file opened per call: lines from several processes
+    # (data-parallel ranks, a forked child) never interleave, and nothing is buffered
+    # that a crash or a fork could lose or write twice.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
