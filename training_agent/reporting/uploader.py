@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from training_agent.api import BackendClient
-from training_agent.errors import ApiError, HttpStatusError
+from training_agent.errors import ApiError, ConflictError, HttpStatusError
 from training_agent.reporting.outbox import Outbox, PendingStatus
 from training_agent.retry import REPORT, RetryPolicy, call_with_retry, is_retryable
 
@@ -118,7 +118,7 @@ class Uploader:
                 self._outbox.ack_status(pending.seq)  # only totals: a v1 backend has no use
                 return
             details = None
-        await self._deliver(
+        await self._call(
             f"job {job_id} status {pending.status.value}",
             lambda: self._client.update_status(
                 job_id, token, pending.status, error=pending.error, details=details
@@ -130,36 +130,60 @@ class Uploader:
         use_offsets = "log_offsets" in self._features()
         while batch := self._outbox.pending_logs(job_id, limit=MAX_BATCH_LINES):
             lines = _cap_bytes(batch.lines)
-            offset = batch.offset if use_offsets else None
-            await self._deliver(
-                f"job {job_id} logs",
-                lambda lines=lines, offset=offset: self._client.post_logs(  # type: ignore[misc]
-                    job_id, token, lines, offset=offset
-                ),
-            )
-            self._outbox.ack_logs(job_id, below=batch.offset + len(lines))
+            sent_below = batch.offset + len(lines)
+            try:
+                await self._call(
+                    f"job {job_id} logs",
+                    lambda lines=lines, offset=batch.offset if use_offsets else None: (  # type: ignore[misc]
+                        self._client.post_logs(job_id, token, lines, offset=offset)
+                    ),
+                )
+            except ConflictError as exc:
+                if exc.code != "LOG_GAP":
+                    raise
+                sent_below = await self._after_gap(job_id, token, lines, batch.offset, exc)
+            self._outbox.ack_logs(job_id, below=sent_below)
+
+    async def _after_gap(
+        self, job_id: str, token: str, lines: list[str], offset: int, exc: ConflictError
+    ) -> int:
+        """The backend's line count differs from ours; returns the offset now delivered."""
+        expected = exc.body.get("expected_offset") if isinstance(exc.body, dict) else None
+        if isinstance(expected, int) and expected > offset:
+            return min(expected, offset + len(lines))  # it already has these lines
+        # It lost lines we no longer hold: append ours after what it has.
+        log.warning("job %s: the backend expected log line %s, not %d; appending",
+                    job_id, expected, offset)
+        await self._call(f"job {job_id} logs", lambda: self._client.post_logs(job_id, token, lines))
+        return offset + len(lines)
 
     async def _send_metrics(self, job_id: str, token: str) -> None:
         while points := self._outbox.pending_metrics(job_id, limit=MAX_BATCH_METRICS):
-            await self._deliver(
+            await self._call(
                 f"job {job_id} metrics",
                 lambda points=points: self._client.post_metrics(job_id, token, points),  # type: ignore[misc]
             )
             self._outbox.ack_metrics(job_id, points)
 
-    async def _deliver(self, what: str, call: Callable[[], Awaitable[T]]) -> T | None:
-        """Send with retries. Returns None when the backend refused the report for good."""
+    async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T | None:
+        """Send with retries. None when the backend refused the report for good."""
         try:
             return await call_with_retry(call, policy=self._policy, sleep=self._sleep, describe=what)
+        except ConflictError as exc:
+            if exc.code == "LOG_GAP":
+                raise  # the caller can mend a gap
+            return self._refused(what, exc)
         except HttpStatusError as exc:
             if is_retryable(exc):
                 raise
-            if exc.code in _JOB_GONE_CODES or exc.status in (401, 404):
-                raise _JobGone(str(exc)) from exc
-            # A report the backend rejects (400, 409 INVALID_TRANSITION, 413...) would be
-            # rejected forever; keeping it would block every report behind it.
-            log.error("%s rejected by the backend, dropped: %s", what, exc)
-            return None
+            return self._refused(what, exc)
+
+    def _refused(self, what: str, exc: HttpStatusError) -> None:
+        if exc.code in _JOB_GONE_CODES or exc.status in (401, 404):
+            raise _JobGone(str(exc)) from exc
+        # A report the backend rejects (400, 409 INVALID_TRANSITION, 413...) would be
+        # rejected forever; keeping it would block every report behind it.
+        log.error("%s rejected by the backend, dropped: %s", what, exc)
 
 
 def _cap_bytes(lines: list[str]) -> list[str]:

@@ -1,0 +1,148 @@
+"""The uploader delivers the outbox in order, once, and never a terminal status early."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.unit.fake_backend import FakeBackend
+from training_agent.api import BackendClient
+from training_agent.jobs import JobStatus
+from training_agent.reporting.outbox import Outbox
+from training_agent.reporting.uploader import Uploader
+
+STATUS = "PATCH /api/training/local/j1/status"
+LOGS = "POST /api/training/local/j1/logs"
+METRICS = "POST /api/training/local/metrics"
+
+
+async def no_sleep(_delay: float) -> None:
+    await asyncio.sleep(0)
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Outbox:
+    box = Outbox(tmp_path / "outbox.sqlite3")
+    box.open_job("j1", "token-1")
+    return box
+
+
+@pytest.fixture
+def backend() -> FakeBackend:
+    return FakeBackend()
+
+
+@pytest.fixture
+async def client(backend: FakeBackend) -> AsyncIterator[BackendClient]:
+    client = backend.client()
+    yield client
+    await client.aclose()
+
+
+def uploader(outbox: Outbox, client: BackendClient, *features: str) -> Uploader:
+    return Uploader(outbox=outbox, client=client, features=lambda: frozenset(features),
+                    sleep=no_sleep)
+
+
+def fill(outbox: Outbox) -> None:
+    outbox.append_status("j1", JobStatus.RUNNING)
+    outbox.append_status("j1", JobStatus.RUNNING, details={"total_steps": 2})
+    outbox.append_logs("j1", ["a", "b"])
+    outbox.append_metric("j1", {"step": 1, "epoch": 0.5, "train_loss": 2.0})
+    outbox.append_metric("j1", {"step": 2, "epoch": 1.0, "train_loss": 1.0})
+    outbox.append_status("j1", JobStatus.COMPLETED, details={"exit_code": 0})
+
+
+async def test_order_and_extensions(outbox: Outbox, client: BackendClient,
+                                    backend: FakeBackend) -> None:
+    fill(outbox)
+    assert await uploader(outbox, client, "log_offsets", "job_details").drain_once()
+
+    order = [f"{r.method} {r.url.path}" for r in backend.requests]
+    assert order == [STATUS, STATUS, LOGS, METRICS, STATUS]
+    assert [c["status"] for c in backend.calls(STATUS)] == ["running", "running", "completed"]
+    assert backend.calls(STATUS)[1]["total_steps"] == 2
+    assert backend.calls(STATUS)[2]["exit_code"] == 0
+    assert backend.calls(LOGS) == [{"logs": ["a", "b"], "offset": 0}]
+    assert [p["step"] for p in backend.calls(METRICS)[0]["metrics"]] == [1, 2]
+    assert all(r.headers["authorization"] == "Bearer token-1" for r in backend.requests)
+    assert outbox.is_finished("j1")
+
+
+async def test_v1_backend_gets_plain_protocol(outbox: Outbox, client: BackendClient,
+                                              backend: FakeBackend) -> None:
+    fill(outbox)
+    assert await uploader(outbox, client).drain_once()
+
+    assert backend.calls(STATUS) == [{"status": "running"}, {"status": "completed"}]
+    assert backend.calls(LOGS) == [{"logs": ["a", "b"]}]
+
+
+async def test_server_errors_are_retried_without_duplicates(
+    outbox: Outbox, client: BackendClient, backend: FakeBackend
+) -> None:
+    outbox.append_logs("j1", ["x", "y"])
+    backend.on(LOGS, httpx.Response(503, json={"error": "busy"}),
+               httpx.Response(200, json={"success": True}))
+    assert await uploader(outbox, client, "log_offsets").drain_once()
+    assert backend.calls(LOGS) == [{"logs": ["x", "y"], "offset": 0}] * 2
+    assert outbox.pending_logs("j1", limit=10) is None
+
+
+async def test_a_rejected_batch_is_dropped_and_the_status_still_goes(
+    outbox: Outbox, client: BackendClient, backend: FakeBackend
+) -> None:
+    outbox.append_logs("j1", ["x"])
+    outbox.append_status("j1", JobStatus.FAILED, error="boom")
+    backend.on(LOGS, httpx.Response(400, json={"error": "bad", "code": "INVALID_REQUEST"}))
+    up = uploader(outbox, client)
+    await up.drain_once()
+    # The rejected batch is dropped (it would be rejected forever), then the status goes.
+    assert backend.calls(STATUS) == [{"status": "failed", "error": "boom"}]
+    assert outbox.is_finished("j1")
+
+
+async def test_a_job_the_backend_forgot_is_abandoned(
+    outbox: Outbox, client: BackendClient, backend: FakeBackend,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    outbox.append_logs("j1", ["x"])
+    outbox.append_logs("j1", ["y"])
+    backend.on(LOGS, httpx.Response(404, json={"error": "Job not found", "code": "JOB_NOT_FOUND"}))
+    await uploader(outbox, client).drain_once()
+    assert outbox.is_finished("j1")
+    assert len(backend.calls(LOGS)) == 1
+    assert any("reports dropped" in r.getMessage() for r in caplog.records)
+
+
+async def test_wait_delivered_returns_after_the_terminal_status(
+    outbox: Outbox, client: BackendClient, backend: FakeBackend
+) -> None:
+    up = uploader(outbox, client)
+    runner = asyncio.create_task(up.run())
+    try:
+        outbox.append_logs("j1", ["x"])
+        outbox.append_status("j1", JobStatus.COMPLETED)
+        up.wake()
+        await asyncio.wait_for(up.wait_delivered("j1"), 5)
+    finally:
+        runner.cancel()
+    assert backend.calls(STATUS) == [{"status": "completed"}]
+
+
+@pytest.mark.parametrize(("expected", "resent"), [(4, []), (0, [{"logs": ["c", "d"]}])])
+async def test_log_gap_is_mended(
+    outbox: Outbox, client: BackendClient, backend: FakeBackend,
+    expected: int, resent: list[dict[str, object]],
+) -> None:
+    outbox.append_logs("j1", ["a", "b", "c", "d"])
+    outbox.ack_logs("j1", below=2)  # a and b went out before a restart
+    gap = httpx.Response(409, json={"error": "gap", "code": "LOG_GAP", "expected_offset": expected})
+    backend.on(LOGS, gap, httpx.Response(200, json={"success": True}))
+    await uploader(outbox, client, "log_offsets").drain_once()
+    assert backend.calls(LOGS) == [{"logs": ["c", "d"], "offset": 2}, *resent]
+    assert outbox.pending_logs("j1", limit=10) is None
