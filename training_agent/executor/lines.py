@@ -4,7 +4,7 @@ Bytes are decoded as UTF-8 (invalid bytes become U+FFFD), split on ``\\n``, and 
 line that carries ``\\r`` progress redraws keeps only its last non-blank segment, so a
 progress bar becomes the one line a terminal would show at the end. A run of output
 with no newline is cut into chunks of at most ``max_line_chars``, so one runaway line
-can neither exhaust memory nor stall the log.
+can neither exhaust memory nor stall the log; longer lines are cut the same way.
 
     >>> splitter = LineSplitter()
     >>> splitter.feed(b"epoch 1\\n10%\\r50%\\r100%\\nhal")
@@ -52,7 +52,7 @@ class LineSplitter:
     def feed(self, data: bytes) -> list[str]:
         """The lines completed by ``data``, in order."""
         *complete, pending = (self._pending + self._decoder.decode(data)).split("\n")
-        lines = [collapse_redraws(line) for line in complete]
+        lines = [chunk for line in complete for chunk in self._cut(collapse_redraws(line))]
         pending = _drop_finished_redraws(pending)
         while len(pending) > self._max_line_chars:
             lines.append(collapse_redraws(pending[: self._max_line_chars]))
@@ -60,8 +60,12 @@ class LineSplitter:
         self._pending = pending
         return lines
 
+    def _cut(self, line: str) -> list[str]:
+        size = self._max_line_chars
+        return [line[i : i + size] for i in range(0, len(line), size)] or [line]
+
     def finish(self) -> list[str]:
         """The last line when the stream did not end with a newline (else nothing)."""
         rest = self._pending + self._decoder.decode(b"", final=True)
         self._pending = ""
-        return [collapse_redraws(rest)] if rest else []
+        return self._cut(collapse_redraws(rest)) if rest else []

@@ -32,6 +32,8 @@ def test_long_line_is_cut_into_chunks() -> None:
     splitter = LineSplitter(max_line_chars=4)
     assert splitter.feed(b"abcdefghij") == ["abcd", "efgh"]
     assert splitter.feed(b"\n") == ["ij"]
+    assert splitter.feed(b"0123456789\n") == ["0123", "4567", "89"]
+    assert splitter.feed(b"\n") == [""]
 
 
 def test_endless_redraws_keep_memory_bounded() -> None:
