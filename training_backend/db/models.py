@@ -1,0 +1,178 @@
+"""The tables: people and their credentials, jobs with their reports, and agents."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from training_backend.db.base import Base
+from training_backend.db.types import JsonDocument, UTCDateTime, new_id, utcnow
+
+_ID = String(36)
+
+
+def _user_fk() -> ForeignKey:
+    return ForeignKey("users.id", ondelete="CASCADE")
+
+
+def _job_fk() -> ForeignKey:
+    return ForeignKey("training_jobs.id", ondelete="CASCADE")
+
+
+class User(Base):
+    """A person who owns keys, jobs and agents."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(_ID, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(Text)  # set by the web login (later)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class UserSession(Base):
+    """A browser login; only the token's hash is stored."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(_ID, primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(_ID, _user_fk(), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ApiKey(Base):
+    """An API key (``wak_…``), stored as the SHA-256 of the whole key."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(_ID, primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(_ID, _user_fk(), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(12))  # first characters, for display only
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)  # the O(1) lookup
+    scopes: Mapped[list[str]] = mapped_column(JsonDocument)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class TrainingJob(Base):
+    """A training job: what to run, who runs it, and a summary of its latest report."""
+
+    __tablename__ = "training_jobs"
+    __table_args__ = (
+        Index("ix_training_jobs_poll", "user_id", "status", "created_at"),
+        Index("ix_training_jobs_agent", "agent_id", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(_ID, primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(_ID, _user_fk())
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    agent_id: Mapped[str | None] = mapped_column(String(128))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    job_token_hash: Mapped[str | None] = mapped_column(String(64))
+    config: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
+    model_name: Mapped[str | None] = mapped_column(Text)
+    dataset_path: Mapped[str | None] = mapped_column(Text)
+    total_steps: Mapped[int | None] = mapped_column(Integer)
+    total_epochs: Mapped[float | None] = mapped_column(Float)
+    current_step: Mapped[int | None] = mapped_column(Integer)
+    current_epoch: Mapped[float | None] = mapped_column(Float)
+    loss: Mapped[float | None] = mapped_column(Float)  # latest train_loss
+    eval_loss: Mapped[float | None] = mapped_column(Float)
+    learning_rate: Mapped[float | None] = mapped_column(Float)
+    grad_norm: Mapped[float | None] = mapped_column(Float)
+    samples_per_second: Mapped[float | None] = mapped_column(Float)
+    tokens_per_second: Mapped[float | None] = mapped_column(Float)
+    gpu_memory_allocated_gb: Mapped[float | None] = mapped_column(Float)
+    gpu_memory_reserved_gb: Mapped[float | None] = mapped_column(Float)
+    gpu_utilization_percent: Mapped[float | None] = mapped_column(Float)
+    perplexity: Mapped[float | None] = mapped_column(Float)  # eval perplexity
+    train_perplexity: Mapped[float | None] = mapped_column(Float)
+    progress: Mapped[float | None] = mapped_column(Float)  # percent, when total_steps is known
+    log_line_count: Mapped[int] = mapped_column(Integer, default=0)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=1)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    outputs: Mapped[Any | None] = mapped_column(JsonDocument)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class TrainingMetric(Base):
+    """One metric point of a job; ``(job_id, step)`` is its identity (re-sends replace)."""
+
+    __tablename__ = "training_metrics"
+
+    job_id: Mapped[str] = mapped_column(_ID, _job_fk(), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    epoch: Mapped[float] = mapped_column(Float)
+    train_loss: Mapped[float | None] = mapped_column(Float)
+    eval_loss: Mapped[float | None] = mapped_column(Float)
+    learning_rate: Mapped[float | None] = mapped_column(Float)
+    grad_norm: Mapped[float | None] = mapped_column(Float)
+    perplexity: Mapped[float | None] = mapped_column(Float)
+    train_perplexity: Mapped[float | None] = mapped_column(Float)
+    samples_per_second: Mapped[float | None] = mapped_column(Float)
+    tokens_per_second: Mapped[float | None] = mapped_column(Float)
+    gpu_memory_allocated_gb: Mapped[float | None] = mapped_column(Float)
+    gpu_memory_reserved_gb: Mapped[float | None] = mapped_column(Float)
+    gpu_utilization_percent: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class JobLog(Base):
+    """One log line of a job; ``line_no`` counts from 0 in the job's log stream."""
+
+    __tablename__ = "job_logs"
+
+    job_id: Mapped[str] = mapped_column(_ID, _job_fk(), primary_key=True)
+    line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+
+
+class TrainingAgent(Base):
+    """An agent as last seen by its polls; one row per ``(user_id, agent_id)``."""
+
+    __tablename__ = "training_agents"
+    __table_args__ = (UniqueConstraint("user_id", "agent_id"),)
+
+    id: Mapped[str] = mapped_column(_ID, primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(_ID, _user_fk())
+    agent_id: Mapped[str] = mapped_column(String(128), index=True)
+    hostname: Mapped[str | None] = mapped_column(String(255))
+    platform: Mapped[str | None] = mapped_column(String(16))  # linux, darwin or windows
+    version: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="online")
+    last_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    registered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # ``metadata`` is reserved on declarative classes, hence the trailing underscore.
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JsonDocument, default=dict)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+#: Metric keys a point may carry besides ``step`` and ``epoch``.
+METRIC_FIELDS: tuple[str, ...] = (
+    "train_loss",
+    "eval_loss",
+    "learning_rate",
+    "grad_norm",
+    "perplexity",
+    "train_perplexity",
+    "samples_per_second",
+    "tokens_per_second",
+    "gpu_memory_allocated_gb",
+    "gpu_memory_reserved_gb",
+    "gpu_utilization_percent",
+)

@@ -1,0 +1,42 @@
+"""The backend's settings: flags (in the CLI) > ``TRAINING_BACKEND_*`` env vars > defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import Request
+from platformdirs import user_data_dir
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+APP_NAME = "training-backend"
+
+
+def default_database_url() -> str:
+    """A SQLite file in this user's data directory, e.g. ``~/.local/share/training-backend``."""
+    path = Path(user_data_dir(APP_NAME, appauthor=False)) / "backend.sqlite3"
+    return f"sqlite:///{path}"
+
+
+class BackendSettings(BaseSettings):
+    """Everything the backend reads from its environment; built once at the entry point."""
+
+    model_config = SettingsConfigDict(env_prefix="TRAINING_BACKEND_", extra="ignore")
+
+    database_url: str = Field(default_factory=default_database_url)
+    """SQLAlchemy URL of the database: ``sqlite:///path`` or ``postgresql+psycopg://…``."""
+
+    host: str = "127.0.0.1"
+    """Interface `serve` binds to; loopback unless you put it behind a proxy on purpose."""
+
+    port: int = Field(default=8000, ge=0, le=65535)
+    """TCP port `serve` listens on."""
+
+    poll_interval_seconds: int = Field(default=10, ge=1, le=3600)
+    """How long agents wait between polls (sent in every poll answer)."""
+
+
+def get_settings(request: Request) -> BackendSettings:
+    """FastAPI dependency: the settings the app was created with (tests override it)."""
+    settings: BackendSettings = request.app.state.settings
+    return settings
