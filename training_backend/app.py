@@ -1,0 +1,41 @@
+"""The app factory: ``create_app(settings)`` for ``serve``, the tests and embedding."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from training_backend import __version__
+from training_backend.db import create_db_engine, create_session_factory, upgrade_database
+from training_backend.errors import install_error_handlers
+from training_backend.routers import agent_protocol, health, job_reporting, jobs
+from training_backend.settings import BackendSettings
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: BackendSettings = app.state.settings
+    engine = create_db_engine(settings.database_url)
+    try:
+        await run_in_threadpool(upgrade_database, engine)
+        app.state.session_factory = create_session_factory(engine)
+        yield
+    finally:
+        engine.dispose()
+
+
+def create_app(settings: BackendSettings | None = None) -> FastAPI:
+    """A backend app on ``settings`` (default: from the environment).
+
+    The database is opened and migrated when the app starts (its lifespan), not here, so
+    creating an app is cheap and never touches the disk.
+    """
+    app = FastAPI(title="training-backend", version=__version__, lifespan=_lifespan)
+    app.state.settings = settings or BackendSettings()
+    install_error_handlers(app)
+    for module in (health, agent_protocol, job_reporting, jobs):
+        app.include_router(module.router)
+    return app

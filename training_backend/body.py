@@ -1,0 +1,74 @@
+"""Request bodies: read JSON with a size cap, then validate into a schema.
+
+Routes read their bodies through these helpers instead of FastAPI's body parameters so
+that each endpoint can answer with the exact error the protocol names (``INVALID_METRIC``,
+``INVALID_STATUS_VALUE``...) and so that authentication runs before the body is read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from training_backend.errors import ApiError, describe_validation_error
+
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+M = TypeVar("M", bound=BaseModel)
+ErrorFactory = Callable[[list[ErrorDetails]], ApiError]
+
+
+def too_large(message: str) -> ApiError:
+    """413 ``PAYLOAD_TOO_LARGE`` with ``message``."""
+    return ApiError(413, "PAYLOAD_TOO_LARGE", message)
+
+
+async def _read_capped(request: Request, max_bytes: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise too_large(f"Request body is larger than {max_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_large(f"Request body is larger than {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json_object(request: Request) -> dict[str, Any]:
+    """FastAPI dependency: the body as a JSON object (400 if it is not one, 413 if huge)."""
+    raw = await _read_capped(request, MAX_BODY_BYTES)
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "INVALID_JSON", "Request body is not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise ApiError(400, "INVALID_REQUEST", "Invalid request: the body must be a JSON object")
+    return data
+
+
+def invalid_request(errors: list[ErrorDetails]) -> ApiError:
+    """400 ``INVALID_REQUEST`` naming the first invalid field."""
+    return ApiError(400, "INVALID_REQUEST", describe_validation_error(errors))
+
+
+def validate(model: type[M], data: Any, *, on_error: ErrorFactory = invalid_request) -> M:
+    """``data`` validated as ``model``; a failure becomes the ``ApiError`` from ``on_error``."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise on_error(exc.errors()) from exc
+
+
+def first_field(errors: list[ErrorDetails]) -> str | None:
+    """The top-level field the first validation error is about, if any."""
+    if not errors or not errors[0]["loc"]:
+        return None
+    return str(errors[0]["loc"][0])

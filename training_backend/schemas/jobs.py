@@ -1,0 +1,151 @@
+"""Job bodies: submitting a job, and the views of a job each kind of caller gets."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from training_backend.db.models import TrainingJob, TrainingMetric
+from training_backend.job_status import JobStatus
+
+
+class JobCreate(BaseModel):
+    """``POST /api/training/jobs`` and ``jobs submit --file``: what to run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str | None = Field(default=None, max_length=1000)
+    dataset_path: str | None = Field(default=None, max_length=4096)
+    config: dict[str, Any]
+
+
+class JobDispatch(BaseModel):
+    """A job as poll and claim hand it to an agent (the v1 protocol's shape)."""
+
+    id: str
+    model_name: str | None
+    dataset_path: str | None
+    config: dict[str, Any]
+    total_epochs: float | None
+    total_steps: int | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, job: TrainingJob) -> Self:
+        """This view of ``job``."""
+        return cls.model_validate(job, from_attributes=True)
+
+
+class JobPublic(JobDispatch):
+    """A job as its owner sees it after submitting it."""
+
+    status: str
+    agent_id: str | None
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+
+
+class JobCreated(BaseModel):
+    """Answer to a job submission."""
+
+    job: JobPublic
+
+
+class JobStatusView(BaseModel):
+    """``GET …/{id}/status``: the job's state and its latest reported metrics."""
+
+    job_id: str
+    status: str
+    model_name: str | None
+    dataset_path: str | None
+    agent_id: str | None
+    current_step: int | None
+    current_epoch: float | None
+    total_steps: int | None
+    total_epochs: float | None
+    progress: float
+    loss: float | None
+    eval_loss: float | None
+    learning_rate: float | None
+    grad_norm: float | None
+    train_perplexity: float | None
+    eval_perplexity: float | None
+    samples_per_second: float | None
+    tokens_per_second: float | None
+    gpu_memory_allocated_gb: float | None
+    gpu_memory_reserved_gb: float | None
+    gpu_utilization_percent: float | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    elapsed_seconds: float
+    error: str | None
+    exit_code: int | None
+    outputs: Any | None
+
+    @classmethod
+    def of(cls, job: TrainingJob, *, now: datetime) -> JobStatusView:
+        """The status view of ``job`` at time ``now``."""
+        fields = {name: getattr(job, name, None) for name in cls.model_fields}
+        fields |= {
+            "job_id": job.id,
+            "progress": job.progress or 0.0,
+            "eval_perplexity": job.perplexity,
+            "elapsed_seconds": _elapsed_seconds(job, now=now),
+            "error": job.error_message if job.status == JobStatus.FAILED else None,
+        }
+        return cls.model_validate(fields)
+
+
+def _elapsed_seconds(job: TrainingJob, *, now: datetime) -> float:
+    if job.started_at is None:
+        return 0.0
+    end = job.completed_at or now
+    return round(max(0.0, (end - job.started_at).total_seconds()), 3)
+
+
+class MetricRow(BaseModel):
+    """One stored metric point."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    step: int
+    epoch: float
+    train_loss: float | None
+    eval_loss: float | None
+    learning_rate: float | None
+    grad_norm: float | None
+    perplexity: float | None
+    train_perplexity: float | None
+    samples_per_second: float | None
+    tokens_per_second: float | None
+    gpu_memory_allocated_gb: float | None
+    gpu_memory_reserved_gb: float | None
+    gpu_utilization_percent: float | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: TrainingMetric) -> MetricRow:
+        """The view of a stored point."""
+        return cls.model_validate(row)
+
+
+class MetricsPage(BaseModel):
+    """``GET …/{id}/metrics``: every point of the job, by step."""
+
+    job_id: str
+    metrics: list[MetricRow]
+
+
+class LogsPage(BaseModel):
+    """``GET …/{id}/logs``: a slice of the job's log stream."""
+
+    logs: list[str]
+    total_lines: int
+    offset: int
+    limit: int

@@ -1,0 +1,107 @@
+"""API keys: creating them, and checking the one a request carries."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from training_backend.db.models import ApiKey
+from training_backend.db.types import utcnow
+from training_backend.errors import ApiError
+from training_backend.security import (
+    display_prefix,
+    generate_api_key,
+    hash_secret,
+    is_api_key_format,
+)
+
+#: Scopes a key may carry; ``all`` grants every other one.
+VALID_SCOPES = ("all", "training", "production", "testing")
+#: ``last_used_at`` is refreshed at most this often, so a busy key costs no write per call.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+_BEARER = re.compile(r"^Bearer\s+(.+)$", re.IGNORECASE)
+_WWW_AUTHENTICATE = {"WWW-Authenticate": "Bearer"}
+
+
+def _unauthorized(code: str, message: str) -> ApiError:
+    return ApiError(401, code, message, headers=_WWW_AUTHENTICATE)
+
+
+def create_api_key(
+    db: Session, *, user_id: str, name: str, scopes: Sequence[str]
+) -> tuple[ApiKey, str]:
+    """Store a new key for ``user_id``; returns the row and the key (shown once, never stored)."""
+    unknown = sorted(set(scopes) - set(VALID_SCOPES))
+    if unknown or not scopes:
+        valid = ", ".join(VALID_SCOPES)
+        raise ApiError(400, "INVALID_SCOPES", f"Invalid scopes {unknown}; valid scopes: {valid}")
+    key = generate_api_key()
+    row = ApiKey(
+        user_id=user_id,
+        name=name,
+        prefix=display_prefix(key),
+        key_hash=hash_secret(key),
+        scopes=list(dict.fromkeys(scopes)),
+    )
+    db.add(row)
+    db.commit()
+    return row, key
+
+
+def extract_api_key(headers: Mapping[str, str]) -> str:
+    """The key a request carries: ``X-API-Key``, ``X-Workspace-API-Key``, then Bearer."""
+    for name in ("x-api-key", "x-workspace-api-key"):
+        if value := headers.get(name, "").strip():
+            return value
+    match = _BEARER.match(headers.get("authorization", "").strip())
+    if match is None:
+        raise _unauthorized("MISSING_AUTHORIZATION", "Missing authorization header")
+    return match.group(1).strip()
+
+
+def authenticate_api_key(db: Session, *, key: str, scope: str, now: datetime) -> ApiKey:
+    """The stored, unrevoked key matching ``key`` and granting ``scope`` (else 401/403)."""
+    if not is_api_key_format(key):
+        raise _unauthorized("INVALID_API_KEY_FORMAT", "Invalid API key format")
+    row = db.scalar(select(ApiKey).where(ApiKey.key_hash == hash_secret(key)))
+    if row is None or row.revoked_at is not None:
+        raise _unauthorized("INVALID_API_KEY", "Invalid API key")
+    require_scope(row, scope)
+    _touch(db, row=row, now=now)
+    return row
+
+
+def require_scope(row: ApiKey, scope: str) -> None:
+    """403 ``INSUFFICIENT_SCOPE`` unless the key grants ``scope`` (``all`` grants any)."""
+    if "all" in row.scopes or scope in row.scopes:
+        return
+    listed = ", ".join(row.scopes)
+    message = f"API key does not have '{scope}' scope. Key scopes: {listed}"
+    raise ApiError(403, "INSUFFICIENT_SCOPE", message)
+
+
+def _touch(db: Session, *, row: ApiKey, now: datetime) -> None:
+    # Conditional, so concurrent requests of one key write at most once per resolution.
+    if row.last_used_at is not None and now - row.last_used_at < LAST_USED_RESOLUTION:
+        return
+    stale = now - LAST_USED_RESOLUTION
+    db.execute(
+        update(ApiKey)
+        .where(ApiKey.id == row.id)
+        .where(or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at <= stale))
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    db.commit()
+    row.last_used_at = now
+
+
+def revoke_api_key(db: Session, *, key_id: str) -> None:
+    """Mark a key revoked; its next request is answered 401 ``INVALID_API_KEY``."""
+    db.execute(update(ApiKey).where(ApiKey.id == key_id).values(revoked_at=utcnow()))
+    db.commit()

@@ -1,0 +1,59 @@
+"""Claiming a job: one conditional UPDATE, so exactly one of many racing agents wins."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from training_backend.db.models import TrainingJob
+from training_backend.errors import ApiError
+from training_backend.job_status import JobStatus
+from training_backend.security import generate_job_token, hash_secret
+
+
+def claim_job(
+    db: Session, *, job_id: str, user_id: str, agent_id: str, now: datetime
+) -> tuple[TrainingJob, str]:
+    """Give job ``job_id`` to ``agent_id``; returns the job and its new token.
+
+    The guard lives in the ``WHERE`` of a single ``UPDATE … RETURNING``: the database
+    applies it atomically, on SQLite and PostgreSQL alike, so there is no window between
+    a read and a write for a second claimer to slip through. Only when nothing matched
+    is the row read again, to say why (404, 403 or 409).
+    """
+    token = generate_job_token()
+    stmt = (
+        update(TrainingJob)
+        .where(TrainingJob.id == job_id)
+        .where(TrainingJob.user_id == user_id)
+        .where(TrainingJob.status == JobStatus.PENDING.value)
+        .where(TrainingJob.agent_id.is_(None))
+        .values(
+            agent_id=agent_id,
+            status=JobStatus.RUNNING.value,
+            job_token_hash=hash_secret(token),
+            claimed_at=now,
+            started_at=now,
+            updated_at=now,
+            attempt=TrainingJob.attempt + 1,
+        )
+        .returning(TrainingJob)
+    )
+    job = db.scalars(stmt).one_or_none()
+    db.commit()
+    if job is None:
+        raise _why_not_claimed(db, job_id=job_id, user_id=user_id)
+    return job, token
+
+
+def _why_not_claimed(db: Session, *, job_id: str, user_id: str) -> ApiError:
+    job = db.get(TrainingJob, job_id, populate_existing=True)
+    if job is None:
+        return ApiError(404, "JOB_NOT_FOUND", "Job not found")
+    if job.user_id != user_id:
+        return ApiError(403, "ACCESS_DENIED", "Job belongs to another user")
+    if job.agent_id is not None:
+        return ApiError(409, "ALREADY_CLAIMED", "Job already claimed by another agent")
+    return ApiError(409, "INVALID_STATUS", f"Job is not pending (status: {job.status})")

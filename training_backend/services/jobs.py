@@ -1,0 +1,78 @@
+"""Jobs: submitting them, finding the next one to run, and reading one back."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from training_backend.db.models import JobLog, TrainingJob, TrainingMetric
+from training_backend.errors import ApiError
+from training_backend.job_status import JobStatus
+
+
+def create_job(
+    db: Session,
+    *,
+    user_id: str,
+    config: dict[str, Any],
+    model_name: str | None = None,
+    dataset_path: str | None = None,
+    now: datetime,
+) -> TrainingJob:
+    """A new pending job of ``user_id``, waiting for one of the user's agents."""
+    job = TrainingJob(
+        user_id=user_id,
+        status=JobStatus.PENDING.value,
+        config=config,
+        model_name=model_name,
+        dataset_path=dataset_path,
+        created_at=now,
+        updated_at=now,
+    )
+    db.add(job)
+    db.commit()
+    return job
+
+
+def next_pending_job(db: Session, *, user_id: str) -> TrainingJob | None:
+    """The user's oldest pending, unclaimed job (what a poll offers); peeks, reserves nothing."""
+    query = (
+        select(TrainingJob)
+        .where(TrainingJob.user_id == user_id)
+        .where(TrainingJob.status == JobStatus.PENDING.value)
+        .where(TrainingJob.agent_id.is_(None))
+        .order_by(TrainingJob.created_at, TrainingJob.id)
+        .limit(1)
+    )
+    return db.scalar(query)
+
+
+def get_owned_job(db: Session, *, job_id: str, user_id: str) -> TrainingJob:
+    """Job ``job_id`` if ``user_id`` owns it; 404 otherwise (others' jobs stay invisible)."""
+    job = db.get(TrainingJob, job_id)
+    if job is None or job.user_id != user_id:
+        raise ApiError(404, "JOB_NOT_FOUND", "Job not found")
+    return job
+
+
+def get_job(db: Session, *, job_id: str) -> TrainingJob:
+    """Job ``job_id`` whoever owns it (for the operator's CLI); 404 if there is none."""
+    job = db.get(TrainingJob, job_id)
+    if job is None:
+        raise ApiError(404, "JOB_NOT_FOUND", f"No job with id '{job_id}'")
+    return job
+
+
+def count_metric_points(db: Session, *, job_id: str) -> int:
+    """How many metric points (distinct steps) the job has."""
+    query = select(func.count()).select_from(TrainingMetric).where(TrainingMetric.job_id == job_id)
+    return db.scalar(query) or 0
+
+
+def count_log_lines(db: Session, *, job_id: str) -> int:
+    """How many log lines the job has (counted, not read from the summary)."""
+    query = select(func.count()).select_from(JobLog).where(JobLog.job_id == job_id)
+    return db.scalar(query) or 0

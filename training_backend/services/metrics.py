@@ -1,0 +1,80 @@
+"""Metric reports: points upserted by ``(job, step)``, and the job summary they feed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from training_backend.db.models import METRIC_FIELDS, TrainingJob, TrainingMetric
+from training_backend.db.upsert import insert_for
+from training_backend.schemas.reports import MetricPoint
+from training_backend.services.progress import progress_at_step
+
+#: Point fields and the job summary columns they update.
+_SUMMARY_COLUMNS = {"epoch": "current_epoch", "train_loss": "loss"} | {
+    name: name for name in METRIC_FIELDS if name != "train_loss"
+}
+
+
+def merge_by_step(points: Sequence[MetricPoint]) -> dict[int, dict[str, Any]]:
+    """Points folded per step: a later point's values win, its missing keys erase nothing."""
+    merged: dict[int, dict[str, Any]] = {}
+    for point in points:
+        values = point.model_dump(exclude_none=True)
+        merged.setdefault(point.step, {}).update(values)
+    return merged
+
+
+def _upsert_points(db: Session, *, job_id: str, rows: list[dict[str, Any]], now: datetime) -> None:
+    table = TrainingMetric.__table__
+    stmt = insert_for(db, table)
+    keep_stored = {
+        name: func.coalesce(stmt.excluded[name], table.c[name]) for name in METRIC_FIELDS
+    }
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["job_id", "step"],
+        set_=keep_stored | {"epoch": stmt.excluded.epoch, "updated_at": stmt.excluded.updated_at},
+    )
+    blank = dict.fromkeys(METRIC_FIELDS)
+    params = [
+        blank | row | {"job_id": job_id, "created_at": now, "updated_at": now} for row in rows
+    ]
+    db.execute(stmt, params)
+
+
+def _update_summary(db: Session, *, job_id: str, latest: dict[str, Any], now: datetime) -> None:
+    # Only the highest step moves the summary, and only with the values it carries.
+    step = latest["step"]
+    values: dict[str, Any] = {"current_step": step, "updated_at": now}
+    values |= {column: latest[key] for key, column in _SUMMARY_COLUMNS.items() if key in latest}
+    values["progress"] = progress_at_step(step)
+    newer = or_(TrainingJob.current_step.is_(None), TrainingJob.current_step <= step)
+    stmt = update(TrainingJob).where(TrainingJob.id == job_id, newer).values(values)
+    db.execute(stmt.execution_options(synchronize_session=False))
+
+
+def record_metrics(
+    db: Session, *, job_id: str, points: Sequence[MetricPoint], now: datetime
+) -> int:
+    """Store ``points`` of job ``job_id`` and update its summary; returns the steps stored.
+
+    A point already stored for the same step is merged: new values replace, absent keys
+    keep what is there. One statement for all points plus one for the summary.
+    """
+    merged = merge_by_step(points)
+    if not merged:
+        return 0
+    _upsert_points(db, job_id=job_id, rows=list(merged.values()), now=now)
+    _update_summary(db, job_id=job_id, latest=merged[max(merged)], now=now)
+    db.commit()
+    return len(merged)
+
+
+def list_metrics(db: Session, *, job_id: str) -> list[TrainingMetric]:
+    """Every stored point of the job, by step."""
+    query = select(TrainingMetric).where(TrainingMetric.job_id == job_id)
+    return list(db.scalars(query.order_by(TrainingMetric.step)))
