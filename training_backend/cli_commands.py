@@ -1,0 +1,146 @@
+"""What each ``training-backend`` command does; ``cli.py`` only parses and reports errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from training_backend.body import validate
+from training_backend.db import create_db_engine, create_session_factory, upgrade_database
+from training_backend.db.models import TrainingAgent
+from training_backend.db.types import utcnow
+from training_backend.errors import ApiError
+from training_backend.schemas.jobs import JobCreate, JobStatusView
+from training_backend.services import agents, api_keys, jobs, users
+from training_backend.settings import BackendSettings
+
+
+def _settings(args: argparse.Namespace, **flags: Any) -> BackendSettings:
+    given = {"database_url": args.database_url, **flags}
+    return BackendSettings(**{name: value for name, value in given.items() if value is not None})
+
+
+@contextmanager
+def open_database(args: argparse.Namespace) -> Iterator[Session]:
+    """A session on the command's database, migrated to the current schema first."""
+    engine = create_db_engine(_settings(args).database_url)
+    try:
+        upgrade_database(engine)
+        with create_session_factory(engine)() as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the API with uvicorn until interrupted."""
+    import uvicorn
+
+    from training_backend.app import create_app
+
+    settings = _settings(args, host=args.host, port=args.port)
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level)
+    return 0
+
+
+def users_create(args: argparse.Namespace) -> int:
+    """Create a user and print its id."""
+    with open_database(args) as db:
+        print(users.create_user(db, name=args.name).id)
+    return 0
+
+
+def keys_create(args: argparse.Namespace) -> int:
+    """Create an API key for a user and print the key (it is not shown again)."""
+    with open_database(args) as db:
+        user = users.get_user_by_name(db, name=args.user)
+        name = args.name or f"cli key {utcnow():%Y-%m-%d %H:%M:%S}"
+        scopes = args.scope or ["training"]
+        _, key = api_keys.create_api_key(db, user_id=user.id, name=name, scopes=scopes)
+    print(key)
+    return 0
+
+
+def _read_job_file(path: str) -> JobCreate:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ApiError(400, "INVALID_JSON", f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ApiError(400, "INVALID_REQUEST", f"{path} must hold a JSON object")
+    return validate(JobCreate, data)
+
+
+def jobs_submit(args: argparse.Namespace) -> int:
+    """Queue a job from a JSON file and print its id."""
+    spec = _read_job_file(args.file)
+    with open_database(args) as db:
+        user = users.get_user_by_name(db, name=args.user)
+        job = jobs.create_job(db, user_id=user.id, now=utcnow(), **spec.model_dump())
+        print(job.id)
+    return 0
+
+
+def jobs_show(args: argparse.Namespace) -> int:
+    """Print a job's state, config and report counts."""
+    with open_database(args) as db:
+        job = jobs.get_job(db, job_id=args.job_id)
+        shown = JobStatusView.of(job, now=utcnow()).model_dump(mode="json")
+        shown |= {
+            "config": job.config,
+            "metric_points": jobs.count_metric_points(db, job_id=job.id),
+            "log_lines": jobs.count_log_lines(db, job_id=job.id),
+        }
+    _print(shown, as_json=args.json)
+    return 0
+
+
+def _agent_view(agent: TrainingAgent, user_name: str, now: datetime) -> dict[str, Any]:
+    return {
+        "agent_id": agent.agent_id,
+        "user": user_name,
+        "hostname": agent.hostname,
+        "platform": agent.platform,
+        "version": agent.version,
+        "status": "online" if agents.is_online(agent, now=now) else "offline",
+        "last_poll_at": _iso(agent.last_poll_at),
+        "registered_at": _iso(agent.registered_at),
+    }
+
+
+def agents_list(args: argparse.Namespace) -> int:
+    """Print the agents that have polled, newest first."""
+    with open_database(args) as db:
+        user_id = None if args.user is None else users.get_user_by_name(db, name=args.user).id
+        now = utcnow()
+        rows = [_agent_view(a, name, now) for a, name in agents.list_agents(db, user_id=user_id)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            print(
+                f"{row['agent_id']}  {row['status']:<7}  {row['hostname'] or '-'}  "
+                f"{row['platform'] or '-'}  {row['version'] or '-'}  {row['last_poll_at']}"
+            )
+    return 0
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _print(data: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    for name, value in data.items():
+        shown = json.dumps(value) if isinstance(value, dict | list) else value
+        print(f"{name}: {shown}")
