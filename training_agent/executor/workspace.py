@@ -1,0 +1,104 @@
+"""A job's work directory and the environment its process starts with.
+
+The directory is ``<jobs_dir>/<job_id>/`` (mode 0700: configs and checkpoints can be
+private). It holds ``config.json`` (the job's config, for the trainer to read) and
+``events.jsonl`` (where the trainer appends its events, see ``executor.events``).
+
+The child's environment is the agent's own environment minus what configures or
+authenticates the agent:
+
+- ``API_KEY``, and every variable starting with ``TRAINING_AGENT_`` (the agent's
+  settings, ``TRAINING_AGENT_API_KEY`` among them);
+- every variable whose name ends in ``_API_KEY``, ``_TOKEN``, ``_SECRET`` or
+  ``_PASSWORD`` (compared case-insensitively).
+
+Then come the job's own ``env`` overrides (a job may pass its own ``HF_TOKEN``: the
+user put it there on purpose), then what the agent tells every trainer:
+``TRAINING_AGENT_JOB_ID``, ``TRAINING_AGENT_JOB_DIR``, ``TRAINING_AGENT_EVENTS_FILE`` and
+``PYTHONUNBUFFERED=1`` (so Python trainers' prints reach the log as they happen).
+The job token and the API key are never passed; ``BACKEND_URL`` is not a secret and
+stays.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from training_agent.errors import JobConfigError, StateError
+
+SECRET_NAMES = frozenset({"API_KEY"})
+SECRET_SUFFIXES = ("_API_KEY", "_TOKEN", "_SECRET", "_PASSWORD")
+AGENT_PREFIX = "TRAINING_AGENT_"
+
+# A job id becomes a directory name: no separators, no "..", nothing a shell mangles.
+_SAFE_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def is_agent_secret(name: str) -> bool:
+    """Whether an inherited variable must not reach a job (see the module docstring)."""
+    upper = name.upper()
+    return (
+        upper in SECRET_NAMES or upper.startswith(AGENT_PREFIX) or upper.endswith(SECRET_SUFFIXES)
+    )
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where one job runs. ``for_job`` only computes paths; ``create`` makes them."""
+
+    job_id: str
+    dir: Path
+
+    @classmethod
+    def for_job(cls, jobs_dir: Path, job_id: str) -> Workspace:
+        """The workspace of ``job_id``; raises ``JobConfigError`` for an unsafe id."""
+        if not _SAFE_JOB_ID.fullmatch(job_id):
+            raise JobConfigError(f"job id {job_id!r} cannot be used as a directory name")
+        return cls(job_id=job_id, dir=jobs_dir / job_id)
+
+    @property
+    def config_file(self) -> Path:
+        return self.dir / "config.json"
+
+    @property
+    def events_file(self) -> Path:
+        return self.dir / "events.jsonl"
+
+    def create(self, config: Mapping[str, Any]) -> None:
+        """Make the directory (0700), write ``config.json``, start an empty events file.
+
+        A directory left by an earlier attempt is reused (its checkpoints stay), but its
+        events file starts over, so old events are never replayed. Raises ``StateError``.
+        """
+        try:
+            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.dir.chmod(0o700)  # mkdir's mode is filtered by the umask
+            self.config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+            self.events_file.write_bytes(b"")
+        except OSError as exc:
+            raise StateError(f"cannot prepare the job directory {self.dir}: {exc}") from exc
+
+    def child_env(
+        self, inherited: Mapping[str, str], overrides: Mapping[str, str]
+    ) -> dict[str, str]:
+        """The job's environment: ``inherited`` minus secrets, plus overrides, plus ours."""
+        reserved = [name for name in overrides if name.upper().startswith(AGENT_PREFIX)]
+        if reserved:
+            raise JobConfigError(
+                f"the job's env may not set {reserved[0]}: "
+                f"variables starting with {AGENT_PREFIX} are set by the agent"
+            )
+        env = {name: value for name, value in inherited.items() if not is_agent_secret(name)}
+        env.update(overrides)
+        env.update(
+            TRAINING_AGENT_JOB_ID=self.job_id,
+            TRAINING_AGENT_JOB_DIR=str(self.dir),
+            TRAINING_AGENT_EVENTS_FILE=str(self.events_file),
+            PYTHONUNBUFFERED="1",
+        )
+        return env
