@@ -3,6 +3,7 @@
 Modes:
     print-lines N              "out i" on stdout and "err i" on stderr, i = 1..N
     stderr-fail                three lines on stderr, then exit 3
+    stderr-flood N             N lines of 300 characters on stderr, then exit 1
     ignore-sigterm             ignore SIGTERM, print "ready", sleep
     graceful-sigterm           on SIGTERM print "stopping" and exit 143; print "ready", sleep
     spawn-grandchild FILE WHAT start a grandchild in its own session, write "leader grandchild"
@@ -37,6 +38,12 @@ def stderr_fail() -> None:
     for line in ("Traceback (most recent call last):", "  oops", "ValueError: boom"):
         print(line, file=sys.stderr, flush=True)
     sys.exit(3)
+
+
+def stderr_flood(count: int) -> None:
+    for i in range(count):
+        print(f"line {i} " + "x" * 300, file=sys.stderr)
+    sys.exit(1)
 
 
 def ignore_sigterm() -> None:
@@ -117,6 +124,8 @@ def main(argv: list[str]) -> None:
         print_lines(int(args[0]))
     elif mode == "stderr-fail":
         stderr_fail()
+    elif mode == "stderr-flood":
+        stderr_flood(int(args[0]))
     elif mode == "ignore-sigterm":
         ignore_sigterm()
     elif mode == "graceful-sigterm":

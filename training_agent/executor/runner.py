@@ -1,0 +1,180 @@
+"""One job's lifecycle, from its config to a ``JobOutcome``.
+
+``JobRunner.run()`` plans the launch, prepares the work dir, starts the trainer, pumps
+its stdout and stderr into the job log, follows its events file, and waits. Exit 0 is
+``completed``; anything else is ``failed`` with the exit code or signal and the last
+lines of stderr; a requested cancel walks the kill ladder and ends ``cancelled``. A job
+that cannot start is a ``failed`` outcome with a sentence saying why: ``run()`` raises
+nothing but ``asyncio.CancelledError``, and kills the trainer's tree before it does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections import deque
+from pathlib import Path
+
+from training_agent.errors import JobConfigError, StateError
+from training_agent.executor.events import EventFollower, EventReader
+from training_agent.executor.plan import plan_launch
+from training_agent.executor.process import ChildProcess, kill_tracked
+from training_agent.executor.workspace import Workspace
+from training_agent.jobs import ClaimedJob, JobOutcome, JobSink, JobStatus
+
+logger = logging.getLogger(__name__)
+
+STDERR_TAIL_LINES = 20
+MAX_REASON_CHARS = 2000
+# After an asyncio cancellation killed the tree: how long to wait for the exit.
+REAP_S = 2.0
+
+
+class JobRunner:
+    """Runs one claimed job once. ``request_cancel`` may come before, during or after ``run``."""
+
+    def __init__(
+        self,
+        *,
+        job: ClaimedJob,
+        jobs_dir: Path,
+        sink: JobSink,
+        allow_command_jobs: bool,
+        cancel_grace_s: float,
+    ) -> None:
+        self._job = job
+        self._jobs_dir = jobs_dir
+        self._sink = sink
+        self._allow_command_jobs = allow_command_jobs
+        self._cancel_grace_s = cancel_grace_s
+        self._cancel_reason: str | None = None
+        self._cancel_requested = asyncio.Event()
+        self._stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+        self._ran = False
+
+    def request_cancel(self, reason: str) -> None:
+        """Stop the job: SIGTERM, ``cancel_grace_s``, then kill. The first reason is kept.
+
+        Call it from the event loop's thread; after ``run()`` returned it does nothing.
+        """
+        if self._cancel_reason is None:
+            self._cancel_reason = reason
+        self._cancel_requested.set()
+
+    async def run(self) -> JobOutcome:
+        """Run the job to its end and say how it ended. May be called once."""
+        if self._ran:
+            raise RuntimeError("JobRunner.run() may be called only once")
+        self._ran = True
+        if self._cancel_reason is not None:
+            return self._finish(JobOutcome(JobStatus.CANCELLED, reason=self._cancel_reason))
+        try:
+            workspace, child = await self._launch()
+        except (JobConfigError, StateError) as exc:
+            logger.warning("job %s cannot start: %s", self._job.id, exc)
+            self._sink.log(str(exc))
+            return self._finish(JobOutcome(JobStatus.FAILED, reason=str(exc)))
+        logger.info("job %s started pid=%d", self._job.id, child.pid)
+        return self._finish(await self._supervise(workspace, child))
+
+    async def _launch(self) -> tuple[Workspace, ChildProcess]:
+        workspace = Workspace.for_job(self._jobs_dir, self._job.id)
+        plan = plan_launch(
+            self._job.config,
+            config_file=workspace.config_file,
+            allow_command_jobs=self._allow_command_jobs,
+        )
+        env = workspace.child_env(os.environ, plan.env)
+        workspace.create(self._job.config)
+        child = await ChildProcess.start(
+            plan.argv, cwd=workspace.dir, env=env, on_line=self._on_line
+        )
+        return workspace, child
+
+    async def _supervise(self, workspace: Workspace, child: ChildProcess) -> JobOutcome:
+        """Wait for the child, cancelling it on request; always sweep its leftovers."""
+        reader = EventReader(self._sink, base_dir=workspace.dir)
+        follower = EventFollower(workspace.events_file, reader)
+        try:
+            returncode, cancelled = await self._wait_or_cancel(child, follower)
+        except asyncio.CancelledError:
+            logger.warning("job %s interrupted, killing its processes", self._job.id)
+            child.kill_tree()
+            await child.reap(REAP_S)
+            raise
+        except Exception as exc:  # a bug here must not leave a trainer running unseen
+            logger.exception("job %s: the agent failed while running it", self._job.id)
+            child.kill_tree()
+            await child.reap(REAP_S)
+            return JobOutcome(JobStatus.FAILED, reason=f"the agent failed while running it: {exc}")
+        leftovers = kill_tracked(child.tracking_id)
+        if leftovers:
+            logger.info("job %s: killed %d leftover processes", self._job.id, len(leftovers))
+        follower.read_new(final=True)
+        return self._outcome(returncode, cancelled, reader.outputs)
+
+    async def _wait_or_cancel(
+        self, child: ChildProcess, follower: EventFollower
+    ) -> tuple[int, bool]:
+        """The child's returncode, and whether a cancel request stopped it."""
+        follow = asyncio.create_task(follower.follow())
+        exited = asyncio.create_task(child.wait())
+        cancel = asyncio.create_task(self._cancel_requested.wait())
+        try:
+            await asyncio.wait({exited, cancel}, return_when=asyncio.FIRST_COMPLETED)
+            if exited.done():
+                return exited.result(), False
+            logger.info("job %s cancelling: %s", self._job.id, self._cancel_reason)
+            return await child.stop(self._cancel_grace_s), True
+        finally:
+            for task in (follow, exited, cancel):
+                task.cancel()
+
+    def _outcome(self, returncode: int, cancelled: bool, outputs: tuple[str, ...]) -> JobOutcome:
+        exit_code = returncode if returncode >= 0 else None
+        signum = -returncode if returncode < 0 else None
+        if cancelled:
+            status, reason = JobStatus.CANCELLED, self._cancel_reason
+        elif returncode == 0:
+            status, reason = JobStatus.COMPLETED, None
+        else:
+            status, reason = JobStatus.FAILED, self._failure_reason(exit_code, signum)
+        return JobOutcome(status, exit_code, signum, reason, outputs)
+
+    def _failure_reason(self, exit_code: int | None, signum: int | None) -> str:
+        if signum is None:
+            head = f"exit code {exit_code}"
+        else:
+            head = f"killed by signal {_signal_name(signum)}"
+            if signum == getattr(signal, "SIGKILL", None):
+                head += " (the system may have run out of memory)"
+        tail = "\n".join(self._stderr_tail)
+        if not tail:
+            return head
+        room = MAX_REASON_CHARS - len(head) - 2
+        if len(tail) > room:
+            tail = "…" + tail[-(room - 1) :]  # the last lines say most about a crash
+        return f"{head}: {tail}"
+
+    def _on_line(self, stream: str, line: str) -> None:
+        self._sink.log(line)
+        if stream == "stderr" and line.strip():
+            self._stderr_tail.append(line)
+
+    def _finish(self, outcome: JobOutcome) -> JobOutcome:
+        logger.info(
+            "job %s finished status=%s exit_code=%s",
+            self._job.id,
+            outcome.status.value,
+            outcome.exit_code,
+        )
+        return outcome
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return f"{signal.Signals(signum).name} ({signum})"
+    except ValueError:
+        return str(signum)
