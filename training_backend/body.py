@@ -8,6 +8,7 @@ that each endpoint can answer with the exact error the protocol names (``INVALID
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -42,11 +43,23 @@ async def _read_capped(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
+def _non_finite(_: str) -> None:
+    # NaN and Infinity are not JSON, but Python's json module writes them (a diverged
+    # run's loss). Read as null: stored as "no value" rather than refused, so an agent's
+    # report never fails for ever over one bad number.
+    return None
+
+
+def _finite_or_none(text: str) -> float | None:
+    value = float(text)
+    return value if math.isfinite(value) else None  # 1e999 overflows to inf
+
+
 async def read_json_object(request: Request) -> dict[str, Any]:
     """FastAPI dependency: the body as a JSON object (400 if it is not one, 413 if huge)."""
     raw = await _read_capped(request, MAX_BODY_BYTES)
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_non_finite, parse_float=_finite_or_none)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "INVALID_JSON", "Request body is not valid JSON") from exc
     if not isinstance(data, dict):

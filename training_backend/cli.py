@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import TypeAlias
 
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
@@ -35,7 +36,7 @@ from training_backend.db.engine import DatabaseUrlError
 from training_backend.errors import ApiError
 
 Command = Callable[[argparse.Namespace], int]
-Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def _common() -> argparse.ArgumentParser:

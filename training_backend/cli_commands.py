@@ -90,16 +90,19 @@ def jobs_submit(args: argparse.Namespace) -> int:
 
 
 def jobs_show(args: argparse.Namespace) -> int:
-    """Print a job's state, config and report counts."""
+    """Print a job (``{"job": {...}, "metric_points": n, "log_lines": m}`` with --json)."""
     with open_database(args) as db:
         job = jobs.get_job(db, job_id=args.job_id)
-        shown = JobStatusView.of(job, now=utcnow()).model_dump(mode="json")
-        shown |= {
-            "config": job.config,
+        view = JobStatusView.of(job, now=utcnow()).model_dump(mode="json")
+        view["config"] = job.config
+        counts = {
             "metric_points": jobs.count_metric_points(db, job_id=job.id),
             "log_lines": jobs.count_log_lines(db, job_id=job.id),
         }
-    _print(shown, as_json=args.json)
+    if args.json:
+        print(json.dumps({"job": view} | counts, indent=2))
+    else:
+        _print_fields(view | counts)
     return 0
 
 
@@ -137,10 +140,7 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def _print(data: dict[str, Any], *, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(data, indent=2))
-        return
+def _print_fields(data: dict[str, Any]) -> None:
     for name, value in data.items():
         shown = json.dumps(value) if isinstance(value, dict | list) else value
         print(f"{name}: {shown}")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 from pydantic_core import ErrorDetails
 
 from training_backend.body import first_field, validate
@@ -55,13 +54,13 @@ class StatusUpdated(BaseModel):
 class MetricPoint(BaseModel):
     """One metric point: ``step`` ≥ 1 and ``epoch`` plus any known metric; others ignored.
 
-    Non-finite values (a diverged run's NaN loss) are stored as absent: JSON has no NaN.
+    NaN and Infinity arrive as null (see ``body.read_json_object``), so they erase nothing.
     """
 
     model_config = ConfigDict(extra="ignore")
 
     step: Annotated[StrictInt, Field(ge=1, le=INT32_MAX)]
-    epoch: Annotated[Number, Field(allow_inf_nan=False)]
+    epoch: Number
     train_loss: Number | None = None
     eval_loss: Number | None = None
     learning_rate: Number | None = None
@@ -73,13 +72,6 @@ class MetricPoint(BaseModel):
     gpu_memory_allocated_gb: Number | None = None
     gpu_memory_reserved_gb: Number | None = None
     gpu_utilization_percent: Number | None = None
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _finite_or_absent(cls, value: Any) -> Any:
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        return value
 
     @classmethod
     def parse(cls, data: Any, *, index: int | None = None) -> MetricPoint:

@@ -94,7 +94,7 @@ def list_agents(db: Session, *, user_id: str | None = None) -> list[tuple[Traini
     if user_id is not None:
         query = query.where(TrainingAgent.user_id == user_id)
     query = query.order_by(TrainingAgent.registered_at.desc(), TrainingAgent.agent_id)
-    return [(agent, name) for agent, name in db.execute(query).tuples()]
+    return [(agent, name) for agent, name in db.execute(query)]
 
 
 def is_online(agent: TrainingAgent, *, now: datetime) -> bool:

@@ -46,12 +46,28 @@ def _upsert_points(db: Session, *, job_id: str, rows: list[dict[str, Any]], now:
     db.execute(stmt, params)
 
 
-def _update_summary(db: Session, *, job_id: str, latest: dict[str, Any], now: datetime) -> None:
-    # Only the highest step moves the summary, and only with the values it carries.
+def _summary_of(merged: dict[int, dict[str, Any]], *, since_step: int) -> dict[str, Any]:
+    # The points at or after the stored step, folded in step order: each field ends up
+    # with its value from the highest step that carried it, as if sent one by one.
+    folded: dict[str, Any] = {}
+    for step in sorted(s for s in merged if s >= since_step):
+        folded |= merged[step]
+    return folded
+
+
+def _update_summary(
+    db: Session, *, job_id: str, merged: dict[int, dict[str, Any]], now: datetime
+) -> None:
+    stored_step = db.scalar(select(TrainingJob.current_step).where(TrainingJob.id == job_id))
+    latest = _summary_of(merged, since_step=stored_step or 0)
+    if not latest:
+        return  # every point is older than the summary: it stays as it is
     step = latest["step"]
     values: dict[str, Any] = {"current_step": step, "updated_at": now}
     values |= {column: latest[key] for key, column in _SUMMARY_COLUMNS.items() if key in latest}
     values["progress"] = progress_at_step(step)
+    # Only a step at least as high as the stored one moves the summary, even if another
+    # report landed since the read above.
     newer = or_(TrainingJob.current_step.is_(None), TrainingJob.current_step <= step)
     stmt = update(TrainingJob).where(TrainingJob.id == job_id, newer).values(values)
     db.execute(stmt.execution_options(synchronize_session=False))
@@ -69,7 +85,7 @@ def record_metrics(
     if not merged:
         return 0
     _upsert_points(db, job_id=job_id, rows=list(merged.values()), now=now)
-    _update_summary(db, job_id=job_id, latest=merged[max(merged)], now=now)
+    _update_summary(db, job_id=job_id, merged=merged, now=now)
     db.commit()
     return len(merged)
 

@@ -1,0 +1,119 @@
+"""An in-process backend on a fresh SQLite file per test, and factories for its rows."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.orm import Session
+
+from tests.backend.helpers import AGENT_ID, Caller
+from training_backend.app import create_app
+from training_backend.db.models import TrainingJob, User
+from training_backend.db.types import utcnow
+from training_backend.security import generate_job_token, hash_secret
+from training_backend.services.api_keys import create_api_key
+from training_backend.services.users import create_user
+from training_backend.settings import BackendSettings
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> BackendSettings:
+    return BackendSettings(database_url=f"sqlite:///{tmp_path / 'backend.sqlite3'}")
+
+
+@pytest.fixture
+async def app(settings: BackendSettings) -> AsyncIterator[FastAPI]:
+    """The app, started (database migrated) and stopped around the test."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://backend.test") as http:
+        yield http
+
+
+@pytest.fixture
+def db(app: FastAPI) -> Iterator[Session]:
+    """A session on the test's database, separate from the app's request sessions."""
+    with app.state.session_factory() as session:
+        yield session
+
+
+@pytest.fixture
+def make_user(db: Session) -> Callable[..., User]:
+    names = (f"user{n}" for n in itertools.count(1))
+
+    def make(name: str | None = None) -> User:
+        return create_user(db, name=name or next(names))
+
+    return make
+
+
+@pytest.fixture
+def make_key(db: Session, make_user: Callable[..., User]) -> Callable[..., Caller]:
+    def make(user: User | None = None, *, scopes: tuple[str, ...] = ("training",)) -> Caller:
+        owner = user or make_user()
+        _, key = create_api_key(db, user_id=owner.id, name="test key", scopes=scopes)
+        return Caller(owner, key)
+
+    return make
+
+
+@pytest.fixture
+def caller(make_key: Callable[..., Caller]) -> Caller:
+    """A user with a ``training`` key."""
+    return make_key()
+
+
+@pytest.fixture
+def make_job(db: Session, caller: Caller) -> Callable[..., TrainingJob]:
+    """``make_job(**overrides)``: a pending job of ``caller`` with any column overridden."""
+
+    def make(**overrides: Any) -> TrainingJob:
+        now = utcnow()
+        values: dict[str, Any] = {
+            "user_id": caller.user.id,
+            "status": "pending",
+            "config": {"type": "command", "command": ["true"]},
+            "model_name": "tiny-model",
+            "dataset_path": "data/train.jsonl",
+            "created_at": now,
+            "updated_at": now,
+        }
+        job = TrainingJob(**(values | overrides))
+        db.add(job)
+        db.commit()
+        return job
+
+    return make
+
+
+@pytest.fixture
+def make_running_job(
+    make_job: Callable[..., TrainingJob],
+) -> Callable[..., tuple[TrainingJob, str]]:
+    """``make_running_job(**overrides)``: a claimed job and its job token."""
+
+    def make(**overrides: Any) -> tuple[TrainingJob, str]:
+        token = generate_job_token()
+        now = utcnow()
+        values = {
+            "status": "running",
+            "agent_id": AGENT_ID,
+            "claimed_at": now,
+            "started_at": now,
+            "job_token_hash": hash_secret(token),
+        }
+        return make_job(**(values | overrides)), token
+
+    return make

@@ -1,0 +1,149 @@
+"""The real backend as a subprocess, for end-to-end tests.
+
+    with start_backend(tmp_path) as backend:
+        backend.cli("users", "create", "alice")
+        key = backend.cli("keys", "create", "--user", "alice").strip()
+        httpx.get(f"{backend.url}/api/training/agent/poll", headers=...)
+
+``start_backend`` runs ``python -m training_backend.cli serve`` on a free loopback port
+with a fresh SQLite file, waits until ``/healthz`` answers and stops the process (terminate,
+wait, kill) when the block ends.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+STARTUP_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 10.0
+CLI_TIMEOUT_S = 60.0
+_PORT_ATTEMPTS = 3
+
+
+class BackendStartError(RuntimeError):
+    """The backend process did not come up; the message carries its output."""
+
+
+class CliFailed(AssertionError):
+    """A ``training-backend`` command exited non-zero; carries its exit code and stderr."""
+
+    def __init__(self, args: tuple[str, ...], returncode: int, stderr: str) -> None:
+        super().__init__(f"training-backend {' '.join(args)} exited {returncode}: {stderr}")
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+@dataclass(frozen=True)
+class BackendProcess:
+    """A running backend: its base URL, its database, and its CLI on that database."""
+
+    url: str
+    database_url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def cli(self, *args: str) -> str:
+        """Run ``training-backend ARGS --database-url URL``; returns stdout.
+
+        Raises ``CliFailed`` (an ``AssertionError``, with the exit code and stderr) when
+        the command fails.
+        """
+        command = [sys.executable, "-m", "training_backend.cli", *args]
+        command += ["--database-url", self.database_url]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=CLI_TIMEOUT_S)
+        if done.returncode != 0:
+            raise CliFailed(args, done.returncode, done.stderr.strip())
+        return done.stdout
+
+    def server_log(self) -> str:
+        """What the server wrote to stdout and stderr so far."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _spawn(database_url: str, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "training_backend.cli", "serve"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--database-url", database_url]
+    command += ["--log-level", "warning"]
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=dict(os.environ),
+        )
+
+
+def _wait_healthy(process: subprocess.Popen[bytes], url: str) -> bool:
+    """True once ``/healthz`` answers 200; False if the process exited first."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise BackendStartError(f"backend at {url} not healthy after {STARTUP_TIMEOUT_S:.0f} s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Terminate ``process``, wait for it, and kill it if it does not go."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=STOP_TIMEOUT_S)
+
+
+def _start(tmp_path: Path, database_url: str) -> BackendProcess:
+    log_path = tmp_path / "backend.log"
+    for _ in range(_PORT_ATTEMPTS):
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        process = _spawn(database_url, port, log_path)
+        try:
+            healthy = _wait_healthy(process, url)
+        except BackendStartError as exc:
+            stop(process)
+            raise BackendStartError(f"{exc}; its output:\n{log_path.read_text()}") from None
+        if healthy:
+            return BackendProcess(url, database_url, process, log_path)
+        # Exited early: most likely someone took the port in between; try another one.
+    output = log_path.read_text(encoding="utf-8", errors="replace")
+    raise BackendStartError(f"backend exited during startup; its output:\n{output}")
+
+
+@contextmanager
+def start_backend(tmp_path: Path) -> Iterator[BackendProcess]:
+    """A backend process on a free port and ``tmp_path/backend.sqlite3``, stopped afterwards."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    database_url = f"sqlite:///{tmp_path / 'backend.sqlite3'}"
+    backend = _start(tmp_path, database_url)
+    try:
+        yield backend
+    finally:
+        stop(backend.process)
