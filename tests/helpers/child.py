@@ -7,7 +7,8 @@ Modes:
     ignore-sigterm             ignore SIGTERM, print "ready", sleep
     graceful-sigterm           on SIGTERM print "stopping" and exit 143; print "ready", sleep
     spawn-grandchild FILE WHAT start a grandchild in its own session, write "leader grandchild"
-                               pids to FILE, then WHAT: "wait" (sleep) or "exit" (exit 0)
+                               pids to FILE, then WHAT: "wait" (sleep), "exit" (exit 0) or
+                               "exit-holding" (exit 0, the grandchild keeps stdout and stderr)
     emit-metrics N             report progress, N metrics and an output via training_agent.report
     progress-redraw            "\\r" redraws on stdout, a 40,000-character line on stderr
     malformed-events           write valid, invalid and unknown lines to the events file
@@ -63,11 +64,12 @@ def graceful_sigterm() -> None:
 
 
 def spawn_grandchild(pid_file: str, then: str) -> None:
+    output = None if then == "exit-holding" else subprocess.DEVNULL
     grandchild = subprocess.Popen(
         [sys.executable, "-c", f"import time; time.sleep({SLEEP_S})"],
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=output,
+        stderr=output,
         start_new_session=True,  # leaves our process group: only the tracking id finds it
     )
     Path(pid_file + ".tmp").write_text(f"{os.getpid()} {grandchild.pid}")

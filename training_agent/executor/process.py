@@ -38,29 +38,62 @@ logger = logging.getLogger(__name__)
 TRACKING_ENV = "TRAINING_AGENT_TRACKING_ID"
 # Under memory pressure the kernel should kill the trainer, not the agent that reports why.
 OOM_SCORE_ADJ = 500
-READ_CHUNK_BYTES = 64 * 1024
 # After the leader exits, how long a descendant holding the pipes may keep them open.
 DRAIN_S = 2.0
+STREAMS = {1: "stdout", 2: "stderr"}
 
 LineCallback = Callable[[str, str], None]
 """Called with the stream name (``"stdout"`` or ``"stderr"``) and one line."""
+
+
+class _ChildProtocol(asyncio.SubprocessProtocol):
+    """Turns pipe data into lines as it arrives, and notes the exit and closed pipes.
+
+    Rejected: ``asyncio.create_subprocess_exec``, whose ``Process.wait()`` returns only
+    once every pipe is closed, so a grandchild holding stdout would hold the job open.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_line: LineCallback) -> None:
+        self._on_line = on_line
+        self._splitters = {fd: LineSplitter() for fd in STREAMS}
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.pipes_closed = {fd: loop.create_future() for fd in STREAMS}
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        if isinstance(data, bytes) and fd in STREAMS:
+            self._emit(fd, self._splitters[fd].feed(data))
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd in STREAMS and not self.pipes_closed[fd].done():
+            self._emit(fd, self._splitters[fd].finish())
+            self.pipes_closed[fd].set_result(None)
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def _emit(self, fd: int, lines: list[str]) -> None:
+        for line in lines:
+            try:
+                self._on_line(STREAMS[fd], line)
+            except Exception:
+                # A broken callback must not stop the reading: the child would block
+                # on a full pipe. Log it and go on.
+                logger.exception("line callback failed")
 
 
 class ChildProcess:
     """A running child and its process group. Create it with ``await ChildProcess.start()``."""
 
     def __init__(
-        self, proc: asyncio.subprocess.Process, tracking_id: str, on_line: LineCallback
+        self, transport: asyncio.SubprocessTransport, protocol: _ChildProtocol, tracking_id: str
     ) -> None:
-        self._proc = proc
+        self._transport = transport
+        self._protocol = protocol
         self.tracking_id = tracking_id
-        self._on_line = on_line
-        self._identity = _process_or_none(proc.pid)
-        self._pumps = [
-            asyncio.create_task(self._pump(name, stream))
-            for name, stream in (("stdout", proc.stdout), ("stderr", proc.stderr))
-            if stream is not None
-        ]
+        self.pid = transport.get_pid()
+        """The leader's process id (also its process group id on POSIX)."""
+        self._identity = _process_or_none(self.pid)
 
     @classmethod
     async def start(
@@ -79,8 +112,10 @@ class ChildProcess:
         if not argv:
             raise JobConfigError("cannot start the job: the command is empty")
         tracking_id = uuid.uuid4().hex
+        loop = asyncio.get_running_loop()
         try:
-            proc = await asyncio.create_subprocess_exec(
+            transport, protocol = await loop.subprocess_exec(
+                lambda: _ChildProtocol(loop, on_line),
                 *argv,
                 cwd=cwd,
                 env={**env, TRACKING_ENV: tracking_id},
@@ -91,18 +126,13 @@ class ChildProcess:
             )
         except OSError as exc:
             raise JobConfigError(_start_error(argv[0], cwd, exc)) from exc
-        _raise_oom_score(proc.pid)
-        return cls(proc, tracking_id, on_line)
-
-    @property
-    def pid(self) -> int:
-        """The leader's process id (also its process group id on POSIX)."""
-        return self._proc.pid
+        _raise_oom_score(transport.get_pid())
+        return cls(transport, protocol, tracking_id)
 
     @property
     def returncode(self) -> int | None:
         """None while running; the exit code, or ``-N`` when killed by signal N."""
-        return self._proc.returncode
+        return self._transport.get_returncode()
 
     async def wait(self) -> int:
         """Wait for the leader to exit and its output to be read; return its returncode.
@@ -110,9 +140,9 @@ class ChildProcess:
         Output still held open by a descendant ``DRAIN_S`` after the leader exited is
         abandoned: the job is over, and the caller's cleanup kills that descendant.
         """
-        returncode = await self._proc.wait()
+        await asyncio.shield(self._protocol.exited)
         await self._drain(DRAIN_S)
-        return returncode
+        return self._exit_code()
 
     async def stop(self, grace_s: float) -> int:
         """The kill ladder: SIGTERM the group, wait up to ``grace_s``, kill the whole tree.
@@ -121,15 +151,13 @@ class ChildProcess:
         """
         if self.returncode is None:
             self._terminate_group()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._proc.wait(), grace_s)
+            await asyncio.wait([self._protocol.exited], timeout=grace_s)
         self.kill_tree()
         return await self.wait()
 
     async def reap(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for the exit after ``kill_tree()``, then stop reading."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._proc.wait(), timeout_s)
+        await asyncio.wait([self._protocol.exited], timeout=timeout_s)
         await self._drain(0)
 
     def kill_tree(self) -> None:
@@ -150,33 +178,23 @@ class ChildProcess:
     def _terminate_group(self) -> None:
         if sys.platform == "win32":
             with contextlib.suppress(OSError):
-                self._proc.send_signal(signal.CTRL_BREAK_EVENT)
+                self._transport.send_signal(signal.CTRL_BREAK_EVENT)
         else:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, signal.SIGTERM)
 
-    async def _pump(self, name: str, stream: asyncio.StreamReader) -> None:
-        splitter = LineSplitter()
-        while chunk := await stream.read(READ_CHUNK_BYTES):
-            self._emit(name, splitter.feed(chunk))
-        self._emit(name, splitter.finish())
-
-    def _emit(self, name: str, lines: list[str]) -> None:
-        for line in lines:
-            try:
-                self._on_line(name, line)
-            except Exception:
-                # A broken callback must not stop the pipe from being read (the child
-                # would block on a full pipe), so it is logged and the reading goes on.
-                logger.exception("line callback failed for pid %d", self.pid)
-
     async def _drain(self, timeout_s: float) -> None:
-        pending = [pump for pump in self._pumps if not pump.done()]
+        """Give the pipes ``timeout_s`` to reach end of file, then close our ends."""
+        pending = [closed for closed in self._protocol.pipes_closed.values() if not closed.done()]
         if pending and timeout_s > 0:
-            _, pending_set = await asyncio.wait(pending, timeout=timeout_s)
-            pending = list(pending_set)
-        for pump in pending:
-            pump.cancel()
+            await asyncio.wait(pending, timeout=timeout_s)
+        self._transport.close()  # after the exit this only closes the pipes
+
+    def _exit_code(self) -> int:
+        returncode = self.returncode
+        if returncode is None:  # cannot happen after process_exited; keeps the type honest
+            raise RuntimeError(f"pid {self.pid} has no returncode after its exit")
+        return returncode
 
 
 def kill_tracked(tracking_id: str) -> list[int]:

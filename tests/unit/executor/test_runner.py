@@ -6,11 +6,13 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from training_agent.executor import process
 from training_agent.executor.plan import COMMANDS_DISABLED
 from training_agent.jobs import JobOutcome, JobStatus
 
@@ -218,4 +220,18 @@ async def test_asyncio_cancellation_kills_the_tree(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not alive(leader)
+    await wait_until(lambda: not alive(grandchild), timeout_s=5)
+
+
+async def test_a_leftover_holding_the_pipes_does_not_hold_the_job(
+    make_runner: MakeRunner, sink: RecordingSink, pid_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(process, "DRAIN_S", 0.2)
+    started = time.monotonic()
+    runner = make_runner(command_job("spawn-grandchild", str(pid_file), "exit-holding"))
+    outcome = await runner.run()
+    assert outcome.status is JobStatus.COMPLETED
+    assert time.monotonic() - started < 5
+    assert sink.lines == ["ready"]
+    _, grandchild = read_pids(pid_file)
     await wait_until(lambda: not alive(grandchild), timeout_s=5)
