@@ -11,7 +11,7 @@ its own; run it after every job.
 
 Rejected: a Linux cgroup per job would contain a tree without any tracking, but needs
 privileges or a systemd scope we cannot count on; the environment tag works everywhere
-psutil does (Buildkite and GitHub's runner tag processes the same way).
+psutil does (GitHub's Actions runner sweeps orphans by ``RUNNER_TRACKING_ID`` the same way).
 """
 
 from __future__ import annotations
@@ -163,7 +163,9 @@ class ChildProcess:
     def kill_tree(self) -> None:
         """SIGKILL the leader, its group, its descendants and every tracked process, now."""
         victims: list[psutil.Process] = []
-        # Only while this is still our child: a reaped pid may already belong to another.
+        # Descendants are listed before anything dies (orphans are re-parented and lost
+        # to children()), and only while the leader is still ours: a reaped pid may
+        # already belong to another process.
         if self._identity is not None and self._identity.is_running():
             with contextlib.suppress(psutil.Error):
                 victims = [self._identity, *self._identity.children(recursive=True)]

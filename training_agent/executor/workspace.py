@@ -73,12 +73,17 @@ class Workspace:
         """Make the directory (0700), write ``config.json``, start an empty events file.
 
         A directory left by an earlier attempt is reused (its checkpoints stay), but its
-        events file starts over, so old events are never replayed. Raises ``StateError``.
+        events file starts over, so old events are never replayed. Raises ``StateError``
+        when the disk refuses, ``JobConfigError`` when the config is not JSON-shaped.
         """
+        try:
+            text = json.dumps(config, indent=2) + "\n"
+        except (TypeError, ValueError) as exc:
+            raise JobConfigError(f"the job's config cannot be written as JSON: {exc}") from exc
         try:
             self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.dir.chmod(0o700)  # mkdir's mode is filtered by the umask
-            self.config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+            self.config_file.write_text(text, encoding="utf-8")
             self.events_file.write_bytes(b"")
         except OSError as exc:
             raise StateError(f"cannot prepare the job directory {self.dir}: {exc}") from exc

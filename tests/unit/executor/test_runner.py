@@ -235,3 +235,13 @@ async def test_a_leftover_holding_the_pipes_does_not_hold_the_job(
     assert sink.lines == ["ready"]
     _, grandchild = read_pids(pid_file)
     await wait_until(lambda: not alive(grandchild), timeout_s=5)
+
+
+async def test_a_job_dir_that_cannot_be_made_fails_the_job(
+    make_runner: MakeRunner, jobs_dir: Path
+) -> None:
+    jobs_dir.write_text("a file where the jobs dir should be")
+    outcome = await make_runner(command_job("exit", "0")).run()
+    assert outcome.status is JobStatus.FAILED
+    assert outcome.reason is not None
+    assert outcome.reason.startswith("cannot prepare the job directory")

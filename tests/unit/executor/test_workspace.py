@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from training_agent.errors import JobConfigError
+from training_agent.errors import JobConfigError, StateError
 from training_agent.executor.workspace import Workspace, is_agent_secret
 
 
@@ -79,3 +79,16 @@ def test_a_job_may_not_set_the_agents_variables(tmp_path: Path) -> None:
     workspace = Workspace.for_job(tmp_path, "job-7")
     with pytest.raises(JobConfigError, match="may not set TRAINING_AGENT_EVENTS_FILE"):
         workspace.child_env({}, {"TRAINING_AGENT_EVENTS_FILE": "/elsewhere"})
+
+
+def test_a_config_that_is_not_json_is_a_job_config_error(tmp_path: Path) -> None:
+    workspace = Workspace.for_job(tmp_path, "job-1")
+    with pytest.raises(JobConfigError, match="cannot be written as JSON"):
+        workspace.create({"value": {1, 2}})
+
+
+def test_a_disk_failure_is_a_state_error(tmp_path: Path) -> None:
+    (tmp_path / "jobs").write_text("a file where the jobs dir should be")
+    workspace = Workspace.for_job(tmp_path / "jobs", "job-1")
+    with pytest.raises(StateError, match="cannot prepare the job directory"):
+        workspace.create({})
