@@ -1,0 +1,155 @@
+"""``training-agent demo``: the whole system on one machine, in one process, in seconds.
+
+Starts the reference backend on a temporary SQLite database and a free loopback port,
+creates a user, a ``training`` key and a job for the shipped demo trainer (logistic
+regression by SGD on generated data: real, decreasing losses, no heavy dependencies),
+runs the agent against it until the job is done, and shows the progress as the
+platform sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import sys
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from training_agent.config import Settings
+from training_agent.errors import ConfigError
+from training_agent.paths import AgentPaths
+from training_agent.runtime import run_agent
+
+DEMO_CONFIG: dict[str, Any] = {
+    "type": "demo",
+    "samples": 4000,
+    "features": 8,
+    "epochs": 3,
+    "batch_size": 32,
+    "learning_rate": 0.1,
+    "step_delay_s": 0.01,
+}
+
+
+async def run_demo(*, keep: bool = False) -> int:
+    """Run the demo; 0 when the job completed with every report stored."""
+    try:
+        import uvicorn
+
+        from training_backend.app import create_app
+        from training_backend.settings import BackendSettings
+    except ImportError as exc:
+        raise ConfigError(
+            "the demo needs the backend; install it with the 'backend' extra "
+            "(scripts/demo does this for you)"
+        ) from exc
+    workdir = Path(tempfile.mkdtemp(prefix="training-agent-demo-"))
+    settings = BackendSettings(database_url=f"sqlite:///{workdir / 'backend.sqlite3'}",
+                               poll_interval_seconds=1)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
+    sock = socket.create_server(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if serving.done():
+                serving.result()
+            await asyncio.sleep(0.05)
+        print(f"backend  {url}  (SQLite in {workdir})")
+        return await _run(url, settings.database_url, workdir)
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+        sock.close()
+        if keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _run(url: str, database_url: str, workdir: Path) -> int:
+    key, job_id = _seed(database_url)
+    print(f"job      {job_id}  (demo trainer: logistic regression, {DEMO_CONFIG['epochs']} epochs)")
+    agent_settings = Settings(backend_url=url, api_key=key, max_jobs=1,
+                              min_poll_interval_seconds=0.5, log_level="WARNING")
+    agent = asyncio.create_task(run_agent(agent_settings, AgentPaths.under(workdir / "agent")))
+    show = _show_inline if sys.stdout.isatty() else _show_lines()
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}) as http:
+        while not agent.done():
+            await asyncio.wait({agent}, timeout=0.5)
+            show(_progress(await _get(http, f"/api/training/local/{job_id}/status")))
+        code = agent.result()
+        state = await _get(http, f"/api/training/local/{job_id}/status")
+        metrics = await _get(http, f"/api/training/local/{job_id}/metrics")
+        logs = await _get(http, f"/api/training/local/{job_id}/logs", limit=1)
+    if sys.stdout.isatty():
+        print()
+    points = metrics["metrics"]
+    print(f"status   {state['status']}" + (f": {state['error']}" if state.get("error") else ""))
+    for name in ("train_loss", "eval_loss"):
+        values = [point[name] for point in points if point.get(name) is not None]
+        if values:
+            print(f"{name:<10} {values[0]:.4f} (first) -> {values[-1]:.4f} (last)")
+    print(f"stored   {len(points)} metric points, {logs['total_lines']} log lines")
+    return 0 if code == 0 and state["status"] == "completed" else 1
+
+
+def _seed(database_url: str) -> tuple[str, str]:
+    """A user, a training key and the demo job, straight into the backend's database."""
+    from training_backend.db.engine import create_db_engine, create_session_factory
+    from training_backend.services.api_keys import create_api_key
+    from training_backend.services.jobs import create_job
+    from training_backend.services.users import create_user
+
+    engine = create_db_engine(database_url)
+    try:
+        with create_session_factory(engine)() as db:
+            user = create_user(db, name="demo")
+            _, key = create_api_key(db, user_id=user.id, name="demo agent", scopes=["training"])
+            job = create_job(db, user_id=user.id, config=DEMO_CONFIG, model_name="demo-logreg",
+                             dataset_path="generated", now=datetime.now(UTC))
+            return key, job.id
+    finally:
+        engine.dispose()
+
+
+async def _get(http: httpx.AsyncClient, path: str, **params: Any) -> dict[str, Any]:
+    response = await http.get(path, params=params)
+    response.raise_for_status()
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _progress(state: dict[str, Any]) -> str:
+    step, total = state.get("current_step") or 0, state.get("total_steps")
+    line = f"{state['status']:<9} step {step}/{total or '?'}"
+    if state.get("current_epoch") is not None:
+        line += f"  epoch {state['current_epoch']:.2f}"
+    for name in ("loss", "eval_loss"):
+        if state.get(name) is not None:
+            line += f"  {'train_loss' if name == 'loss' else name} {state[name]:.4f}"
+    return line
+
+
+def _show_inline(line: str) -> None:
+    print(f"\r{line}".ljust(80), end="", flush=True)
+
+
+def _show_lines() -> Callable[[str], None]:
+    """For a log or a pipe: one line per change, no carriage returns."""
+    last = [""]
+
+    def show(line: str) -> None:
+        if line != last[0]:
+            print(line, flush=True)
+            last[0] = line
+
+    return show
