@@ -76,8 +76,9 @@ class Daemon:
     def drain(self) -> None:
         """Finish running jobs, claim nothing new, then exit."""
         if not self.draining:
-            log.info("draining: finishing %d running job(s), claiming no new ones",
-                     len(self._active))
+            log.info(
+                "draining: finishing %d running job(s), claiming no new ones", len(self._active)
+            )
         self._draining = True
         self._stop_polling_when_idle()
 
@@ -128,8 +129,12 @@ class Daemon:
         finally:
             self._active.discard(job.id)
         sink.status(outcome.status, error=outcome.reason, details=_details(outcome))
-        log.info("job %s %s%s", job.id, outcome.status.value,
-                 f": {outcome.reason}" if outcome.reason else "")
+        log.info(
+            "job %s %s%s",
+            job.id,
+            outcome.status.value,
+            f": {outcome.reason}" if outcome.reason else "",
+        )
         self.poller.wake()
         self._stop_polling_when_idle()
 
@@ -162,8 +167,13 @@ class Daemon:
         # A job the agent cancelled because it was stopped did not fail of its own
         # accord, but it did not finish either: "failed" lets the user retry it.
         if self._forced and outcome.status is JobStatus.CANCELLED:
-            return JobOutcome(JobStatus.FAILED, outcome.exit_code, outcome.signal,
-                              "agent stopped", outcome.outputs)
+            return JobOutcome(
+                JobStatus.FAILED,
+                outcome.exit_code,
+                outcome.signal,
+                "agent stopped",
+                outcome.outputs,
+            )
         return outcome
 
     async def _flush(self) -> None:
@@ -175,8 +185,11 @@ class Daemon:
         try:
             await asyncio.wait_for(asyncio.gather(*waits), self._options.flush_timeout_s)
         except TimeoutError:
-            log.warning("reports not delivered within %.0fs; they stay in the outbox and "
-                        "go out at the next start", self._options.flush_timeout_s)
+            log.warning(
+                "reports not delivered within %.0fs; they stay in the outbox and "
+                "go out at the next start",
+                self._options.flush_timeout_s,
+            )
 
 
 def _details(outcome: JobOutcome) -> dict[str, object]:

@@ -51,8 +51,9 @@ async def run_demo(*, keep: bool = False) -> int:
             "(scripts/demo does this for you)"
         ) from exc
     workdir = Path(tempfile.mkdtemp(prefix="training-agent-demo-"))
-    settings = BackendSettings(database_url=f"sqlite:///{workdir / 'backend.sqlite3'}",
-                               poll_interval_seconds=1)
+    settings = BackendSettings(
+        database_url=f"sqlite:///{workdir / 'backend.sqlite3'}", poll_interval_seconds=1
+    )
     server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
     sock = socket.create_server(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -78,8 +79,9 @@ async def run_demo(*, keep: bool = False) -> int:
 async def _run(url: str, database_url: str, workdir: Path) -> int:
     key, job_id = _seed(database_url)
     print(f"job      {job_id}  (demo trainer: logistic regression, {DEMO_CONFIG['epochs']} epochs)")
-    agent_settings = Settings(backend_url=url, api_key=key, max_jobs=1,
-                              min_poll_interval_seconds=0.5, log_level="WARNING")
+    agent_settings = Settings(
+        backend_url=url, api_key=key, max_jobs=1, min_poll_interval_seconds=0.5, log_level="WARNING"
+    )
     agent = asyncio.create_task(run_agent(agent_settings, AgentPaths.under(workdir / "agent")))
     show = _show_inline if sys.stdout.isatty() else _show_lines()
     async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}) as http:
@@ -114,8 +116,14 @@ def _seed(database_url: str) -> tuple[str, str]:
         with create_session_factory(engine)() as db:
             user = create_user(db, name="demo")
             _, key = create_api_key(db, user_id=user.id, name="demo agent", scopes=["training"])
-            job = create_job(db, user_id=user.id, config=DEMO_CONFIG, model_name="demo-logreg",
-                             dataset_path="generated", now=datetime.now(UTC))
+            job = create_job(
+                db,
+                user_id=user.id,
+                config=DEMO_CONFIG,
+                model_name="demo-logreg",
+                dataset_path="generated",
+                now=datetime.now(UTC),
+            )
             return key, job.id
     finally:
         engine.dispose()

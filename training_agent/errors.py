@@ -1,15 +1,15 @@
 """Every exception the agent raises on purpose.
 
-    TrainingAgentError                  base: str(exc) is one sentence a user can act on
-    ├── ConfigError                     bad settings, config.toml or command line
-    ├── StateError                      the state dir cannot be read or written
-    ├── JobConfigError                  a job's config cannot be run (the job fails, the agent goes on)
-    └── ApiError                        talking to the backend failed
-        ├── TransportError              no answer: connect/read failure or timeout (retryable)
-        ├── ProtocolError               an answer that is not JSON or not the expected shape
-        └── HttpStatusError             a non-2xx answer, with status, code and Retry-After
-            ├── AuthError               401/403 on an API-key call: key rejected, scope or agent revoked
-            └── ConflictError           409: already claimed, invalid transition, lease expired...
+    TrainingAgentError          base: str(exc) is one sentence a user can act on
+    ├── ConfigError             bad settings, config.toml or command line
+    ├── StateError              the state dir cannot be read or written
+    ├── JobConfigError          a job's config cannot be run: the job fails, the agent goes on
+    └── ApiError                talking to the backend failed
+        ├── TransportError      no answer: connect/read failure or timeout (retryable)
+        ├── ProtocolError       an answer that is not JSON or not the expected shape
+        └── HttpStatusError     a non-2xx answer, with status, code and Retry-After
+            ├── AuthError       401/403 on an API-key call: key rejected, no scope, revoked
+            └── ConflictError   409: already claimed, invalid transition, lease expired...
 
 Foreign exceptions (httpx, OSError, sqlite3, psutil) are converted where they enter,
 with ``raise ... from exc``, so callers only ever catch these.

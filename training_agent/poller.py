@@ -165,7 +165,9 @@ class Poller:
         retry_after = exc.retry_after_s if isinstance(exc, HttpStatusError) else None
         if isinstance(exc, TransportError | ProtocolError) or is_retryable(exc):
             state = Connection.UNREACHABLE
-            delay = backoff_s(self._failures, ERROR_BACKOFF, retry_after_s=retry_after, rng=self._rng)
+            delay = backoff_s(
+                self._failures, ERROR_BACKOFF, retry_after_s=retry_after, rng=self._rng
+            )
         else:
             # A rejected key or a refused request will not fix itself in seconds: wait
             # minutes (never less than auth_retry_s), doubling, so a fleet with a revoked

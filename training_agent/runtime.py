@@ -41,8 +41,14 @@ async def run_agent(settings: Settings, paths: AgentPaths) -> int:
     legacy = None if paths.isolated else LEGACY_AGENT_ID_FILE
     agent_id = load_or_create_agent_id(paths.agent_id_file, legacy_path=legacy)
     identity = detect_identity(agent_id)
-    log.info("agent %s (training-agent %s on %s/%s) for %s", agent_id, identity.version,
-             identity.platform, identity.hostname, settings.backend_url)
+    log.info(
+        "agent %s (training-agent %s on %s/%s) for %s",
+        agent_id,
+        identity.version,
+        identity.platform,
+        identity.hostname,
+        settings.backend_url,
+    )
     outbox = Outbox(paths.outbox_file)
     client = BackendClient(
         base_url=settings.backend_url,

@@ -59,11 +59,15 @@ def job_json(backend: BackendProcess, job_id: str) -> dict[str, Any]:
 
 def test_command_job_runs_end_to_end(backend: BackendProcess, tmp_path: Path) -> None:
     key = make_user_and_key(backend, "alice")
-    job_id = submit(backend, tmp_path, "alice", {
-        "type": "command", "command": [sys.executable, "-c", TRAINER]
-    })
-    env = agent_env(tmp_path / "agent", backend_url=backend.url, api_key=key,
-                    TRAINING_AGENT_ALLOW_COMMAND_JOBS="1")
+    job_id = submit(
+        backend, tmp_path, "alice", {"type": "command", "command": [sys.executable, "-c", TRAINER]}
+    )
+    env = agent_env(
+        tmp_path / "agent",
+        backend_url=backend.url,
+        api_key=key,
+        TRAINING_AGENT_ALLOW_COMMAND_JOBS="1",
+    )
 
     code, output = wait_agent(start_agent(env, "--max-jobs", "1"))
 
@@ -76,8 +80,7 @@ def test_command_job_runs_end_to_end(backend: BackendProcess, tmp_path: Path) ->
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=backend.url, headers=headers) as http:
         metrics = http.get(f"/api/training/local/{job_id}/metrics").json()["metrics"]
-        logs = http.get(f"/api/training/local/{job_id}/logs",
-                        params={"limit": 10_000}).json()
+        logs = http.get(f"/api/training/local/{job_id}/logs", params={"limit": 10_000}).json()
     assert [m["step"] for m in metrics] == list(range(1, METRICS + 1))
     assert metrics[-1]["train_loss"] == pytest.approx(10.0 / METRICS)
     assert logs["total_lines"] == LOG_LINES
@@ -98,9 +101,12 @@ def test_bad_jobs_fail_readably_and_the_agent_goes_on(
 ) -> None:
     key = make_user_and_key(backend, "bob")
     malformed = submit(backend, tmp_path, "bob", {"type": "command", "command": "not a list"})
-    missing = submit(backend, tmp_path, "bob", {
-        "type": "command", "command": ["no-such-command-for-training-agent"]
-    })
+    missing = submit(
+        backend,
+        tmp_path,
+        "bob",
+        {"type": "command", "command": ["no-such-command-for-training-agent"]},
+    )
     events = textwrap.dedent(
         """
         import os, sys
@@ -110,9 +116,9 @@ def test_bad_jobs_fail_readably_and_the_agent_goes_on(
         sys.exit(3)
         """
     )
-    failing = submit(backend, tmp_path, "bob", {
-        "type": "command", "command": [sys.executable, "-c", events]
-    })
+    failing = submit(
+        backend, tmp_path, "bob", {"type": "command", "command": [sys.executable, "-c", events]}
+    )
     refused_env = agent_env(tmp_path / "agent", backend_url=backend.url, api_key=key)
     env = {**refused_env, "TRAINING_AGENT_ALLOW_COMMAND_JOBS": "1"}
 

@@ -17,8 +17,7 @@ from tests.support.backend import BackendProcess
 pytestmark = pytest.mark.e2e
 
 # ~600 steps of 10 ms: long enough to signal the agent mid-job, short enough to finish.
-SLOW_DEMO = {"type": "demo", "samples": 3200, "epochs": 3, "batch_size": 16,
-             "step_delay_s": 0.01}
+SLOW_DEMO = {"type": "demo", "samples": 3200, "epochs": 3, "batch_size": 16, "step_delay_s": 0.01}
 
 
 def setup_job(backend: BackendProcess, tmp_path: Path, user: str) -> tuple[str, str]:
@@ -30,8 +29,10 @@ def setup_job(backend: BackendProcess, tmp_path: Path, user: str) -> tuple[str, 
 
 
 def job_state(backend: BackendProcess, key: str, job_id: str) -> dict[str, Any]:
-    response = httpx.get(f"{backend.url}/api/training/local/{job_id}/status",
-                         headers={"Authorization": f"Bearer {key}"})
+    response = httpx.get(
+        f"{backend.url}/api/training/local/{job_id}/status",
+        headers={"Authorization": f"Bearer {key}"},
+    )
     state: dict[str, Any] = response.json()
     return state
 
@@ -64,8 +65,12 @@ def test_second_sigterm_cancels_and_reports_agent_stopped(
     backend: BackendProcess, tmp_path: Path
 ) -> None:
     key, job_id = setup_job(backend, tmp_path, "erin")
-    env = agent_env(tmp_path / "agent", backend_url=backend.url, api_key=key,
-                    TRAINING_AGENT_CANCEL_GRACE_SECONDS="5")
+    env = agent_env(
+        tmp_path / "agent",
+        backend_url=backend.url,
+        api_key=key,
+        TRAINING_AGENT_CANCEL_GRACE_SECONDS="5",
+    )
     agent = start_agent(env)
     wait_for_steps(backend, key, job_id)
 

@@ -46,7 +46,9 @@ class FakeBackend:
 
     def client(self) -> BackendClient:
         return BackendClient(
-            base_url="http://backend.test", api_key=API_KEY, identity=IDENTITY,
+            base_url="http://backend.test",
+            api_key=API_KEY,
+            identity=IDENTITY,
             transport=httpx.MockTransport(self),
         )
 

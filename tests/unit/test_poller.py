@@ -32,19 +32,27 @@ def backend() -> FakeBackend:
 @pytest.fixture
 async def poller(backend: FakeBackend) -> AsyncIterator[Poller]:
     client = backend.client()
-    yield Poller(client=client, min_interval_s=1.0, auth_retry_s=60.0, sleep=Sleeps(),
-                 rng=lambda: 0.5)
+    yield Poller(
+        client=client, min_interval_s=1.0, auth_retry_s=60.0, sleep=Sleeps(), rng=lambda: 0.5
+    )
     await client.aclose()
 
 
 async def test_claims_when_there_is_room(backend: FakeBackend, poller: Poller) -> None:
     backend.on(POLL, httpx.Response(200, json={"job": job(), "poll_interval_seconds": 5}))
-    backend.on(CLAIM, httpx.Response(200, json={"success": True, "job_token": "t" * 43,
-                                                "job": job(config={"type": "demo"})}))
+    backend.on(
+        CLAIM,
+        httpx.Response(
+            200, json={"success": True, "job_token": "t" * 43, "job": job(config={"type": "demo"})}
+        ),
+    )
     step = await poller.step(can_claim=True)
     assert step.job is not None
-    assert (step.job.id, step.job.job_token, step.job.config) == ("job-1", "t" * 43,
-                                                                  {"type": "demo"})
+    assert (step.job.id, step.job.job_token, step.job.config) == (
+        "job-1",
+        "t" * 43,
+        {"type": "demo"},
+    )
     assert poller.connection is Connection.CONNECTED
 
 
@@ -58,8 +66,12 @@ async def test_polls_without_claiming_when_busy(backend: FakeBackend, poller: Po
 
 async def test_lost_claim_is_a_normal_outcome(backend: FakeBackend, poller: Poller) -> None:
     backend.on(POLL, httpx.Response(200, json={"job": job()}))
-    backend.on(CLAIM, httpx.Response(409, json={"error": "Job already claimed by another agent",
-                                                "code": "ALREADY_CLAIMED"}))
+    backend.on(
+        CLAIM,
+        httpx.Response(
+            409, json={"error": "Job already claimed by another agent", "code": "ALREADY_CLAIMED"}
+        ),
+    )
     step = await poller.step(can_claim=True)
     assert step.job is None
     assert len(backend.calls(CLAIM)) == 1  # a 409 is not retried
@@ -74,7 +86,7 @@ async def test_garbage_answer_backs_off_and_keeps_going(
     assert poller.connection is Connection.UNREACHABLE
     backend.on(POLL, httpx.Response(200, json={"job": None}))
     await poller.step(can_claim=True)
-    assert poller.connection is Connection.CONNECTED
+    assert poller.connection.value == "connected"  # (mypy narrowed the attribute above)
 
 
 async def test_rejected_key_waits_minutes_and_grows(

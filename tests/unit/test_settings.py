@@ -21,9 +21,15 @@ def config_file(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("API_KEY", "BACKEND_URL", "TRAINING_AGENT_CANCEL_GRACE_SECONDS",
-                 "TRAINING_AGENT_ALLOW_COMMAND_JOBS", "TRAINING_AGENT_API_KEY",
-                 "TRAINING_AGENT_BACKEND_URL", "TRAINING_AGENT_LOG_LEVEL"):
+    for name in (
+        "API_KEY",
+        "BACKEND_URL",
+        "TRAINING_AGENT_CANCEL_GRACE_SECONDS",
+        "TRAINING_AGENT_ALLOW_COMMAND_JOBS",
+        "TRAINING_AGENT_API_KEY",
+        "TRAINING_AGENT_BACKEND_URL",
+        "TRAINING_AGENT_LOG_LEVEL",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -69,7 +75,7 @@ def test_boolean_env_and_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_api_key_in_config_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.write_text('api_key = "wak_secret"\n')
-    with pytest.raises(ConfigError, match="must not live in config.toml"):
+    with pytest.raises(ConfigError, match=r"must not live in config\.toml"):
         load_settings(config_file=path)
 
 

@@ -44,8 +44,9 @@ async def client(backend: FakeBackend) -> AsyncIterator[BackendClient]:
 
 
 def uploader(outbox: Outbox, client: BackendClient, *features: str) -> Uploader:
-    return Uploader(outbox=outbox, client=client, features=lambda: frozenset(features),
-                    sleep=no_sleep)
+    return Uploader(
+        outbox=outbox, client=client, features=lambda: frozenset(features), sleep=no_sleep
+    )
 
 
 def fill(outbox: Outbox) -> None:
@@ -57,8 +58,9 @@ def fill(outbox: Outbox) -> None:
     outbox.append_status("j1", JobStatus.COMPLETED, details={"exit_code": 0})
 
 
-async def test_order_and_extensions(outbox: Outbox, client: BackendClient,
-                                    backend: FakeBackend) -> None:
+async def test_order_and_extensions(
+    outbox: Outbox, client: BackendClient, backend: FakeBackend
+) -> None:
     fill(outbox)
     assert await uploader(outbox, client, "log_offsets", "job_details").drain_once()
 
@@ -73,8 +75,9 @@ async def test_order_and_extensions(outbox: Outbox, client: BackendClient,
     assert outbox.is_finished("j1")
 
 
-async def test_v1_backend_gets_plain_protocol(outbox: Outbox, client: BackendClient,
-                                              backend: FakeBackend) -> None:
+async def test_v1_backend_gets_plain_protocol(
+    outbox: Outbox, client: BackendClient, backend: FakeBackend
+) -> None:
     fill(outbox)
     assert await uploader(outbox, client).drain_once()
 
@@ -86,8 +89,11 @@ async def test_server_errors_are_retried_without_duplicates(
     outbox: Outbox, client: BackendClient, backend: FakeBackend
 ) -> None:
     outbox.append_logs("j1", ["x", "y"])
-    backend.on(LOGS, httpx.Response(503, json={"error": "busy"}),
-               httpx.Response(200, json={"success": True}))
+    backend.on(
+        LOGS,
+        httpx.Response(503, json={"error": "busy"}),
+        httpx.Response(200, json={"success": True}),
+    )
     assert await uploader(outbox, client, "log_offsets").drain_once()
     assert backend.calls(LOGS) == [{"logs": ["x", "y"], "offset": 0}] * 2
     assert outbox.pending_logs("j1", limit=10) is None
@@ -107,7 +113,9 @@ async def test_a_rejected_batch_is_dropped_and_the_status_still_goes(
 
 
 async def test_a_job_the_backend_forgot_is_abandoned(
-    outbox: Outbox, client: BackendClient, backend: FakeBackend,
+    outbox: Outbox,
+    client: BackendClient,
+    backend: FakeBackend,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     outbox.append_logs("j1", ["x"])
@@ -136,8 +144,11 @@ async def test_wait_delivered_returns_after_the_terminal_status(
 
 @pytest.mark.parametrize(("expected", "resent"), [(4, []), (0, [{"logs": ["c", "d"]}])])
 async def test_log_gap_is_mended(
-    outbox: Outbox, client: BackendClient, backend: FakeBackend,
-    expected: int, resent: list[dict[str, object]],
+    outbox: Outbox,
+    client: BackendClient,
+    backend: FakeBackend,
+    expected: int,
+    resent: list[dict[str, object]],
 ) -> None:
     outbox.append_logs("j1", ["a", "b", "c", "d"])
     outbox.ack_logs("j1", below=2)  # a and b went out before a restart

@@ -124,7 +124,9 @@ class Outbox:
         if not lines:
             return
         with self._tx() as db:
-            (start,) = db.execute("SELECT next_line FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            (start,) = db.execute(
+                "SELECT next_line FROM jobs WHERE job_id = ?", (job_id,)
+            ).fetchone()
             db.executemany(
                 "INSERT INTO logs (job_id, line_no, text) VALUES (?, ?, ?)",
                 [(job_id, start + i, line) for i, line in enumerate(lines)],
@@ -201,7 +203,9 @@ class Outbox:
             (job_id,),
         ).fetchall()
         return [
-            PendingStatus(seq=seq, status=JobStatus(status), error=error, details=json.loads(details))
+            PendingStatus(
+                seq=seq, status=JobStatus(status), error=error, details=json.loads(details)
+            )
             for seq, status, error, details in rows
         ]
 
@@ -214,7 +218,7 @@ class Outbox:
         with self._tx() as db:
             db.execute("UPDATE jobs SET finished = 1, job_token = '' WHERE job_id = ?", (job_id,))
             for table in ("logs", "metrics", "statuses"):
-                db.execute(f"DELETE FROM {table} WHERE job_id = ?", (job_id,))  # noqa: S608
+                db.execute(f"DELETE FROM {table} WHERE job_id = ?", (job_id,))
 
     def is_finished(self, job_id: str) -> bool:
         row = self._db.execute("SELECT finished FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
@@ -223,6 +227,8 @@ class Outbox:
     def has_data(self, job_id: str) -> bool:
         """Whether log lines or metric points of the job still wait for delivery."""
         return any(
-            self._db.execute(f"SELECT 1 FROM {table} WHERE job_id = ? LIMIT 1", (job_id,)).fetchone()  # noqa: S608
+            self._db.execute(
+                f"SELECT 1 FROM {table} WHERE job_id = ? LIMIT 1", (job_id,)
+            ).fetchone()
             for table in ("logs", "metrics")
         )

@@ -10,6 +10,7 @@ and the backend's offsets (``log_offsets``) and per-step keys make re-sending ha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -68,10 +69,8 @@ class Uploader:
             await self.drain_once()
             self._passed.set()
             self._passed = asyncio.Event()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._interval_s)
-            except TimeoutError:
-                pass
 
     async def wait_delivered(self, job_id: str) -> None:
         """Return once the job's terminal status was delivered (or the job abandoned)."""
@@ -87,8 +86,9 @@ class Uploader:
             try:
                 delivered &= await self._drain_job(job_id, token)
             except _JobGone as exc:
-                log.error("job %s: reports dropped, the backend no longer accepts them: %s",
-                          job_id, exc)
+                log.error(
+                    "job %s: reports dropped, the backend no longer accepts them: %s", job_id, exc
+                )
                 self._outbox.finish_job(job_id)
             except ApiError as exc:
                 log.warning("job %s: reports not delivered yet (%s); will retry", job_id, exc)
@@ -152,8 +152,9 @@ class Uploader:
         if isinstance(expected, int) and expected > offset:
             return min(expected, offset + len(lines))  # it already has these lines
         # It lost lines we no longer hold: append ours after what it has.
-        log.warning("job %s: the backend expected log line %s, not %d; appending",
-                    job_id, expected, offset)
+        log.warning(
+            "job %s: the backend expected log line %s, not %d; appending", job_id, expected, offset
+        )
         await self._call(f"job {job_id} logs", lambda: self._client.post_logs(job_id, token, lines))
         return offset + len(lines)
 
@@ -168,15 +169,18 @@ class Uploader:
     async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T | None:
         """Send with retries. None when the backend refused the report for good."""
         try:
-            return await call_with_retry(call, policy=self._policy, sleep=self._sleep, describe=what)
+            return await call_with_retry(
+                call, policy=self._policy, sleep=self._sleep, describe=what
+            )
         except ConflictError as exc:
             if exc.code == "LOG_GAP":
                 raise  # the caller can mend a gap
-            return self._refused(what, exc)
+            self._refused(what, exc)
         except HttpStatusError as exc:
             if is_retryable(exc):
                 raise
-            return self._refused(what, exc)
+            self._refused(what, exc)
+        return None
 
     def _refused(self, what: str, exc: HttpStatusError) -> None:
         if exc.code in _JOB_GONE_CODES or exc.status in (401, 404):
