@@ -6,7 +6,7 @@ Use them as annotations: ``def route(db: DbSession, key: CurrentApiKey) -> ...``
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -21,10 +21,20 @@ from training_backend.services.job_tokens import authenticate_job, extract_job_t
 from training_backend.settings import BackendSettings, get_settings
 
 
-def get_db(request: Request) -> Iterator[Session]:
-    """One session per request, closed (and rolled back if uncommitted) afterwards."""
-    with request.app.state.session_factory() as session:
+async def get_db(request: Request) -> AsyncIterator[Session]:
+    """One session per request, closed (rolled back if uncommitted) after the route.
+
+    Async on purpose: sync routes and dependencies each run in a worker thread, and a
+    request must never hold a pooled connection while it waits for a free thread, or
+    under load every thread ends up waiting for a connection held by a request waiting
+    for a thread. So the session is closed here on the event loop (no thread needed),
+    and each sync dependency that reads ends its transaction before returning.
+    """
+    session: Session = request.app.state.session_factory()
+    try:
         yield session
+    finally:
+        session.close()
 
 
 DbSession = Annotated[Session, Depends(get_db)]
@@ -35,7 +45,9 @@ JsonObject = Annotated[dict[str, Any], Depends(read_json_object)]
 def current_api_key(request: Request, db: DbSession) -> ApiKey:
     """The caller's API key, checked for validity and for the ``training`` scope."""
     key = extract_api_key(request.headers)
-    return authenticate_api_key(db, key=key, scope="training", now=utcnow())
+    row = authenticate_api_key(db, key=key, scope="training", now=utcnow())
+    db.commit()  # give the connection back before the next thread hop (see get_db)
+    return row
 
 
 CurrentApiKey = Annotated[ApiKey, Depends(current_api_key)]
@@ -51,7 +63,9 @@ JobToken = Annotated[str, Depends(job_token)]
 
 def job_from_token(job_id: str, token: JobToken, db: DbSession) -> TrainingJob:
     """The job named in the path, provided the bearer token is that job's token."""
-    return authenticate_job(db, job_id=job_id, token=token)
+    job = authenticate_job(db, job_id=job_id, token=token)
+    db.commit()  # give the connection back before the next thread hop (see get_db)
+    return job
 
 
 JobFromToken = Annotated[TrainingJob, Depends(job_from_token)]

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import itertools
+import os
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from tests.backend.helpers import AGENT_ID, Caller
@@ -21,10 +26,34 @@ from training_backend.services.api_keys import create_api_key
 from training_backend.services.users import create_user
 from training_backend.settings import BackendSettings
 
+#: Set to an admin URL (``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``) to run
+#: these tests on PostgreSQL, each in a database of its own, instead of SQLite.
+POSTGRES_ENV = "TRAINING_BACKEND_TEST_POSTGRES_URL"
+
+
+@contextmanager
+def _postgres_database(admin_url: str) -> Iterator[str]:
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
 
 @pytest.fixture
-def settings(tmp_path: Path) -> BackendSettings:
-    return BackendSettings(database_url=f"sqlite:///{tmp_path / 'backend.sqlite3'}")
+def settings(tmp_path: Path) -> Iterator[BackendSettings]:
+    """A fresh database: a SQLite file, or a PostgreSQL database when ``POSTGRES_ENV`` is set."""
+    admin_url = os.environ.get(POSTGRES_ENV)
+    if not admin_url:
+        yield BackendSettings(database_url=f"sqlite:///{tmp_path / 'backend.sqlite3'}")
+        return
+    with _postgres_database(admin_url) as url:
+        yield BackendSettings(database_url=url)
 
 
 @pytest.fixture

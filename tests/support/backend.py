@@ -138,10 +138,13 @@ def _start(tmp_path: Path, database_url: str) -> BackendProcess:
 
 
 @contextmanager
-def start_backend(tmp_path: Path) -> Iterator[BackendProcess]:
-    """A backend process on a free port and ``tmp_path/backend.sqlite3``, stopped afterwards."""
+def start_backend(tmp_path: Path, *, database_url: str | None = None) -> Iterator[BackendProcess]:
+    """A backend process on a free port, stopped afterwards.
+
+    Its database is ``database_url`` if given, else a new ``tmp_path/backend.sqlite3``.
+    """
     tmp_path.mkdir(parents=True, exist_ok=True)
-    database_url = f"sqlite:///{tmp_path / 'backend.sqlite3'}"
+    database_url = database_url or f"sqlite:///{tmp_path / 'backend.sqlite3'}"
     backend = _start(tmp_path, database_url)
     try:
         yield backend
