@@ -264,3 +264,22 @@ async def test_a_batch_without_token_is_401(client: httpx.AsyncClient) -> None:
     response = await client.post(BATCH, json={"job_id": "x", "metrics": []})
     assert response.status_code == 401
     assert response.json()["code"] == "MISSING_TOKEN"
+
+
+async def test_a_batch_older_than_the_summary_leaves_it_alone(
+    client: httpx.AsyncClient, make_running_job: MakeRunningJob, db: Session
+) -> None:
+    job, token = make_running_job()
+    await put(client, job.id, token, {"step": 10, "epoch": 1, "train_loss": 0.5, "eval_loss": 0.6})
+    points = [
+        {"step": 4, "epoch": 0.4, "eval_loss": 9.0},
+        {"step": 12, "epoch": 1.2, "train_loss": 0.4},
+    ]
+    await client.post(BATCH, json={"job_id": job.id, "metrics": points}, headers=bearer(token))
+
+    stored = reload(db, job)
+    assert (stored.current_step, stored.loss, stored.eval_loss) == (12, 0.4, 0.6)
+
+    late = [{"step": 2, "epoch": 0.2, "train_loss": 7.0}]
+    await client.post(BATCH, json={"job_id": job.id, "metrics": late}, headers=bearer(token))
+    assert (reload(db, job).current_step, reload(db, job).loss) == (12, 0.4)
