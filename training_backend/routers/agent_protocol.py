@@ -6,13 +6,14 @@ from fastapi import APIRouter
 
 from training_backend.db.types import utcnow
 from training_backend.deps import Agent, CurrentApiKey, DbSession, Settings
+from training_backend.routing import DbRoute
 from training_backend.schemas.agent import FEATURES, ClaimAnswer, PollAnswer
 from training_backend.schemas.jobs import JobDispatch
 from training_backend.services.agents import record_poll
 from training_backend.services.claims import claim_job
 from training_backend.services.jobs import next_pending_job
 
-router = APIRouter(prefix="/api/training/agent", tags=["agent protocol"])
+router = APIRouter(prefix="/api/training/agent", tags=["agent protocol"], route_class=DbRoute)
 
 
 @router.get("/poll")

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from training_backend.db.models import TrainingJob
 from training_backend.db.types import utcnow
 from training_backend.deps import DbSession, JobFromToken, JobToken, JsonObject
+from training_backend.routing import DbRoute
 from training_backend.schemas.reports import (
     LogAppend,
     LogsAppended,
@@ -23,7 +24,7 @@ from training_backend.services.logs import append_logs, check_request_size
 from training_backend.services.metrics import record_metrics
 from training_backend.services.status import update_status
 
-router = APIRouter(prefix="/api/training/local", tags=["job reporting"])
+router = APIRouter(prefix="/api/training/local", tags=["job reporting"], route_class=DbRoute)
 
 MAX_POINTS_PER_BATCH = 5_000
 

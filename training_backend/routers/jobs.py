@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from training_backend.body import validate
 from training_backend.db.types import utcnow
 from training_backend.deps import CurrentApiKey, DbSession, JsonObject
+from training_backend.routing import DbRoute
 from training_backend.schemas.jobs import (
     JobCreate,
     JobCreated,
@@ -22,7 +23,7 @@ from training_backend.services.jobs import create_job, get_owned_job
 from training_backend.services.logs import read_logs
 from training_backend.services.metrics import list_metrics
 
-router = APIRouter(prefix="/api/training", tags=["jobs"])
+router = APIRouter(prefix="/api/training", tags=["jobs"], route_class=DbRoute)
 
 MAX_LOG_PAGE = 10_000
 INT32_MAX = 2_147_483_647
