@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from training_backend.db.base import Base
@@ -62,6 +71,21 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class Dataset(Base):
+    """A dataset file uploaded to the backend; its bytes live in the datasets directory."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[str] = mapped_column(_ID, primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(_ID, _user_fk(), index=True)
+    filename: Mapped[str] = mapped_column(String(255))  # as uploaded, cleaned; display only
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    # The file's name inside the datasets directory: chosen by the backend, never by a user.
+    storage_key: Mapped[str] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class TrainingJob(Base):
     """A training job: what to run, who runs it, and a summary of its latest report."""
 
@@ -69,6 +93,7 @@ class TrainingJob(Base):
     __table_args__ = (
         Index("ix_training_jobs_poll", "user_id", "status", "created_at"),
         Index("ix_training_jobs_agent", "agent_id", "status"),
+        Index("ix_training_jobs_lease", "status", "lease_expires_at"),
     )
 
     id: Mapped[str] = mapped_column(_ID, primary_key=True, default=new_id)
@@ -80,6 +105,9 @@ class TrainingJob(Base):
     config: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
     model_name: Mapped[str | None] = mapped_column(Text)
     dataset_path: Mapped[str | None] = mapped_column(Text)
+    dataset_id: Mapped[str | None] = mapped_column(
+        _ID, ForeignKey("datasets.id", ondelete="SET NULL")
+    )
     total_steps: Mapped[int | None] = mapped_column(Integer)
     total_epochs: Mapped[float | None] = mapped_column(Float)
     current_step: Mapped[int | None] = mapped_column(Integer)
@@ -100,6 +128,9 @@ class TrainingJob(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=1)
+    control: Mapped[str | None] = mapped_column(String(16))  # cancel, pause or resume
+    control_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     error_message: Mapped[str | None] = mapped_column(Text)
     exit_code: Mapped[int | None] = mapped_column(Integer)
     outputs: Mapped[Any | None] = mapped_column(JsonDocument)
