@@ -35,6 +35,19 @@ class BackendSettings(BaseSettings):
     poll_interval_seconds: int = Field(default=10, ge=1, le=3600)
     """How long agents wait between polls (sent in every poll answer)."""
 
+    lease_seconds: int = Field(default=90, ge=5, le=86_400)
+    """How long a claimed job stays an agent's without a heartbeat or report from it."""
+
+    datasets_dir: Path | None = None
+    """Where uploaded datasets are kept (default: ``datasets`` next to the SQLite file,
+    else in the user data directory). Replicas sharing one database need a shared one."""
+
+    max_dataset_bytes: int = Field(default=1024**3, ge=1)
+    """Largest dataset upload accepted (default 1 GiB)."""
+
+    housekeeping_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    """How often the background task looks for expired leases."""
+
 
 def get_settings(request: Request) -> BackendSettings:
     """FastAPI dependency: the settings the app was created with (tests override it)."""
