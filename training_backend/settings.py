@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from fastapi import Request
 from platformdirs import user_data_dir
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 APP_NAME = "training-backend"
@@ -16,6 +17,28 @@ def default_database_url() -> str:
     """A SQLite file in this user's data directory, e.g. ``~/.local/share/training-backend``."""
     path = Path(user_data_dir(APP_NAME, appauthor=False)) / "backend.sqlite3"
     return f"sqlite:///{path}"
+
+
+#: A release version as it appears in artifact names: ``0.2.0``, ``1.4.2rc1``, ``0.3.0-beta.2``.
+AGENT_VERSION_PATTERN = r"^[0-9]+\.[0-9]+\.[0-9]+[0-9A-Za-z.+-]{0,32}$"
+
+
+def version_tuple(version: str) -> tuple[int, int, int]:
+    """The numeric major, minor and patch of a release version.
+
+    >>> version_tuple("0.2.1rc1")
+    (0, 2, 1)
+    """
+    numbers = re.match(r"([0-9]+)\.([0-9]+)\.([0-9]+)", version)
+    if numbers is None:
+        raise ValueError(f"not a release version: {version!r}")
+    major, minor, patch = (int(part) for part in numbers.groups())
+    return major, minor, patch
+
+
+def default_releases_dir() -> Path:
+    """``releases`` in this user's data directory."""
+    return Path(user_data_dir(APP_NAME, appauthor=False)) / "releases"
 
 
 class BackendSettings(BaseSettings):
@@ -47,6 +70,43 @@ class BackendSettings(BaseSettings):
 
     housekeeping_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     """How often the background task looks for expired leases."""
+
+    online_threshold_seconds: int = Field(default=60, ge=1, le=86_400)
+    """An agent that polled within this long counts as online."""
+
+    agent_retention_days: int = Field(default=30, ge=1, le=36_500)
+    """Agents unseen for this long are forgotten (revoked ones are kept)."""
+
+    session_lifetime_hours: int = Field(default=168, ge=1, le=8760)
+    """How long a web sign-in (session token or cookie) stays valid."""
+
+    rate_limit_per_minute: int = Field(default=600, ge=0)
+    """Requests one API key may make per minute on average, per process (0: no limit)."""
+
+    rate_limit_burst: int = Field(default=120, ge=1)
+    """Requests one API key may make at once above that average."""
+
+    agent_version: str = Field(default="0.2.0", pattern=AGENT_VERSION_PATTERN)
+    """Version of the agent the download endpoint serves (at least 0.2.0)."""
+
+    releases_dir: Path = Field(default_factory=default_releases_dir)
+    """Folder of agent release archives and their ``SHA256SUMS``."""
+
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+    """This backend's URL as agents reach it, e.g. ``https://train.example.com``
+    (default: taken from each request)."""
+
+    @field_validator("agent_version")
+    @classmethod
+    def _at_least_0_2_0(cls, version: str) -> str:
+        if version_tuple(version) < (0, 2, 0):
+            raise ValueError(f"agent_version must be 0.2.0 or newer, not {version}")
+        return version
+
+    @field_validator("public_url")
+    @classmethod
+    def _without_trailing_slash(cls, url: str | None) -> str | None:
+        return None if url is None else url.rstrip("/")
 
 
 def get_settings(request: Request) -> BackendSettings:
