@@ -131,6 +131,8 @@ class TrainingJob(Base):
     control: Mapped[str | None] = mapped_column(String(16))  # cancel, pause or resume
     control_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Hashes of tokens whose lease expired: a late report with one gets 409 LEASE_EXPIRED.
+    retired_token_hashes: Mapped[list[str] | None] = mapped_column(JsonDocument)
     error_message: Mapped[str | None] = mapped_column(Text)
     exit_code: Mapped[int | None] = mapped_column(Integer)
     outputs: Mapped[Any | None] = mapped_column(JsonDocument)

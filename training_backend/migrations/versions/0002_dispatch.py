@@ -1,4 +1,4 @@
-"""Dispatch: job control, heartbeats, a lease index, and datasets held by the backend.
+"""Dispatch: job control, heartbeats, leases, and datasets held by the backend.
 
 Revision ID: 0002
 Revises: 0001
@@ -8,14 +8,20 @@ Create Date: 2026-11-26
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+
+def _json_type() -> sa.types.TypeEngine[Any]:
+    return sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
 def _create_datasets() -> None:
@@ -46,6 +52,7 @@ def upgrade() -> None:
             sa.Column("control_requested_at", sa.DateTime(timezone=True), nullable=True)
         )
         batch.add_column(sa.Column("last_heartbeat_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("retired_token_hashes", _json_type(), nullable=True))
         batch.create_foreign_key(
             "fk_training_jobs_dataset_id_datasets",
             "datasets",
@@ -60,7 +67,13 @@ def downgrade() -> None:
     with op.batch_alter_table("training_jobs") as batch:
         batch.drop_index("ix_training_jobs_lease")
         batch.drop_constraint("fk_training_jobs_dataset_id_datasets", type_="foreignkey")
-        for column in ("last_heartbeat_at", "control_requested_at", "control", "dataset_id"):
+        for column in (
+            "retired_token_hashes",
+            "last_heartbeat_at",
+            "control_requested_at",
+            "control",
+            "dataset_id",
+        ):
             batch.drop_column(column)
     op.drop_index("ix_datasets_user_id", table_name="datasets")
     op.drop_table("datasets")
