@@ -10,6 +10,15 @@ uploader has delivered them:
 
 ``jobs`` holds each job's token (the file is owner-only) and how far its logs were
 delivered, so an agent restart resumes where it stopped.
+
+A job's log is bounded (``max_log_lines``): its first half streams as it is written;
+past it, lines wait in ``held_logs``, a window that keeps only the latest lines, and go
+out when the job's terminal status is stored, behind one notice line saying how many
+lines were skipped in between. So a job that prints a million lines still costs the
+outbox and the backend at most ``max_log_lines`` + 1 lines, and keeps what matters most:
+how it started and how it ended. The price: past the first half, the live log on the
+platform waits until the job ends (rejected: streaming the tail as it comes, which
+would make the kept lines depend on when a job ends, not on the cap).
 """
 
 from __future__ import annotations
@@ -35,6 +44,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished INTEGER NOT NULL DEFAULT 0,      -- a terminal status was delivered or abandoned
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS held_logs (
+    job_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,                     -- the line's number among all lines written
+    text TEXT NOT NULL,
+    PRIMARY KEY (job_id, seq)
+);
 CREATE TABLE IF NOT EXISTS logs (
     job_id TEXT NOT NULL,
     line_no INTEGER NOT NULL,
@@ -55,6 +70,26 @@ CREATE TABLE IF NOT EXISTS statuses (
     details TEXT
 );
 """
+
+
+# Columns added to ``jobs`` after the first release, with their declarations.
+_JOB_COLUMNS = {
+    "seen_lines": "INTEGER NOT NULL DEFAULT 0",  # lines written, kept or not
+    "log_head": "INTEGER",  # lines streamed before holding back (NULL: no cap)
+    "log_tail": "INTEGER",  # how many of the latest lines the held window keeps
+}
+
+DEFAULT_MAX_LOG_LINES = 100_000
+MIN_MAX_LOG_LINES = 10
+
+
+def skipped_notice(skipped: int, *, head: int, tail: int) -> str:
+    """The one job log line that stands where the middle of an over-long log was."""
+    return (
+        f"[training-agent] {skipped} log lines skipped here: the log is longer than "
+        f"max_log_lines_per_job ({head + tail + 1}), so only its first {head} and last "
+        f"{tail} lines are kept"
+    )
 
 
 @dataclass(frozen=True)
@@ -78,8 +113,16 @@ class PendingLogs:
 class Outbox:
     """Append-before-upload store; every method is one short transaction."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, max_log_lines: int | None = DEFAULT_MAX_LOG_LINES) -> None:
+        """Open (or create) the outbox at ``path``.
+
+        ``max_log_lines`` bounds each job opened from now on (None: unbounded); a job
+        keeps the bound it was opened with, across restarts.
+        """
+        if max_log_lines is not None and max_log_lines < MIN_MAX_LOG_LINES:
+            raise ValueError(f"max_log_lines must be at least {MIN_MAX_LOG_LINES}")
         self.path = path
+        self._max_log_lines = max_log_lines
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # owner-only: holds job tokens
@@ -92,11 +135,18 @@ class Outbox:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(_SCHEMA)
+            self._add_missing_columns()
         except (OSError, sqlite3.Error) as exc:
             raise StateError(f"cannot open the outbox {path}: {exc}") from exc
 
     def close(self) -> None:
         self._db.close()
+
+    def _add_missing_columns(self) -> None:
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        for name, declaration in _JOB_COLUMNS.items():
+            if name not in have:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {declaration}")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -114,30 +164,81 @@ class Outbox:
     # -- writing (the job side) ---------------------------------------------------------
 
     def open_job(self, job_id: str, job_token: str) -> None:
+        head = tail = None
+        if self._max_log_lines is not None:
+            head = self._max_log_lines // 2
+            tail = self._max_log_lines - head - 1  # one line for the notice
         with self._tx() as db:
             db.execute(
-                "INSERT OR IGNORE INTO jobs (job_id, job_token, created_at) VALUES (?, ?, ?)",
-                (job_id, job_token, time.time()),
+                "INSERT OR IGNORE INTO jobs (job_id, job_token, created_at, log_head, log_tail) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (job_id, job_token, time.time(), head, tail),
             )
 
     def append_logs(self, job_id: str, lines: list[str]) -> None:
+        """Store log lines; past the job's head they wait in the held window.
+
+        Lines of a job that is finished (or unknown) are dropped: nothing would send them.
+        """
         if not lines:
             return
         with self._tx() as db:
-            (start,) = db.execute(
-                "SELECT next_line FROM jobs WHERE job_id = ?", (job_id,)
+            row = db.execute(
+                "SELECT next_line, seen_lines, log_head, log_tail FROM jobs "
+                "WHERE job_id = ? AND finished = 0",
+                (job_id,),
             ).fetchone()
+            if row is None:
+                return
+            start, seen, head, tail = row
+            streamed = len(lines) if head is None else max(0, min(len(lines), head - seen))
             db.executemany(
                 "INSERT INTO logs (job_id, line_no, text) VALUES (?, ?, ?)",
-                [(job_id, start + i, line) for i, line in enumerate(lines)],
+                [(job_id, start + i, line) for i, line in enumerate(lines[:streamed])],
             )
+            held = lines[streamed:][-tail:] if tail else []
+            first_held = seen + len(lines) - len(held)
+            db.executemany(
+                "INSERT INTO held_logs (job_id, seq, text) VALUES (?, ?, ?)",
+                [(job_id, first_held + i, line) for i, line in enumerate(held)],
+            )
+            seen += len(lines)
+            if held:
+                db.execute(
+                    "DELETE FROM held_logs WHERE job_id = ? AND seq < ?", (job_id, seen - tail)
+                )
             db.execute(
-                "UPDATE jobs SET next_line = ? WHERE job_id = ?", (start + len(lines), job_id)
+                "UPDATE jobs SET next_line = ?, seen_lines = ? WHERE job_id = ?",
+                (start + streamed, seen, job_id),
             )
+
+    def _release_held(self, db: sqlite3.Connection, job_id: str) -> None:
+        """Move the held window behind the streamed head, after a notice if lines fell out."""
+        row = db.execute(
+            "SELECT next_line, log_head, log_tail FROM jobs WHERE job_id = ?", (job_id,)
+        ).fetchone()
+        held = db.execute(
+            "SELECT seq, text FROM held_logs WHERE job_id = ? ORDER BY seq", (job_id,)
+        ).fetchall()
+        if row is None or not held:
+            return
+        start, head, tail = row
+        skipped = int(held[0][0]) - head
+        lines = [str(text) for _, text in held]
+        if skipped > 0:
+            lines.insert(0, skipped_notice(skipped, head=head, tail=tail))
+        db.executemany(
+            "INSERT INTO logs (job_id, line_no, text) VALUES (?, ?, ?)",
+            [(job_id, start + i, line) for i, line in enumerate(lines)],
+        )
+        db.execute("UPDATE jobs SET next_line = ? WHERE job_id = ?", (start + len(lines), job_id))
+        db.execute("DELETE FROM held_logs WHERE job_id = ?", (job_id,))
 
     def append_metric(self, job_id: str, point: Mapping[str, Any]) -> None:
         step = int(point["step"])
         with self._tx() as db:
+            if not _is_open(db, job_id):
+                return
             row = db.execute(
                 "SELECT point FROM metrics WHERE job_id = ? AND step = ?", (job_id, step)
             ).fetchone()
@@ -155,7 +256,12 @@ class Outbox:
         error: str | None = None,
         details: Mapping[str, Any] | None = None,
     ) -> None:
+        """Store a status change; a terminal one first releases the held end of the log."""
         with self._tx() as db:
+            if not _is_open(db, job_id):
+                return
+            if status.is_terminal:
+                self._release_held(db, job_id)
             db.execute(
                 "INSERT INTO statuses (job_id, status, error, details) VALUES (?, ?, ?, ?)",
                 (job_id, status.value, error, json.dumps(dict(details or {}))),
@@ -217,12 +323,23 @@ class Outbox:
         """The job's terminal status was delivered (or abandoned): forget what is left."""
         with self._tx() as db:
             db.execute("UPDATE jobs SET finished = 1, job_token = '' WHERE job_id = ?", (job_id,))
-            for table in ("logs", "metrics", "statuses"):
+            for table in ("logs", "held_logs", "metrics", "statuses"):
                 db.execute(f"DELETE FROM {table} WHERE job_id = ?", (job_id,))
 
     def is_finished(self, job_id: str) -> bool:
         row = self._db.execute("SELECT finished FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return bool(row and row[0])
+
+    def has_terminal_status(self, job_id: str) -> bool:
+        """Whether the job's end is already stored (pending or delivered)."""
+        if self.is_finished(job_id):
+            return True
+        return any(status.status.is_terminal for status in self.pending_statuses(job_id))
+
+    def has_job(self, job_id: str) -> bool:
+        """Whether the job was ever opened here (its token is or was stored)."""
+        row = self._db.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return row is not None
 
     def has_data(self, job_id: str) -> bool:
         """Whether log lines or metric points of the job still wait for delivery."""
@@ -232,3 +349,9 @@ class Outbox:
             ).fetchone()
             for table in ("logs", "metrics")
         )
+
+
+def _is_open(db: sqlite3.Connection, job_id: str) -> bool:
+    """Whether ``job_id`` was opened and not finished: reports to it can still go out."""
+    row = db.execute("SELECT finished FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+    return row is not None and not row[0]
