@@ -1,4 +1,11 @@
-"""An in-process backend on a fresh SQLite file per test, and factories for its rows."""
+"""An in-process backend on a fresh database per test, and factories for its rows.
+
+Every test that uses the ``settings`` fixture (directly or through ``app``, ``client``,
+``db``...) runs twice: on a SQLite file and on a PostgreSQL database of its own. The
+PostgreSQL run needs ``TRAINING_BACKEND_TEST_POSTGRES_URL`` (``scripts/test`` starts a
+throwaway server when PostgreSQL is installed); without it that variant skips, except
+under ``CI=true``, where it fails.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from tests.backend.helpers import AGENT_ID, Caller
+from tests.support.backend import BackendProcess, start_backend
 from training_backend.app import create_app
 from training_backend.db.models import TrainingJob, User
 from training_backend.db.types import utcnow
@@ -45,15 +53,49 @@ def _postgres_database(admin_url: str) -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Iterator[BackendSettings]:
-    """A fresh database: a SQLite file, or a PostgreSQL database when ``POSTGRES_ENV`` is set."""
+def postgres_admin_url() -> str:
+    """The test server's admin URL; skips the test without one (fails it under ``CI=true``)."""
     admin_url = os.environ.get(POSTGRES_ENV)
-    if not admin_url:
-        yield BackendSettings(database_url=f"sqlite:///{tmp_path / 'backend.sqlite3'}")
+    if admin_url:
+        return admin_url
+    message = f"no PostgreSQL server: set {POSTGRES_ENV} or install PostgreSQL"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message} (CI must run the PostgreSQL variants)")
+    pytest.skip(message)
+
+
+@contextmanager
+def fresh_database_url(kind: str, tmp_path: Path) -> Iterator[str]:
+    """A URL of an empty database: a SQLite file in ``tmp_path``, or a new PostgreSQL one."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'backend.sqlite3'}"
         return
-    with _postgres_database(admin_url) as url:
-        yield BackendSettings(database_url=url)
+    with _postgres_database(postgres_admin_url()) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_kind(request: pytest.FixtureRequest) -> str:
+    """Which database the test runs on (every backend test runs on both)."""
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture
+def settings(database_kind: str, tmp_path: Path) -> Iterator[BackendSettings]:
+    """A fresh database of ``database_kind``, and settings pointing at it."""
+    with fresh_database_url(database_kind, tmp_path) as url:
+        yield BackendSettings(database_url=url, datasets_dir=tmp_path / "datasets")
+
+
+@pytest.fixture
+def served_backend(database_kind: str, tmp_path: Path) -> Iterator[BackendProcess]:
+    """A real ``training-backend serve`` process on a fresh database of ``database_kind``."""
+    with (
+        fresh_database_url(database_kind, tmp_path) as url,
+        start_backend(tmp_path / "backend", database_url=url) as process,
+    ):
+        yield process
 
 
 @pytest.fixture

@@ -1,4 +1,7 @@
-"""Twenty agents claim one job at once against the real server: exactly one wins."""
+"""Twenty agents claim one job at once against the real server: exactly one wins.
+
+Runs on SQLite and on PostgreSQL (``served_backend`` is parametrized over both).
+"""
 
 from __future__ import annotations
 
@@ -14,8 +17,9 @@ CLAIMERS = 20
 
 
 async def test_concurrent_claims_have_exactly_one_winner(
-    backend: BackendProcess, tmp_path: Path
+    served_backend: BackendProcess, tmp_path: Path
 ) -> None:
+    backend = served_backend
     backend.cli("users", "create", "racer")
     key = backend.cli("keys", "create", "--user", "racer", "--scope", "training").strip()
     job_file = tmp_path / "job.json"
