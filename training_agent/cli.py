@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from training_agent import __version__
 from training_agent.config import Settings, load_settings
-from training_agent.errors import ConfigError, TrainingAgentError
+from training_agent.errors import AgentNotRunningError, ConfigError, TrainingAgentError
 from training_agent.paths import AgentPaths
 
 
@@ -20,6 +20,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except TrainingAgentError as exc:
         print(f"training-agent: {exc}", file=sys.stderr)
+        if isinstance(exc, AgentNotRunningError):
+            return 3
         return 2 if isinstance(exc, ConfigError) else 1
     except KeyboardInterrupt:
         return 130
@@ -52,6 +54,19 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="keep the temporary directory")
     demo.set_defaults(handler=_demo)
 
+    status = commands.add_parser("status", help="show what the running agent is doing")
+    status.add_argument("--json", action="store_true", help="print the full status as JSON")
+    status.set_defaults(handler=_status)
+    for action, text in (
+        ("drain", "stop claiming new jobs (running jobs finish)"),
+        ("resume", "claim new jobs again after a drain"),
+    ):
+        command = commands.add_parser(action, help=text)
+        command.set_defaults(handler=_control, action=action, job_id=None)
+    cancel = commands.add_parser("cancel", help="cancel a job running on this machine")
+    cancel.add_argument("job_id", metavar="JOB")
+    cancel.set_defaults(handler=_control, action="cancel")
+
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(handler=lambda _args: print(f"training-agent {__version__}") or 0)
     return parser
@@ -74,6 +89,18 @@ def _start(args: argparse.Namespace) -> int:
     paths = AgentPaths.from_env()
     settings = _settings(args, paths)
     return asyncio.run(run_agent(settings, paths))
+
+
+def _status(args: argparse.Namespace) -> int:
+    from training_agent.status_cli import status_command
+
+    return status_command(AgentPaths.from_env().status_file, as_json=args.json)
+
+
+def _control(args: argparse.Namespace) -> int:
+    from training_agent.status_cli import control_command
+
+    return control_command(AgentPaths.from_env().status_file, args.action, args.job_id)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -4,6 +4,8 @@
     ├── ConfigError             bad settings, config.toml or command line
     ├── StateError              the state dir cannot be read or written
     ├── JobConfigError          a job's config cannot be run: the job fails, the agent goes on
+    ├── AgentNotRunningError    no agent answers on this machine (``status``: exit code 3)
+    ├── StatusApiError          the local status API refused or failed a request
     └── ApiError                talking to the backend failed
         ├── TransportError      no answer: connect/read failure or timeout (retryable)
         ├── ProtocolError       an answer that is not JSON or not the expected shape
@@ -32,6 +34,14 @@ class StateError(TrainingAgentError):
 
 class JobConfigError(TrainingAgentError):
     """A job's config cannot be run; the job is reported failed with this message."""
+
+
+class AgentNotRunningError(TrainingAgentError):
+    """No agent is running here: no status file, its process is gone, or nobody listens."""
+
+
+class StatusApiError(TrainingAgentError):
+    """The local status API answered with an error (a wrong token, an unknown job...)."""
 
 
 class ApiError(TrainingAgentError):

@@ -69,6 +69,11 @@ class AgentPaths:
         return self.state_dir / "outbox.sqlite3"
 
     @property
+    def status_file(self) -> Path:
+        """Port, token and pid of the running agent's status API (0600)."""
+        return self.state_dir / "status.json"
+
+    @property
     def jobs_dir(self) -> Path:
         """Per-job work directories (data dir)."""
         return self.data_dir / "jobs"
