@@ -1,0 +1,144 @@
+"""``training-agent status``, ``drain``, ``resume`` and ``cancel``: the status API from a shell.
+
+``status`` prints the snapshot as a few lines (``--json``: the snapshot itself):
+
+    agent     agent_3f2a9c0d1e4b5a6f  training-agent 0.1.0  pid 4242  up 2h 03m
+    backend   https://app.example.com
+    link      connected (long poll)  last poll 3s ago, 12 ms
+    claiming  yes
+    running   1 job
+      7c1e…  demo-model  running  step 120/600 (20%)  epoch 0.40/2  loss 0.6931  1m 02s, 4m 10s left
+    recent
+      5b0d…  completed  3m 12s  ended 5m ago
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from training_agent.status_client import StatusClient
+
+_LINK = {
+    "starting": "starting (no poll answered yet)",
+    "connected": "connected",
+    "unreachable": "backend unreachable",
+    "rejected": "API key rejected",
+    "refused": "requests refused by the backend",
+    "revoked": "agent revoked on the platform",
+}
+
+
+def render(snapshot: dict[str, Any]) -> str:
+    now = float(snapshot.get("now") or 0.0)
+    lines = [
+        f"agent     {snapshot['agent_id']}  training-agent {snapshot['version']}"
+        f"  pid {snapshot.get('pid', '?')}  up {duration(now - snapshot['started_at'])}",
+        f"backend   {snapshot['backend_url']}",
+        f"link      {_link(snapshot['connection'], now)}",
+        f"claiming  {'no (draining: finishing running jobs)' if snapshot['draining'] else 'yes'}",
+    ]
+    jobs = snapshot.get("jobs") or []
+    lines.append(f"running   {len(jobs)} job{'' if len(jobs) == 1 else 's'}")
+    lines += [f"  {_running(job)}" for job in jobs]
+    recent = snapshot.get("recent_jobs") or []
+    if recent:
+        lines.append("recent")
+        lines += [f"  {_finished(job, now)}" for job in recent[:5]]
+    return "\n".join(lines)
+
+
+def _link(connection: dict[str, Any], now: float) -> str:
+    state = str(connection.get("state"))
+    text = _LINK.get(state, state)
+    if state == "connected" and connection.get("long_poll"):
+        text += " (long poll)"
+    if connection.get("reason") and state != "connected":
+        text += f": {connection['reason']}"
+    if connection.get("next_retry_at") and state != "connected":
+        text += f"; next try in {duration(connection['next_retry_at'] - now)}"
+    if connection.get("last_poll_at"):
+        text += f"  last poll {duration(now - connection['last_poll_at'])} ago"
+        if connection.get("last_poll_latency_s") is not None:
+            text += f", {connection['last_poll_latency_s'] * 1000:.0f} ms"
+    return text
+
+
+def _running(job: dict[str, Any]) -> str:
+    parts = [job["id"], job.get("model_name") or "-", job["status"]]
+    if job.get("step") is not None:
+        step = f"step {job['step']}"
+        if job.get("total_steps"):
+            step += f"/{job['total_steps']}"
+        if job.get("progress") is not None:
+            step += f" ({job['progress'] * 100:.0f}%)"
+        parts.append(step)
+    if job.get("epoch") is not None:
+        epoch = f"epoch {job['epoch']:.2f}"
+        if job.get("total_epochs"):
+            epoch += f"/{job['total_epochs']:g}"
+        parts.append(epoch)
+    loss = (job.get("last_metrics") or {}).get("train_loss")
+    if isinstance(loss, int | float):
+        parts.append(f"loss {loss:.4g}")
+    timing = duration(job["elapsed_s"])
+    if job.get("eta_s") is not None:
+        timing += f", {duration(job['eta_s'])} left"
+    parts.append(timing)
+    return "  ".join(parts)
+
+
+def _finished(job: dict[str, Any], now: float) -> str:
+    parts = [job["id"], job["status"], duration(job["elapsed_s"])]
+    if job.get("finished_at"):
+        parts.append(f"ended {duration(now - job['finished_at'])} ago")
+    if job.get("error"):
+        error = str(job["error"]).splitlines()[0] if str(job["error"]).strip() else ""
+        parts.append(f"({error[:80]})")
+    return "  ".join(parts)
+
+
+def duration(seconds: float) -> str:
+    """``42s``, ``3m 07s``, ``2h 03m``, ``4d 06h``."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    return f"{s // 86400}d {s % 86400 // 3600:02d}h"
+
+
+def status_command(status_path: Path, *, as_json: bool) -> int:
+    """``training-agent status [--json]``; raises ``AgentNotRunningError`` (exit code 3)."""
+    snapshot = asyncio.run(_call(status_path, "status"))
+    print(json.dumps(snapshot, indent=2) if as_json else render(snapshot))
+    return 0
+
+
+def control_command(status_path: Path, action: str, job_id: str | None = None) -> int:
+    """``training-agent drain | resume | cancel JOB``."""
+    asyncio.run(_call(status_path, action, job_id))
+    print(_DONE[action].format(job_id=job_id))
+    return 0
+
+
+_DONE = {
+    "drain": "draining: the agent finishes its running jobs and claims no new ones",
+    "resume": "claiming new jobs again",
+    "cancel": "job {job_id} is being cancelled",
+}
+
+
+async def _call(status_path: Path, action: str, job_id: str | None = None) -> Any:
+    async with StatusClient.connect(status_path) as client:
+        if action == "status":
+            return await client.status()
+        if action == "drain":
+            return await client.drain()
+        if action == "resume":
+            return await client.resume()
+        return await client.cancel(str(job_id))
