@@ -91,6 +91,22 @@ def is_retryable(exc: BaseException) -> bool:
     return False
 
 
+# Answers after which a job's reports will never be accepted again: the lease was lost
+# (the backend failed or re-queued the job), the job or its token is gone.
+JOB_GONE_CODES = frozenset({"LEASE_EXPIRED", "JOB_NOT_FOUND", "INVALID_TOKEN", "MISSING_TOKEN"})
+
+
+def is_job_gone(exc: BaseException) -> bool:
+    """True when the backend will never again accept reports for the job of a job-token call.
+
+    A coded answer (``LEASE_EXPIRED``, ``JOB_NOT_FOUND``, ``INVALID_TOKEN``,
+    ``MISSING_TOKEN``), or a bare 401 or 404 to a job-token call.
+    """
+    if not isinstance(exc, HttpStatusError):
+        return False
+    return exc.code in JOB_GONE_CODES or exc.status in (401, 404)
+
+
 def backoff_s(
     attempt: int, policy: RetryPolicy, *, retry_after_s: float | None, rng: Callable[[], float]
 ) -> float:

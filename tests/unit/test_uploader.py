@@ -157,3 +157,58 @@ async def test_log_gap_is_mended(
     await uploader(outbox, client, "log_offsets").drain_once()
     assert backend.calls(LOGS) == [{"logs": ["c", "d"], "offset": 2}, *resent]
     assert outbox.pending_logs("j1", limit=10) is None
+
+
+async def test_control_on_any_report_answer_is_passed_on(
+    outbox: Outbox, client: BackendClient, backend: FakeBackend
+) -> None:
+    outbox.append_status("j1", JobStatus.RUNNING)
+    outbox.append_logs("j1", ["x"])
+    backend.on(STATUS, httpx.Response(200, json={"control": None}))
+    backend.on(LOGS, httpx.Response(200, json={"control": "cancel"}))
+    controls: list[tuple[str, str]] = []
+    up = Uploader(
+        outbox=outbox,
+        client=client,
+        features=lambda: frozenset(),
+        sleep=no_sleep,
+        on_control=lambda job, control: controls.append((job, control)),
+    )
+    await up.drain_once()
+    assert controls == [("j1", "cancel")]
+
+
+async def test_a_lost_lease_is_reported_once_and_the_job_delivered(
+    outbox: Outbox, client: BackendClient, backend: FakeBackend
+) -> None:
+    outbox.append_logs("j1", ["x"])
+    backend.on(LOGS, httpx.Response(409, json={"error": "lease expired", "code": "LEASE_EXPIRED"}))
+    gone: list[tuple[str, str | None]] = []
+    delivered: list[str] = []
+    up = Uploader(
+        outbox=outbox,
+        client=client,
+        features=lambda: frozenset({"log_offsets"}),
+        sleep=no_sleep,
+        on_gone=lambda job, exc: gone.append((job, exc.code)),
+        on_delivered=delivered.append,
+    )
+    await up.drain_once()
+    outbox.append_logs("j1", ["after the loss"])  # dropped: the job is finished here
+    await up.drain_once()
+    assert gone == [("j1", "LEASE_EXPIRED")]
+    assert delivered == ["j1"]
+    assert len(backend.calls(LOGS)) == 1
+
+
+async def test_nothing_is_sent_before_the_backends_extensions_are_known(
+    outbox: Outbox, client: BackendClient, backend: FakeBackend
+) -> None:
+    fill(outbox)
+    known: frozenset[str] | None = None
+    up = Uploader(outbox=outbox, client=client, features=lambda: known, sleep=no_sleep)
+    assert not await up.drain_once()
+    assert backend.requests == []
+    known = frozenset({"log_offsets"})
+    assert await up.drain_once()
+    assert backend.calls(LOGS) == [{"logs": ["a", "b"], "offset": 0}]

@@ -2,18 +2,24 @@
 
 from training_agent.api.client import BackendClient
 from training_agent.api.models import (
+    CONTROLS,
     ClaimResponse,
+    HeartbeatResponse,
     JobState,
     LogsResponse,
     PolledJob,
     PollResponse,
+    ReportResponse,
 )
 
 __all__ = [
+    "CONTROLS",
     "BackendClient",
     "ClaimResponse",
+    "HeartbeatResponse",
     "JobState",
     "LogsResponse",
     "PollResponse",
     "PolledJob",
+    "ReportResponse",
 ]

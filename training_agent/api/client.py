@@ -19,8 +19,15 @@ import httpx
 from pydantic import SecretStr
 
 from training_agent.api.failures import describe_failure
-from training_agent.api.models import ClaimResponse, JobState, LogsResponse, PollResponse
-from training_agent.api.responses import parse_model, status_error
+from training_agent.api.models import (
+    ClaimResponse,
+    HeartbeatResponse,
+    JobState,
+    LogsResponse,
+    PollResponse,
+    ReportResponse,
+)
+from training_agent.api.responses import parse_lenient, parse_model, status_error
 from training_agent.errors import ConfigError, ProtocolError, TransportError
 from training_agent.identity import AgentIdentity
 from training_agent.jobs import JobStatus
@@ -80,8 +87,21 @@ class BackendClient:
         """Close the pooled connections."""
         await self._http.aclose()
 
-    async def poll(self, *, wait_s: float | None = None) -> PollResponse:
-        """Peek at the next pending job; ``wait_s`` asks the server to hold (``long_poll``)."""
+    @property
+    def api_key(self) -> SecretStr:
+        return self._api_key
+
+    def set_api_key(self, api_key: str | SecretStr) -> None:
+        """Use another API key from the next request on (after a 401 and a re-read)."""
+        self._api_key = _checked_api_key(api_key)
+
+    async def poll(
+        self, *, wait_s: float | None = None, headers: Mapping[str, str] | None = None
+    ) -> PollResponse:
+        """Peek at the next pending job; ``wait_s`` asks the server to hold (``long_poll``).
+
+        ``headers`` are sent too (``X-Agent-Info``, ``X-Agent-Current-Jobs``).
+        """
         params: dict[str, str] = {}
         timeout = self._timeout
         if wait_s is not None:
@@ -91,7 +111,9 @@ class BackendClient:
                 base.write, connect=base.connect, read=wait_s + LONG_POLL_MARGIN_S, pool=base.pool
             )
         path = "/api/training/agent/poll"
-        response = await self._send("GET", path, params=params, timeout=timeout)
+        response = await self._send(
+            "GET", path, params=params, timeout=timeout, extra_headers=headers
+        )
         return parse_model(response, PollResponse, what=f"GET {path}")
 
     async def claim(self, job_id: str) -> ClaimResponse:
@@ -108,7 +130,7 @@ class BackendClient:
         *,
         error: str | None = None,
         details: Mapping[str, Any] | None = None,
-    ) -> None:
+    ) -> ReportResponse:
         """Set the job's status; ``details`` (``job_details`` feature) are extra body keys.
 
         ``details`` may hold ``total_steps``, ``total_epochs``, ``exit_code``, ``outputs``;
@@ -120,19 +142,30 @@ class BackendClient:
         body["status"] = status.value
         if error is not None:
             body["error"] = error
-        await self._send("PATCH", f"/api/training/local/{_seg(job_id)}/status", body, job_token)
+        path = f"/api/training/local/{_seg(job_id)}/status"
+        return parse_lenient(await self._send("PATCH", path, body, job_token), ReportResponse)
 
-    async def put_metric(self, job_id: str, job_token: str, point: Mapping[str, Any]) -> None:
+    async def put_metric(
+        self, job_id: str, job_token: str, point: Mapping[str, Any]
+    ) -> ReportResponse:
         """Report one metric point (``step`` >= 1, numeric ``epoch``); None values are dropped."""
         path = f"/api/training/local/{_seg(job_id)}/metrics"
-        await self._send("PUT", path, _without_none(point), job_token)
+        response = await self._send("PUT", path, _without_none(point), job_token)
+        return parse_lenient(response, ReportResponse)
 
     async def post_metrics(
         self, job_id: str, job_token: str, points: Sequence[Mapping[str, Any]]
-    ) -> None:
+    ) -> ReportResponse:
         """Report a batch of metric points in one request; None values are dropped."""
         body = {"job_id": job_id, "metrics": [_without_none(point) for point in points]}
-        await self._send("POST", "/api/training/local/metrics", body, job_token)
+        response = await self._send("POST", "/api/training/local/metrics", body, job_token)
+        return parse_lenient(response, ReportResponse)
+
+    async def heartbeat(self, job_id: str, job_token: str) -> HeartbeatResponse:
+        """Say the job still runs (``heartbeat``); renews its lease and returns its ``control``."""
+        path = f"/api/training/local/{_seg(job_id)}/heartbeat"
+        response = await self._send("POST", path, {}, job_token)
+        return parse_model(response, HeartbeatResponse, what=f"POST {path}")
 
     async def post_logs(
         self, job_id: str, job_token: str, lines: Sequence[str], *, offset: int | None = None
@@ -160,13 +193,18 @@ class BackendClient:
         *,
         params: Mapping[str, str] | None = None,
         timeout: httpx.Timeout | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """Send one request: the job token if given, else the API key; 2xx or raise."""
         timeout = timeout or self._timeout
         secret = self._api_key.get_secret_value() if job_token is None else job_token
         if job_token is not None and not _TOKEN_RE.fullmatch(job_token):
             raise ProtocolError(f"the job token for {path} cannot be sent in an HTTP header")
-        headers = {"Authorization": f"Bearer {secret}", **self._agent_headers()}
+        headers = {
+            **{name: _header_text(value) for name, value in (extra_headers or {}).items()},
+            "Authorization": f"Bearer {secret}",
+            **self._agent_headers(),
+        }
         try:
             response = await self._http.request(
                 method, path, json=body, params=params, headers=headers, timeout=timeout

@@ -96,14 +96,45 @@ class ClaimResponse(_Body):
     lease_seconds: float | None = None
 
 
-class LogsResponse(_Body):
+CONTROLS = frozenset({"cancel", "pause", "resume"})
+"""What a backend may ask of a running job (the ``heartbeat`` extension's ``control``)."""
+
+
+class _Controlled(_Body):
+    """An answer to a job-token call: our backend adds the job's pending ``control``.
+
+    ``control`` is ``cancel``, ``pause``, ``resume`` or None; an unknown word is None
+    (a newer backend's command this agent cannot carry out).
+    """
+
+    control: str | None = None
+
+    @field_validator("control", mode="before")
+    @classmethod
+    def _known_control(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in CONTROLS:
+            return value.strip().lower()
+        return None
+
+
+class ReportResponse(_Controlled):
+    """The answer to a status or metrics report; only ``control`` matters to the agent."""
+
+
+class LogsResponse(_Controlled):
     """What the backend says after storing log lines (both counts are optional)."""
 
     logs_appended: int | None = None
     total_logs: int | None = None
 
 
-class JobState(_Body):
+class HeartbeatResponse(_Controlled):
+    """The answer to a heartbeat (``heartbeat`` extension): a command and the lease's end."""
+
+    lease_expires_at: str | None = None
+
+
+class JobState(_Controlled):
     """A job's state as ``GET /api/training/local/{id}/status`` reports it.
 
     ``status`` stays a plain string: FineTune Lab also uses values such as ``queued``
@@ -112,4 +143,3 @@ class JobState(_Body):
 
     status: str
     error: str | None = None
-    control: str | None = None

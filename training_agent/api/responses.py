@@ -50,6 +50,19 @@ def parse_model(response: httpx.Response, model: type[M], *, what: str) -> M:
         ) from exc
 
 
+def parse_lenient(response: httpx.Response, model: type[M]) -> M:
+    """The 2xx ``response`` body as ``model``, or ``model()`` when it is not one.
+
+    For answers whose body is a courtesy (a report was stored either way): a backend
+    that answers a report with an empty or unexpected body still stored it.
+    """
+    body = _json_body(response)
+    try:
+        return model.model_validate(body if isinstance(body, dict) else {})
+    except ValidationError:
+        return model.model_validate({})
+
+
 def status_error(
     response: httpx.Response, *, what: str, api_key_call: bool, secrets: Iterable[str] = ()
 ) -> HttpStatusError:

@@ -18,7 +18,13 @@ from typing import Any, TypeVar
 from training_agent.api import BackendClient
 from training_agent.errors import ApiError, ConflictError, HttpStatusError
 from training_agent.reporting.outbox import Outbox, PendingStatus
-from training_agent.retry import REPORT, RetryPolicy, call_with_retry, is_retryable
+from training_agent.retry import (
+    REPORT,
+    RetryPolicy,
+    call_with_retry,
+    is_job_gone,
+    is_retryable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +35,18 @@ Sleep = Callable[[float], Awaitable[None]]
 MAX_BATCH_LINES = 1000
 MAX_BATCH_BYTES = 512 * 1024
 MAX_BATCH_METRICS = 500
-# Codes after which a job's reports can never be delivered.
-_JOB_GONE_CODES = {"LEASE_EXPIRED", "JOB_NOT_FOUND", "INVALID_TOKEN", "MISSING_TOKEN"}
+
+
+def _ignore(*_args: object) -> None:
+    return None
 
 
 class _JobGone(Exception):
     """The backend will never accept this job's reports again."""
+
+    def __init__(self, cause: HttpStatusError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 class Uploader:
@@ -45,11 +57,24 @@ class Uploader:
         *,
         outbox: Outbox,
         client: BackendClient,
-        features: Callable[[], frozenset[str]],
+        features: Callable[[], frozenset[str] | None],
         policy: RetryPolicy = REPORT,
         sleep: Sleep = asyncio.sleep,
         interval_s: float = 1.0,
+        on_control: Callable[[str, str], None] = _ignore,
+        on_gone: Callable[[str, HttpStatusError], None] = _ignore,
+        on_delivered: Callable[[str], None] = _ignore,
     ) -> None:
+        """``features()`` is None until the backend's extensions are known: nothing is
+        sent before, so no report goes out without the offsets that make it idempotent.
+
+        ``on_control(job_id, control)`` gets every ``control`` a report's answer carries;
+        ``on_gone(job_id, error)`` is told when the backend refuses a job's reports for
+        good (lease lost); ``on_delivered(job_id)`` when a job's last report went out.
+        """
+        self._on_control = on_control
+        self._on_gone = on_gone
+        self._on_delivered = on_delivered
         self._outbox = outbox
         self._client = client
         self._features = features
@@ -81,6 +106,8 @@ class Uploader:
 
     async def drain_once(self) -> bool:
         """One pass over every job; True when everything was delivered."""
+        if self._features() is None:
+            return not self._outbox.unfinished_jobs()
         delivered = True
         for job_id, token in self._outbox.unfinished_jobs():
             try:
@@ -90,6 +117,8 @@ class Uploader:
                     "job %s: reports dropped, the backend no longer accepts them: %s", job_id, exc
                 )
                 self._outbox.finish_job(job_id)
+                self._on_gone(job_id, exc.cause)
+                self._on_delivered(job_id)
             except ApiError as exc:
                 log.warning("job %s: reports not delivered yet (%s); will retry", job_id, exc)
                 delivered = False
@@ -108,17 +137,19 @@ class Uploader:
             if status.status.is_terminal:
                 self._outbox.finish_job(job_id)
                 log.info("job %s: all reports delivered", job_id)
+                self._on_delivered(job_id)
                 return True
         return True
 
     async def _send_status(self, job_id: str, token: str, pending: PendingStatus) -> None:
         details: dict[str, Any] | None = pending.details or None
-        if details and "job_details" not in self._features():
+        if details and "job_details" not in (self._features() or ()):
             if not pending.status.is_terminal:
                 self._outbox.ack_status(pending.seq)  # only totals: a v1 backend has no use
                 return
             details = None
         await self._call(
+            job_id,
             f"job {job_id} status {pending.status.value}",
             lambda: self._client.update_status(
                 job_id, token, pending.status, error=pending.error, details=details
@@ -127,12 +158,13 @@ class Uploader:
         self._outbox.ack_status(pending.seq)
 
     async def _send_logs(self, job_id: str, token: str) -> None:
-        use_offsets = "log_offsets" in self._features()
+        use_offsets = "log_offsets" in (self._features() or ())
         while batch := self._outbox.pending_logs(job_id, limit=MAX_BATCH_LINES):
             lines = _cap_bytes(batch.lines)
             sent_below = batch.offset + len(lines)
             try:
                 await self._call(
+                    job_id,
                     f"job {job_id} logs",
                     lambda lines=lines, offset=batch.offset if use_offsets else None: (  # type: ignore[misc]
                         self._client.post_logs(job_id, token, lines, offset=offset)
@@ -155,21 +187,24 @@ class Uploader:
         log.warning(
             "job %s: the backend expected log line %s, not %d; appending", job_id, expected, offset
         )
-        await self._call(f"job {job_id} logs", lambda: self._client.post_logs(job_id, token, lines))
+        await self._call(
+            job_id, f"job {job_id} logs", lambda: self._client.post_logs(job_id, token, lines)
+        )
         return offset + len(lines)
 
     async def _send_metrics(self, job_id: str, token: str) -> None:
         while points := self._outbox.pending_metrics(job_id, limit=MAX_BATCH_METRICS):
             await self._call(
+                job_id,
                 f"job {job_id} metrics",
                 lambda points=points: self._client.post_metrics(job_id, token, points),  # type: ignore[misc]
             )
             self._outbox.ack_metrics(job_id, points)
 
-    async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T | None:
-        """Send with retries. None when the backend refused the report for good."""
+    async def _call(self, job_id: str, what: str, call: Callable[[], Awaitable[T]]) -> T | None:
+        """Send with retries; pass on the answer's ``control``. None when refused for good."""
         try:
-            return await call_with_retry(
+            answer = await call_with_retry(
                 call, policy=self._policy, sleep=self._sleep, describe=what
             )
         except ConflictError as exc:
@@ -180,11 +215,15 @@ class Uploader:
             if is_retryable(exc):
                 raise
             self._refused(what, exc)
-        return None
+            return None
+        control = getattr(answer, "control", None)
+        if isinstance(control, str):
+            self._on_control(job_id, control)
+        return answer
 
     def _refused(self, what: str, exc: HttpStatusError) -> None:
-        if exc.code in _JOB_GONE_CODES or exc.status in (401, 404):
-            raise _JobGone(str(exc)) from exc
+        if is_job_gone(exc):
+            raise _JobGone(exc) from exc
         # A report the backend rejects (400, 409 INVALID_TRANSITION, 413...) would be
         # rejected forever; keeping it would block every report behind it.
         log.error("%s rejected by the backend, dropped: %s", what, exc)
