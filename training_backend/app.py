@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from training_backend import __version__
 from training_backend.db import create_db_engine, create_session_factory, upgrade_database
 from training_backend.errors import install_error_handlers
+from training_backend.ratelimit import ApiKeyRateLimit, LoginThrottle
 from training_backend.routers import agent_protocol, health, job_reporting, jobs
 from training_backend.settings import BackendSettings
 
@@ -34,7 +35,12 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     creating an app is cheap and never touches the disk.
     """
     app = FastAPI(title="training-backend", version=__version__, lifespan=_lifespan)
-    app.state.settings = settings or BackendSettings()
+    app.state.settings = settings = settings or BackendSettings()
+    # In-memory, per process (see ratelimit.py); tests replace them to drive the clock.
+    app.state.api_key_rate_limit = ApiKeyRateLimit(
+        per_minute=settings.rate_limit_per_minute, burst=settings.rate_limit_burst
+    )
+    app.state.login_throttle = LoginThrottle()
     install_error_handlers(app)
     for module in (health, agent_protocol, job_reporting, jobs):
         app.include_router(module.router)

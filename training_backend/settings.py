@@ -83,8 +83,8 @@ class BackendSettings(BaseSettings):
     rate_limit_per_minute: int = Field(default=600, ge=0)
     """Requests one API key may make per minute on average, per process (0: no limit)."""
 
-    rate_limit_burst: int = Field(default=120, ge=1)
-    """Requests one API key may make at once above that average."""
+    rate_limit_burst: int = Field(default=600, ge=1)
+    """Requests one API key may make in a burst (the bucket's size)."""
 
     agent_version: str = Field(default="0.2.0", pattern=AGENT_VERSION_PATTERN)
     """Version of the agent the download endpoint serves (at least 0.2.0)."""

@@ -1,13 +1,28 @@
-"""Agents as seen by their polls: identity headers, the per-agent row, listing."""
+"""Agents as seen by their polls: identity headers, the per-agent row, revocation.
+
+An agent's row is created by its first poll and refreshed by every later one. The
+optional headers only ever add: an absent or unusable header leaves the stored value.
+
+    X-Agent-Hostname, X-Agent-Platform, X-Agent-Version   columns of the row
+    X-Agent-Info          compact JSON object (cpu count, memory, GPUs, disk, max and
+                          busy jobs...), at most 4 KiB: ``metadata["info"]``
+    X-Agent-Current-Jobs  comma-separated ids of the jobs the agent is running
+                          (empty: none): ``metadata["current_jobs"]``
+
+A revoked agent (``revoked_at`` set, from the Training Agent page) is refused with 403
+``AGENT_REVOKED`` by poll, claim and heartbeat until the page enables it again.
+"""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from training_backend.db.models import TrainingAgent, User
@@ -19,28 +34,72 @@ AGENT_ID_PREFIX = "agent_"
 AGENT_ID_MIN_CHARS = 10
 AGENT_ID_MAX_CHARS = 128
 PLATFORMS = ("linux", "darwin", "windows")
-#: An agent that polled within this long counts as online.
+#: An agent that polled within this long counts as online (setting
+#: ``online_threshold_seconds``; this is its default).
 ONLINE_THRESHOLD = timedelta(seconds=60)
+MAX_AGENT_INFO_BYTES = 4096
+MAX_CURRENT_JOBS = 64
 _MAX_HEADER_CHARS = {"hostname": 255, "version": 64}
+_JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+REVOKED_MESSAGE = (
+    "This agent was revoked on the Training Agent page; "
+    "enable it again there to let it poll and claim jobs"
+)
 
 
 @dataclass(frozen=True)
 class AgentIdentity:
     """Who is polling: the checked agent id and what the optional headers said.
 
-    ``None`` means the header was absent, so the stored value stays. ``platform`` is the
-    header lowercased; ``record_poll`` stores null for a platform outside ``PLATFORMS``.
+    ``None`` means the header was absent (or unusable), so the stored value stays.
+    ``platform`` is the header lowercased; ``record_poll`` stores null for a platform
+    outside ``PLATFORMS``.
     """
 
     agent_id: str
     hostname: str | None = None
     platform: str | None = None
     version: str | None = None
+    info: dict[str, Any] | None = None
+    current_jobs: tuple[str, ...] | None = None
 
 
 def _optional_header(headers: Mapping[str, str], name: str, max_chars: int) -> str | None:
     value = headers.get(name, "").strip()
     return value[:max_chars] or None
+
+
+def parse_agent_info(value: str | None) -> dict[str, Any] | None:
+    """The ``X-Agent-Info`` object, or ``None`` if absent, too big or not a JSON object.
+
+    >>> parse_agent_info('{"cpu_count": 8}')
+    {'cpu_count': 8}
+    >>> parse_agent_info('[1, 2]') is None
+    True
+    """
+    if value is None or len(value.encode("utf-8", "replace")) > MAX_AGENT_INFO_BYTES:
+        return None
+    try:
+        data = json.loads(value)
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def parse_current_jobs(value: str | None) -> tuple[str, ...] | None:
+    """The job ids of ``X-Agent-Current-Jobs``; ``None`` if absent or malformed.
+
+    >>> parse_current_jobs("j1, j2")
+    ('j1', 'j2')
+    >>> parse_current_jobs("")
+    ()
+    """
+    if value is None:
+        return None
+    ids = tuple(part.strip() for part in value.split(",") if part.strip())
+    if len(ids) > MAX_CURRENT_JOBS or not all(_JOB_ID.fullmatch(job_id) for job_id in ids):
+        return None
+    return tuple(dict.fromkeys(ids))
 
 
 def agent_identity_from_headers(headers: Mapping[str, str]) -> AgentIdentity:
@@ -58,7 +117,29 @@ def agent_identity_from_headers(headers: Mapping[str, str]) -> AgentIdentity:
         hostname=_optional_header(headers, "x-agent-hostname", _MAX_HEADER_CHARS["hostname"]),
         platform=None if platform is None else platform.lower(),
         version=_optional_header(headers, "x-agent-version", _MAX_HEADER_CHARS["version"]),
+        info=parse_agent_info(headers.get("x-agent-info")),
+        current_jobs=parse_current_jobs(headers.get("x-agent-current-jobs")),
     )
+
+
+def find_agent(db: Session, *, user_id: str, agent_id: str) -> TrainingAgent | None:
+    """The user's agent called ``agent_id``, if it has polled (and not been forgotten)."""
+    return db.scalar(
+        select(TrainingAgent)
+        .where(TrainingAgent.user_id == user_id)
+        .where(TrainingAgent.agent_id == agent_id)
+    )
+
+
+def ensure_agent_allowed(db: Session, *, user_id: str, agent_id: str) -> TrainingAgent | None:
+    """403 ``AGENT_REVOKED`` if the user revoked this agent; else its row (``None`` if new).
+
+    Poll, claim and heartbeat call this before doing anything for the agent.
+    """
+    agent = find_agent(db, user_id=user_id, agent_id=agent_id)
+    if agent is not None and agent.revoked_at is not None:
+        raise ApiError(403, "AGENT_REVOKED", REVOKED_MESSAGE)
+    return agent
 
 
 def _changed_columns(agent: AgentIdentity, excluded: Any) -> dict[str, Any]:
@@ -67,8 +148,24 @@ def _changed_columns(agent: AgentIdentity, excluded: Any) -> dict[str, Any]:
     return {column: excluded[column] for column, value in sent.items() if value is not None}
 
 
+def _merged_metadata(stored: dict[str, Any], agent: AgentIdentity) -> dict[str, Any]:
+    merged = dict(stored)
+    if agent.info is not None:
+        merged["info"] = agent.info
+    if agent.current_jobs is not None:
+        merged["current_jobs"] = list(agent.current_jobs)
+    return merged
+
+
 def record_poll(db: Session, *, user_id: str, agent: AgentIdentity, now: datetime) -> None:
-    """Create or refresh the agent's row: seen now, online, with what its headers say."""
+    """Create or refresh the agent's row: seen now, with what its headers say.
+
+    403 ``AGENT_REVOKED`` (and nothing written) for a revoked agent. Costs one indexed
+    read and one upsert; the metadata is written only when it changed.
+    """
+    row = ensure_agent_allowed(db, user_id=user_id, agent_id=agent.agent_id)
+    stored: dict[str, Any] = {} if row is None else dict(row.metadata_ or {})
+    metadata = _merged_metadata(stored, agent)
     platform = agent.platform if agent.platform in PLATFORMS else None
     stmt = insert_for(db, TrainingAgent.__table__).values(
         id=new_id(),
@@ -80,10 +177,12 @@ def record_poll(db: Session, *, user_id: str, agent: AgentIdentity, now: datetim
         status="online",
         last_poll_at=now,
         registered_at=now,
-        metadata={},
+        metadata=metadata,
     )
     updates = {"status": "online", "last_poll_at": stmt.excluded.last_poll_at}
     updates |= _changed_columns(agent, stmt.excluded)
+    if metadata != stored:
+        updates["metadata"] = stmt.excluded.metadata
     db.execute(stmt.on_conflict_do_update(index_elements=["user_id", "agent_id"], set_=updates))
     db.commit()
 
@@ -97,6 +196,55 @@ def list_agents(db: Session, *, user_id: str | None = None) -> list[tuple[Traini
     return [(agent, name) for agent, name in db.execute(query)]
 
 
-def is_online(agent: TrainingAgent, *, now: datetime) -> bool:
-    """True when the agent polled within ``ONLINE_THRESHOLD``."""
-    return agent.last_poll_at is not None and now - agent.last_poll_at <= ONLINE_THRESHOLD
+def is_online(
+    agent: TrainingAgent, *, now: datetime, threshold: timedelta = ONLINE_THRESHOLD
+) -> bool:
+    """True when the agent is not revoked and polled within ``threshold``."""
+    if agent.revoked_at is not None or agent.last_poll_at is None:
+        return False
+    return now - agent.last_poll_at <= threshold
+
+
+def get_agent(db: Session, *, user_id: str, agent_id: str) -> TrainingAgent:
+    """The user's agent ``agent_id`` (404 ``AGENT_NOT_FOUND``, also for another user's)."""
+    agent = find_agent(db, user_id=user_id, agent_id=agent_id)
+    if agent is None:
+        raise ApiError(404, "AGENT_NOT_FOUND", "Agent not found")
+    return agent
+
+
+def revoke_agent(db: Session, *, user_id: str, agent_id: str, now: datetime) -> TrainingAgent:
+    """Refuse the agent's polls and claims from now on (idempotent); returns its row."""
+    agent = get_agent(db, user_id=user_id, agent_id=agent_id)
+    if agent.revoked_at is None:
+        agent.revoked_at = now
+        agent.status = "offline"
+        db.commit()
+    return agent
+
+
+def enable_agent(db: Session, *, user_id: str, agent_id: str) -> TrainingAgent:
+    """Lift a revocation (idempotent): the agent's next poll is answered again."""
+    agent = get_agent(db, user_id=user_id, agent_id=agent_id)
+    if agent.revoked_at is not None:
+        agent.revoked_at = None
+        db.commit()
+    return agent
+
+
+def forget_stale_agents(db: Session, *, now: datetime, retention: timedelta) -> int:
+    """Delete agents that have not polled for ``retention``; returns how many.
+
+    Revoked agents are kept: their row is what keeps them out, and it goes only when
+    the user enables the agent again.
+    """
+    cutoff = now - retention
+    last_seen = func.coalesce(TrainingAgent.last_poll_at, TrainingAgent.registered_at)
+    result = db.execute(
+        delete(TrainingAgent)
+        .where(TrainingAgent.revoked_at.is_(None))
+        .where(last_seen < cutoff)
+        .execution_options(synchronize_session=False)
+    )
+    db.commit()
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -13,6 +13,7 @@ from training_backend.db.models import ApiKey
 from training_backend.db.types import utcnow
 from training_backend.errors import ApiError
 from training_backend.security import (
+    API_KEY_PREFIX,
     display_prefix,
     generate_api_key,
     hash_secret,
@@ -62,6 +63,18 @@ def extract_api_key(headers: Mapping[str, str]) -> str:
     if match is None:
         raise _unauthorized("MISSING_AUTHORIZATION", "Missing authorization header")
     return match.group(1).strip()
+
+
+def uses_api_key(headers: Mapping[str, str]) -> bool:
+    """True when a request authenticates with an API key rather than a session.
+
+    As in FineTune Lab: an ``X-API-Key`` or ``X-Workspace-API-Key`` header, or a bearer
+    value that starts with ``wak_``.
+    """
+    if headers.get("x-api-key", "").strip() or headers.get("x-workspace-api-key", "").strip():
+        return True
+    match = _BEARER.match(headers.get("authorization", "").strip())
+    return match is not None and match.group(1).strip().startswith(API_KEY_PREFIX)
 
 
 def authenticate_api_key(db: Session, *, key: str, scope: str, now: datetime) -> ApiKey:

@@ -1,0 +1,162 @@
+"""Token-bucket rate limits kept in this process's memory: per API key, and for sign-ins.
+
+Each key (an API key's id, a client address, a user name) has a bucket of ``burst``
+tokens that refills at ``per_minute / 60`` tokens a second; a request spends one. The
+buckets live in this process only: with several backend processes each one counts on
+its own, so the effective limit is the per-process limit times the number of processes.
+That is enough to stop a runaway script, which is the point; a shared limit would cost a
+database or cache write per request. (FineTune Lab does the same, with a fixed window.)
+
+Time comes from ``clock`` (``time.monotonic`` by default) so tests can drive it.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from training_backend.errors import ApiError
+
+Clock = Callable[[], float]
+
+#: Buckets kept before idle (full) ones are dropped; bounds memory under many addresses.
+MAX_BUCKETS = 50_000
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated_at: float
+
+
+class RateLimiter:
+    """Buckets of ``burst`` tokens refilled at ``per_minute`` a minute, one per key.
+
+    >>> now = [0.0]
+    >>> limiter = RateLimiter(per_minute=60, burst=2, clock=lambda: now[0])
+    >>> [limiter.spend("k") for _ in range(3)]
+    [0.0, 0.0, 1.0]
+    """
+
+    def __init__(self, *, per_minute: float, burst: int, clock: Clock = time.monotonic) -> None:
+        if per_minute <= 0 or burst < 1:
+            raise ValueError("per_minute must be positive and burst at least 1")
+        self._rate_per_s = per_minute / 60.0
+        self._burst = float(burst)
+        self._clock = clock
+        self._buckets: dict[str, _Bucket] = {}
+        self._lock = threading.Lock()  # sync dependencies run in worker threads
+
+    def spend(self, key: str) -> float:
+        """Take a token for ``key``: 0.0 if there was one, else the seconds until there is."""
+        with self._lock:
+            bucket = self._refilled(key)
+            if bucket.tokens >= 1.0:
+                bucket.tokens -= 1.0
+                return 0.0
+            return (1.0 - bucket.tokens) / self._rate_per_s
+
+    def wait_s(self, key: str) -> float:
+        """Seconds until ``key`` has a token (0.0 now), without spending one."""
+        with self._lock:
+            tokens = self._refilled(key).tokens
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self._rate_per_s
+
+    def reset(self, key: str) -> None:
+        """Forget ``key``'s bucket: it starts full again."""
+        with self._lock:
+            self._buckets.pop(key, None)
+
+    def _refilled(self, key: str) -> _Bucket:
+        now = self._clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= MAX_BUCKETS:
+                self._drop_idle(now)
+            bucket = self._buckets[key] = _Bucket(self._burst, now)
+            return bucket
+        elapsed = max(0.0, now - bucket.updated_at)
+        bucket.tokens = min(self._burst, bucket.tokens + elapsed * self._rate_per_s)
+        bucket.updated_at = now
+        return bucket
+
+    def _drop_idle(self, now: float) -> None:
+        # A bucket that has refilled completely is the same as no bucket at all.
+        full_after_s = self._burst / self._rate_per_s
+        idle = [k for k, b in self._buckets.items() if now - b.updated_at >= full_after_s]
+        for key in idle:
+            del self._buckets[key]
+        if len(self._buckets) >= MAX_BUCKETS:  # all busy: drop the oldest half
+            for key in list(self._buckets)[: MAX_BUCKETS // 2]:
+                del self._buckets[key]
+
+
+def retry_after_header(wait_s: float) -> dict[str, str]:
+    """``Retry-After`` in whole seconds, rounded up, at least 1."""
+    return {"Retry-After": str(max(1, math.ceil(wait_s)))}
+
+
+class ApiKeyRateLimit:
+    """The per-key limit the API-key dependency applies after the key is validated."""
+
+    def __init__(self, *, per_minute: int, burst: int, clock: Clock = time.monotonic) -> None:
+        self._limiter = None
+        if per_minute > 0:
+            self._limiter = RateLimiter(per_minute=per_minute, burst=burst, clock=clock)
+
+    def check(self, key_id: str) -> None:
+        """Spend one request of ``key_id``; 429 ``RATE_LIMITED`` when none is left."""
+        if self._limiter is None:
+            return
+        wait_s = self._limiter.spend(key_id)
+        if wait_s > 0:
+            seconds = max(1, math.ceil(wait_s))
+            message = f"Rate limit exceeded for this API key; try again in {seconds} s"
+            raise ApiError(429, "RATE_LIMITED", message, headers=retry_after_header(wait_s))
+
+
+class LoginThrottle:
+    """Failed sign-ins allowed per user name and per client address before a pause.
+
+    Only failures spend tokens, so someone who types their password right is never
+    slowed down; a guesser gets ``name_burst`` tries at a name (then one a minute) and
+    ``address_burst`` tries from one address (then ``address_per_minute`` a minute).
+    """
+
+    def __init__(
+        self,
+        *,
+        name_burst: int = 10,
+        name_per_minute: float = 1,
+        address_burst: int = 50,
+        address_per_minute: float = 10,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self._names = RateLimiter(per_minute=name_per_minute, burst=name_burst, clock=clock)
+        self._addresses = RateLimiter(
+            per_minute=address_per_minute, burst=address_burst, clock=clock
+        )
+
+    def check(self, *, name: str, address: str) -> None:
+        """429 ``LOGIN_THROTTLED`` while either the name or the address must wait."""
+        wait_s = max(self._names.wait_s(_name_key(name)), self._addresses.wait_s(address))
+        if wait_s > 0:
+            seconds = max(1, math.ceil(wait_s))
+            message = f"Too many failed sign-in attempts; wait {seconds} s and try again"
+            raise ApiError(429, "LOGIN_THROTTLED", message, headers=retry_after_header(wait_s))
+
+    def failed(self, *, name: str, address: str) -> None:
+        """Count a failed sign-in against the name and the address."""
+        self._names.spend(_name_key(name))
+        self._addresses.spend(address)
+
+    def succeeded(self, *, name: str) -> None:
+        """A correct password clears the name's failures (not the address's)."""
+        self._names.reset(_name_key(name))
+
+
+def _name_key(name: str) -> str:
+    return name.strip().casefold()[:200]
