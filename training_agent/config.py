@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     """Level of the agent's own log: DEBUG, INFO, WARNING or ERROR."""
 
+    metrics_without_token: bool = False
+    """Serve the status API's ``/metrics`` without the bearer token, so a local Prometheus
+    can scrape it; every other endpoint still needs the token. Loopback only either way."""
+
     @field_validator("backend_url")
     @classmethod
     def _normalise_url(cls, value: str | None) -> str | None:

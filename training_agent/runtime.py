@@ -18,6 +18,7 @@ from training_agent.logs import setup_logging
 from training_agent.paths import AgentPaths
 from training_agent.poller import Poller
 from training_agent.reporting.outbox import Outbox
+from training_agent.state import AgentState
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +70,25 @@ async def run_agent(settings: Settings, paths: AgentPaths) -> int:
     daemon = Daemon(
         client=client, outbox=outbox, jobs_dir=paths.jobs_dir, options=options, poller=poller
     )
+    state = AgentState(
+        agent_id=agent_id, version=identity.version, backend_url=settings.backend_url
+    )
+    # Imported here: starlette, uvicorn and prometheus_client are the daemon's cost only.
+    from training_agent.status_api import start_status_api
+
+    status_api = await start_status_api(
+        state=state,
+        daemon=daemon,
+        status_path=paths.status_file,
+        outbox_path=paths.outbox_file,
+        metrics_without_token=settings.metrics_without_token,
+    )
     remove_handlers = install_signal_handlers(asyncio.get_running_loop(), daemon.request_stop)
     try:
         return await daemon.run()
     finally:
         remove_handlers()
+        if status_api is not None:
+            await status_api.stop()
         await client.aclose()
         outbox.close()

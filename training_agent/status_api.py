@@ -225,9 +225,11 @@ def create_app(
 
     async def cancel(request: Request) -> Response:
         job_id = request.path_params["job_id"]
-        if job_id not in state.jobs or not controller.cancel_job(
-            job_id, "cancelled on this machine"
-        ):
+        try:
+            cancelling = controller.cancel_job(job_id, "cancelled on this machine")
+        except NotImplementedError as exc:
+            return _error(501, "NOT_SUPPORTED", str(exc))
+        if not cancelling:
             return _error(404, "JOB_NOT_RUNNING", f"job {job_id} is not running on this agent")
         log.info("job %s: cancel requested through the status API", job_id)
         return JSONResponse({"job_id": job_id, "cancelling": True}, status_code=202)
@@ -237,7 +239,10 @@ def create_app(
         return JSONResponse({"draining": True})
 
     async def resume(request: Request) -> Response:
-        controller.resume()
+        try:
+            controller.resume()
+        except NotImplementedError as exc:
+            return _error(501, "NOT_SUPPORTED", str(exc))
         return JSONResponse({"draining": False})
 
     async def metrics(request: Request) -> Response:
@@ -388,3 +393,66 @@ class StatusApi:
                 await self._task
         except Exception as exc:  # the agent is stopping anyway; say why and go on
             log.warning("status API stopped with an error: %s", exc)
+
+
+class _DaemonControl:
+    """The daemon as a ``Controller``, for daemons that lack ``resume`` or ``cancel_job``:
+    what is missing answers 501 instead of failing at start."""
+
+    def __init__(self, daemon: Any) -> None:
+        self._daemon = daemon
+
+    def drain(self) -> None:
+        self._daemon.drain()
+
+    def resume(self) -> None:
+        self._call("resume")
+
+    def cancel_job(self, job_id: str, reason: str) -> bool:
+        return bool(self._call("cancel_job", job_id, reason))
+
+    def _call(self, name: str, *args: Any) -> Any:
+        method = getattr(self._daemon, name, None)
+        if method is None:
+            raise NotImplementedError(f"this agent cannot {name.replace('_', ' ')} yet")
+        return method(*args)
+
+
+def controller_for(daemon: Any) -> Controller:
+    """``daemon`` itself when it implements ``Controller``, else an adapter."""
+    if all(callable(getattr(daemon, name, None)) for name in ("drain", "resume", "cancel_job")):
+        controller: Controller = daemon
+        return controller
+    return _DaemonControl(daemon)
+
+
+async def start_status_api(
+    *,
+    state: AgentState,
+    daemon: Any,
+    status_path: Path,
+    outbox_path: Path | None = None,
+    metrics_without_token: bool = False,
+) -> StatusApi | None:
+    """Serve the status API for ``daemon``; None (and a warning) when it cannot start.
+
+    The agent works without its status API, so a failure here never stops it.
+    """
+    from training_agent.status_metrics import outbox_backlog
+
+    api = StatusApi(
+        state=state,
+        controller=controller_for(daemon),
+        status_path=status_path,
+        metrics_without_token=metrics_without_token,
+        backlog=None if outbox_path is None else outbox_backlog(outbox_path),
+    )
+    try:
+        await api.start()
+    except Exception as exc:
+        log.warning(
+            "status API not started (training-agent status will not see this agent): %s", exc
+        )
+        await api.stop()
+        return None
+    return api
