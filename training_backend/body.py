@@ -57,7 +57,12 @@ def _finite_or_none(text: str) -> float | None:
 
 async def read_json_object(request: Request) -> dict[str, Any]:
     """FastAPI dependency: the body as a JSON object (400 if it is not one, 413 if huge)."""
-    raw = await _read_capped(request, MAX_BODY_BYTES)
+    return await read_json_object_capped(request, MAX_BODY_BYTES)
+
+
+async def read_json_object_capped(request: Request, max_bytes: int) -> dict[str, Any]:
+    """The body as a JSON object, refused with 413 above ``max_bytes``."""
+    raw = await _read_capped(request, max_bytes)
     try:
         data = json.loads(raw, parse_constant=_non_finite, parse_float=_finite_or_none)
     except (ValueError, UnicodeDecodeError) as exc:
