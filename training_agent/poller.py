@@ -4,6 +4,16 @@
 ``Poller.jobs`` is the loop around it as an async generator. The agent keeps polling
 while a job runs, so the platform keeps showing it online; it only claims when it has
 room. After a job it polls again at once (``wake``).
+
+How it answers trouble (the request budget is in docs/operations.md):
+
+- no answer, 408, 429 or 5xx: exponential backoff, 2 s doubling to 60 s, full jitter
+  applied after the cap, never below ``min_interval_s``; a ``Retry-After`` is a floor;
+- 401 or 403 on the key: the key is re-read once (``reload_key``: the environment,
+  the config, the credential store); an unchanged key parks the poller in ``rejected``
+  ("API key rejected") with one try per ``auth_retry_s`` (5 min) at most;
+- 403 ``AGENT_REVOKED``: the agent was removed on the platform; polling stops for good
+  (``revoked`` says why) and the daemon exits with ``EXIT_REVOKED`` once its jobs end.
 """
 
 from __future__ import annotations
@@ -12,8 +22,11 @@ import asyncio
 import enum
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+
+from pydantic import SecretStr
 
 from training_agent.api import BackendClient, PolledJob, PollResponse
 from training_agent.errors import (
@@ -22,18 +35,24 @@ from training_agent.errors import (
     ConflictError,
     HttpStatusError,
     ProtocolError,
+    TrainingAgentError,
     TransportError,
 )
 from training_agent.jobs import ClaimedJob
 from training_agent.retry import CLAIM, RetryPolicy, backoff_s, call_with_retry, is_retryable
+from training_agent.state import AgentState
 
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
+KeyReader = Callable[[], SecretStr | str | None]
+"""Reads the API key again from where it came from; None when there is none now."""
 
 LONG_POLL_WAIT_S = 30.0  # the most DESIGN.md section 3 lets a backend hold a poll
-# Backoff while the backend is unreachable or failing: 2 s doubling to 2 min, full jitter.
-ERROR_BACKOFF = RetryPolicy(max_attempts=None, initial_s=2.0, max_s=120.0)
+# Backoff while the backend is unreachable or failing: 2 s doubling to 60 s, full jitter.
+ERROR_BACKOFF = RetryPolicy(max_attempts=None, initial_s=2.0, max_s=60.0)
+AUTH_RETRY_S = 300.0  # at most one request per 5 minutes with a rejected key
+REVOKED_CODE = "AGENT_REVOKED"
 
 
 class Connection(enum.StrEnum):
@@ -42,8 +61,9 @@ class Connection(enum.StrEnum):
     STARTING = "starting"  # no poll answered yet
     CONNECTED = "connected"  # the last poll was answered
     UNREACHABLE = "unreachable"  # transport errors, 5xx or 429: retrying with backoff
-    REJECTED = "rejected"  # 401/403: key wrong, scope missing or agent revoked; slow retries
+    REJECTED = "rejected"  # 401/403: key wrong or scope missing; one try per 5 minutes
     REFUSED = "refused"  # another 4xx: the backend refuses our requests; slow retries
+    REVOKED = "revoked"  # 403 AGENT_REVOKED: removed on the platform; polling stopped
 
 
 @dataclass(frozen=True)
@@ -61,16 +81,25 @@ class Poller:
         self,
         *,
         client: BackendClient,
+        state: AgentState | None = None,
         min_interval_s: float = 2.0,
-        auth_retry_s: float = 60.0,
+        auth_retry_s: float = AUTH_RETRY_S,
+        reload_key: KeyReader | None = None,
+        headers: Callable[[], dict[str, str]] | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``headers()`` gives extra poll headers (``X-Agent-Info``...), asked per poll."""
         self._client = client
+        self._state = state
         self._min_interval_s = min_interval_s
         self._auth_retry_s = auth_retry_s
+        self._reload_key = reload_key
+        self._headers = headers
         self._sleep = sleep
         self._rng = rng
+        self._clock = clock
         self._wake = asyncio.Event()
         self._stopped = False
         self._inflight: asyncio.Future[PollResponse] | None = None
@@ -78,6 +107,8 @@ class Poller:
         self.connection = Connection.STARTING
         self.reason: str | None = None  # why the connection is not CONNECTED
         self.features: frozenset[str] = frozenset()
+        self.features_known = False  # a poll was answered: ``features`` is the backend's
+        self.revoked: str | None = None  # why the platform revoked this agent, once it did
 
     def wake(self) -> None:
         """Poll again now (a job finished)."""
@@ -103,7 +134,9 @@ class Poller:
         """Poll once and, when there is a job and room for it, claim it."""
         # A long poll while busy would return at once for a job we cannot take.
         wait_s = LONG_POLL_WAIT_S if can_claim and "long_poll" in self.features else None
-        self._inflight = asyncio.ensure_future(self._client.poll(wait_s=wait_s))
+        headers = self._headers() if self._headers is not None else None
+        started = self._clock()
+        self._inflight = asyncio.ensure_future(self._client.poll(wait_s=wait_s, headers=headers))
         try:
             await asyncio.wait({self._inflight})
             answer = self._inflight.result()
@@ -116,7 +149,7 @@ class Poller:
         finally:
             self._inflight.cancel()
             self._inflight = None
-        self._connected(answer)
+        self._connected(answer, latency_s=self._clock() - started, long_poll=wait_s is not None)
         interval = max(answer.poll_interval_seconds, self._min_interval_s)
         delay = interval * (0.8 + 0.4 * self._rng())  # spread a fleet's polls apart
         if answer.job is None or not can_claim:
@@ -133,6 +166,9 @@ class Poller:
                 describe=f"claim of job {polled.id}",
             )
         except (ConflictError, HttpStatusError) as exc:
+            if exc.code == REVOKED_CODE:
+                self._revoke(exc)
+                return None
             if isinstance(exc, ConflictError) or exc.status in (403, 404):
                 log.info("job %s not claimed: %s", polled.id, exc)
                 return None
@@ -152,35 +188,83 @@ class Poller:
             lease_seconds=won.lease_seconds,
         )
 
-    def _connected(self, answer: PollResponse) -> None:
+    def _connected(self, answer: PollResponse, *, latency_s: float, long_poll: bool) -> None:
         if self.connection is not Connection.CONNECTED:
             features = ", ".join(sorted(answer.features)) or "none (protocol v1)"
             log.info("connected to the backend; extensions: %s", features)
         self.connection, self.reason, self._failures = Connection.CONNECTED, None, 0
-        self.features = answer.features
+        self.features, self.features_known = answer.features, True
+        if self._state is not None:
+            self._state.poll_succeeded(latency_s=latency_s, features=answer.features)
 
     def _failed(self, exc: ApiError) -> float:
         """Record a failed poll; the wait before the next one."""
         self._failures += 1
         retry_after = exc.retry_after_s if isinstance(exc, HttpStatusError) else None
+        if isinstance(exc, HttpStatusError) and exc.code == REVOKED_CODE:
+            self._revoke(exc)
+            return 0.0
+        if isinstance(exc, AuthError) and self._key_changed():
+            log.warning("the backend rejected the API key; trying the key read again")
+            self._failures = 0
+            return 0.0
         if isinstance(exc, TransportError | ProtocolError) or is_retryable(exc):
             state = Connection.UNREACHABLE
-            delay = backoff_s(
+            backoff = backoff_s(
                 self._failures, ERROR_BACKOFF, retry_after_s=retry_after, rng=self._rng
             )
+            delay = max(backoff, self._min_interval_s)
+            reason = str(exc)
         else:
-            # A rejected key or a refused request will not fix itself in seconds: wait
-            # minutes (never less than auth_retry_s), doubling, so a fleet with a revoked
-            # key does not hammer the backend.
+            # A rejected key or a refused request will not fix itself in seconds: one try
+            # per auth_retry_s (5 min) at most, so a fleet with a dead key stays quiet.
             state = Connection.REJECTED if isinstance(exc, AuthError) else Connection.REFUSED
-            ceiling = self._auth_retry_s * 2 ** min(self._failures - 1, 3)
-            delay = max(ceiling * (0.8 + 0.4 * self._rng()), retry_after or 0.0)
-        if state is not self.connection or str(exc) != self.reason:
-            log.error("poll failed: %s; next try in %.0fs", exc, delay)
+            delay = max(self._auth_retry_s * (1.0 + 0.2 * self._rng()), retry_after or 0.0)
+            reason = _rejected_reason(exc) if state is Connection.REJECTED else str(exc)
+        if state is not self.connection or reason != self.reason:
+            log.error("poll failed: %s; next try in %.0fs", reason, delay)
         else:
-            log.debug("poll failed again: %s; next try in %.0fs", exc, delay)
-        self.connection, self.reason = state, str(exc)
+            log.debug("poll failed again: %s; next try in %.0fs", reason, delay)
+        self.connection, self.reason = state, reason
+        if self._state is not None:
+            self._state.poll_failed(state=state.value, reason=reason, retry_in_s=delay)
         return delay
+
+    def _key_changed(self) -> bool:
+        """Re-read the API key; True (and use it) when it differs from the one rejected."""
+        if self._reload_key is None:
+            return False
+        try:
+            fresh = self._reload_key()
+        except Exception as exc:  # the credential store may fail; the old key stays
+            log.warning("cannot read the API key again: %s", exc)
+            return False
+        if fresh is None:
+            return False
+        raw = fresh.get_secret_value() if isinstance(fresh, SecretStr) else fresh
+        if not raw.strip() or raw.strip() == self._client.api_key.get_secret_value():
+            return False
+        try:
+            self._client.set_api_key(raw)
+        except TrainingAgentError as exc:
+            log.warning("the API key read again is not usable: %s", exc)
+            return False
+        return True
+
+    def _revoke(self, exc: HttpStatusError) -> None:
+        """The platform revoked this agent: stop polling for good and say why, once."""
+        if self.revoked is None:
+            self.revoked = (
+                "the platform revoked this agent (it was removed on the Training Agent "
+                "page), so it stops taking jobs; enable it again there and restart the agent"
+            )
+            log.error("%s (%s)", self.revoked, exc)
+        self.connection, self.reason = Connection.REVOKED, self.revoked
+        if self._state is not None:
+            self._state.poll_failed(
+                state=Connection.REVOKED.value, reason=self.revoked, retry_in_s=None
+            )
+        self.stop()
 
     async def _pause(self, delay_s: float) -> None:
         """Sleep ``delay_s`` unless woken first."""
@@ -197,3 +281,10 @@ class Poller:
             waker.cancel()
         if not self._stopped:
             self._wake.clear()
+
+
+def _rejected_reason(exc: ApiError) -> str:
+    return (
+        f"API key rejected ({exc}); give the agent a valid key with the 'training' scope "
+        "(API_KEY or 'training-agent login'); it tries again every 5 minutes"
+    )

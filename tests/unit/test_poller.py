@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
-from tests.unit.fake_backend import FakeBackend, job
+from tests.unit.fake_backend import API_KEY, FakeBackend, job
 from training_agent.poller import LONG_POLL_WAIT_S, Connection, Poller
+from training_agent.state import AgentState
 
 POLL = "GET /api/training/agent/poll"
 CLAIM = "POST /api/training/agent/claim/job-1"
@@ -32,9 +35,7 @@ def backend() -> FakeBackend:
 @pytest.fixture
 async def poller(backend: FakeBackend) -> AsyncIterator[Poller]:
     client = backend.client()
-    yield Poller(
-        client=client, min_interval_s=1.0, auth_retry_s=60.0, sleep=Sleeps(), rng=lambda: 0.5
-    )
+    yield Poller(client=client, min_interval_s=1.0, sleep=Sleeps(), rng=lambda: 0.5)
     await client.aclose()
 
 
@@ -89,15 +90,15 @@ async def test_garbage_answer_backs_off_and_keeps_going(
     assert poller.connection.value == "connected"  # (mypy narrowed the attribute above)
 
 
-async def test_rejected_key_waits_minutes_and_grows(
+async def test_rejected_key_waits_five_minutes_and_says_so_once(
     backend: FakeBackend, poller: Poller, caplog: pytest.LogCaptureFixture
 ) -> None:
     backend.on(POLL, httpx.Response(401, json={"error": "Invalid API key"}))
     delays = [(await poller.step(can_claim=True)).delay_s for _ in range(6)]
     assert poller.connection is Connection.REJECTED
-    assert delays[0] >= 48  # 60 s +/- 20 %
-    assert delays == sorted(delays) and delays[-1] <= 60 * 8 * 1.2
-    rejected = [r for r in caplog.records if "rejected the API key" in r.getMessage()]
+    assert poller.reason is not None and poller.reason.startswith("API key rejected")
+    assert all(300 <= delay <= 360 for delay in delays)
+    rejected = [r for r in caplog.records if "API key rejected" in r.getMessage()]
     assert len(rejected) == 1  # said once, not every time
 
 
@@ -126,3 +127,103 @@ async def test_stop_ends_the_loop(backend: FakeBackend, poller: Poller) -> None:
     await asyncio.sleep(0.05)
     poller.stop()
     assert await asyncio.wait_for(task, 2) == 0
+
+
+def poller_with(backend: FakeBackend, **kwargs: Any) -> Poller:
+    options: dict[str, Any] = {"min_interval_s": 1.0, "sleep": Sleeps(), "rng": lambda: 0.5}
+    return Poller(client=backend.client(), **{**options, **kwargs})
+
+
+async def test_a_rejected_key_is_read_again_once_and_a_new_one_used_at_once(
+    backend: FakeBackend,
+) -> None:
+    new_key = "wak_" + "N" * 32
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.headers["Authorization"] == f"Bearer {new_key}":
+            return httpx.Response(200, json={"job": None})
+        return httpx.Response(401, json={"error": "Invalid API key"})
+
+    backend.on(POLL, answer)
+    reads: list[int] = []
+
+    def reload_key() -> SecretStr:
+        reads.append(1)
+        return SecretStr(new_key)
+
+    poller = poller_with(backend, reload_key=reload_key)
+    first = await poller.step(can_claim=True)
+    assert first.delay_s == 0.0  # retry with the new key now
+    await poller.step(can_claim=True)
+    assert poller.connection is Connection.CONNECTED
+    assert len(reads) == 1
+
+
+async def test_an_unchanged_key_after_a_re_read_is_rejected(backend: FakeBackend) -> None:
+    backend.on(POLL, httpx.Response(401, json={"error": "Invalid API key"}))
+    reads: list[int] = []
+
+    def reload_key() -> str:
+        reads.append(1)
+        return API_KEY
+
+    poller = poller_with(backend, reload_key=reload_key)
+    step = await poller.step(can_claim=True)
+    assert step.delay_s >= 300
+    assert poller.connection is Connection.REJECTED
+    assert reads == [1]
+    assert len(backend.requests) == 1
+
+
+@pytest.mark.parametrize("route", [POLL, CLAIM])
+async def test_a_revoked_agent_stops_polling_and_says_why_once(
+    backend: FakeBackend, route: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    revoked = httpx.Response(403, json={"error": "This agent was revoked", "code": "AGENT_REVOKED"})
+    backend.on(POLL, httpx.Response(200, json={"job": job()}))
+    backend.on(route, revoked)
+    state = AgentState(agent_id="agent_0123456789abcdef", version="1", backend_url="x")
+    poller = poller_with(backend, state=state)
+
+    claimed = [j async for j in poller.jobs(can_claim=lambda: True)]
+
+    assert claimed == []
+    assert poller.connection is Connection.REVOKED
+    assert poller.revoked is not None and "revoked this agent" in poller.revoked
+    assert state.connection.state == "revoked"
+    assert len([r for r in caplog.records if "revoked this agent" in r.getMessage()]) == 1
+    assert len(backend.calls(POLL)) == 1
+
+
+async def test_transport_errors_back_off_up_to_a_minute_with_a_floor(
+    backend: FakeBackend,
+) -> None:
+    backend.on(POLL, lambda request: (_ for _ in ()).throw(httpx.ConnectError("refused")))
+    high = poller_with(backend, rng=lambda: 1.0)
+    delays = [(await high.step(can_claim=True)).delay_s for _ in range(8)]
+    assert delays == [2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
+    low = poller_with(backend, rng=lambda: 0.0, min_interval_s=1.5)
+    assert [(await low.step(can_claim=True)).delay_s for _ in range(3)] == [1.5] * 3
+    assert high.connection is Connection.UNREACHABLE
+
+
+async def test_each_poll_carries_the_resource_headers_and_reports_to_the_state(
+    backend: FakeBackend,
+) -> None:
+    backend.on(POLL, httpx.Response(200, json={"job": None, "features": ["heartbeat"]}))
+    state = AgentState(agent_id="agent_0123456789abcdef", version="1", backend_url="x")
+    ticks = iter([10.0, 10.25])
+    poller = poller_with(
+        backend,
+        state=state,
+        headers=lambda: {"X-Agent-Info": '{"cpu_count":2}', "X-Agent-Current-Jobs": "j9"},
+        clock=lambda: next(ticks),
+    )
+    await poller.step(can_claim=True)
+    request = backend.requests[-1]
+    assert request.headers["X-Agent-Info"] == '{"cpu_count":2}'
+    assert request.headers["X-Agent-Current-Jobs"] == "j9"
+    assert state.connection.state == "connected"
+    assert state.connection.last_poll_latency_s == pytest.approx(0.25)
+    assert state.connection.features == ["heartbeat"]
+    assert poller.features_known
