@@ -106,8 +106,11 @@ class StatusFile:
     def is_stale(self) -> bool:
         """True when the process that wrote the file is gone (or the pid was reused)."""
         try:
-            created = psutil.Process(self.pid).create_time()
-        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            process = psutil.Process(self.pid)
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return True
+            created = process.create_time()
+        except psutil.NoSuchProcess:  # ZombieProcess included
             return True
         except psutil.Error:
             return False  # it exists but we may not look at it: assume it is the agent
