@@ -12,7 +12,16 @@ from training_backend import __version__
 from training_backend.db import create_db_engine, create_session_factory, upgrade_database
 from training_backend.errors import install_error_handlers
 from training_backend.ratelimit import ApiKeyRateLimit, LoginThrottle
-from training_backend.routers import agent_protocol, health, job_reporting, jobs
+from training_backend.routers import (
+    agent_protocol,
+    agents,
+    api_keys,
+    auth,
+    downloads,
+    health,
+    job_reporting,
+    jobs,
+)
 from training_backend.settings import BackendSettings
 
 
@@ -42,6 +51,6 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     )
     app.state.login_throttle = LoginThrottle()
     install_error_handlers(app)
-    for module in (health, agent_protocol, job_reporting, jobs):
+    for module in (health, agent_protocol, job_reporting, jobs, auth, agents, api_keys, downloads):
         app.include_router(module.router)
     return app

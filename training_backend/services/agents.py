@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,10 +25,11 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from training_backend.db.models import TrainingAgent, User
+from training_backend.db.models import TrainingAgent, TrainingJob, User
 from training_backend.db.types import new_id
 from training_backend.db.upsert import insert_for
 from training_backend.errors import ApiError
+from training_backend.job_status import JobStatus
 
 AGENT_ID_PREFIX = "agent_"
 AGENT_ID_MIN_CHARS = 10
@@ -248,3 +249,53 @@ def forget_stale_agents(db: Session, *, now: datetime, retention: timedelta) -> 
     )
     db.commit()
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+#: Job statuses during which a job occupies its agent.
+ACTIVE_JOB_STATUSES = (JobStatus.RUNNING, JobStatus.PAUSED)
+
+
+def current_jobs_by_agent(
+    db: Session, *, user_id: str, agent_ids: Sequence[str]
+) -> dict[str, list[TrainingJob]]:
+    """The user's running and paused jobs of each of ``agent_ids``, oldest claim first."""
+    found: dict[str, list[TrainingJob]] = {agent_id: [] for agent_id in agent_ids}
+    if not agent_ids:
+        return found
+    jobs = db.scalars(
+        select(TrainingJob)
+        .where(TrainingJob.user_id == user_id)
+        .where(TrainingJob.status.in_(ACTIVE_JOB_STATUSES))
+        .where(TrainingJob.agent_id.in_(list(agent_ids)))
+        .order_by(TrainingJob.claimed_at, TrainingJob.id)
+    )
+    for job in jobs:
+        found[str(job.agent_id)].append(job)
+    return found
+
+
+def job_counts(db: Session, *, user_id: str, agent_id: str) -> dict[str, int]:
+    """How many of this user's jobs the agent took, by status (absent statuses: none)."""
+    rows = db.execute(
+        select(TrainingJob.status, func.count())
+        .where(TrainingJob.user_id == user_id)
+        .where(TrainingJob.agent_id == agent_id)
+        .group_by(TrainingJob.status)
+    )
+    return {status: int(count) for status, count in rows}
+
+
+def list_agent_jobs(
+    db: Session, *, user_id: str, agent_id: str, limit: int, offset: int
+) -> tuple[list[TrainingJob], int]:
+    """A page of this user's jobs the agent took, newest claim first, and their total."""
+    mine = (TrainingJob.user_id == user_id, TrainingJob.agent_id == agent_id)
+    total = db.scalar(select(func.count()).select_from(TrainingJob).where(*mine)) or 0
+    jobs = db.scalars(
+        select(TrainingJob)
+        .where(*mine)
+        .order_by(TrainingJob.claimed_at.desc(), TrainingJob.created_at.desc(), TrainingJob.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(jobs), int(total)

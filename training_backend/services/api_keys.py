@@ -37,10 +37,7 @@ def create_api_key(
     db: Session, *, user_id: str, name: str, scopes: Sequence[str]
 ) -> tuple[ApiKey, str]:
     """Store a new key for ``user_id``; returns the row and the key (shown once, never stored)."""
-    unknown = sorted(set(scopes) - set(VALID_SCOPES))
-    if unknown or not scopes:
-        valid = ", ".join(VALID_SCOPES)
-        raise ApiError(400, "INVALID_SCOPES", f"Invalid scopes {unknown}; valid scopes: {valid}")
+    check_scopes(scopes)
     key = generate_api_key()
     row = ApiKey(
         user_id=user_id,
@@ -52,6 +49,41 @@ def create_api_key(
     db.add(row)
     db.commit()
     return row, key
+
+
+def check_scopes(scopes: Sequence[str]) -> None:
+    """400 ``INVALID_SCOPES`` unless ``scopes`` is a non-empty list of ``VALID_SCOPES``."""
+    valid = ", ".join(VALID_SCOPES)
+    if not scopes:
+        raise ApiError(400, "INVALID_SCOPES", f"Give at least one scope; valid scopes: {valid}")
+    unknown = [scope[:40] for scope in dict.fromkeys(scopes) if scope not in VALID_SCOPES]
+    if unknown:
+        hint = " ('worker' is now 'training')" if "worker" in unknown else ""
+        message = f"Invalid scopes: {', '.join(unknown)}{hint}; valid scopes: {valid}"
+        raise ApiError(400, "INVALID_SCOPES", message, extra={"valid_scopes": list(VALID_SCOPES)})
+
+
+def list_api_keys(db: Session, *, user_id: str) -> list[ApiKey]:
+    """The user's active (unrevoked) keys, newest first."""
+    return list(
+        db.scalars(
+            select(ApiKey)
+            .where(ApiKey.user_id == user_id)
+            .where(ApiKey.revoked_at.is_(None))
+            .order_by(ApiKey.created_at.desc(), ApiKey.id)
+        )
+    )
+
+
+def revoke_user_api_key(db: Session, *, user_id: str, key_id: str, now: datetime) -> ApiKey:
+    """Revoke one of the user's keys (idempotent); 404 ``KEY_NOT_FOUND`` for any other id."""
+    row = db.scalar(select(ApiKey).where(ApiKey.id == key_id).where(ApiKey.user_id == user_id))
+    if row is None:
+        raise ApiError(404, "KEY_NOT_FOUND", "API key not found")
+    if row.revoked_at is None:
+        row.revoked_at = now
+        db.commit()
+    return row
 
 
 def extract_api_key(headers: Mapping[str, str]) -> str:

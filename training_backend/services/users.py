@@ -62,6 +62,7 @@ def authenticate_password(db: Session, *, name: str, password: str) -> User | No
     user = None
     if 0 < len(name) <= MAX_NAME_CHARS and len(password) <= passwords.MAX_PASSWORD_CHARS:
         user = db.scalar(select(User).where(User.name == name))
+    db.commit()  # no connection held through the slow hash below
     stored = None if user is None else user.password_hash
     if not passwords.verify_password(password[: passwords.MAX_PASSWORD_CHARS], stored):
         return None

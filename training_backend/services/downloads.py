@@ -1,0 +1,184 @@
+"""Agent release archives in the releases directory: names, checksums, install commands.
+
+The releases directory (setting ``releases_dir``) holds, for each version,
+
+    training-agent-<version>-linux-<arch>.tar.gz
+    training-agent-<version>-darwin-<arch>.tar.gz
+    training-agent-<version>-windows-<arch>.zip
+    SHA256SUMS        lines of "<sha256 hex>  <file name>" (sha256sum's format)
+
+with ``<arch>`` one of ``amd64`` and ``arm64``. Each archive holds one top-level folder
+named like the archive without its extension, with ``install.sh`` (``install.ps1`` on
+Windows) and the ``training-agent`` executable inside.
+
+File names are only ever built from the constants below and the configured version
+(checked against a strict pattern in settings), never from request text, so no request
+can name another file. A checksum is read from ``SHA256SUMS`` when it lists the file,
+else computed once and cached until the file changes.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TypeAlias
+
+from training_backend.errors import ApiError
+from training_backend.platforms import DISPLAY_NAMES, PLATFORMS, Platform
+
+Arch: TypeAlias = Literal["amd64", "arm64"]
+ARCHES: tuple[Arch, ...] = ("amd64", "arm64")
+#: The build offered when the request does not say: Apple's current Macs are arm64.
+DEFAULT_ARCH: dict[Platform, Arch] = {"linux": "amd64", "darwin": "arm64", "windows": "amd64"}
+CHECKSUMS_FILE = "SHA256SUMS"
+#: Stands for the user's API key in the install commands; the page puts the key in.
+API_KEY_PLACEHOLDER = "<API_KEY>"
+_EXTENSION: dict[Platform, str] = {"linux": "tar.gz", "darwin": "tar.gz", "windows": "zip"}
+_MEDIA_TYPE: dict[Platform, str] = {
+    "linux": "application/gzip",
+    "darwin": "application/gzip",
+    "windows": "application/zip",
+}
+_SUMS_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
+_CHUNK_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One agent archive: which build it is and where it lies (``path`` may be absent)."""
+
+    version: str
+    platform: Platform
+    arch: Arch
+    releases_dir: Path
+
+    @property
+    def stem(self) -> str:
+        """The archive's name without extension, also its top-level folder."""
+        return f"training-agent-{self.version}-{self.platform}-{self.arch}"
+
+    @property
+    def filename(self) -> str:
+        """``training-agent-<version>-<platform>-<arch>.tar.gz`` (``.zip`` on Windows)."""
+        return f"{self.stem}.{_EXTENSION[self.platform]}"
+
+    @property
+    def media_type(self) -> str:
+        """The archive's ``Content-Type``."""
+        return _MEDIA_TYPE[self.platform]
+
+    @property
+    def path(self) -> Path:
+        """Where the archive is expected."""
+        return self.releases_dir / self.filename
+
+    def exists(self) -> bool:
+        """True when the archive is a file in the releases directory."""
+        return self.path.is_file()
+
+    def missing_error(self) -> ApiError:
+        """404 ``ARTIFACT_NOT_FOUND``, saying what the administrator must add."""
+        name = f"{DISPLAY_NAMES[self.platform]} ({self.arch})"
+        message = (
+            f"The training agent {self.version} for {name} is not available on this server; "
+            f"ask its administrator to put {self.filename} in the releases directory"
+        )
+        return ApiError(404, "ARTIFACT_NOT_FOUND", message)
+
+
+def invalid_platform(value: str) -> ApiError:
+    """400 ``INVALID_PLATFORM`` listing the valid platforms."""
+    shown = value[:40]
+    message = f"Invalid platform '{shown}'. Must be one of: {', '.join(PLATFORMS)}"
+    return ApiError(400, "INVALID_PLATFORM", message)
+
+
+def parse_arch(value: str | None, platform: Platform) -> Arch:
+    """The requested architecture, the platform's default when ``None`` (400 if unknown)."""
+    if value is None:
+        return DEFAULT_ARCH[platform]
+    for arch in ARCHES:
+        if value == arch:
+            return arch
+    message = f"Invalid arch '{value[:40]}'. Must be one of: {', '.join(ARCHES)}"
+    raise ApiError(400, "INVALID_ARCH", message)
+
+
+def artifact_for(releases_dir: Path, *, version: str, platform: Platform, arch: Arch) -> Artifact:
+    """The archive of that build (whether or not it is there)."""
+    return Artifact(version=version, platform=platform, arch=arch, releases_dir=releases_dir)
+
+
+def sha256_of(artifact: Artifact) -> str:
+    """The archive's SHA-256: from ``SHA256SUMS`` if listed there, else computed (cached)."""
+    sums = artifact.releases_dir / CHECKSUMS_FILE
+    if sums.is_file():
+        stat = sums.stat()
+        listed = _read_sums(str(sums), stat.st_size, stat.st_mtime_ns).get(artifact.filename)
+        if listed is not None:
+            return listed
+    stat = artifact.path.stat()
+    return _hash_file(str(artifact.path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _read_sums(path: str, size: int, mtime_ns: int) -> dict[str, str]:
+    # size and mtime are part of the cache key: a rewritten file is read again.
+    sums: dict[str, str] = {}
+    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+        match = _SUMS_LINE.match(line.strip())
+        if match is not None:
+            sums[match.group(2).strip()] = match.group(1).lower()
+    return sums
+
+
+@functools.lru_cache(maxsize=64)
+def _hash_file(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as archive:
+        while chunk := archive.read(_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download_url(backend_url: str, artifact: Artifact) -> str:
+    """Where this backend serves the archive."""
+    return f"{backend_url}/api/workers/download/{artifact.platform}?arch={artifact.arch}"
+
+
+def install_commands(artifact: Artifact, *, sha256: str, backend_url: str) -> str:
+    """The commands that download, verify and install the agent, one per line.
+
+    ``sh`` for Linux and macOS, PowerShell for Windows. They set ``API_KEY`` (as
+    ``API_KEY_PLACEHOLDER``, which the page replaces) and ``BACKEND_URL`` for the
+    installer only. On Linux and macOS the installer line starts with a space, so shells
+    that ignore such lines (bash's usual ``HISTCONTROL=ignoreboth``) keep the key out of
+    their history.
+    """
+    url = download_url(backend_url, artifact)
+    name = artifact.filename
+    if artifact.platform == "windows":
+        return "\n".join(
+            [
+                f"Invoke-WebRequest -UseBasicParsing -Uri '{url}' -OutFile '{name}'",
+                f"if ((Get-FileHash '{name}' -Algorithm SHA256).Hash -ne '{sha256}') "
+                "{ throw 'Checksum mismatch: delete the download and try again' }",
+                f"Expand-Archive -Force -Path '{name}' -DestinationPath .",
+                f"$env:API_KEY = '{API_KEY_PLACEHOLDER}'; $env:BACKEND_URL = '{backend_url}'",
+                f"& '.\\{artifact.stem}\\install.ps1'",
+                "Remove-Item Env:API_KEY",
+            ]
+        )
+    check = "sha256sum -c -" if artifact.platform == "linux" else "shasum -a 256 -c -"
+    return "\n".join(
+        [
+            f"curl -fL -o '{name}' '{url}'",
+            f"echo '{sha256}  {name}' | {check}",
+            f"tar -xzf '{name}'",
+            f" API_KEY='{API_KEY_PLACEHOLDER}' BACKEND_URL='{backend_url}' "
+            f"'./{artifact.stem}/install.sh'",
+        ]
+    )
