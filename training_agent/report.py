@@ -15,6 +15,18 @@ Each call appends one JSON line to the file named by ``$TRAINING_AGENT_EVENTS_FI
 which the agent follows and sends to the platform. Outside the agent that variable is
 unset and every call does nothing, so the same script runs anywhere.
 
+A script that can pause (the platform's Pause button) declares it, and then checks for
+requests at safe points (between steps); the agent also sends SIGUSR1 on POSIX when it
+writes a request, so a handler can note it without reading the file every step::
+
+    report.capabilities(pause=True)
+    for step in ...:
+        if report.requested_action() == "pause":
+            report.paused()
+            while report.requested_action() != "resume":
+                time.sleep(1)          # also leave this loop when SIGTERM asks to stop
+            report.resumed()
+
 Metric names the platform charts: ``train_loss``, ``eval_loss``, ``learning_rate``,
 ``grad_norm``, ``perplexity`` (or ``eval_perplexity``), ``train_perplexity``,
 ``samples_per_second``, ``tokens_per_second``, ``gpu_memory_allocated_gb``,
@@ -28,9 +40,19 @@ import json
 import os
 from typing import Any
 
-__all__ = ["checkpoint", "metric", "output", "progress"]
+__all__ = [
+    "capabilities",
+    "checkpoint",
+    "metric",
+    "output",
+    "paused",
+    "progress",
+    "requested_action",
+    "resumed",
+]
 
 EVENTS_FILE_ENV = "TRAINING_AGENT_EVENTS_FILE"
+CONTROL_FILE_ENV = "TRAINING_AGENT_CONTROL_FILE"
 
 
 def metric(step: int, epoch: float, **values: float) -> None:
@@ -61,6 +83,35 @@ def checkpoint(step: int, path: str | os.PathLike[str]) -> None:
 def output(path: str | os.PathLike[str]) -> None:
     """Report a result file or directory (the trained model, an adapter, an export)."""
     _append({"type": "output", "path": os.path.abspath(path)})
+
+
+def capabilities(*, pause: bool = False) -> None:
+    """Tell the agent what this script can do; ``pause=True`` promises that it checks
+    ``requested_action()`` and reports ``paused()`` / ``resumed()``."""
+    _append({"type": "capabilities", "pause": bool(pause)})
+
+
+def requested_action() -> str | None:
+    """The agent's latest request, ``"pause"`` or ``"resume"``; None when there is none."""
+    path = os.environ.get(CONTROL_FILE_ENV)
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as control:
+            action = json.load(control).get("action")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return action if action in ("pause", "resume") else None
+
+
+def paused() -> None:
+    """Say the script has paused (the platform then shows the job paused)."""
+    _append({"type": "paused"})
+
+
+def resumed() -> None:
+    """Say the script runs again after a pause."""
+    _append({"type": "resumed"})
 
 
 def _step(step: int) -> int:

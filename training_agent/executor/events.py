@@ -6,6 +6,8 @@ The trainer appends one JSON object per line (``training_agent.report`` writes t
     {"type": "progress", "total_steps": 400, "total_epochs": 2}           -> sink.progress
     {"type": "checkpoint", "step": 200, "path": "ckpt-200"}               -> log + outputs
     {"type": "output", "path": "model.json"}                              -> log + outputs
+    {"type": "capabilities", "pause": true}                                -> capabilities
+    {"type": "paused"} / {"type": "resumed"}                               -> on_state
 
 A metric needs an integer ``step`` >= 1 and a numeric ``epoch``; it keeps only finite
 numbers under the backend's key names (``eval_perplexity`` is sent as ``perplexity``).
@@ -19,7 +21,7 @@ import asyncio
 import json
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -60,13 +62,29 @@ def _is_number(value: object) -> TypeGuard[int | float]:
 
 
 class EventReader:
-    """Turns events lines into sink calls and remembers the reported outputs."""
+    """Turns events lines into sink calls and remembers the reported outputs.
 
-    def __init__(self, sink: JobSink, *, base_dir: Path) -> None:
+    ``capabilities`` holds what the trainer declared (``{"pause": True}``); ``on_state``
+    is called with ``"paused"`` or ``"resumed"`` when the trainer says it did so.
+    """
+
+    def __init__(
+        self,
+        sink: JobSink,
+        *,
+        base_dir: Path,
+        on_state: Callable[[str], None] | None = None,
+    ) -> None:
         self._sink = sink
         self._base_dir = base_dir
+        self._on_state = on_state
         self._outputs: list[str] = []
         self._notes = 0
+        self._capabilities: dict[str, bool] = {}
+
+    @property
+    def capabilities(self) -> Mapping[str, bool]:
+        return self._capabilities
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -90,6 +108,12 @@ class EventReader:
             self._progress(line_no, event)
         elif kind in ("checkpoint", "output"):
             self._path_event(line_no, kind, event)
+        elif kind == "capabilities":
+            self._capabilities.update(
+                {name: value for name, value in event.items() if isinstance(value, bool)}
+            )
+        elif kind in ("paused", "resumed") and self._on_state is not None:
+            self._on_state(kind)
 
     def skip(self, note: str) -> None:
         """Tell the job log why something was skipped, up to ``MAX_SKIP_NOTES`` times."""

@@ -160,6 +160,16 @@ class ChildProcess:
         await asyncio.wait([self._protocol.exited], timeout=timeout_s)
         await self._drain(0)
 
+    def notify(self) -> None:
+        """SIGUSR1 to the leader only (POSIX): "read your control file". No-op elsewhere.
+
+        Only the leader: SIGUSR1 kills a process that does not handle it, and the other
+        processes of the group never said they would.
+        """
+        if hasattr(signal, "SIGUSR1") and self.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.pid, signal.SIGUSR1)
+
     def kill_tree(self) -> None:
         """SIGKILL the leader, its group, its descendants and every tracked process, now."""
         victims: list[psutil.Process] = []

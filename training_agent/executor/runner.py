@@ -6,15 +6,28 @@ its stdout and stderr into the job log, follows its events file, and waits. Exit
 lines of stderr; a requested cancel walks the kill ladder and ends ``cancelled``. A job
 that cannot start is a ``failed`` outcome with a sentence saying why: ``run()`` raises
 nothing but ``asyncio.CancelledError``, and kills the trainer's tree before it does.
+
+Pause and resume need the trainer's help (rejected: SIGSTOP, which would freeze a
+trainer holding GPU memory and NCCL connections until timeouts kill it). A trainer that
+can pause says so once in its events file, ``{"type": "capabilities", "pause": true}``
+(``report.capabilities(pause=True)``). ``request_pause`` then writes
+``{"action": "pause"}`` to ``$TRAINING_AGENT_CONTROL_FILE`` (atomically) and sends
+SIGUSR1 to the trainer's leader process (POSIX; elsewhere the trainer polls the file).
+The trainer pauses at a safe point and appends ``{"type": "paused"}``; the agent reports
+``paused`` only then. ``request_resume`` writes ``{"action": "resume"}`` the same way,
+and ``{"type": "resumed"}`` is reported as ``running``. A trainer that did not declare
+the capability keeps running, and its job log says why.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
 from collections import deque
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from training_agent.errors import JobConfigError, StateError
@@ -26,6 +39,10 @@ from training_agent.jobs import ClaimedJob, JobOutcome, JobSink, JobStatus
 
 logger = logging.getLogger(__name__)
 
+PAUSE_UNSUPPORTED = (
+    "pause requested, but this trainer does not support pausing (it did not declare "
+    '{"type": "capabilities", "pause": true} in its events file); the job keeps running'
+)
 STDERR_TAIL_LINES = 20
 MAX_REASON_CHARS = 2000
 # After an asyncio cancellation killed the tree: how long to wait for the exit.
@@ -43,7 +60,21 @@ class JobRunner:
         sink: JobSink,
         allow_command_jobs: bool,
         cancel_grace_s: float,
+        extra_env: Mapping[str, str] | None = None,
+        on_started: Callable[[int, str], None] | None = None,
+        on_status: Callable[[JobStatus], None] | None = None,
     ) -> None:
+        """``extra_env`` is set for the trainer last (``CUDA_VISIBLE_DEVICES``);
+        ``on_started(pid, tracking_id)`` is called once the trainer runs;
+        ``on_status`` gets ``paused`` and ``running`` when the trainer pauses or resumes.
+        """
+        self._extra_env = dict(extra_env or {})
+        self._on_started = on_started
+        self._on_status = on_status
+        self._child: ChildProcess | None = None
+        self._workspace: Workspace | None = None
+        self._reader: EventReader | None = None
+        self._follower: EventFollower | None = None
         self._job = job
         self._jobs_dir = jobs_dir
         self._sink = sink
@@ -62,6 +93,38 @@ class JobRunner:
         if self._cancel_reason is None:
             self._cancel_reason = reason
         self._cancel_requested.set()
+
+    def request_pause(self) -> bool:
+        """Ask the trainer to pause; False (with a job log line why) when it cannot."""
+        return self._ask("pause")
+
+    def request_resume(self) -> bool:
+        """Ask a paused trainer to go on; False when it cannot be asked."""
+        return self._ask("resume")
+
+    def _ask(self, action: str) -> bool:
+        child, reader, workspace = self._child, self._reader, self._workspace
+        if child is None or reader is None or workspace is None or self._follower is None:
+            return False  # not started, or already over
+        if child.returncode is not None or self._cancel_requested.is_set():
+            return False
+        self._follower.read_new()  # a capability declared a moment ago counts
+        if not reader.capabilities.get("pause"):
+            if action == "pause":
+                self._sink.log(PAUSE_UNSUPPORTED)
+            return False
+        try:
+            _write_atomically(workspace.control_file, json.dumps({"action": action}) + "\n")
+        except OSError as exc:
+            logger.warning("job %s: cannot ask the trainer to %s: %s", self._job.id, action, exc)
+            return False
+        child.notify()
+        logger.info("job %s: asked the trainer to %s", self._job.id, action)
+        return True
+
+    def _trainer_state(self, kind: str) -> None:
+        if self._on_status is not None:
+            self._on_status(JobStatus.PAUSED if kind == "paused" else JobStatus.RUNNING)
 
     async def run(self) -> JobOutcome:
         """Run the job to its end and say how it ended. May be called once."""
@@ -86,17 +149,21 @@ class JobRunner:
             config_file=workspace.config_file,
             allow_command_jobs=self._allow_command_jobs,
         )
-        env = workspace.child_env(os.environ, plan.env)
+        env = workspace.child_env(os.environ, plan.env, self._extra_env)
         workspace.create(self._job.config)
         child = await ChildProcess.start(
             plan.argv, cwd=workspace.dir, env=env, on_line=self._on_line
         )
+        if self._on_started is not None:
+            self._on_started(child.pid, child.tracking_id)
         return workspace, child
 
     async def _supervise(self, workspace: Workspace, child: ChildProcess) -> JobOutcome:
         """Wait for the child, cancelling it on request; always sweep its leftovers."""
-        reader = EventReader(self._sink, base_dir=workspace.dir)
+        reader = EventReader(self._sink, base_dir=workspace.dir, on_state=self._trainer_state)
         follower = EventFollower(workspace.events_file, reader)
+        self._child, self._workspace = child, workspace
+        self._reader, self._follower = reader, follower
         try:
             returncode, cancelled = await self._wait_or_cancel(child, follower)
         except asyncio.CancelledError:
@@ -109,6 +176,8 @@ class JobRunner:
             child.kill_tree()
             await child.reap(REAP_S)
             return JobOutcome(JobStatus.FAILED, reason=f"the agent failed while running it: {exc}")
+        finally:
+            self._child = self._workspace = self._reader = self._follower = None
         leftovers = kill_tracked(child.tracking_id)
         if leftovers:
             logger.info("job %s: killed %d leftover processes", self._job.id, len(leftovers))
@@ -171,6 +240,13 @@ class JobRunner:
             outcome.exit_code,
         )
         return outcome
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` so that a reader sees the old file or the new one, never half."""
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
 
 
 def _signal_name(signum: int) -> str:

@@ -14,8 +14,11 @@ authenticates the agent:
 
 Then come the job's own ``env`` overrides (a job may pass its own ``HF_TOKEN``: the
 user put it there on purpose), then what the agent tells every trainer:
-``TRAINING_AGENT_JOB_ID``, ``TRAINING_AGENT_JOB_DIR``, ``TRAINING_AGENT_EVENTS_FILE`` and
-``PYTHONUNBUFFERED=1`` (so Python trainers' prints reach the log as they happen).
+``TRAINING_AGENT_JOB_ID``, ``TRAINING_AGENT_JOB_DIR``, ``TRAINING_AGENT_EVENTS_FILE``,
+``TRAINING_AGENT_CONTROL_FILE`` (where a pause or resume request is written, see
+``executor.runner``), ``PYTHONUNBUFFERED=1`` (so Python trainers' prints reach the log
+as they happen), and the agent's assignments such as ``CUDA_VISIBLE_DEVICES``, which
+win over the job's own.
 The job token and the API key are never passed; ``BACKEND_URL`` is not a secret and
 stays.
 """
@@ -69,6 +72,10 @@ class Workspace:
     def events_file(self) -> Path:
         return self.dir / "events.jsonl"
 
+    @property
+    def control_file(self) -> Path:
+        return self.dir / "control.json"
+
     def create(self, config: Mapping[str, Any]) -> None:
         """Make the directory (0700), write ``config.json``, start an empty events file.
 
@@ -85,13 +92,21 @@ class Workspace:
             self.dir.chmod(0o700)  # mkdir's mode is filtered by the umask
             self.config_file.write_text(text, encoding="utf-8")
             self.events_file.write_bytes(b"")
+            self.control_file.unlink(missing_ok=True)  # an old pause must not apply
         except OSError as exc:
             raise StateError(f"cannot prepare the job directory {self.dir}: {exc}") from exc
 
     def child_env(
-        self, inherited: Mapping[str, str], overrides: Mapping[str, str]
+        self,
+        inherited: Mapping[str, str],
+        overrides: Mapping[str, str],
+        assigned: Mapping[str, str] | None = None,
     ) -> dict[str, str]:
-        """The job's environment: ``inherited`` minus secrets, plus overrides, plus ours."""
+        """The job's environment: ``inherited`` minus secrets, plus overrides, plus ours.
+
+        ``assigned`` (e.g. ``CUDA_VISIBLE_DEVICES``) comes last: the agent shares GPUs
+        between jobs, so a job cannot pick another job's GPU.
+        """
         reserved = [name for name in overrides if name.upper().startswith(AGENT_PREFIX)]
         if reserved:
             raise JobConfigError(
@@ -104,6 +119,8 @@ class Workspace:
             TRAINING_AGENT_JOB_ID=self.job_id,
             TRAINING_AGENT_JOB_DIR=str(self.dir),
             TRAINING_AGENT_EVENTS_FILE=str(self.events_file),
+            TRAINING_AGENT_CONTROL_FILE=str(self.control_file),
             PYTHONUNBUFFERED="1",
         )
+        env.update(assigned or {})
         return env

@@ -5,7 +5,10 @@ fits a logistic regression to it by mini-batch SGD, reporting through
 ``training_agent.report`` exactly like a user's script would: ``progress`` once, a
 ``metric`` every step (``eval_loss`` too at each epoch's last step), the final weights
 as an ``output``. The losses really fall. On SIGTERM it finishes the current step,
-saves a checkpoint, reports it, and exits 143, as a trainer should on a cancel.
+saves a checkpoint, reports it, and exits 143, as a trainer should on a cancel. It can
+pause: it declares ``{"type": "capabilities", "pause": true}``, and when the agent asks
+(SIGUSR1 plus the control file, see ``training_agent.report``) it stops between two
+steps, reports ``paused``, and waits for ``resume`` (or SIGTERM).
 
     python -m training_agent.trainers.demo --config config.json
 
@@ -35,6 +38,8 @@ from training_agent import report
 
 EXIT_INVALID_CONFIG = 2
 EXIT_TERMINATED = 128 + 15  # what a shell reports for a process ended by SIGTERM
+# Without SIGUSR1 (Windows) the control file is read this often; and while paused.
+CONTROL_CHECK_S = 0.5
 
 Sample = tuple[list[float], int]
 
@@ -146,23 +151,47 @@ class Trainer:
         self.out_dir = out_dir
         self.model = LogisticRegression(config.features)
         self.stop_requested = False
+        self.control_pending = False
         self.step = 0
         self._last_point: dict[str, float] = {}
+        self._control_checked = time.monotonic()
 
     def request_stop(self, signum: int = signal.SIGTERM, frame: FrameType | None = None) -> None:
         self.stop_requested = True
+
+    def control_signalled(self, signum: int = 0, frame: FrameType | None = None) -> None:
+        """The SIGUSR1 handler: the agent wrote a request to the control file."""
+        self.control_pending = True
+
+    def _honour_pause(self) -> None:
+        """Between steps: pause when asked, until resumed or stopped."""
+        due = time.monotonic() - self._control_checked >= CONTROL_CHECK_S
+        if not (self.control_pending or due):
+            return
+        self.control_pending, self._control_checked = False, time.monotonic()
+        if report.requested_action() != "pause":
+            return
+        report.paused()
+        print(f"paused after step {self.step}", flush=True)
+        while not self.stop_requested and report.requested_action() != "resume":
+            time.sleep(CONTROL_CHECK_S / 5)
+        if not self.stop_requested:
+            report.resumed()
+            print(f"resumed at step {self.step + 1}", flush=True)
 
     def run(self) -> int:
         """Train for every epoch, or until a stop request; return the exit code."""
         train, evaluation = make_dataset(self.config)
         batches = math.ceil(len(train) / self.config.batch_size)
         total_steps = batches * self.config.epochs
+        report.capabilities(pause=True)
         report.progress(total_steps=total_steps, total_epochs=self.config.epochs)
         print(f"training on {len(train)} samples, {total_steps} steps", flush=True)
         rng = random.Random(self.config.seed + 1)
         for epoch in range(1, self.config.epochs + 1):
             rng.shuffle(train)
             for start in range(0, len(train), self.config.batch_size):
+                self._honour_pause()
                 if self.stop_requested:
                     return self._stop()
                 self._train_step(train[start : start + self.config.batch_size], batches)
@@ -237,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, trainer.request_stop)
     if hasattr(signal, "SIGBREAK"):  # what CTRL_BREAK_EVENT raises on Windows
         signal.signal(signal.SIGBREAK, trainer.request_stop)
+    if hasattr(signal, "SIGUSR1"):  # the agent's "read your control file"
+        signal.signal(signal.SIGUSR1, trainer.control_signalled)
     return trainer.run()
 
 

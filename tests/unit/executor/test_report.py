@@ -62,3 +62,26 @@ def test_report_imports_nothing_but_the_standard_library() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "['training_agent', 'training_agent.report']"
+
+
+def test_pause_support_round_trips(
+    events_file: Path, tmp_path: Path, sink: RecordingSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    control = tmp_path / "control.json"
+    monkeypatch.setenv(report.CONTROL_FILE_ENV, str(control))
+    assert report.requested_action() is None  # nothing asked yet
+    control.write_text('{"action": "pause"}')
+    assert report.requested_action() == "pause"
+    control.write_text('{"action": "explode"}')
+    assert report.requested_action() is None
+    control.write_text("[half a write")
+    assert report.requested_action() is None
+
+    report.capabilities(pause=True)
+    report.paused()
+    report.resumed()
+    states: list[str] = []
+    reader = EventReader(sink, base_dir=tmp_path, on_state=states.append)
+    EventFollower(events_file, reader).read_new()
+    assert reader.capabilities == {"pause": True}
+    assert states == ["paused", "resumed"]

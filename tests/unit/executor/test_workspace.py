@@ -71,8 +71,19 @@ def test_child_env_strips_secrets_and_adds_the_job_variables(tmp_path: Path) -> 
         "TRAINING_AGENT_JOB_ID": "job-7",
         "TRAINING_AGENT_JOB_DIR": str(tmp_path / "job-7"),
         "TRAINING_AGENT_EVENTS_FILE": str(tmp_path / "job-7" / "events.jsonl"),
+        "TRAINING_AGENT_CONTROL_FILE": str(tmp_path / "job-7" / "control.json"),
         "PYTHONUNBUFFERED": "1",
     }
+
+
+def test_the_agents_assignments_win_over_the_jobs_own(tmp_path: Path) -> None:
+    workspace = Workspace.for_job(tmp_path, "job-7")
+    env = workspace.child_env(
+        {"CUDA_VISIBLE_DEVICES": "0,1,2,3"},
+        {"CUDA_VISIBLE_DEVICES": "0"},
+        {"CUDA_VISIBLE_DEVICES": "2,3"},
+    )
+    assert env["CUDA_VISIBLE_DEVICES"] == "2,3"
 
 
 def test_a_job_may_not_set_the_agents_variables(tmp_path: Path) -> None:
