@@ -62,16 +62,17 @@ async def run_agent(settings: Settings, paths: AgentPaths) -> int:
         cancel_grace_s=settings.cancel_grace_seconds,
         max_jobs=settings.max_jobs,
     )
+    state = AgentState(
+        agent_id=agent_id, version=identity.version, backend_url=settings.backend_url
+    )
     poller = Poller(
         client=client,
+        state=state,
         min_interval_s=settings.min_poll_interval_seconds,
         auth_retry_s=settings.auth_retry_seconds,
     )
     daemon = Daemon(
         client=client, outbox=outbox, jobs_dir=paths.jobs_dir, options=options, poller=poller
-    )
-    state = AgentState(
-        agent_id=agent_id, version=identity.version, backend_url=settings.backend_url
     )
     # Imported here: starlette, uvicorn and prometheus_client are the daemon's cost only.
     from training_agent.status_api import start_status_api
