@@ -42,6 +42,11 @@ AGENT_PREFIX = "TRAINING_AGENT_"
 _SAFE_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
+def is_safe_job_id(job_id: str) -> bool:
+    """Whether ``job_id`` can name a directory: no separators, no "..", nothing odd."""
+    return _SAFE_JOB_ID.fullmatch(job_id) is not None
+
+
 def is_agent_secret(name: str) -> bool:
     """Whether an inherited variable must not reach a job (see the module docstring)."""
     upper = name.upper()
@@ -60,7 +65,7 @@ class Workspace:
     @classmethod
     def for_job(cls, jobs_dir: Path, job_id: str) -> Workspace:
         """The workspace of ``job_id``; raises ``JobConfigError`` for an unsafe id."""
-        if not _SAFE_JOB_ID.fullmatch(job_id):
+        if not is_safe_job_id(job_id):
             raise JobConfigError(f"job id {job_id!r} cannot be used as a directory name")
         return cls(job_id=job_id, dir=jobs_dir / job_id)
 
