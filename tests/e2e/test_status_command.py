@@ -1,0 +1,122 @@
+"""``training-agent status`` against a real agent process (and a real backend)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.agent import agent_env, start_agent, wait_agent
+from tests.support.backend import BackendProcess, free_port
+from training_agent.status_file import StatusFile, new_token, this_process_created_at
+
+pytestmark = pytest.mark.e2e
+
+
+def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINING_AGENT_")}
+    env["TRAINING_AGENT_HOME"] = str(home)
+    return subprocess.run(
+        [sys.executable, "-m", "training_agent", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def status_json(home: Path) -> dict[str, Any] | None:
+    done = cli(home, "status", "--json")
+    if done.returncode != 0:
+        return None
+    snapshot: dict[str, Any] = json.loads(done.stdout)
+    return snapshot
+
+
+def wait_until(
+    home: Path, check: Callable[[dict[str, Any]], bool], what: str, timeout_s: float = 60
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        snapshot = status_json(home)
+        if snapshot is not None and check(snapshot):
+            return snapshot
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: not seen within {timeout_s:.0f}s; last: {status_json(home)}")
+
+
+def test_status_of_a_running_agent(backend: BackendProcess, tmp_path: Path) -> None:
+    backend.cli("users", "create", "sam")
+    key = backend.cli("keys", "create", "--user", "sam", "--scope", "training").strip()
+    home = tmp_path / "agent"
+    agent = start_agent(agent_env(home, backend_url=backend.url, api_key=key))
+    try:
+        snapshot = wait_until(
+            home, lambda s: s["connection"]["state"] == "connected", "a connected agent"
+        )
+        assert snapshot["backend_url"] == backend.url
+        assert snapshot["agent_id"].startswith("agent_")
+        assert snapshot["pid"] == agent.pid
+        assert snapshot["connection"]["last_poll_latency_s"] > 0
+
+        done = cli(home, "status")
+        assert done.returncode == 0, done.stderr
+        assert snapshot["agent_id"] in done.stdout
+        assert backend.url in done.stdout
+        assert "connected" in done.stdout
+        assert "last poll" in done.stdout
+        assert "running   0 jobs" in done.stdout
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        code, output = wait_agent(agent)
+    assert code == 0, output
+
+    gone = cli(home, "status")
+    assert gone.returncode == 3
+    assert "no agent is running" in gone.stderr
+    assert not (home / "state" / "status.json").exists()
+
+
+def test_no_agent_exits_3_with_one_sentence(tmp_path: Path) -> None:
+    done = cli(tmp_path / "nobody", "status")
+    assert done.returncode == 3
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1
+    assert "no agent is running here" in done.stderr
+    assert "training-agent start" in done.stderr
+
+
+def test_a_status_file_left_by_a_dead_agent_exits_3(tmp_path: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    home = tmp_path / "agent"
+    left = StatusFile(dead.pid, None, free_port(), new_token(), "agent_x", "0", time.time())
+    left.write(home / "state" / "status.json")
+
+    done = cli(home, "status", "--json")
+
+    assert done.returncode == 3
+    assert f"pid {dead.pid}" in done.stderr
+    assert "has exited" in done.stderr
+
+
+def test_nothing_listening_exits_3(tmp_path: Path) -> None:
+    # A live pid (this test's) but no server on the port: e.g. an agent that is hung or
+    # whose file another process replaced.
+    home = tmp_path / "agent"
+    created = this_process_created_at()
+    left = StatusFile(os.getpid(), created, free_port(), new_token(), "agent_x", "0", time.time())
+    left.write(home / "state" / "status.json")
+
+    done = cli(home, "status")
+
+    assert done.returncode == 3
+    assert "nothing listens on" in done.stderr
