@@ -75,8 +75,28 @@ class Settings(BaseSettings):
     """Floor for the server's ``poll_interval_seconds``, so a bad server cannot make the
     agent hammer it."""
 
-    auth_retry_seconds: float = Field(default=60.0, ge=1, le=3600)
-    """First wait after the backend rejects the key; doubles up to ten times this."""
+    auth_retry_seconds: float = Field(default=300.0, ge=1, le=3600)
+    """While the backend rejects the API key: the wait between two tries (plus up to 20 %)."""
+
+    max_concurrent_jobs: int = Field(default=1, ge=1, le=64)
+    """How many jobs run at the same time."""
+
+    gpus: str = "all"
+    """GPUs the jobs may use: ``all``, ``none``, or indices like ``0,1``. With several
+    jobs at a time each gets its share through ``CUDA_VISIBLE_DEVICES``."""
+
+    min_free_disk_gb: float = Field(default=1.0, ge=0)
+    """Claim no job while the work directory's disk has less free space than this."""
+
+    max_log_lines_per_job: int = Field(default=100_000, ge=10)
+    """A longer job log keeps its first and last lines around one notice saying how many
+    lines were skipped."""
+
+    heartbeat_interval_seconds: float = Field(default=10.0, ge=1, le=15)
+    """How often a running job's heartbeat goes out (a v1 backend: its status is read)."""
+
+    idle_exit_seconds: float | None = Field(default=None, gt=0)
+    """Exit (code 0) after this long without a job; unset runs until stopped."""
 
     log_level: str = "INFO"
     """Level of the agent's own log: DEBUG, INFO, WARNING or ERROR."""
