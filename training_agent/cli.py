@@ -35,7 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"training-agent {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    start = commands.add_parser("start", help="run the agent in the foreground until stopped")
+    start = commands.add_parser(
+        "start",
+        help="run the agent in the foreground until stopped",
+        epilog="exit codes: 0 stopped (a signal, --max-jobs, --idle-exit), 1 error, "
+        "2 invalid settings, 4 the platform revoked this agent (do not restart it)",
+    )
     start.add_argument("--backend-url", help="the platform's URL (env BACKEND_URL)")
     start.add_argument("--max-jobs", type=int, metavar="N", help="exit after N jobs")
     start.add_argument(
@@ -44,6 +49,16 @@ def _parser() -> argparse.ArgumentParser:
         const=True,
         help="run jobs of type 'command' (arbitrary programs); off by default",
     )
+    start.add_argument(
+        "--idle-exit",
+        type=float,
+        metavar="SECONDS",
+        help="exit (code 0) after SECONDS without a job",
+    )
+    start.add_argument(
+        "--max-concurrent-jobs", type=int, metavar="N", help="run up to N jobs at a time"
+    )
+    start.add_argument("--gpus", metavar="all|none|0,1", help="the GPUs jobs may use")
     start.add_argument("--cancel-grace-seconds", type=float, metavar="S")
     start.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     start.set_defaults(handler=_start)
@@ -76,6 +91,9 @@ def _settings(args: argparse.Namespace, paths: AgentPaths) -> Settings:
     flags = {
         "backend_url": args.backend_url,
         "max_jobs": args.max_jobs,
+        "idle_exit_seconds": args.idle_exit,
+        "max_concurrent_jobs": args.max_concurrent_jobs,
+        "gpus": args.gpus,
         "allow_command_jobs": args.allow_command_jobs,
         "cancel_grace_seconds": args.cancel_grace_seconds,
         "log_level": args.log_level,
