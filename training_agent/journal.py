@@ -141,9 +141,8 @@ def recover_jobs(journals_dir: Path, outbox: Outbox) -> list[str]:
     """Clean up after a crash (see the module docstring); the ids of jobs reported failed."""
     reported: list[str] = []
     for path, entry in load_journals(journals_dir):
-        if entry is not None and not entry.ended:
-            if _recover(entry, outbox):
-                reported.append(entry.job_id)
+        if entry is not None and not entry.ended and _recover(entry, outbox):
+            reported.append(entry.job_id)
         remove_journal(path)
     return reported
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from pydantic import SecretStr
+
 from training_agent.api import BackendClient
-from training_agent.config import Settings
+from training_agent.config import Settings, load_settings
 from training_agent.daemon import Daemon, DaemonOptions, install_signal_handlers
 from training_agent.errors import ConfigError
 from training_agent.identity import (
@@ -18,9 +20,22 @@ from training_agent.logs import setup_logging
 from training_agent.paths import AgentPaths
 from training_agent.poller import Poller
 from training_agent.reporting.outbox import Outbox
+from training_agent.resources import GpuPool, ResourceMonitor
 from training_agent.state import AgentState
 
 log = logging.getLogger(__name__)
+
+
+def reread_api_key(paths: AgentPaths) -> SecretStr | None:
+    """The API key as the settings give it now (after the backend rejected the old one).
+
+    Today that is the environment; the credential store plugs in here.
+    """
+    try:
+        return load_settings(config_file=paths.config_file).api_key
+    except ConfigError as exc:
+        log.warning("cannot read the settings again: %s", exc)
+        return None
 
 
 async def run_agent(settings: Settings, paths: AgentPaths) -> int:
@@ -50,7 +65,7 @@ async def run_agent(settings: Settings, paths: AgentPaths) -> int:
         identity.hostname,
         settings.backend_url,
     )
-    outbox = Outbox(paths.outbox_file)
+    outbox = Outbox(paths.outbox_file, max_log_lines=settings.max_log_lines_per_job)
     client = BackendClient(
         base_url=settings.backend_url,
         api_key=settings.api_key,
@@ -61,18 +76,38 @@ async def run_agent(settings: Settings, paths: AgentPaths) -> int:
         allow_command_jobs=settings.allow_command_jobs,
         cancel_grace_s=settings.cancel_grace_seconds,
         max_jobs=settings.max_jobs,
+        max_concurrent_jobs=settings.max_concurrent_jobs,
+        idle_exit_s=settings.idle_exit_seconds,
+        heartbeat_interval_s=settings.heartbeat_interval_seconds,
+        min_free_disk_gb=settings.min_free_disk_gb,
     )
     state = AgentState(
         agent_id=agent_id, version=identity.version, backend_url=settings.backend_url
+    )
+    resources = ResourceMonitor(work_dir=paths.jobs_dir)
+    gpus = GpuPool.from_setting(
+        settings.gpus,
+        max_concurrent_jobs=settings.max_concurrent_jobs,
+        detect=resources.gpu_indices,
     )
     poller = Poller(
         client=client,
         state=state,
         min_interval_s=settings.min_poll_interval_seconds,
         auth_retry_s=settings.auth_retry_seconds,
+        reload_key=lambda: reread_api_key(paths),
+        headers=lambda: daemon.poll_headers(),
     )
     daemon = Daemon(
-        client=client, outbox=outbox, jobs_dir=paths.jobs_dir, options=options, poller=poller
+        client=client,
+        outbox=outbox,
+        jobs_dir=paths.jobs_dir,
+        options=options,
+        poller=poller,
+        state=state,
+        journals_dir=paths.state_dir / "jobs",
+        resources=resources,
+        gpus=gpus,
     )
     # Imported here: starlette, uvicorn and prometheus_client are the daemon's cost only.
     from training_agent.status_api import start_status_api

@@ -101,7 +101,8 @@ class Uploader:
         """Return once the job's terminal status was delivered (or the job abandoned)."""
         while not self._outbox.is_finished(job_id):
             passed = self._passed
-            self.wake()
+            if self._features() is not None:  # else a pass sends nothing: no hurry
+                self.wake()
             await passed.wait()
 
     async def drain_once(self) -> bool:
