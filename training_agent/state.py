@@ -28,7 +28,7 @@ from training_agent.jobs import JobSink
 
 RECENT_JOBS = 20
 HISTORY_POINTS = 500  # metric points kept per job for a chart (thinned evenly past that)
-LOG_TAIL_LINES = 500  # log lines kept per job
+LOG_TAIL_LINES = 2000  # log lines kept per job (the dashboard's log view)
 KEPT_JOB_DETAILS = 5  # finished jobs whose history and log tail are still served
 # What one watcher holds between two looks before it drops the oldest points and lines.
 WATCH_BACKLOG = 5000
