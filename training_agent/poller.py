@@ -39,6 +39,7 @@ from training_agent.errors import (
     TransportError,
 )
 from training_agent.jobs import ClaimedJob
+from training_agent.logs import register_secret
 from training_agent.retry import CLAIM, RetryPolicy, backoff_s, call_with_retry, is_retryable
 from training_agent.state import AgentState
 
@@ -177,6 +178,7 @@ class Poller:
         except ApiError as exc:
             log.warning("job %s not claimed: %s", polled.id, exc)
             return None
+        register_secret(won.job_token)  # never in the agent's log from here on
         job = won.job or polled
         log.info("job %s claimed model=%s", job.id, job.model_name or "-")
         return ClaimedJob(
@@ -195,7 +197,9 @@ class Poller:
         self.connection, self.reason, self._failures = Connection.CONNECTED, None, 0
         self.features, self.features_known = answer.features, True
         if self._state is not None:
-            self._state.poll_succeeded(latency_s=latency_s, features=answer.features)
+            self._state.poll_succeeded(
+                latency_s=latency_s, features=answer.features, long_poll=long_poll
+            )
 
     def _failed(self, exc: ApiError) -> float:
         """Record a failed poll; the wait before the next one."""

@@ -6,10 +6,13 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from tests.unit.fake_backend import FakeBackend, job
 from training_agent import logs
 from training_agent.logs import redact, register_secret, setup_logging
+from training_agent.poller import Poller
 
 API_KEY = "wak_" + "A1b2C3d4" * 4
 JOB_TOKEN = "Zq9_-x" * 7 + "k"  # 43 url-safe characters, no recognisable prefix
@@ -64,3 +67,26 @@ def test_the_registry_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     kept = logs.registered_secrets()
     assert len(kept) == logs.MAX_REGISTERED
     assert kept[-1] == f"token-{logs.MAX_REGISTERED + 9:08d}"
+
+
+async def test_a_claimed_jobs_token_is_registered_for_redaction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(logs, "_registered", type(logs._registered)())
+    backend = FakeBackend()
+    backend.on(
+        "GET /api/training/agent/poll",
+        httpx.Response(200, json={"job": job(), "poll_interval_seconds": 5}),
+    )
+    backend.on(
+        "POST /api/training/agent/claim/job-1",
+        httpx.Response(200, json={"success": True, "job_token": JOB_TOKEN, "job": job()}),
+    )
+    client = backend.client()
+    try:
+        step = await Poller(client=client).step(can_claim=True)
+    finally:
+        await client.aclose()
+    assert step.job is not None
+    assert JOB_TOKEN in logs.registered_secrets()
+    assert redact(f"token={JOB_TOKEN}") == "token=[redacted]"
