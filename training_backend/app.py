@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from training_backend import __version__
+from training_backend.background import background_tasks
 from training_backend.db import create_db_engine, create_session_factory, upgrade_database
 from training_backend.errors import install_error_handlers
 from training_backend.ratelimit import ApiKeyRateLimit, LoginThrottle
@@ -22,6 +23,7 @@ from training_backend.routers import (
     job_reporting,
     jobs,
 )
+from training_backend.services.wakeups import Wakeups
 from training_backend.settings import BackendSettings
 
 
@@ -32,7 +34,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         await run_in_threadpool(upgrade_database, engine)
         app.state.session_factory = create_session_factory(engine)
-        yield
+        async with background_tasks(app):
+            yield
     finally:
         engine.dispose()
 
@@ -50,6 +53,7 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
         per_minute=settings.rate_limit_per_minute, burst=settings.rate_limit_burst
     )
     app.state.login_throttle = LoginThrottle()
+    app.state.wakeups = Wakeups()  # long polls waiting in this process
     install_error_handlers(app)
     for module in (health, agent_protocol, job_reporting, jobs, auth, agents, api_keys, downloads):
         app.include_router(module.router)

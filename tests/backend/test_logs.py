@@ -34,8 +34,8 @@ async def test_lines_are_appended_in_order(
     first = await send(client, job.id, token, {"logs": ["a", "b"]})
     second = await send(client, job.id, token, {"logs": ["c"]})
 
-    assert first.json() == {"success": True, "logs_appended": 2, "total_logs": 2}
-    assert second.json() == {"success": True, "logs_appended": 1, "total_logs": 3}
+    assert first.json() == {"success": True, "logs_appended": 2, "total_logs": 2, "control": None}
+    assert second.json() == {"success": True, "logs_appended": 1, "total_logs": 3, "control": None}
     assert await read_all(client, job.id, caller) == ["a", "b", "c"]
 
 
@@ -45,7 +45,7 @@ async def test_no_lines_is_a_no_op(
     job, token = make_running_job()
     response = await send(client, job.id, token, {"logs": []})
     assert response.status_code == 200
-    assert response.json() == {"success": True, "message": "No logs to append"}
+    assert response.json() == {"success": True, "message": "No logs to append", "control": None}
 
 
 @pytest.mark.parametrize(
@@ -77,8 +77,8 @@ async def test_offsets_store_each_line_once_whatever_is_retried(
     retried = await send(client, job.id, token, {"logs": ["l0", "l1", "l2"], "offset": 0})
     overlap = await send(client, job.id, token, {"logs": ["l2", "l3"], "offset": 2})
 
-    assert retried.json() == {"success": True, "logs_appended": 0, "total_logs": 3}
-    assert overlap.json() == {"success": True, "logs_appended": 1, "total_logs": 4}
+    assert retried.json() == {"success": True, "logs_appended": 0, "total_logs": 3, "control": None}
+    assert overlap.json() == {"success": True, "logs_appended": 1, "total_logs": 4, "control": None}
     assert await read_all(client, job.id, caller) == ["l0", "l1", "l2", "l3"]
 
 

@@ -34,7 +34,17 @@ async def test_no_job_answers_null_with_interval_features_and_message(
     assert response.json() == {
         "job": None,
         "poll_interval_seconds": 10,
-        "features": ["log_offsets", "metrics_upsert", "job_details"],
+        "features": [
+            "long_poll",
+            "heartbeat",
+            "leases",
+            "log_offsets",
+            "metrics_upsert",
+            "job_details",
+            "dataset_download",
+            "agent_info",
+            "revocation",
+        ],
         "message": "No pending jobs available",
     }
 
@@ -61,7 +71,9 @@ async def test_offers_the_oldest_pending_unclaimed_job_of_the_caller(
         "total_epochs",
         "total_steps",
         "created_at",
+        "dataset",
     }
+    assert job["dataset"] is None
     assert job["model_name"] == "first"
     assert job["total_steps"] == 10
     assert job["config"] == {"type": "command", "command": ["true"]}

@@ -1,16 +1,25 @@
-"""Jobs as their owner sees them: submit, status, metrics and logs (API key)."""
+"""Jobs as their owner sees them: submit, control, status, metrics, logs; and datasets.
+
+Owner routes take an API key (``training`` scope) or a signed-in session where noted.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from training_backend.body import validate
 from training_backend.db.types import utcnow
-from training_backend.deps import CurrentApiKey, DbSession, JsonObject
+from training_backend.deps import ApiKeyOrUser, DbSession, JsonObject, Principal, api_key_or_user
+from training_backend.errors import ApiError
 from training_backend.routing import DbRoute
+from training_backend.schemas.agent import ControlAnswer
 from training_backend.schemas.jobs import (
+    DatasetCreated,
+    DatasetPublic,
     JobCreate,
     JobCreated,
     JobPublic,
@@ -19,35 +28,57 @@ from training_backend.schemas.jobs import (
     MetricRow,
     MetricsPage,
 )
-from training_backend.services.jobs import create_job, get_owned_job
+from training_backend.schemas.reports import ControlRequest
+from training_backend.services.control import ControlAction, request_control
+from training_backend.services.datasets import DatasetUpload, dataset_too_large, datasets_dir
+from training_backend.services.jobs import create_job, dataset_of, get_owned_job
 from training_backend.services.logs import read_logs
 from training_backend.services.metrics import list_metrics
+from training_backend.services.wakeups import Wakeups
+from training_backend.settings import BackendSettings
 
 router = APIRouter(prefix="/api/training", tags=["jobs"], route_class=DbRoute)
 
 MAX_LOG_PAGE = 10_000
 INT32_MAX = 2_147_483_647
+#: Bytes gathered from the request before each write of an upload to disk.
+UPLOAD_WRITE_BYTES = 1024 * 1024
 
 
 @router.post("/jobs", status_code=201)
-def submit_job(key: CurrentApiKey, body: JsonObject, db: DbSession) -> JobCreated:
-    """Queue a job for the caller's agents."""
+def submit_job(
+    request: Request, caller: ApiKeyOrUser, body: JsonObject, db: DbSession
+) -> JobCreated:
+    """Queue a job for the caller's agents (and wake their long polls)."""
     spec = validate(JobCreate, body)
-    job = create_job(db, user_id=key.user_id, now=utcnow(), **spec.model_dump())
-    return JobCreated(job=JobPublic.of(job))
+    job = create_job(db, user_id=caller.user_id, now=utcnow(), **spec.model_dump())
+    wakeups: Wakeups = request.app.state.wakeups
+    wakeups.wake(caller.user_id)
+    return JobCreated(job=JobPublic.of(job, dataset=dataset_of(db, job)))
+
+
+@router.post("/local/{job_id}/control")
+def control_job(
+    job_id: str, caller: ApiKeyOrUser, body: JsonObject, db: DbSession
+) -> ControlAnswer:
+    """Cancel, pause or resume a job: a pending job is cancelled at once; a held job's
+    agent sees the request as ``control`` in its next heartbeat or report."""
+    action = ControlAction(ControlRequest.parse(body).action)
+    job = request_control(db, job_id=job_id, user_id=caller.user_id, action=action, now=utcnow())
+    return ControlAnswer(job_id=job.id, action=action.value, status=job.status, control=job.control)
 
 
 @router.get("/local/{job_id}/status")
-def job_status(job_id: str, key: CurrentApiKey, db: DbSession) -> JobStatusView:
-    """The job's state and latest metrics (404 for someone else's job)."""
-    job = get_owned_job(db, job_id=job_id, user_id=key.user_id)
+def job_status(job_id: str, caller: ApiKeyOrUser, db: DbSession) -> JobStatusView:
+    """The job's state, pending control and latest metrics (404 for someone else's job)."""
+    job = get_owned_job(db, job_id=job_id, user_id=caller.user_id)
     return JobStatusView.of(job, now=utcnow())
 
 
 @router.get("/local/{job_id}/metrics")
-def job_metrics(job_id: str, key: CurrentApiKey, db: DbSession) -> MetricsPage:
+def job_metrics(job_id: str, caller: ApiKeyOrUser, db: DbSession) -> MetricsPage:
     """Every metric point of the job, by step."""
-    job = get_owned_job(db, job_id=job_id, user_id=key.user_id)
+    job = get_owned_job(db, job_id=job_id, user_id=caller.user_id)
     rows = list_metrics(db, job_id=job.id)
     return MetricsPage(job_id=job.id, metrics=[MetricRow.of(row) for row in rows])
 
@@ -55,12 +86,65 @@ def job_metrics(job_id: str, key: CurrentApiKey, db: DbSession) -> MetricsPage:
 @router.get("/local/{job_id}/logs")
 def job_logs(
     job_id: str,
-    key: CurrentApiKey,
+    caller: ApiKeyOrUser,
     db: DbSession,
     limit: Annotated[int, Query(ge=1, le=MAX_LOG_PAGE)] = 100,
     offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
 ) -> LogsPage:
     """A page of the job's log lines."""
-    job = get_owned_job(db, job_id=job_id, user_id=key.user_id)
+    job = get_owned_job(db, job_id=job_id, user_id=caller.user_id)
     lines = read_logs(db, job_id=job.id, offset=offset, limit=limit)
     return LogsPage(logs=lines, total_lines=job.log_line_count, offset=offset, limit=limit)
+
+
+def _caller(request: Request) -> Principal:
+    factory: sessionmaker[Session] = request.app.state.session_factory
+    with factory() as db:
+        return api_key_or_user(request, db)
+
+
+def _check_upload(request: Request, max_bytes: int) -> None:
+    if request.headers.get("content-type", "").lower().startswith("multipart/"):
+        message = "Send the dataset file itself as the request body, not as a multipart form"
+        raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", message)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise dataset_too_large(max_bytes)
+
+
+def _save(
+    request: Request, upload: DatasetUpload, user_id: str, filename: str | None
+) -> DatasetPublic:
+    factory: sessionmaker[Session] = request.app.state.session_factory
+    with factory() as db:
+        dataset = upload.save(db, user_id=user_id, filename=filename, now=utcnow())
+        return DatasetPublic.model_validate(dataset)
+
+
+@router.post("/datasets", status_code=201)
+async def upload_dataset(
+    request: Request,
+    filename: Annotated[str | None, Query(max_length=1000)] = None,
+) -> DatasetCreated:
+    """Store the request body as a dataset of the caller; link it to jobs by its ``id``.
+
+    The name shown for it comes from ``?filename=`` or the ``X-Filename`` header.
+    """
+    settings: BackendSettings = request.app.state.settings
+    caller = await run_in_threadpool(_caller, request)
+    _check_upload(request, settings.max_dataset_bytes)
+    directory = datasets_dir(settings)
+    upload = await run_in_threadpool(DatasetUpload, directory, max_bytes=settings.max_dataset_bytes)
+    with upload:
+        pending = bytearray()
+        async for chunk in request.stream():
+            pending += chunk
+            if len(pending) > settings.max_dataset_bytes:
+                raise dataset_too_large(settings.max_dataset_bytes)
+            if len(pending) >= UPLOAD_WRITE_BYTES:
+                await run_in_threadpool(upload.write, bytes(pending))
+                pending.clear()
+        await run_in_threadpool(upload.write, bytes(pending))
+        name = filename or request.headers.get("x-filename")
+        dataset = await run_in_threadpool(_save, request, upload, caller.user_id, name)
+    return DatasetCreated(dataset=dataset)

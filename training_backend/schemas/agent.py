@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, SerializerFunctionWrapHandler, model_serializer
@@ -9,7 +10,17 @@ from pydantic import BaseModel, SerializerFunctionWrapHandler, model_serializer
 from training_backend.schemas.jobs import JobDispatch
 
 #: Protocol extensions this backend implements (DESIGN section 3); agents use only these.
-FEATURES: tuple[str, ...] = ("log_offsets", "metrics_upsert", "job_details")
+FEATURES: tuple[str, ...] = (
+    "long_poll",
+    "heartbeat",
+    "leases",
+    "log_offsets",
+    "metrics_upsert",
+    "job_details",
+    "dataset_download",
+    "agent_info",
+    "revocation",
+)
 
 
 class PollAnswer(BaseModel):
@@ -34,3 +45,21 @@ class ClaimAnswer(BaseModel):
     success: bool = True
     job_token: str
     job: JobDispatch
+    lease_seconds: int
+
+
+class HeartbeatAnswer(BaseModel):
+    """Answer to a heartbeat: what the owner asks of the job, and the renewed lease."""
+
+    control: str | None
+    lease_expires_at: datetime | None
+
+
+class ControlAnswer(BaseModel):
+    """Answer to ``POST …/control``: the job's status and the control its agent will see."""
+
+    success: bool = True
+    job_id: str
+    action: str
+    status: str
+    control: str | None

@@ -7,8 +7,11 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from training_backend.db.models import TrainingJob, TrainingMetric
+from training_backend.db.models import Dataset, TrainingJob, TrainingMetric
 from training_backend.job_status import JobStatus
+
+#: Highest ``max_attempts`` a job may ask for (each attempt is a lease that can expire).
+MAX_ATTEMPTS = 10
 
 
 class JobCreate(BaseModel):
@@ -19,10 +22,35 @@ class JobCreate(BaseModel):
     model_name: str | None = Field(default=None, max_length=1000)
     dataset_path: str | None = Field(default=None, max_length=4096)
     config: dict[str, Any]
+    dataset_id: str | None = Field(default=None, max_length=36)
+    """A dataset uploaded with ``POST /api/training/datasets`` (feature ``dataset_download``)."""
+    max_attempts: int = Field(default=1, ge=1, le=MAX_ATTEMPTS)
+    """Claims the job may get: an expired lease puts it back to pending while attempts remain."""
+
+
+class DatasetPublic(BaseModel):
+    """A dataset held by the backend, as its owner and the job's agent see it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    filename: str
+    sha256: str
+    size_bytes: int
+
+
+class DatasetCreated(BaseModel):
+    """Answer to a dataset upload."""
+
+    dataset: DatasetPublic
 
 
 class JobDispatch(BaseModel):
-    """A job as poll and claim hand it to an agent (the v1 protocol's shape)."""
+    """A job as poll and claim hand it to an agent (the v1 protocol's shape).
+
+    ``dataset`` (an extension) is set when the backend holds the job's dataset: the agent
+    fetches it from ``GET /api/training/local/{id}/dataset`` and checks ``sha256``.
+    """
 
     id: str
     model_name: str | None
@@ -31,11 +59,14 @@ class JobDispatch(BaseModel):
     total_epochs: float | None
     total_steps: int | None
     created_at: datetime
+    dataset: DatasetPublic | None = None
 
     @classmethod
-    def of(cls, job: TrainingJob) -> Self:
-        """This view of ``job``."""
-        return cls.model_validate(job, from_attributes=True)
+    def of(cls, job: TrainingJob, *, dataset: Dataset | None = None) -> Self:
+        """This view of ``job`` (with ``dataset``, the row ``job.dataset_id`` names)."""
+        fields = {name: getattr(job, name) for name in cls.model_fields if name != "dataset"}
+        fields["dataset"] = None if dataset is None else DatasetPublic.model_validate(dataset)
+        return cls.model_validate(fields)
 
 
 class JobPublic(JobDispatch):
@@ -62,6 +93,11 @@ class JobStatusView(BaseModel):
     model_name: str | None
     dataset_path: str | None
     agent_id: str | None
+    control: str | None
+    attempt: int
+    max_attempts: int
+    lease_expires_at: datetime | None
+    dataset_id: str | None
     current_step: int | None
     current_epoch: float | None
     total_steps: int | None

@@ -43,10 +43,17 @@ def _status_error(errors: list[ErrorDetails]) -> ApiError:
     return ApiError(400, "INVALID_STATUS_VALUE", f"Invalid status. Must be one of: {allowed}")
 
 
-class StatusUpdated(BaseModel):
-    """Answer to a status report."""
+class JobTokenAnswer(BaseModel):
+    """What every answer to a job-token call carries: the owner's pending request, if any."""
 
     success: bool = True
+    control: str | None = None
+    """``cancel``, ``pause``, ``resume`` or ``null`` (feature ``heartbeat``)."""
+
+
+class StatusUpdated(JobTokenAnswer):
+    """Answer to a status report."""
+
     status: str
     updated_at: datetime
 
@@ -111,10 +118,9 @@ class MetricsBatch(BaseModel):
         return cls(job_id=job_id, points=points)
 
 
-class MetricsRecorded(BaseModel):
+class MetricsRecorded(JobTokenAnswer):
     """Answer to a metrics report."""
 
-    success: bool = True
     recorded: int
 
 
@@ -140,16 +146,46 @@ class LogAppend(BaseModel):
         return cls(lines=lines, offset=offset)
 
 
-class LogsAppended(BaseModel):
+class LogsAppended(JobTokenAnswer):
     """Answer to a logs report: how many lines were new, and the stream's length."""
 
-    success: bool = True
     logs_appended: int
     total_logs: int
 
 
-class NothingToAppend(BaseModel):
+class NothingToAppend(JobTokenAnswer):
     """Answer to a logs report without lines."""
 
-    success: bool = True
     message: str = "No logs to append"
+
+
+class Heartbeat(BaseModel):
+    """``POST …/heartbeat``: optionally, where the job is (both fields may be left out)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    step: Count | None = None
+    progress: Annotated[Number, Field(ge=0, le=100)] | None = None
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> Heartbeat:
+        """Validate a heartbeat body (400 ``INVALID_REQUEST`` naming the field)."""
+        return validate(cls, data)
+
+
+class ControlRequest(BaseModel):
+    """``POST …/control``: what the owner asks the job's agent to do."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    action: Literal["cancel", "pause", "resume"]
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> ControlRequest:
+        """Validate a control body with one sentence for a missing or unknown action."""
+        return validate(cls, data, on_error=_action_error)
+
+
+def _action_error(errors: list[ErrorDetails]) -> ApiError:
+    message = "Invalid or missing action. Expected cancel, pause, or resume."
+    return ApiError(400, "INVALID_ACTION", message)

@@ -11,18 +11,23 @@ from training_backend.db.models import TrainingJob
 from training_backend.errors import ApiError
 from training_backend.job_status import JobStatus
 from training_backend.security import generate_job_token, hash_secret
+from training_backend.services.agents import ensure_agent_allowed
+from training_backend.services.leases import lease_deadline
 
 
 def claim_job(
-    db: Session, *, job_id: str, user_id: str, agent_id: str, now: datetime
+    db: Session, *, job_id: str, user_id: str, agent_id: str, now: datetime, lease_seconds: int
 ) -> tuple[TrainingJob, str]:
-    """Give job ``job_id`` to ``agent_id``; returns the job and its new token.
+    """Give job ``job_id`` to ``agent_id`` for a lease; returns the job and its new token.
+
+    A revoked agent gets 403 ``AGENT_REVOKED`` and nothing changes.
 
     The guard lives in the ``WHERE`` of a single ``UPDATE … RETURNING``: the database
     applies it atomically, on SQLite and PostgreSQL alike, so there is no window between
     a read and a write for a second claimer to slip through. Only when nothing matched
     is the row read again, to say why (404, 403 or 409).
     """
+    ensure_agent_allowed(db, user_id=user_id, agent_id=agent_id)
     token = generate_job_token()
     stmt = (
         update(TrainingJob)
@@ -38,6 +43,10 @@ def claim_job(
             started_at=now,
             updated_at=now,
             attempt=TrainingJob.attempt + 1,
+            lease_expires_at=lease_deadline(now, lease_seconds),
+            last_heartbeat_at=None,
+            control=None,
+            error_message=None,
         )
         .returning(TrainingJob)
     )

@@ -8,9 +8,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from training_backend.db.models import JobLog, TrainingJob, TrainingMetric
+from training_backend.db.models import Dataset, JobLog, TrainingJob, TrainingMetric
 from training_backend.errors import ApiError
 from training_backend.job_status import JobStatus
+from training_backend.services.wakeups import announce_jobs
 
 
 def create_job(
@@ -20,21 +21,40 @@ def create_job(
     config: dict[str, Any],
     model_name: str | None = None,
     dataset_path: str | None = None,
+    dataset_id: str | None = None,
+    max_attempts: int = 1,
     now: datetime,
 ) -> TrainingJob:
-    """A new pending job of ``user_id``, waiting for one of the user's agents."""
+    """A new pending job of ``user_id``, waiting for one of the user's agents.
+
+    ``dataset_id`` must name a dataset of the same user (404 ``DATASET_NOT_FOUND``).
+    Other backend processes' long polls hear of it at commit (``announce_jobs``); this
+    process's caller wakes its own (``Wakeups.wake``).
+    """
+    if dataset_id is not None:
+        dataset = db.get(Dataset, dataset_id)
+        if dataset is None or dataset.user_id != user_id:
+            raise ApiError(404, "DATASET_NOT_FOUND", f"No dataset with id '{dataset_id}'")
     job = TrainingJob(
         user_id=user_id,
         status=JobStatus.PENDING.value,
         config=config,
         model_name=model_name,
         dataset_path=dataset_path,
+        dataset_id=dataset_id,
+        max_attempts=max_attempts,
         created_at=now,
         updated_at=now,
     )
     db.add(job)
+    announce_jobs(db, user_ids=[user_id])
     db.commit()
     return job
+
+
+def dataset_of(db: Session, job: TrainingJob) -> Dataset | None:
+    """The dataset row ``job`` links to, if any (for the dispatch view)."""
+    return None if job.dataset_id is None else db.get(Dataset, job.dataset_id)
 
 
 def next_pending_job(db: Session, *, user_id: str) -> TrainingJob | None:

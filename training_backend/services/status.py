@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import case, func, update
 from sqlalchemy.orm import Session
 
 from training_backend.db.models import TrainingJob
@@ -15,6 +15,8 @@ from training_backend.schemas.reports import StatusUpdate
 from training_backend.services.progress import progress_of_total
 
 _MAX_ATTEMPTS = 3
+#: The control request a reported status fulfils (a terminal status clears any).
+_ANSWERED_CONTROL = {JobStatus.PAUSED: "pause", JobStatus.RUNNING: "resume"}
 
 
 def _new_values(report: StatusUpdate, new: JobStatus, now: datetime) -> dict[str, Any]:
@@ -23,6 +25,11 @@ def _new_values(report: StatusUpdate, new: JobStatus, now: datetime) -> dict[str
         values["started_at"] = func.coalesce(TrainingJob.started_at, now)
     if new.is_terminal:
         values["completed_at"] = func.coalesce(TrainingJob.completed_at, now)
+        values["control"] = None
+    elif (answered := _ANSWERED_CONTROL.get(new)) is not None:
+        # The agent acted on the pending request: clear it (any other one stays).
+        control = TrainingJob.control
+        values["control"] = case((control == answered, None), else_=control)
     if report.error is not None:
         values["error_message"] = report.error  # never into config (the reference's bug)
     if report.total_steps is not None:

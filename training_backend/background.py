@@ -1,0 +1,44 @@
+"""The app's background tasks, started and stopped with its lifespan.
+
+- housekeeping (``housekeeping.py``): lease expiry, forgetting stale agents;
+- on PostgreSQL, the ``LISTEN`` connection that wakes this process's long polls when
+  another process submits or requeues a job (``services.pg_listener``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from training_backend.housekeeping import Housekeeping
+from training_backend.services.pg_listener import listen_forever
+from training_backend.services.wakeups import Wakeups
+from training_backend.settings import BackendSettings
+
+
+@contextlib.asynccontextmanager
+async def background_tasks(app: FastAPI) -> AsyncIterator[None]:
+    """Run the background tasks of ``app`` (started) for the duration of the block."""
+    settings: BackendSettings = app.state.settings
+    wakeups: Wakeups = app.state.wakeups
+    wakeups.bind(asyncio.get_running_loop())
+    app.state.housekeeping = Housekeeping(app.state.session_factory, settings, wakeups)
+    tasks = [asyncio.create_task(app.state.housekeeping.run(), name="housekeeping")]
+    if _is_postgresql(app):
+        listener = listen_forever(settings.database_url, wakeups)
+        tasks.append(asyncio.create_task(listener, name="job notifications"))
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _is_postgresql(app: FastAPI) -> bool:
+    engine: Engine = app.state.session_factory.kw["bind"]
+    return engine.dialect.name == "postgresql"
