@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.agent import agent_env, start_agent, wait_agent
+from tests.e2e.test_stops import job_state, setup_job
 from tests.support.backend import BackendProcess, free_port
 from training_agent.status_file import StatusFile, new_token, this_process_created_at
 
@@ -83,6 +84,54 @@ def test_status_of_a_running_agent(backend: BackendProcess, tmp_path: Path) -> N
     assert gone.returncode == 3
     assert "no agent is running" in gone.stderr
     assert not (home / "state" / "status.json").exists()
+
+
+def test_status_shows_a_running_job_and_cancel_stops_it(
+    backend: BackendProcess, tmp_path: Path
+) -> None:
+    key, job_id = setup_job(backend, tmp_path, "tess")
+    home = tmp_path / "agent"
+    agent = start_agent(agent_env(home, backend_url=backend.url, api_key=key))
+    try:
+        snapshot = wait_until(
+            home,
+            lambda s: any(j["id"] == job_id and (j["step"] or 0) > 5 for j in s["jobs"]),
+            "the job's progress",
+        )
+        [job] = snapshot["jobs"]
+        assert job["status"] == "running"
+        assert job["model_name"] == "demo"
+        assert job["total_steps"] and job["step"] <= job["total_steps"]
+        assert "train_loss" in job["last_metrics"]
+
+        shown = cli(home, "status")
+        assert shown.returncode == 0, shown.stderr
+        line = next(line for line in shown.stdout.splitlines() if job_id in line)
+        assert f"/{job['total_steps']} (" in line  # step N/total (P%)
+        assert "epoch" in line
+        assert "loss" in line
+        assert "running   1 job" in shown.stdout
+
+        cancelled = cli(home, "cancel", job_id)
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert f"job {job_id} is being cancelled" in cancelled.stdout
+        snapshot = wait_until(
+            home, lambda s: any(j["id"] == job_id for j in s["recent_jobs"]), "the job's end"
+        )
+        assert snapshot["recent_jobs"][0]["status"] == "cancelled"
+        assert snapshot["counters"]["jobs_finished"] == {"cancelled": 1}
+        deadline = time.monotonic() + 30  # the report goes out through the outbox
+        while job_state(backend, key, job_id)["status"] != "cancelled":
+            assert time.monotonic() < deadline, job_state(backend, key, job_id)
+            time.sleep(0.1)
+
+        again = cli(home, "cancel", job_id)
+        assert again.returncode == 1
+        assert f"job {job_id} is not running" in again.stderr
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        code, output = wait_agent(agent)
+    assert code == 0, output
 
 
 def test_no_agent_exits_3_with_one_sentence(tmp_path: Path) -> None:
