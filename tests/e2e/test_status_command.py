@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ import pytest
 from tests.e2e.agent import agent_env, start_agent, wait_agent
 from tests.e2e.test_stops import job_state, setup_job
 from tests.support.backend import BackendProcess, free_port
+from training_agent.status_client import StatusClient
 from training_agent.status_file import StatusFile, new_token, this_process_created_at
 
 pytestmark = pytest.mark.e2e
@@ -169,3 +171,33 @@ def test_nothing_listening_exits_3(tmp_path: Path) -> None:
 
     assert done.returncode == 3
     assert "nothing listens on" in done.stderr
+
+
+def test_the_event_stream_follows_a_real_job(backend: BackendProcess, tmp_path: Path) -> None:
+    key, job_id = setup_job(backend, tmp_path, "uma")
+    home = tmp_path / "agent"
+    agent = start_agent(agent_env(home, backend_url=backend.url, api_key=key))
+    try:
+        wait_until(home, lambda s: s["connection"]["state"] == "connected", "a connected agent")
+        seen = asyncio.run(asyncio.wait_for(follow(home, job_id), 60))
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        code, output = wait_agent(agent)
+    assert code == 0, output
+    steps = [p["step"] for p in seen["points"]]
+    assert steps == sorted(steps)
+    assert len(steps) >= 20
+    assert seen["last_status_step"] >= steps[0]
+
+
+async def follow(home: Path, job_id: str) -> dict[str, Any]:
+    """Metric points of ``job_id`` from the live stream until 20 arrived."""
+    points: list[dict[str, Any]] = []
+    async with StatusClient.connect(home / "state" / "status.json") as client:
+        async for event in client.events():
+            if event.name == "metrics" and event.data["job_id"] == job_id:
+                points += event.data["points"]
+            if event.name == "status" and len(points) >= 20:
+                [job] = [j for j in event.data["jobs"] if j["id"] == job_id]
+                return {"points": points, "last_status_step": job["step"]}
+    raise AssertionError("the stream ended early")
