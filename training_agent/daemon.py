@@ -203,6 +203,7 @@ class Daemon:
     async def run(self) -> int:
         """Run until stopped and drained; the process exit code."""
         self._recover()
+        self._ready = not self._outbox.unfinished_jobs()
         helpers = [asyncio.create_task(self.uploader.run(), name="uploader")]
         helpers.append(asyncio.create_task(self._startup_drain(), name="startup-drain"))
         if self._options.idle_exit_s is not None:
