@@ -2,7 +2,8 @@
 
 - housekeeping (``housekeeping.py``): lease expiry, forgetting stale agents;
 - on PostgreSQL, the ``LISTEN`` connection that wakes this process's long polls when
-  another process submits or requeues a job (``services.pg_listener``).
+  another process submits or requeues a job (``services.pg_listener``);
+  ``app.state.notifications_listening`` is set once it listens.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ async def background_tasks(app: FastAPI) -> AsyncIterator[None]:
     wakeups.bind(asyncio.get_running_loop())
     app.state.housekeeping = Housekeeping(app.state.session_factory, settings, wakeups)
     tasks = [asyncio.create_task(app.state.housekeeping.run(), name="housekeeping")]
+    app.state.notifications_listening = listening = asyncio.Event()
     if _is_postgresql(app):
-        listener = listen_forever(settings.database_url, wakeups)
+        listener = listen_forever(settings.database_url, wakeups, listening=listening)
         tasks.append(asyncio.create_task(listener, name="job notifications"))
     try:
         yield

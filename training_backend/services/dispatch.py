@@ -41,10 +41,14 @@ async def wait_for_job(
     *,
     wait_s: float,
     peek: Callable[[], Awaitable[T | None]],
-    recheck_s: float = RECHECK_SECONDS,
+    recheck_s: float | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> T | None:
-    """What ``peek`` finds after a wake-up or a recheck, or ``None`` once ``wait_s`` passed."""
+    """What ``peek`` finds after a wake-up or a recheck, or ``None`` once ``wait_s`` passed.
+
+    ``recheck_s`` defaults to ``RECHECK_SECONDS`` (read at call time).
+    """
+    recheck_s = RECHECK_SECONDS if recheck_s is None else recheck_s
     deadline = clock() + wait_s
     while (remaining := deadline - clock()) > 0:
         with contextlib.suppress(TimeoutError):

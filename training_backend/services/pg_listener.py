@@ -59,9 +59,13 @@ async def listen_forever(
     database_url: str,
     wakeups: Wakeups,
     *,
+    listening: asyncio.Event | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
-    """Keep a listener connected until cancelled (the app's shutdown)."""
+    """Keep a listener connected until cancelled (the app's shutdown).
+
+    ``listening`` is set once the first ``LISTEN`` is in place (tests wait for it).
+    """
     conninfo = libpq_conninfo(database_url)
     pause = RECONNECT_FIRST_S
     connected_before = False
@@ -72,6 +76,8 @@ async def listen_forever(
         if connected_before:
             wakeups.wake_all()  # notifications sent while we were away are lost
         connected_before = True
+        if listening is not None:
+            listening.set()
 
     while True:
         try:
