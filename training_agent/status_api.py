@@ -47,6 +47,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from training_agent.errors import StateError
 from training_agent.state import AgentState, Changes, Controller, Watcher
 from training_agent.status_file import StatusFile, new_token, this_process_created_at
 from training_agent.status_metrics import AgentCollector, registry_for
@@ -373,9 +374,23 @@ class StatusApi:
             version=self._state.version,
             started_at=time.time(),
         )
+        self._warn_if_taken()
         self.file.write(self._status_path)
         log.info("status API on 127.0.0.1:%d (port and token in %s)", port, self._status_path)
         return self.file
+
+    def _warn_if_taken(self) -> None:
+        try:
+            other = StatusFile.read(self._status_path)
+        except StateError:
+            return  # garbled: replaced below
+        if other is not None and other.pid != os.getpid() and not other.is_stale():
+            log.warning(
+                "another agent (pid %d) uses the state directory %s; two agents must not "
+                "share one: give each its own TRAINING_AGENT_HOME",
+                other.pid,
+                self._status_path.parent,
+            )
 
     async def stop(self) -> None:
         """Remove ``status.json``, end the event streams, stop listening."""

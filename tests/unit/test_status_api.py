@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx
+import psutil
 import pytest
 
 from training_agent.errors import AgentNotRunningError, StatusApiError
 from training_agent.state import AgentState
-from training_agent.status_api import StatusApi, controller_for, create_app
+from training_agent.status_api import StatusApi, controller_for, create_app, start_status_api
 from training_agent.status_client import StatusClient, StatusEvent, find_agent
 from training_agent.status_file import StatusFile
 
@@ -366,3 +367,29 @@ async def test_stopping_the_api_ends_open_streams(
         await asyncio.wait_for(api.stop(), 10)
         rest = [event async for event in events]  # ends instead of hanging
     assert all(event.name in {"status", "metrics", "log"} for event in rest)
+
+
+async def test_an_unwritable_status_file_leaves_the_agent_running_without_the_api(
+    tmp_path: Path, state: AgentState, controller: FakeController, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    api = await start_status_api(
+        state=state, daemon=controller, status_path=blocker / "status.json"
+    )
+    assert api is None
+    assert "status API not started" in caplog.text
+
+
+async def test_a_live_agent_on_the_same_state_dir_is_warned_about(
+    tmp_path: Path, state: AgentState, controller: FakeController, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "status.json"
+    parent = psutil.Process(os.getpid()).parent()
+    assert parent is not None
+    other = StatusFile(parent.pid, parent.create_time(), 1, "x" * 43, "agent_y", "0", 0.0)
+    other.write(path)
+    api = StatusApi(state=state, controller=controller, status_path=path)
+    await api.start()
+    await api.stop()
+    assert f"another agent (pid {parent.pid}) uses the state directory" in caplog.text
