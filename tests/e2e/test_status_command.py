@@ -77,6 +77,13 @@ def test_status_of_a_running_agent(backend: BackendProcess, tmp_path: Path) -> N
         assert "connected" in done.stdout
         assert "last poll" in done.stdout
         assert "running   0 jobs" in done.stdout
+
+        drained = cli(home, "drain")
+        assert drained.returncode == 0, drained.stderr
+        assert "claiming  no (draining" in cli(home, "status").stdout
+        resumed = cli(home, "resume")
+        assert resumed.returncode == 0, resumed.stderr
+        assert "claiming  yes" in cli(home, "status").stdout
     finally:
         agent.send_signal(signal.SIGTERM)
         code, output = wait_agent(agent)
