@@ -67,6 +67,15 @@ def wait_for_token(outbox: Path, timeout_s: float = 60) -> str:
     raise AssertionError(f"no job token appeared in {outbox} within {timeout_s:.0f}s")
 
 
+def wait_for_file(directory: Path, name: str, timeout_s: float = 30) -> Path:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if found := next(directory.rglob(name), None) if directory.exists() else None:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"no {name} under {directory} within {timeout_s:.0f}s")
+
+
 def files_holding(home: Path, secrets: dict[str, str]) -> list[str]:
     """``name in path`` for every file under ``home`` that contains a secret."""
     found = []
@@ -101,9 +110,18 @@ def test_no_file_and_no_output_holds_the_key_or_the_job_token(
     agent = start_agent(env, "--max-jobs", "1")
     try:
         token = wait_for_token(home / "state" / "outbox.sqlite3")
+        # Mid-job, with status.json and the job's journal in place: only the outbox may
+        # hold the token, and nothing the key.
+        wait_for_file(home / "state" / "jobs", "journal.json")
+        during = files_holding(home, {"API key": key, "job token": token})
+        assert (home / "state" / "status.json").exists()
     finally:
         release.touch()  # whatever happened, let the job end
     code, output = wait_agent(agent)
+
+    assert [found for found in during if found.startswith("API key")] == []
+    outbox = f"job token in {home / 'state' / 'outbox.sqlite3'}"  # or its -wal journal
+    assert all(found.startswith(outbox) for found in during), during
 
     assert code == 0, output
     assert job_json(backend, job_id)["job"]["status"] == "completed"
