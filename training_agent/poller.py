@@ -283,6 +283,9 @@ class Poller:
         finally:
             sleeper.cancel()
             waker.cancel()
+        failed = sleeper.exception() if sleeper.done() and not sleeper.cancelled() else None
+        if failed is not None:  # an injected sleep failed: not ours to swallow
+            raise failed
         if not self._stopped:
             self._wake.clear()
 

@@ -49,18 +49,20 @@ class RetryPolicy:
     """How often and how patiently one kind of call is retried.
 
     ``max_attempts`` counts the first call too (1 = no retry, None = forever); the n-th
-    wait is drawn uniformly from ``0 .. min(initial_s * 2**(n-1), max_s)``.
+    wait is drawn uniformly from ``0 .. min(initial_s * 2**(n-1), max_s)``, and is at
+    least ``min_s`` (so even an unlucky draw never retries in a tight loop).
     """
 
     max_attempts: int | None
     initial_s: float
     max_s: float
+    min_s: float = 0.0
 
 
 # Log and metric batches: the outbox holds them durably, so they are retried forever,
 # 1 s doubling to 60 s with full jitter (Buildkite stream reconnect 1 s -> 64 s; GitLab's
 # per-request retry caps at 60 s). Non-retryable answers still stop at once.
-REPORT = RetryPolicy(max_attempts=None, initial_s=1.0, max_s=60.0)
+REPORT = RetryPolicy(max_attempts=None, initial_s=1.0, max_s=60.0, min_s=0.5)
 
 # The terminal status PATCH is the one report a user must see: 12 attempts, 2 s doubling
 # to 90 s, at most ~10 min of waiting in all (Buildkite: 12 attempts, about 10 min; GitLab:
@@ -118,7 +120,7 @@ def backoff_s(
     """
     exponent = min(max(attempt - 1, 0), _MAX_EXPONENT)
     cap = min(policy.initial_s * 2.0**exponent, policy.max_s)
-    delay = _unit(rng) * cap
+    delay = max(_unit(rng) * cap, min(policy.min_s, cap))
     if retry_after_s is not None:
         floor = min(max(retry_after_s, 0.0), RETRY_AFTER_MAX_S)
         delay = max(delay, floor * (1.0 + RETRY_AFTER_JITTER * _unit(rng)))

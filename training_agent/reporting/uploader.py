@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -60,6 +61,7 @@ class Uploader:
         features: Callable[[], frozenset[str] | None],
         policy: RetryPolicy = REPORT,
         sleep: Sleep = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
         interval_s: float = 1.0,
         on_control: Callable[[str, str], None] = _ignore,
         on_gone: Callable[[str, HttpStatusError], None] = _ignore,
@@ -80,6 +82,7 @@ class Uploader:
         self._features = features
         self._policy = policy
         self._sleep = sleep
+        self._rng = rng
         self._interval_s = interval_s
         self._wake = asyncio.Event()
         self._passed = asyncio.Event()
@@ -206,7 +209,7 @@ class Uploader:
         """Send with retries; pass on the answer's ``control``. None when refused for good."""
         try:
             answer = await call_with_retry(
-                call, policy=self._policy, sleep=self._sleep, describe=what
+                call, policy=self._policy, sleep=self._sleep, rng=self._rng, describe=what
             )
         except ConflictError as exc:
             if exc.code == "LOG_GAP":
