@@ -7,7 +7,8 @@
 
 ``start_backend`` runs ``python -m training_backend.cli serve`` on a free loopback port
 with a fresh SQLite file, waits until ``/healthz`` answers and stops the process (terminate,
-wait, kill) when the block ends.
+wait, kill) when the block ends. ``stop_server()`` and ``start_again()`` make an outage:
+the same port and the same database, so clients see one backend go away and come back.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class CliFailed(AssertionError):
         self.stderr = stderr
 
 
-@dataclass(frozen=True)
+@dataclass
 class BackendProcess:
     """A running backend: its base URL, its database, and its CLI on that database."""
 
@@ -51,6 +52,25 @@ class BackendProcess:
     database_url: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    env: dict[str, str] | None = None
+
+    def stop_server(self) -> None:
+        """Stop the server process (the database stays): the start of an outage."""
+        stop(self.process)
+
+    def start_again(self) -> None:
+        """Serve the same database on the same port again; waits until it is healthy."""
+        port = httpx.URL(self.url).port
+        if port is None:
+            raise BackendStartError(f"{self.url} names no port")
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:  # the old socket may linger a moment before the port is free again
+            self.process = _spawn(self.database_url, port, self.log_path, self.env, append=True)
+            if _wait_healthy(self.process, self.url):
+                return
+            if time.monotonic() > deadline:
+                raise BackendStartError(f"backend did not restart on {self.url}")
+            time.sleep(0.2)
 
     def cli(self, *args: str) -> str:
         """Run ``training-backend ARGS --database-url URL``; returns stdout.
@@ -78,17 +98,24 @@ def free_port() -> int:
         return port
 
 
-def _spawn(database_url: str, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+def _spawn(
+    database_url: str,
+    port: int,
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    *,
+    append: bool = False,
+) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "training_backend.cli", "serve"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--database-url", database_url]
     command += ["--log-level", "warning"]
-    with log_path.open("wb") as log:
+    with log_path.open("ab" if append else "wb") as log:
         return subprocess.Popen(
             command,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=dict(os.environ),
+            env={**os.environ, **(env or {})},
         )
 
 
@@ -119,33 +146,42 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=STOP_TIMEOUT_S)
 
 
-def _start(tmp_path: Path, database_url: str) -> BackendProcess:
+def _start(
+    tmp_path: Path, database_url: str, port: int | None, env: dict[str, str] | None
+) -> BackendProcess:
     log_path = tmp_path / "backend.log"
     for _ in range(_PORT_ATTEMPTS):
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        process = _spawn(database_url, port, log_path)
+        chosen = port or free_port()
+        url = f"http://127.0.0.1:{chosen}"
+        process = _spawn(database_url, chosen, log_path, env)
         try:
             healthy = _wait_healthy(process, url)
         except BackendStartError as exc:
             stop(process)
             raise BackendStartError(f"{exc}; its output:\n{log_path.read_text()}") from None
         if healthy:
-            return BackendProcess(url, database_url, process, log_path)
+            return BackendProcess(url, database_url, process, log_path, env)
         # Exited early: most likely someone took the port in between; try another one.
     output = log_path.read_text(encoding="utf-8", errors="replace")
     raise BackendStartError(f"backend exited during startup; its output:\n{output}")
 
 
 @contextmanager
-def start_backend(tmp_path: Path, *, database_url: str | None = None) -> Iterator[BackendProcess]:
-    """A backend process on a free port, stopped afterwards.
+def start_backend(
+    tmp_path: Path,
+    *,
+    database_url: str | None = None,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[BackendProcess]:
+    """A backend process on ``port`` (default: a free one), stopped afterwards.
 
-    Its database is ``database_url`` if given, else a new ``tmp_path/backend.sqlite3``.
+    Its database is ``database_url`` if given, else a new ``tmp_path/backend.sqlite3``;
+    ``env`` is added to its environment (``TRAINING_BACKEND_*`` settings).
     """
     tmp_path.mkdir(parents=True, exist_ok=True)
     database_url = database_url or f"sqlite:///{tmp_path / 'backend.sqlite3'}"
-    backend = _start(tmp_path, database_url)
+    backend = _start(tmp_path, database_url, port, env)
     try:
         yield backend
     finally:
