@@ -8,8 +8,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.support.crowd import drain
 from tests.support.backend import BackendProcess
+from tests.support.crowd import drain
 
 AGENTS = 12
 JOBS = 60
