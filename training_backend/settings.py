@@ -23,6 +23,10 @@ def default_database_url() -> str:
 AGENT_VERSION_PATTERN = r"^[0-9]+\.[0-9]+\.[0-9]+[0-9A-Za-z.+-]{0,32}$"
 
 
+#: A base URL safe to paste into shell and PowerShell commands (no quotes, spaces, query).
+PUBLIC_URL_PATTERN = r"^https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/%-]*)?$"
+
+
 def version_tuple(version: str) -> tuple[int, int, int]:
     """The numeric major, minor and patch of a release version.
 
@@ -92,7 +96,7 @@ class BackendSettings(BaseSettings):
     releases_dir: Path = Field(default_factory=default_releases_dir)
     """Folder of agent release archives and their ``SHA256SUMS``."""
 
-    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+    public_url: str | None = Field(default=None, pattern=PUBLIC_URL_PATTERN)
     """This backend's URL as agents reach it, e.g. ``https://train.example.com``
     (default: taken from each request)."""
 
