@@ -34,7 +34,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -115,32 +115,44 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-class _Events:
-    """The ``/v1/events`` stream of one client."""
+class EventStream:
+    """The ``/v1/events`` stream of one client, as the text of server-sent events.
+
+    ``clock`` and ``sleep`` are injectable so a test can check the pacing without waiting.
+    """
 
     def __init__(
-        self, state: AgentState, closing: asyncio.Event, *, coalesce_s: float, keepalive_s: float
+        self,
+        state: AgentState,
+        closing: asyncio.Event,
+        *,
+        coalesce_s: float = COALESCE_S,
+        keepalive_s: float = KEEPALIVE_S,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._state = state
         self._closing = closing
         self._coalesce_s = coalesce_s
         self._keepalive_s = keepalive_s
+        self._clock = clock
+        self._sleep = sleep
         self._seq = 0
 
     async def stream(self) -> AsyncIterator[str]:
         with self._state.watch() as watcher:
             yield "retry: 2000\n\n"
             yield self._event("status", self._state.snapshot())
-            last_sent = time.monotonic()
+            last_sent = self._clock()
             while not self._closing.is_set():
                 if not await self._changed(watcher):
                     yield ": keep-alive\n\n"
                     continue
                 # Coalesce: let changes gather until coalesce_s after the last send.
-                await asyncio.sleep(max(0.0, last_sent + self._coalesce_s - time.monotonic()))
+                await self._sleep(max(0.0, last_sent + self._coalesce_s - self._clock()))
                 for event in self._events(watcher.take()):
                     yield event
-                last_sent = time.monotonic()
+                last_sent = self._clock()
 
     async def _changed(self, watcher: Watcher) -> bool:
         """True on a change; False after a quiet ``keepalive_s`` or when closing."""
@@ -192,7 +204,7 @@ def create_app(
         return JSONResponse(state.snapshot())
 
     async def events(request: Request) -> Response:
-        stream = _Events(state, closing, coalesce_s=coalesce_s, keepalive_s=keepalive_s)
+        stream = EventStream(state, closing, coalesce_s=coalesce_s, keepalive_s=keepalive_s)
         return StreamingResponse(
             stream.stream(),
             media_type="text/event-stream",

@@ -21,7 +21,13 @@ import pytest
 
 from training_agent.errors import AgentNotRunningError, StatusApiError
 from training_agent.state import AgentState
-from training_agent.status_api import StatusApi, controller_for, create_app, start_status_api
+from training_agent.status_api import (
+    EventStream,
+    StatusApi,
+    controller_for,
+    create_app,
+    start_status_api,
+)
 from training_agent.status_client import StatusClient, StatusEvent, find_agent
 from training_agent.status_file import StatusFile
 
@@ -393,3 +399,41 @@ async def test_a_live_agent_on_the_same_state_dir_is_warned_about(
     await api.start()
     await api.stop()
     assert f"another agent (pid {parent.pid}) uses the state directory" in caplog.text
+
+
+async def test_the_event_stream_sends_at_most_once_per_coalesce_interval(
+    state: AgentState,
+) -> None:
+    now = [1000.0]
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        now[0] += seconds
+        await asyncio.sleep(0)
+
+    stream = cast(
+        AsyncGenerator[str, None],
+        EventStream(
+            state, asyncio.Event(), coalesce_s=0.1, clock=lambda: now[0], sleep=sleep
+        ).stream(),
+    )
+    assert (await anext(stream)).startswith("retry:")
+    assert "event: status" in await anext(stream)
+
+    pending = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0)  # the stream waits for a change now
+    now[0] += 0.03  # a change 30 ms after the last send waits for the rest of the 100 ms
+    state.set_draining(True)
+    held = await pending
+    assert "event: status" in held
+    assert '"draining": true' in held
+    assert sleeps == [pytest.approx(0.07)]
+
+    pending = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0)
+    now[0] += 0.5  # a change long after the last send goes out at once
+    state.set_draining(False)
+    assert '"draining": false' in await pending
+    assert sleeps[-1] == 0.0
+    await stream.aclose()
