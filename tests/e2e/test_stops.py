@@ -50,15 +50,22 @@ def test_first_sigterm_drains(backend: BackendProcess, tmp_path: Path) -> None:
     key, job_id = setup_job(backend, tmp_path, "dana")
     agent = start_agent(agent_env(tmp_path / "agent", backend_url=backend.url, api_key=key))
     wait_for_steps(backend, key, job_id)
+    waiting = tmp_path / "second.json"
+    waiting.write_text(json.dumps({"model_name": "demo", "config": SLOW_DEMO}))
+    second = backend.cli("jobs", "submit", "--user", "dana", "--file", str(waiting)).strip()
 
     agent.send_signal(signal.SIGTERM)
+    at_signal = job_state(backend, key, job_id)
     code, output = wait_agent(agent)
 
     assert code == 0, output
     assert "draining" in output
+    assert at_signal["status"] == "running"  # the signal came mid-job
     state = job_state(backend, key, job_id)
     assert state["status"] == "completed", state
-    assert state["current_step"] == state["total_steps"]
+    # Reports went on while draining: every step up to the last one arrived.
+    assert state["current_step"] == state["total_steps"] > (at_signal["current_step"] or 0)
+    assert job_state(backend, key, second)["status"] == "pending"  # nothing new claimed
 
 
 def test_second_sigterm_cancels_and_reports_agent_stopped(
