@@ -1,7 +1,8 @@
 """``training-backend``: serve the API and manage users, keys, jobs and agents.
 
     training-backend serve [--host H] [--port P] [--log-level L]
-    training-backend users create NAME
+    training-backend users create NAME [--password-stdin | --no-password]
+    training-backend users set-password NAME [--password-stdin]
     training-backend keys create --user NAME [--scope training]... [--name N]
     training-backend jobs submit --user NAME --file job.json
     training-backend jobs show ID [--json]
@@ -10,6 +11,9 @@
 Every command takes ``--database-url`` (default: ``TRAINING_BACKEND_DATABASE_URL``, then
 a SQLite file in the user data directory) and migrates that database before using it.
 Commands that create something print only its key or id, so scripts can capture it.
+``users create`` asks for the password twice (hidden) on a terminal, reads one line with
+``--password-stdin``, and otherwise generates one: then stdout's second line is that
+password, shown only this once. Which of these happened is said on stderr.
 Errors are one sentence on stderr: exit 1 for a failed command, 2 for bad usage.
 """
 
@@ -31,6 +35,7 @@ from training_backend.cli_commands import (
     keys_create,
     serve,
     users_create,
+    users_set_password,
 )
 from training_backend.db.engine import DatabaseUrlError
 from training_backend.errors import ApiError
@@ -66,6 +71,16 @@ def _add_users_and_keys(commands: Subcommands) -> None:
     users = commands.add_parser("users", help="Manage users.").add_subparsers(required=True)
     create = _add(users, "create", users_create, "Create a user; prints its id.")
     create.add_argument("name")
+    source = create.add_mutually_exclusive_group()
+    source.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin"
+    )
+    source.add_argument(
+        "--no-password", action="store_true", help="no password: API keys only, no sign-in"
+    )
+    reset = _add(users, "set-password", users_set_password, "Replace a user's password.")
+    reset.add_argument("name")
+    reset.add_argument("--password-stdin", action="store_true", help="read it from stdin")
     keys = commands.add_parser("keys", help="Manage API keys.").add_subparsers(required=True)
     key = _add(keys, "create", keys_create, "Create an API key; prints only the key.")
     key.add_argument("--user", required=True, help="name of the key's owner")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -13,6 +14,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from training_backend.body import validate
+from training_backend.cli_passwords import choose_password
 from training_backend.db import create_db_engine, create_session_factory, upgrade_database
 from training_backend.db.models import TrainingAgent
 from training_backend.db.types import utcnow
@@ -52,9 +54,30 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def users_create(args: argparse.Namespace) -> int:
-    """Create a user and print its id."""
+    """Create a user and print its id (then a generated password, if one was made)."""
+    chosen = None
+    if not args.no_password:
+        chosen = choose_password(name=args.name, from_stdin=args.password_stdin, stdin=sys.stdin)
     with open_database(args) as db:
-        print(users.create_user(db, name=args.name).id)
+        password = None if chosen is None else chosen.password
+        user = users.create_user(db, name=args.name, password=password)
+    print(user.id)
+    if chosen is not None:
+        print(chosen.note, file=sys.stderr)
+        if chosen.generated:
+            print(chosen.password)
+    return 0
+
+
+def users_set_password(args: argparse.Namespace) -> int:
+    """Replace a user's password (prints a generated one, if one was made)."""
+    with open_database(args) as db:
+        user = users.get_user_by_name(db, name=args.name)
+        chosen = choose_password(name=user.name, from_stdin=args.password_stdin, stdin=sys.stdin)
+        users.set_password(db, user_id=user.id, password=chosen.password)
+    print(chosen.note, file=sys.stderr)
+    if chosen.generated:
+        print(chosen.password)
     return 0
 
 

@@ -32,8 +32,9 @@ def job_file(tmp_path: Path, body: object) -> str:
 
 
 def test_users_keys_and_jobs(capsys: pytest.CaptureFixture[str], url: str, tmp_path: Path) -> None:
-    code, user_id, _ = run(capsys, url, "users", "create", "alice")
-    assert code == 0 and len(user_id.strip()) == 36
+    code, out, _ = run(capsys, url, "users", "create", "alice")
+    user_id, password = out.splitlines()  # not a terminal: a generated password follows
+    assert code == 0 and len(user_id) == 36 and len(password) == 24
 
     code, key, _ = run(capsys, url, "keys", "create", "--user", "alice", "--scope", "training")
     assert code == 0 and key.startswith("wak_") and len(key.strip()) == 36
@@ -101,7 +102,7 @@ def test_agents_list(capsys: pytest.CaptureFixture[str], url: str) -> None:
     [
         (["keys", "create", "--user", "nobody"], "No user named 'nobody'"),
         (["jobs", "show", "missing"], "No job with id 'missing'"),
-        (["keys", "create", "--user", "alice", "--scope", "root"], "Invalid scopes ['root']"),
+        (["keys", "create", "--user", "alice", "--scope", "root"], "Invalid scopes: root"),
         (["jobs", "submit", "--user", "alice", "--file", "/no/such/file.json"], "No such file"),
     ],
 )

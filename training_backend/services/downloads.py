@@ -150,35 +150,39 @@ def download_url(backend_url: str, artifact: Artifact) -> str:
 
 
 def install_commands(artifact: Artifact, *, sha256: str, backend_url: str) -> str:
-    """The commands that download, verify and install the agent, one per line.
+    """The commands that download, verify and install the agent, to paste as one block.
 
     ``sh`` for Linux and macOS, PowerShell for Windows. They set ``API_KEY`` (as
     ``API_KEY_PLACEHOLDER``, which the page replaces) and ``BACKEND_URL`` for the
-    installer only. On Linux and macOS the installer line starts with a space, so shells
-    that ignore such lines (bash's usual ``HISTCONTROL=ignoreboth``) keep the key out of
-    their history.
+    installer only, and stop at the first failure, so a download whose checksum does not
+    match is never unpacked. The ``sh`` block is one command line starting with a space,
+    which shells that ignore such lines (bash's usual ``HISTCONTROL=ignoreboth``) keep out
+    of their history, key included.
     """
     url = download_url(backend_url, artifact)
     name = artifact.filename
     if artifact.platform == "windows":
         return "\n".join(
             [
-                f"Invoke-WebRequest -UseBasicParsing -Uri '{url}' -OutFile '{name}'",
-                f"if ((Get-FileHash '{name}' -Algorithm SHA256).Hash -ne '{sha256}') "
+                "& {",
+                "  $ErrorActionPreference = 'Stop'",
+                f"  Invoke-WebRequest -UseBasicParsing -Uri '{url}' -OutFile '{name}'",
+                f"  if ((Get-FileHash '{name}' -Algorithm SHA256).Hash -ne '{sha256}') "
                 "{ throw 'Checksum mismatch: delete the download and try again' }",
-                f"Expand-Archive -Force -Path '{name}' -DestinationPath .",
-                f"$env:API_KEY = '{API_KEY_PLACEHOLDER}'; $env:BACKEND_URL = '{backend_url}'",
-                f"& '.\\{artifact.stem}\\install.ps1'",
-                "Remove-Item Env:API_KEY",
+                f"  Expand-Archive -Force -Path '{name}' -DestinationPath .",
+                f"  $env:API_KEY = '{API_KEY_PLACEHOLDER}'; $env:BACKEND_URL = '{backend_url}'",
+                f"  try {{ & '.\\{artifact.stem}\\install.ps1' }}",
+                "  finally { Remove-Item Env:API_KEY }",
+                "}",
             ]
         )
     check = "sha256sum -c -" if artifact.platform == "linux" else "shasum -a 256 -c -"
-    return "\n".join(
+    return " &&\n".join(
         [
-            f"curl -fL -o '{name}' '{url}'",
+            f" curl -fL -o '{name}' '{url}'",
             f"echo '{sha256}  {name}' | {check}",
             f"tar -xzf '{name}'",
-            f" API_KEY='{API_KEY_PLACEHOLDER}' BACKEND_URL='{backend_url}' "
+            f"API_KEY='{API_KEY_PLACEHOLDER}' BACKEND_URL='{backend_url}' "
             f"'./{artifact.stem}/install.sh'",
         ]
     )
