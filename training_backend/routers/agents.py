@@ -20,6 +20,7 @@ from training_backend.schemas.accounts import (
 )
 from training_backend.schemas.jobs import JobPublic
 from training_backend.services import agents as service
+from training_backend.services.jobs import dataset_of
 from training_backend.settings import BackendSettings
 
 router = APIRouter(prefix="/api/training/agents", tags=["agents"], route_class=DbRoute)
@@ -87,7 +88,10 @@ def agent_jobs(
         db, user_id=user.id, agent_id=agent_id, limit=limit, offset=offset
     )
     return AgentJobsPage(
-        jobs=[JobPublic.of(job) for job in jobs], total=total, limit=limit, offset=offset
+        jobs=[JobPublic.of(job, dataset=dataset_of(db, job)) for job in jobs],
+        total=total,
+        limit=limit,
+        offset=offset,
     )
 
 
