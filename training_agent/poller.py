@@ -137,6 +137,8 @@ class Poller:
         wait_s = LONG_POLL_WAIT_S if can_claim and "long_poll" in self.features else None
         headers = self._headers() if self._headers is not None else None
         started = self._clock()
+        if self._state is not None:
+            self._state.poll_started(long_poll=wait_s is not None)
         self._inflight = asyncio.ensure_future(self._client.poll(wait_s=wait_s, headers=headers))
         try:
             await asyncio.wait({self._inflight})

@@ -82,7 +82,8 @@ class ConnectionView:
     last_poll_at: float | None = None
     last_poll_latency_s: float | None = None
     features: list[str] = field(default_factory=list)
-    long_poll: bool = False  # the last poll was a long poll (held by the server)
+    long_poll: bool = False  # long-polling: the poll in flight (or the last one) is held
+    poll_started_at: float | None = None  # when the poll in flight began; None between polls
 
 
 class Controller(Protocol):
@@ -218,6 +219,12 @@ class AgentState:
 
     # -- reports ------------------------------------------------------------------------
 
+    def poll_started(self, *, long_poll: bool) -> None:
+        """A poll went out; ``long_poll`` when the server may hold it (up to 30 s)."""
+        self.connection.long_poll = long_poll
+        self.connection.poll_started_at = time.time()
+        self._changed("connection")
+
     def poll_succeeded(
         self, *, latency_s: float, features: frozenset[str], long_poll: bool = False
     ) -> None:
@@ -237,6 +244,8 @@ class AgentState:
         self.connection.state = state
         self.connection.reason = reason
         self.connection.next_retry_at = None if retry_in_s is None else time.time() + retry_in_s
+        self.connection.long_poll = False
+        self.connection.poll_started_at = None
         self._changed("connection")
 
     def set_draining(self, draining: bool) -> None:

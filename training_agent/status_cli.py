@@ -54,7 +54,8 @@ def _link(connection: dict[str, Any], now: float) -> str:
     state = str(connection.get("state"))
     text = _LINK.get(state, state)
     if state == "connected" and connection.get("long_poll"):
-        text += " (long poll)"
+        held = connection.get("poll_started_at")
+        text += f" (long poll, held {duration(now - held)})" if held else " (long poll)"
     if connection.get("reason") and state != "connected":
         text += f": {connection['reason']}"
     if connection.get("next_retry_at") and state != "connected":

@@ -73,6 +73,21 @@ def test_a_finished_job_moves_to_recent_and_is_counted() -> None:
     assert state.jobs_finished == {"failed": 1}
 
 
+def test_a_held_long_poll_shows_while_it_waits() -> None:
+    state = make_state()
+    state.poll_succeeded(latency_s=0.01, features=frozenset({"long_poll"}))
+    state.poll_started(long_poll=True)
+    connection = state.snapshot()["connection"]
+    assert connection["long_poll"] is True
+    assert connection["poll_started_at"] is not None
+    assert connection["last_poll_latency_s"] == 0.01  # the last answered poll's
+
+    state.poll_succeeded(latency_s=30.0, features=frozenset({"long_poll"}), long_poll=True)
+    assert state.snapshot()["connection"]["poll_started_at"] is None
+    state.poll_started(long_poll=False)  # busy: a plain peek
+    assert state.snapshot()["connection"]["long_poll"] is False
+
+
 def test_poll_failures_are_counted_with_the_retry_time() -> None:
     state = make_state()
     state.poll_failed(state="unreachable", reason="connection refused", retry_in_s=30.0)
