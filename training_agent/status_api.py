@@ -16,9 +16,7 @@ the agent's own user can talk to it.
 | ``POST /v1/drain``, ``POST /v1/resume`` | stop / start claiming new jobs |
 | ``GET /metrics`` | Prometheus text format (token needed unless ``metrics_without_token``) |
 
-The event stream sends ``status`` (the snapshot) at once; then, while things change and
-at most every ``coalesce_s`` (0.1 s): ``metrics`` (``{"job_id", "points"}``, the new
-points), ``log`` (``{"job_id", "lines"}``, the new lines), then ``status`` again.
+The event stream is described in ``status_events``.
 
 Errors are ``{"error": "<sentence>", "code": "<CODE>"}`` like the backend's.
 """
@@ -28,13 +26,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import json
 import logging
 import os
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +45,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from training_agent.errors import StateError
-from training_agent.state import AgentState, Changes, Controller, Watcher
+from training_agent.state import AgentState, Controller
+from training_agent.status_events import COALESCE_S, KEEPALIVE_S, EventStream
 from training_agent.status_file import StatusFile, new_token, this_process_created_at
 from training_agent.status_metrics import AgentCollector, registry_for
 
 log = logging.getLogger(__name__)
 
-COALESCE_S = 0.1  # at most ~10 change events a second per event stream
-KEEPALIVE_S = 15.0  # an SSE comment this often keeps idle proxies and clients attached
 SHUTDOWN_GRACE_S = 2
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
@@ -113,72 +109,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
-
-
-class EventStream:
-    """The ``/v1/events`` stream of one client, as the text of server-sent events.
-
-    ``clock`` and ``sleep`` are injectable so a test can check the pacing without waiting.
-    """
-
-    def __init__(
-        self,
-        state: AgentState,
-        closing: asyncio.Event,
-        *,
-        coalesce_s: float = COALESCE_S,
-        keepalive_s: float = KEEPALIVE_S,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self._state = state
-        self._closing = closing
-        self._coalesce_s = coalesce_s
-        self._keepalive_s = keepalive_s
-        self._clock = clock
-        self._sleep = sleep
-        self._seq = 0
-
-    async def stream(self) -> AsyncIterator[str]:
-        with self._state.watch() as watcher:
-            yield "retry: 2000\n\n"
-            yield self._event("status", self._state.snapshot())
-            last_sent = self._clock()
-            while not self._closing.is_set():
-                if not await self._changed(watcher):
-                    yield ": keep-alive\n\n"
-                    continue
-                # Coalesce: let changes gather until coalesce_s after the last send.
-                await self._sleep(max(0.0, last_sent + self._coalesce_s - self._clock()))
-                for event in self._events(watcher.take()):
-                    yield event
-                last_sent = self._clock()
-
-    async def _changed(self, watcher: Watcher) -> bool:
-        """True on a change; False after a quiet ``keepalive_s`` or when closing."""
-        change = asyncio.ensure_future(watcher.wait())
-        closing = asyncio.ensure_future(self._closing.wait())
-        try:
-            await asyncio.wait(
-                {change, closing}, timeout=self._keepalive_s, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            change.cancel()
-            closing.cancel()
-        return change.done() and not change.cancelled()
-
-    def _events(self, changes: Changes) -> Generator[str, None, None]:
-        for job_id, points in changes.points.items():
-            yield self._event("metrics", {"job_id": job_id, "points": points})
-        for job_id, lines in changes.lines.items():
-            yield self._event("log", {"job_id": job_id, "lines": lines})
-        if changes.dropped:
-            yield self._event("dropped", {"count": changes.dropped})
-        yield self._event("status", self._state.snapshot())
-
-    def _event(self, name: str, data: Any) -> str:
-        self._seq += 1
-        return f"id: {self._seq}\nevent: {name}\ndata: {json.dumps(data)}\n\n"
 
 
 def create_app(

@@ -21,14 +21,9 @@ import pytest
 
 from training_agent.errors import AgentNotRunningError, StatusApiError
 from training_agent.state import AgentState
-from training_agent.status_api import (
-    EventStream,
-    StatusApi,
-    controller_for,
-    create_app,
-    start_status_api,
-)
+from training_agent.status_api import StatusApi, controller_for, create_app, start_status_api
 from training_agent.status_client import StatusClient, StatusEvent, find_agent
+from training_agent.status_events import EventStream
 from training_agent.status_file import StatusFile
 
 TOKEN = "t" * 43
