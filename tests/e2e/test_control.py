@@ -88,6 +88,10 @@ def test_a_cancel_on_the_platform_ends_the_whole_tree_within_grace_plus_2s(
 SLOW_DEMO = {"type": "demo", "samples": 1600, "epochs": 3, "batch_size": 16, "step_delay_s": 0.02}
 
 
+def paused_lines(owner: Owner, job_id: str) -> list[str]:
+    return [line for line in owner.logs(job_id) if line.startswith("paused after step")]
+
+
 def test_pause_and_resume_reach_the_demo_trainer(backend: BackendProcess, tmp_path: Path) -> None:
     key = make_user_and_key(backend, "pia")
     owner = Owner(backend, key)
@@ -102,11 +106,14 @@ def test_pause_and_resume_reach_the_demo_trainer(backend: BackendProcess, tmp_pa
     try:
         owner.wait_for(job_id, lambda s: (s.get("current_step") or 0) >= 5, "5 steps")
         owner.control(job_id, "pause")
-        paused = owner.wait_for(job_id, lambda s: s["status"] == "paused", "the job paused")
-        step = paused["current_step"]
+        owner.wait_for(job_id, lambda s: s["status"] == "paused", "the job paused")
+        wait_until(lambda: bool(paused_lines(owner, job_id)), "the trainer said it paused")
+        step = int(paused_lines(owner, job_id)[0].rsplit(" ", 1)[1])
+        wait_until(lambda: max(owner.steps(job_id)) == step, "the steps before the pause")
         settled_at = time.monotonic()
         wait_until(lambda: time.monotonic() - settled_at > 1.5, "a while paused")
-        assert owner.state(job_id)["current_step"] == step  # no step while paused
+        assert max(owner.steps(job_id)) == step  # no step while paused
+        assert owner.state(job_id)["status"] == "paused"
         owner.control(job_id, "resume")
         owner.wait_for(job_id, lambda s: s["status"] != "paused", "the job resumed")
     finally:
