@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -49,7 +50,14 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args, host=args.host, port=args.port)
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=args.log_level)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            app.state.wakeups.close()  # held long polls answer now instead of holding the exit
+            super().handle_exit(sig, frame)
+
+    Server(config).run()
     return 0
 
 

@@ -98,6 +98,7 @@ async def poll(
             first.event,
             wait_s=wait_s,
             peek=lambda: run_in_threadpool(_look_again, factory, first.user_id),
+            closing=lambda: wakeups.closing,
         )
     finally:
         wakeups.unsubscribe(first.user_id, first.event)

@@ -43,8 +43,10 @@ async def wait_for_job(
     peek: Callable[[], Awaitable[T | None]],
     recheck_s: float | None = None,
     clock: Callable[[], float] = time.monotonic,
+    closing: Callable[[], bool] = lambda: False,
 ) -> T | None:
-    """What ``peek`` finds after a wake-up or a recheck, or ``None`` once ``wait_s`` passed.
+    """What ``peek`` finds after a wake-up or a recheck, or ``None`` once ``wait_s`` passed
+    (or at once when ``closing()`` turns true: the server is shutting down).
 
     ``recheck_s`` defaults to ``RECHECK_SECONDS`` (read at call time).
     """
@@ -54,6 +56,8 @@ async def wait_for_job(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout=min(recheck_s, remaining))
         event.clear()
+        if closing():
+            return None
         found = await peek()
         if found is not None:
             return found

@@ -43,6 +43,7 @@ class Wakeups:
         self._lock = threading.Lock()
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.closing = False  # the server is shutting down: held polls answer now
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """The event loop the waiters live on (the app's, set at startup)."""
@@ -84,6 +85,23 @@ class Wakeups:
             self._set(user_id)
         else:
             loop.call_soon_threadsafe(self._set, user_id)
+
+    def close(self) -> None:
+        """The server is stopping: end every held long poll now (signal-handler safe).
+
+        A server waits for its requests before it exits, so a held poll would otherwise
+        delay the shutdown by up to its whole hold.
+        """
+        self.closing = True
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._set_all)
+
+    def _set_all(self) -> None:
+        with self._lock:
+            users = list(self._waiters)
+        for user_id in users:
+            self._set(user_id)
 
     def wake_all(self) -> None:
         """Wake every long poll (after a listener reconnect, when notifications were lost)."""
