@@ -16,6 +16,7 @@ A revoked agent (``revoked_at`` set, from the Training Agent page) is refused wi
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -81,10 +82,38 @@ def parse_agent_info(value: str | None) -> dict[str, Any] | None:
     if value is None or len(value.encode("utf-8", "replace")) > MAX_AGENT_INFO_BYTES:
         return None
     try:
-        data = json.loads(value)
+        data = json.loads(value, parse_constant=_not_json, parse_float=_finite_float)
     except (ValueError, RecursionError):
         return None
-    return data if isinstance(data, dict) else None
+    if not isinstance(data, dict) or _holds_nul(data):
+        return None  # PostgreSQL cannot store a NUL character in a JSON document
+    return data
+
+
+def _not_json(constant: str) -> None:
+    # NaN and Infinity: Python writes them, but they are not JSON and PostgreSQL refuses them.
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e999
+        raise ValueError(f"{text} is out of range")
+    return number
+
+
+def _holds_nul(document: Any) -> bool:
+    pending = [document]
+    while pending:  # a loop, not recursion: the document may be deeply nested
+        value = pending.pop()
+        if isinstance(value, str) and "\x00" in value:
+            return True
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
 
 
 def parse_current_jobs(value: str | None) -> tuple[str, ...] | None:

@@ -67,6 +67,9 @@ async def test_agent_info_and_current_jobs_are_stored_in_metadata(
         '"a string"',
         json.dumps({"blob": "x" * 5000}),  # over 4 KiB
         "[" * 2000 + "]" * 2000,  # deeper than the parser allows
+        '{"gpus": [{"name": "A10\\u0000"}]}',  # PostgreSQL stores no NUL in JSON
+        '{"memory_gb": NaN}',
+        '{"memory_gb": 1e999}',
     ],
 )
 async def test_unusable_agent_info_is_ignored_and_erases_nothing(
