@@ -68,11 +68,16 @@ def session_token_of(request: Request) -> str:
 
 def _same_origin(request: Request) -> bool:
     # SameSite=Lax already keeps the cookie off cross-site POSTs in current browsers;
-    # this also covers older browsers and sibling subdomains.
+    # this also covers older browsers and sibling subdomains. Behind a proxy that
+    # rewrites Host, the configured public URL is this site too.
     origin = request.headers.get("origin")
     if origin is None:
         return True  # not a browser's cross-origin request (or a same-origin GET form)
-    return urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
+    ours = {request.headers.get("host", "").lower()}
+    public_url = getattr(request.app.state.settings, "public_url", None)
+    if public_url:
+        ours.add(urlsplit(public_url).netloc.lower())
+    return urlsplit(origin).netloc.lower() in ours
 
 
 def create_session(

@@ -21,6 +21,7 @@ from training_backend.security import hash_secret
 from training_backend.services import passwords
 from training_backend.services.sessions import SESSION_COOKIE, create_session
 from training_backend.services.users import create_user
+from training_backend.settings import BackendSettings
 
 LOGIN = "/api/auth/login"
 ME = "/api/auth/me"
@@ -187,6 +188,20 @@ async def test_a_cross_site_post_with_the_cookie_is_refused(
 
     assert foreign.status_code == 403 and foreign.json()["code"] == "CROSS_SITE_REQUEST"
     assert same.status_code == 201
+
+
+async def test_behind_a_proxy_the_public_url_is_the_same_site(
+    client: httpx.AsyncClient, app: FastAPI, member: Member
+) -> None:
+    settings: BackendSettings = app.state.settings
+    app.state.settings = settings.model_copy(update={"public_url": "https://train.example.com"})
+    await login(client, member.user.name, PASSWORD)
+    response = await client.post(
+        "/api/user/api-keys",
+        json={"name": "k"},
+        headers={"Origin": "https://train.example.com"},
+    )
+    assert response.status_code == 201
 
 
 class FakeClock:
