@@ -16,13 +16,12 @@ from sqlalchemy.orm import Session
 from tests.backend.helpers import AGENT_ID, Caller, MakeJob
 from training_backend.db.models import TrainingAgent
 from training_backend.db.types import utcnow
+from training_backend.services.agent_identity import parse_agent_info, parse_current_jobs
 from training_backend.services.agents import (
     ONLINE_THRESHOLD,
     AgentIdentity,
     forget_stale_agents,
     is_online,
-    parse_agent_info,
-    parse_current_jobs,
     record_poll,
     revoke_agent,
 )
