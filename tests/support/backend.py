@@ -80,7 +80,14 @@ class BackendProcess:
         """
         command = [sys.executable, "-m", "training_backend.cli", *args]
         command += ["--database-url", self.database_url]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=CLI_TIMEOUT_S)
+        # No terminal on stdin even when the tests run in one: `users create` would prompt.
+        done = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT_S,
+        )
         if done.returncode != 0:
             raise CliFailed(args, done.returncode, done.stderr.strip())
         return done.stdout
