@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -137,14 +137,18 @@ def jobs_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _agent_view(agent: TrainingAgent, user_name: str, now: datetime) -> dict[str, Any]:
+def _agent_view(
+    agent: TrainingAgent, user_name: str, now: datetime, threshold: timedelta
+) -> dict[str, Any]:
+    online = agents.is_online(agent, now=now, threshold=threshold)
     return {
         "agent_id": agent.agent_id,
         "user": user_name,
         "hostname": agent.hostname,
         "platform": agent.platform,
         "version": agent.version,
-        "status": "online" if agents.is_online(agent, now=now) else "offline",
+        "status": "online" if online else "offline",
+        "revoked": agent.revoked_at is not None,
         "last_poll_at": _iso(agent.last_poll_at),
         "registered_at": _iso(agent.registered_at),
     }
@@ -152,10 +156,12 @@ def _agent_view(agent: TrainingAgent, user_name: str, now: datetime) -> dict[str
 
 def agents_list(args: argparse.Namespace) -> int:
     """Print the agents that have polled, newest first."""
+    threshold = timedelta(seconds=_settings(args).online_threshold_seconds)
     with open_database(args) as db:
         user_id = None if args.user is None else users.get_user_by_name(db, name=args.user).id
         now = utcnow()
-        rows = [_agent_view(a, name, now) for a, name in agents.list_agents(db, user_id=user_id)]
+        listed = agents.list_agents(db, user_id=user_id)
+        rows = [_agent_view(agent, name, now, threshold) for agent, name in listed]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

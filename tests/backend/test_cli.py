@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -93,8 +94,31 @@ def test_agents_list(capsys: pytest.CaptureFixture[str], url: str) -> None:
         "linux",
         "1",
     )
-    assert row["status"] == "online" and row["user"] == "alice"
+    assert row["status"] == "online" and row["user"] == "alice" and row["revoked"] is False
     assert row["last_poll_at"] and row["registered_at"]
+
+
+def test_agents_list_uses_the_online_threshold_setting(
+    capsys: pytest.CaptureFixture[str], url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(capsys, url, "users", "create", "alice", "--no-password")
+    engine = create_db_engine(url)
+    try:
+        with create_session_factory(engine)() as db:
+            user = get_user_by_name(db, name="alice")
+            two_minutes_ago = utcnow() - timedelta(minutes=2)
+            record_poll(
+                db, user_id=user.id, agent=AgentIdentity("agent_0123456789"), now=two_minutes_ago
+            )
+    finally:
+        engine.dispose()
+
+    _, default, _ = run(capsys, url, "agents", "list", "--json")
+    monkeypatch.setenv("TRAINING_BACKEND_ONLINE_THRESHOLD_SECONDS", "300")
+    _, longer, _ = run(capsys, url, "agents", "list", "--json")
+
+    assert json.loads(default)[0]["status"] == "offline"
+    assert json.loads(longer)[0]["status"] == "online"
 
 
 @pytest.mark.parametrize(
