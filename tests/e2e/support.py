@@ -29,11 +29,28 @@ def submit(backend: BackendProcess, tmp_path: Path, user: str, config: dict[str,
     return backend.cli("jobs", "submit", "--user", user, "--file", str(path)).strip()
 
 
+# About 600 steps of 10 ms: long enough to act on the agent mid-job, short enough to finish.
+SLOW_DEMO = {"type": "demo", "samples": 3200, "epochs": 3, "batch_size": 16, "step_delay_s": 0.01}
+
+
+def slow_demo_job(backend: BackendProcess, tmp_path: Path, user: str) -> tuple[Owner, str]:
+    """A new user, their key's view of jobs, and one slow demo job of theirs."""
+    owner = Owner(backend, make_user_and_key(backend, user))
+    return owner, submit(backend, tmp_path, user, SLOW_DEMO)
+
+
+def job_json(backend: BackendProcess, job_id: str) -> dict[str, Any]:
+    """``training-backend jobs show ID --json``: the job and its report counts."""
+    shown: dict[str, Any] = json.loads(backend.cli("jobs", "show", job_id, "--json"))
+    return shown
+
+
 class Owner:
     """The job owner's side of the API (API key)."""
 
     def __init__(self, backend: BackendProcess, key: str) -> None:
         self.backend = backend
+        self.key = key
         self.headers = {"Authorization": f"Bearer {key}"}
 
     def _get(self, path: str, **params: Any) -> Any:

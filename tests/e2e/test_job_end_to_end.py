@@ -8,12 +8,12 @@ import sys
 import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from tests.e2e.agent import agent_env, start_agent, wait_agent
+from tests.e2e.support import job_json, make_user_and_key, submit
 from tests.support.backend import BackendProcess
 from training_agent import __version__
 
@@ -38,23 +38,6 @@ TRAINER = textwrap.dedent(
         print(f"line {{i}}", flush=True)
     """
 )
-
-
-def submit(backend: BackendProcess, tmp_path: Path, user: str, config: dict[str, Any]) -> str:
-    body = {"model_name": "e2e-model", "dataset_path": "", "config": config}
-    path = tmp_path / f"job-{len(list(tmp_path.glob('job-*.json')))}.json"
-    path.write_text(json.dumps(body))
-    return backend.cli("jobs", "submit", "--user", user, "--file", str(path)).strip()
-
-
-def make_user_and_key(backend: BackendProcess, name: str) -> str:
-    backend.cli("users", "create", name)
-    return backend.cli("keys", "create", "--user", name, "--scope", "training").strip()
-
-
-def job_json(backend: BackendProcess, job_id: str) -> dict[str, Any]:
-    shown: dict[str, Any] = json.loads(backend.cli("jobs", "show", job_id, "--json"))
-    return shown
 
 
 def test_command_job_runs_end_to_end(backend: BackendProcess, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.agent import agent_env, start_agent, wait_agent
-from tests.e2e.test_job_end_to_end import job_json, make_user_and_key, submit
+from tests.e2e.support import job_json, make_user_and_key, submit
 from tests.support.backend import BackendProcess
 
 pytestmark = pytest.mark.e2e

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.agent import agent_env, start_agent, wait_agent
-from tests.e2e.test_stops import job_state, setup_job
+from tests.e2e.support import slow_demo_job
 from tests.support.backend import BackendProcess, free_port
 from training_agent.status_client import StatusClient
 from training_agent.status_file import StatusFile, new_token, this_process_created_at
@@ -98,7 +98,8 @@ def test_status_of_a_running_agent(backend: BackendProcess, tmp_path: Path) -> N
 def test_status_shows_a_running_job_and_cancel_stops_it(
     backend: BackendProcess, tmp_path: Path
 ) -> None:
-    key, job_id = setup_job(backend, tmp_path, "tess")
+    owner, job_id = slow_demo_job(backend, tmp_path, "tess")
+    key = owner.key
     home = tmp_path / "agent"
     agent = start_agent(agent_env(home, backend_url=backend.url, api_key=key))
     try:
@@ -130,8 +131,8 @@ def test_status_shows_a_running_job_and_cancel_stops_it(
         assert snapshot["recent_jobs"][0]["status"] == "cancelled"
         assert snapshot["counters"]["jobs_finished"] == {"cancelled": 1}
         deadline = time.monotonic() + 30  # the report goes out through the outbox
-        while job_state(backend, key, job_id)["status"] != "cancelled":
-            assert time.monotonic() < deadline, job_state(backend, key, job_id)
+        while owner.state(job_id)["status"] != "cancelled":
+            assert time.monotonic() < deadline, owner.state(job_id)
             time.sleep(0.1)
 
         again = cli(home, "cancel", job_id)
@@ -181,7 +182,8 @@ def test_nothing_listening_exits_3(tmp_path: Path) -> None:
 
 
 def test_the_event_stream_follows_a_real_job(backend: BackendProcess, tmp_path: Path) -> None:
-    key, job_id = setup_job(backend, tmp_path, "uma")
+    owner, job_id = slow_demo_job(backend, tmp_path, "uma")
+    key = owner.key
     home = tmp_path / "agent"
     agent = start_agent(agent_env(home, backend_url=backend.url, api_key=key))
     try:
