@@ -110,7 +110,7 @@ def test_status_shows_a_running_job_and_cancel_stops_it(
         )
         [job] = snapshot["jobs"]
         assert job["status"] == "running"
-        assert job["model_name"] == "demo"
+        assert job["model_name"] == "e2e"
         assert job["total_steps"] and job["step"] <= job["total_steps"]
         assert "train_loss" in job["last_metrics"]
 
