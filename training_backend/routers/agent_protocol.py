@@ -20,7 +20,11 @@ from training_backend.deps import Agent, CurrentApiKey, DbSession, Settings, cur
 from training_backend.routing import DbRoute
 from training_backend.schemas.agent import FEATURES, ClaimAnswer, PollAnswer
 from training_backend.schemas.jobs import JobDispatch
-from training_backend.services.agents import agent_identity_from_headers, record_poll
+from training_backend.services.agents import (
+    agent_identity_from_headers,
+    poll_coalesce,
+    record_poll,
+)
 from training_backend.services.claims import claim_job
 from training_backend.services.dispatch import clamp_wait, wait_for_job
 from training_backend.services.jobs import dataset_of, next_pending_job
@@ -47,7 +51,9 @@ def _first_look(request: Request, wakeups: Wakeups | None) -> _FirstLook:
     with factory() as db:
         key = current_api_key(request, db)
         agent = agent_identity_from_headers(request.headers)
-        record_poll(db, user_id=key.user_id, agent=agent, now=utcnow())
+        settings: BackendSettings = request.app.state.settings
+        coalesce = poll_coalesce(settings.online_threshold_seconds)
+        record_poll(db, user_id=key.user_id, agent=agent, now=utcnow(), coalesce=coalesce)
         # Subscribe before looking, so a job submitted right after the look still wakes us.
         event = None if wakeups is None else wakeups.subscribe(key.user_id)
         try:

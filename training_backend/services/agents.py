@@ -37,12 +37,28 @@ __all__ = [  # the header reading lives in agent_identity; callers import it fro
     "agent_identity_from_headers",
     "ensure_agent_allowed",
     "forget_stale_agents",
+    "poll_coalesce",
     "record_poll",
 ]
 
 #: An agent that polled within this long counts as online (setting
 #: ``online_threshold_seconds``; this is its default).
 ONLINE_THRESHOLD = timedelta(seconds=60)
+#: A poll writes nothing when the agent's row would change only by a ``last_poll_at``
+#: younger than this, so back-to-back polls cost no write (on SQLite every write takes
+#: the one write lock). The stored ``last_poll_at`` (the page's "last seen") lags the
+#: real last poll by up to this much: a long-polling agent (a poll every 30 s) then
+#: looks at most 40 s old, well inside ``ONLINE_THRESHOLD``; a 10 s poller writes
+#: about every other poll. Header changes are always written at once.
+POLL_COALESCE = timedelta(seconds=10)
+
+
+def poll_coalesce(online_threshold_seconds: float) -> timedelta:
+    """The coalescing window for a threshold: ``POLL_COALESCE``, or a sixth of a shorter
+    threshold (so a lowered threshold keeps the same margin)."""
+    return min(POLL_COALESCE, timedelta(seconds=online_threshold_seconds) / 6)
+
+
 REVOKED_MESSAGE = (
     "This agent was revoked on the Training Agent page; "
     "enable it again there to let it poll and claim jobs"
@@ -84,16 +100,46 @@ def _merged_metadata(stored: dict[str, Any], agent: AgentIdentity) -> dict[str, 
     return merged
 
 
-def record_poll(db: Session, *, user_id: str, agent: AgentIdentity, now: datetime) -> None:
+def _unchanged(row: TrainingAgent, agent: AgentIdentity, platform: str | None) -> bool:
+    # Would the upsert leave the row as it is (``last_poll_at`` aside)? Only headers the
+    # agent sent count; a sent but unknown platform is stored as null.
+    wanted: dict[str, str | None] = {}
+    if agent.hostname is not None:
+        wanted["hostname"] = agent.hostname
+    if agent.version is not None:
+        wanted["version"] = agent.version
+    if agent.platform is not None:
+        wanted["platform"] = platform
+    return row.status == "online" and all(getattr(row, c) == v for c, v in wanted.items())
+
+
+def record_poll(
+    db: Session,
+    *,
+    user_id: str,
+    agent: AgentIdentity,
+    now: datetime,
+    coalesce: timedelta = POLL_COALESCE,
+) -> None:
     """Create or refresh the agent's row: seen now, with what its headers say.
 
     403 ``AGENT_REVOKED`` (and nothing written) for a revoked agent. Costs one indexed
-    read and one upsert; the metadata is written only when it changed.
+    read, and one upsert unless nothing would change but a ``last_poll_at`` younger than
+    ``coalesce`` (then the poll writes nothing); the metadata is written only when it
+    changed.
     """
     row = ensure_agent_allowed(db, user_id=user_id, agent_id=agent.agent_id)
     stored: dict[str, Any] = {} if row is None else dict(row.metadata_ or {})
     metadata = _merged_metadata(stored, agent)
     platform = agent.platform if agent.platform in PLATFORMS else None
+    if (
+        row is not None
+        and row.last_poll_at is not None
+        and timedelta(0) <= now - row.last_poll_at < coalesce
+        and metadata == stored
+        and _unchanged(row, agent, platform)
+    ):
+        return
     stmt = insert_for(db, TrainingAgent.__table__).values(
         id=new_id(),
         user_id=user_id,

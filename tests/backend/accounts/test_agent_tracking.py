@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -19,9 +19,11 @@ from training_backend.db.types import utcnow
 from training_backend.services.agent_identity import parse_agent_info, parse_current_jobs
 from training_backend.services.agents import (
     ONLINE_THRESHOLD,
+    POLL_COALESCE,
     AgentIdentity,
     forget_stale_agents,
     is_online,
+    poll_coalesce,
     record_poll,
     revoke_agent,
 )
@@ -112,19 +114,67 @@ def statements(db: Session) -> Iterator[list[str]]:
 def test_a_poll_is_one_read_and_one_upsert_and_rewrites_metadata_only_on_change(
     db: Session, caller: Caller, statements: list[str]
 ) -> None:
+    # Polls further apart than the coalescing window, so each one writes.
+    start, later = utcnow(), utcnow() + POLL_COALESCE
     agent = AgentIdentity(AGENT_ID, info={"cpu_count": 4})
-    record_poll(db, user_id=caller.user.id, agent=agent, now=utcnow())
+    record_poll(db, user_id=caller.user.id, agent=agent, now=start)
     statements.clear()
 
-    record_poll(db, user_id=caller.user.id, agent=agent, now=utcnow())
+    record_poll(db, user_id=caller.user.id, agent=agent, now=later)
     same = list(statements)
     statements.clear()
     changed = AgentIdentity(AGENT_ID, info={"cpu_count": 8})
-    record_poll(db, user_id=caller.user.id, agent=changed, now=utcnow())
+    record_poll(db, user_id=caller.user.id, agent=changed, now=later + POLL_COALESCE)
 
     assert len(same) == len(statements) == 2
     assert "metadata" not in same[1].split("DO UPDATE SET")[1]
     assert "metadata" in statements[1].split("DO UPDATE SET")[1]
+
+
+def last_poll(db: Session) -> datetime | None:
+    db.expire_all()
+    return db.scalar(select(TrainingAgent.last_poll_at))
+
+
+def test_polls_within_the_coalescing_window_write_nothing_unless_something_changed(
+    db: Session, caller: Caller, statements: list[str]
+) -> None:
+    start = utcnow()
+    full = AgentIdentity(AGENT_ID, hostname="box", platform="linux", version="1", info={"a": 1})
+    record_poll(db, user_id=caller.user.id, agent=full, now=start)
+    statements.clear()
+
+    soon = start + POLL_COALESCE - timedelta(milliseconds=1)
+    record_poll(db, user_id=caller.user.id, agent=full, now=soon)
+    record_poll(db, user_id=caller.user.id, agent=AgentIdentity(AGENT_ID), now=soon)
+    assert statements == [statements[0]] * 2 and "SELECT" in statements[0]  # reads only
+    assert last_poll(db) == start
+
+    at = start + timedelta(seconds=1)
+    for changed in (
+        AgentIdentity(AGENT_ID, hostname="other"),
+        AgentIdentity(AGENT_ID, version="2"),
+        AgentIdentity(AGENT_ID, platform="plan9"),  # unknown: stored as null
+        AgentIdentity(AGENT_ID, info={"a": 2}),
+        AgentIdentity(AGENT_ID, current_jobs=("job-1",)),
+    ):
+        at += timedelta(milliseconds=1)  # within the window of the previous write
+        record_poll(db, user_id=caller.user.id, agent=changed, now=at)
+        assert last_poll(db) == at, changed
+    db.expire_all()
+    row = db.scalar(select(TrainingAgent))
+    assert row is not None
+    assert (row.hostname, row.version, row.platform) == ("other", "2", None)
+
+    record_poll(db, user_id=caller.user.id, agent=full, now=start + 3 * POLL_COALESCE)
+    assert last_poll(db) == start + 3 * POLL_COALESCE
+
+
+def test_the_coalescing_window_shrinks_with_a_short_online_threshold() -> None:
+    assert poll_coalesce(60) == POLL_COALESCE == timedelta(seconds=10)
+    assert poll_coalesce(15) == timedelta(seconds=2.5)
+    # A long-polling agent (30 s holds) still looks online with the window's lag.
+    assert timedelta(seconds=30) + POLL_COALESCE < ONLINE_THRESHOLD
 
 
 def test_online_means_polled_within_the_threshold_and_not_revoked(
