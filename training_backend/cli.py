@@ -4,7 +4,7 @@
     training-backend users create NAME [--password-stdin | --no-password]
     training-backend users set-password NAME [--password-stdin]
     training-backend keys create --user NAME [--scope training]... [--name N]
-    training-backend jobs submit --user NAME --file job.json
+    training-backend jobs submit --user NAME --file job.json [--dataset FILE]
     training-backend jobs show ID [--json]
     training-backend agents list [--user NAME] [--json]
 
@@ -93,6 +93,7 @@ def _add_jobs_and_agents(commands: Subcommands) -> None:
     submit = _add(jobs, "submit", jobs_submit, "Queue a job; prints only its id.")
     submit.add_argument("--user", required=True, help="name of the job's owner")
     submit.add_argument("--file", required=True, help="the POST /api/training/jobs body")
+    submit.add_argument("--dataset", help="upload this file as the job's dataset")
     show = _add(jobs, "show", jobs_show, "Show a job with its metric and log counts.")
     show.add_argument("job_id")
     show.add_argument("--json", action="store_true", help="print one JSON object")

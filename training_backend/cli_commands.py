@@ -21,7 +21,7 @@ from training_backend.db.models import TrainingAgent
 from training_backend.db.types import utcnow
 from training_backend.errors import ApiError
 from training_backend.schemas.jobs import JobCreate, JobStatusView
-from training_backend.services import agents, api_keys, jobs, users
+from training_backend.services import agents, api_keys, datasets, jobs, users
 from training_backend.settings import BackendSettings
 
 
@@ -110,12 +110,51 @@ def _read_job_file(path: str) -> JobCreate:
     return validate(JobCreate, data)
 
 
+def _dataset_file(path: str, max_bytes: int) -> Path:
+    """The ``--dataset`` file, checked before anything is stored (``ApiError`` otherwise)."""
+    file = Path(path)
+    try:
+        size = file.stat().st_size
+    except OSError as exc:
+        message = f"dataset file {path} cannot be read ({exc.strerror}): give an existing file"
+        raise ApiError(400, "DATASET_NOT_FOUND", message) from exc
+    if not file.is_file():
+        raise ApiError(400, "INVALID_REQUEST", f"dataset {path} is not a file: give a file")
+    if size == 0:
+        raise ApiError(400, "EMPTY_DATASET", f"dataset file {path} is empty: give a non-empty file")
+    if size > max_bytes:
+        message = (
+            f"dataset file {path} is {size} bytes, more than the backend accepts "
+            f"({max_bytes}): raise TRAINING_BACKEND_MAX_DATASET_BYTES or use a smaller file"
+        )
+        raise ApiError(413, "PAYLOAD_TOO_LARGE", message)
+    return file
+
+
 def jobs_submit(args: argparse.Namespace) -> int:
-    """Queue a job from a JSON file and print its id."""
+    """Queue a job from a JSON file and print its id; ``--dataset`` uploads its dataset."""
     spec = _read_job_file(args.file)
+    settings = _settings(args)
+    dataset = (
+        None if args.dataset is None else _dataset_file(args.dataset, settings.max_dataset_bytes)
+    )
+    if dataset is not None and spec.dataset_id is not None:
+        message = f"{args.file} names a dataset_id and --dataset gives a file: use only one"
+        raise ApiError(400, "INVALID_REQUEST", message)
     with open_database(args) as db:
         user = users.get_user_by_name(db, name=args.user)
-        job = jobs.create_job(db, user_id=user.id, now=utcnow(), **spec.model_dump())
+        fields = spec.model_dump()
+        if dataset is not None:
+            stored = datasets.store_file(
+                db,
+                path=dataset,
+                directory=datasets.datasets_dir(settings),
+                max_bytes=settings.max_dataset_bytes,
+                user_id=user.id,
+                now=utcnow(),
+            )
+            fields["dataset_id"] = stored.id
+        job = jobs.create_job(db, user_id=user.id, now=utcnow(), **fields)
         print(job.id)
     return 0
 
