@@ -116,11 +116,10 @@ async def test_a_job_nobody_announced_is_found_by_the_recheck(
 
 
 @pytest.mark.usefixtures("no_recheck")
+@pytest.mark.parametrize("database_kind", ["postgresql"])  # LISTEN/NOTIFY is PostgreSQL's
 async def test_a_notification_from_another_process_wakes_the_poll(
-    app: FastAPI, client: httpx.AsyncClient, caller: Caller, database_kind: str
+    app: FastAPI, client: httpx.AsyncClient, caller: Caller
 ) -> None:
-    if database_kind != "postgresql":
-        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
     await asyncio.wait_for(app.state.notifications_listening.wait(), 20)
     waiting = asyncio.create_task(
         client.get(POLL, params={"wait_seconds": 30}, headers=caller.headers())
