@@ -82,6 +82,40 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("job_id", metavar="JOB")
     cancel.set_defaults(handler=_control, action="cancel")
 
+    login = commands.add_parser("login", help="store the API key in the OS keyring")
+    login.add_argument("--backend-url", help="the platform's URL (env BACKEND_URL)")
+    login.add_argument(
+        "--api-key-stdin", action="store_true", help="read the key from stdin, not a prompt"
+    )
+    login.add_argument(
+        "--credential-store",
+        choices=["keyring", "file"],
+        default="auto",
+        help="force the OS keyring or the owner-only file (default: keyring when usable)",
+    )
+    login.set_defaults(handler=_login)
+    logout = commands.add_parser("logout", help="remove the stored API key")
+    logout.add_argument("--backend-url", help="the platform's URL (env BACKEND_URL)")
+    logout.set_defaults(handler=_logout)
+
+    install = commands.add_parser(
+        "install", help="check the key, store it, write the settings and the launcher"
+    )
+    install.add_argument("--backend-url", help="the platform's URL (env BACKEND_URL)")
+    install.add_argument(
+        "--api-key-stdin", action="store_true", help="read the key from stdin (env API_KEY)"
+    )
+    install.add_argument("--yes", action="store_true", help="ask nothing; fail if input is missing")
+    install.add_argument("--service", choices=["user", "system", "none"], default="user")
+    install.add_argument("--credential-store", choices=["keyring", "file"], default="auto")
+    install.set_defaults(handler=_install)
+    uninstall = commands.add_parser("uninstall", help="remove the launcher (and with --purge all)")
+    uninstall.add_argument("--backend-url", help="whose stored key --purge removes")
+    uninstall.add_argument(
+        "--purge", action="store_true", help="also remove the key, settings, state, logs, data"
+    )
+    uninstall.set_defaults(handler=_uninstall)
+
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(handler=lambda _args: print(f"training-agent {__version__}") or 0)
     return parser
@@ -119,6 +153,42 @@ def _control(args: argparse.Namespace) -> int:
     from training_agent.status_cli import control_command
 
     return control_command(AgentPaths.from_env().status_file, args.action, args.job_id)
+
+
+def _login(args: argparse.Namespace) -> int:
+    from training_agent.login import login_command
+
+    return login_command(
+        AgentPaths.from_env(),
+        backend_url=args.backend_url,
+        api_key_stdin=args.api_key_stdin,
+        store=args.credential_store,
+    )
+
+
+def _logout(args: argparse.Namespace) -> int:
+    from training_agent.login import logout_command
+
+    return logout_command(AgentPaths.from_env(), backend_url=args.backend_url)
+
+
+def _install(args: argparse.Namespace) -> int:
+    from training_agent.installer import Installer, InstallOptions
+
+    options = InstallOptions(
+        backend_url=args.backend_url,
+        api_key_stdin=args.api_key_stdin,
+        yes=args.yes,
+        service=args.service,
+        credential_store=args.credential_store,
+    )
+    return Installer.for_this_process().install(options)
+
+
+def _uninstall(args: argparse.Namespace) -> int:
+    from training_agent.installer import Installer
+
+    return Installer.for_this_process().uninstall(purge=args.purge, backend_url=args.backend_url)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -10,7 +10,8 @@ Sources, highest first (the order is deliberate):
 
 The API key is never read from ``config.toml``: a key in a plain file next to the
 settings is how the FineTune Lab agent leaked them. It comes from the environment (for
-containers) or, later, from the OS credential store.
+containers) or from the credential store that ``training-agent login`` fills
+(credentials.py).
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ def _read_toml(path: Path | None) -> dict[str, Any]:
     if "api_key" in data:
         raise ConfigError(
             f"{path} contains api_key; the key must not live in config.toml: remove the "
-            "line and give the key through the API_KEY environment variable"
+            "line and store the key with 'training-agent login' (or set API_KEY)"
         )
     return data
 

@@ -6,6 +6,7 @@
     ├── JobConfigError          a job's config cannot be run: the job fails, the agent goes on
     ├── AgentNotRunningError    no agent answers on this machine (``status``: exit code 3)
     ├── StatusApiError          the local status API refused or failed a request
+    ├── CredentialError         the API key cannot be stored, read or removed
     └── ApiError                talking to the backend failed
         ├── TransportError      no answer: connect/read failure or timeout (retryable)
         ├── ProtocolError       an answer that is not JSON or not the expected shape
@@ -42,6 +43,10 @@ class AgentNotRunningError(TrainingAgentError):
 
 class StatusApiError(TrainingAgentError):
     """The local status API answered with an error (a wrong token, an unknown job...)."""
+
+
+class CredentialError(TrainingAgentError):
+    """The API key cannot be stored, read or removed (keyring or credential file)."""
 
 
 class ApiError(TrainingAgentError):

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from training_agent.api import BackendClient
 from training_agent.config import Settings, load_settings
 from training_agent.daemon import Daemon, DaemonOptions, install_signal_handlers
-from training_agent.errors import ConfigError
+from training_agent.errors import ConfigError, TrainingAgentError
 from training_agent.identity import (
     LEGACY_AGENT_ID_FILE,
     detect_identity,
@@ -26,15 +26,24 @@ from training_agent.state import AgentState
 log = logging.getLogger(__name__)
 
 
-def reread_api_key(paths: AgentPaths) -> SecretStr | None:
-    """The API key as the settings give it now (after the backend rejected the old one).
+def stored_api_key(backend_url: str, paths: AgentPaths) -> SecretStr | None:
+    """The key ``training-agent login`` stored for ``backend_url`` (keyring or file)."""
+    from training_agent.credentials import CredentialStore
 
-    Today that is the environment; the credential store plugs in here.
-    """
+    key = CredentialStore(paths.config_dir).load(backend_url)
+    return SecretStr(key) if key else None
+
+
+def reread_api_key(paths: AgentPaths) -> SecretStr | None:
+    """The API key as it is now (after the backend rejected the old one): ``API_KEY``
+    in the environment first, else the credential store."""
     try:
-        return load_settings(config_file=paths.config_file).api_key
-    except ConfigError as exc:
-        log.warning("cannot read the settings again: %s", exc)
+        settings = load_settings(config_file=paths.config_file)
+        if settings.api_key is not None or settings.backend_url is None:
+            return settings.api_key
+        return stored_api_key(settings.backend_url, paths)
+    except TrainingAgentError as exc:
+        log.warning("cannot read the API key again: %s", exc)
         return None
 
 
@@ -45,13 +54,14 @@ async def run_agent(settings: Settings, paths: AgentPaths) -> int:
             "no backend URL: set BACKEND_URL (or backend_url in "
             f"{paths.config_file}) to your platform's address"
         )
-    if settings.api_key is None:
+    secret = settings.api_key or stored_api_key(settings.backend_url, paths)
+    if secret is None:
         raise ConfigError(
-            "no API key: set API_KEY to a key with the 'training' scope from the platform's "
-            "Training Agent page"
+            "no API key: run 'training-agent login' (or set API_KEY) with a key that has "
+            "the 'training' scope from the platform's Training Agent page"
         )
     paths.ensure()
-    api_key = settings.api_key.get_secret_value()
+    api_key = secret.get_secret_value()
     setup_logging(settings.log_level, log_file=paths.log_file, secrets=(api_key,))
     # Under TRAINING_AGENT_HOME nothing outside it is read, not even a FineTune Lab id.
     legacy = None if paths.isolated else LEGACY_AGENT_ID_FILE
@@ -68,7 +78,7 @@ async def run_agent(settings: Settings, paths: AgentPaths) -> int:
     outbox = Outbox(paths.outbox_file, max_log_lines=settings.max_log_lines_per_job)
     client = BackendClient(
         base_url=settings.backend_url,
-        api_key=settings.api_key,
+        api_key=secret,
         identity=identity,
         timeout_s=settings.request_timeout_seconds,
     )

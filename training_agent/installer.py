@@ -1,0 +1,298 @@
+"""``training-agent install`` and ``uninstall``: the flow behind every platform's installer.
+
+Inputs, first found wins: flags (``--backend-url``, ``--api-key-stdin``), the environment
+(``BACKEND_URL``, ``API_KEY``), ``training-agent.enroll.json`` next to the executable, a
+prompt. Everything is checked before anything is written: the URL's shape, the key's
+shape, and one poll that the backend must accept. Only then the key goes to the
+credential store, ``backend_url`` to config.toml (0600, never the key) and a launcher to
+``~/.local/bin``. Re-running it upgrades in place: every file the agent owns is kept.
+``uninstall`` removes the launcher; ``--purge`` also the key, config, state, logs, data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+from urllib.parse import urlsplit
+
+from training_agent.api import BackendClient
+from training_agent.credentials import CredentialStore, StorePreference, check_api_key_shape
+from training_agent.errors import (
+    AuthError,
+    ConfigError,
+    CredentialError,
+    HttpStatusError,
+    TrainingAgentError,
+    TransportError,
+)
+from training_agent.identity import AGENT_ID_RE, detect_identity, new_agent_id
+from training_agent.paths import AgentPaths
+
+ENROLL_FILE_NAME = "training-agent.enroll.json"
+LAUNCHER_MARK = "# training-agent launcher (written by 'training-agent install')"
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+@dataclass(frozen=True)
+class InstallOptions:
+    backend_url: str | None = None
+    api_key_stdin: bool = False
+    yes: bool = False
+    service: str = "user"
+    credential_store: StorePreference = "auto"
+
+
+@dataclass
+class Installer:
+    """One install or uninstall; every outside effect is injectable for tests."""
+
+    paths: AgentPaths
+    environ: Mapping[str, str]
+    stdin: TextIO
+    out: TextIO
+    bin_dir: Path
+    executable_dir: Path
+    prompt: Callable[[str], str] = input
+    secret_prompt: Callable[[str], str] = getpass.getpass
+
+    @classmethod
+    def for_this_process(cls) -> Installer:
+        executable = Path(sys.executable if getattr(sys, "frozen", False) else sys.argv[0])
+        return cls(
+            paths=AgentPaths.from_env(),
+            environ=os.environ,
+            stdin=sys.stdin,
+            out=sys.stderr,
+            bin_dir=Path.home() / ".local" / "bin",
+            executable_dir=executable.resolve().parent,
+        )
+
+    @property
+    def launcher(self) -> Path:
+        return self.bin_dir / "training-agent"
+
+    def say(self, line: str) -> None:
+        print(line, file=self.out)
+
+    # -- install ----------------------------------------------------------------------
+
+    def install(self, options: InstallOptions) -> int:
+        enroll = self._enrollment()
+        url = check_backend_url(
+            options.backend_url
+            or self.environ.get("BACKEND_URL")
+            or enroll.get("backend_url")
+            or self._ask(options, "Backend URL (e.g. https://app.example.com): "),
+            warn=self.say,
+        )
+        key = check_api_key_shape(self._api_key(options, enroll))
+        self._check_launcher_is_ours()
+        agent_id = self._existing_agent_id() or new_agent_id()
+        validate_key(url, key, agent_id)  # 401/403/unreachable: nothing written yet
+
+        try:
+            self.paths.ensure()
+            if not self.paths.agent_id_file.exists():
+                _write_private(self.paths.agent_id_file, agent_id + "\n")
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create the agent's directories ({exc.strerror}: {exc.filename}); "
+                "check that your home directory is writable"
+            ) from exc
+        store = CredentialStore(
+            self.paths.config_dir,
+            prefer=options.credential_store,
+            warn=lambda line: self.say(f"training-agent: {line}"),
+        )
+        saved = store.save(url, key)
+        self._write_config(url)
+        self._write_launcher()
+        self.say(f"The backend accepted the key; it is stored in the {saved.store}.")
+        self.say(f"Settings: {self.paths.config_file}")
+        self.say(f"Command: {self.launcher}")
+        if options.service != "none":
+            self.say(
+                "The background service is not set up by this version yet: run "
+                "'training-agent start' (or use --service none to silence this)."
+            )
+        self.say("Watch it with: training-agent status")
+        return 0
+
+    def _enrollment(self) -> dict[str, str]:
+        path = self.executable_dir / ENROLL_FILE_NAME
+        if not path.exists():
+            return {}
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}; download it again") from exc
+        return {k: v for k, v in data.items() if k in ("backend_url", "api_key") and v}
+
+    def _api_key(self, options: InstallOptions, enroll: dict[str, str]) -> str:
+        if options.api_key_stdin:
+            return self.stdin.readline()
+        from_env = self.environ.get("API_KEY") or enroll.get("api_key")
+        if from_env:
+            return from_env
+        if options.yes or not self.stdin.isatty():
+            raise CredentialError(
+                "no API key: pipe it in with --api-key-stdin or set API_KEY (the platform's "
+                "Training Agent page shows it)"
+            )
+        return self.secret_prompt("API key (hidden): ")
+
+    def _ask(self, options: InstallOptions, question: str) -> str:
+        if options.yes or not self.stdin.isatty():
+            raise ConfigError(
+                "no backend URL: give --backend-url or set BACKEND_URL to your platform's address"
+            )
+        return self.prompt(question)
+
+    def _existing_agent_id(self) -> str | None:
+        try:
+            value = self.paths.agent_id_file.read_text(encoding="utf-8").strip()
+        except OSError:
+            return None
+        return value if AGENT_ID_RE.match(value) else None
+
+    def _write_config(self, url: str) -> None:
+        """Set ``backend_url`` in config.toml and keep every other line as it was."""
+        path = self.paths.config_file
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        setting = f"backend_url = {json.dumps(url)}"
+        kept = [line for line in lines if not line.strip().startswith("backend_url")]
+        # Top-level keys must come before any [table]: put it first.
+        _write_private(path, "\n".join([setting, *kept]) + "\n")
+
+    def _check_launcher_is_ours(self) -> None:
+        if self.launcher.is_symlink() or not self.launcher.exists():
+            return
+        try:
+            ours = LAUNCHER_MARK in self.launcher.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            ours = False
+        if not ours:
+            raise ConfigError(
+                f"{self.launcher} exists and was not written by training-agent; move it "
+                "away and run install again"
+            )
+
+    def _write_launcher(self) -> None:
+        self.bin_dir.mkdir(parents=True, exist_ok=True)
+        if self.launcher.is_symlink():
+            self.launcher.unlink()
+        if getattr(sys, "frozen", False):  # a one-file build: link the executable itself
+            self.launcher.symlink_to(Path(sys.executable).resolve())
+            return
+        home = self.environ.get("TRAINING_AGENT_HOME")
+        lines = ["#!/bin/sh", LAUNCHER_MARK]
+        if home:
+            lines.append(f"export TRAINING_AGENT_HOME={_sh_quote(home)}")
+        lines.append(f'exec {_sh_quote(sys.executable)} -m training_agent "$@"')
+        self.launcher.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        self.launcher.chmod(0o755)
+
+    # -- uninstall ----------------------------------------------------------------------
+
+    def uninstall(self, *, purge: bool, backend_url: str | None) -> int:
+        if self.launcher.is_symlink() or (
+            self.launcher.exists() and LAUNCHER_MARK in self.launcher.read_text(errors="replace")
+        ):
+            self.launcher.unlink()
+            self.say(f"Removed {self.launcher}.")
+        if not purge:
+            self.say("Kept the settings, the stored key, state and logs (--purge removes them).")
+            return 0
+        url = backend_url or self.environ.get("BACKEND_URL") or _configured_url(self.paths)
+        if url:
+            removed = CredentialStore(self.paths.config_dir).delete(url)
+            if removed:
+                self.say(f"Removed the API key from {', '.join(removed)}.")
+        for directory in (
+            self.paths.config_dir,
+            self.paths.state_dir,
+            self.paths.log_dir,
+            self.paths.data_dir,
+            self.paths.cache_dir,
+        ):
+            if directory.exists():
+                shutil.rmtree(directory)
+                self.say(f"Removed {directory}.")
+        return 0
+
+
+def check_backend_url(value: str, *, warn: Callable[[str], None]) -> str:
+    """The URL without trailing slash; one sentence when it cannot be a backend URL."""
+    url = value.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"the backend URL {value.strip()!r} must start with https:// (or http:// for "
+            "a backend on this machine), e.g. https://app.example.com"
+        )
+    if parts.scheme == "http" and parts.hostname not in LOCAL_HOSTS:
+        warn(
+            f"training-agent: warning: {url} is not encrypted (http://); the API key "
+            "crosses the network in clear: use https:// unless this is a trusted network"
+        )
+    return url
+
+
+def validate_key(url: str, key: str, agent_id: str) -> None:
+    """One poll with the key; one sentence when the backend refuses it or cannot be reached."""
+
+    async def poll() -> None:
+        async with BackendClient(
+            base_url=url, api_key=key, identity=detect_identity(agent_id), timeout_s=15
+        ) as client:
+            await client.poll()
+
+    try:
+        asyncio.run(poll())
+    except AuthError as exc:
+        raise CredentialError(
+            f"the backend refused the API key ({exc.status}): create a key with the "
+            "'training' scope on the platform's Training Agent page and try again"
+        ) from exc
+    except TransportError as exc:
+        raise ConfigError(
+            f"cannot reach {url}: check the address and your network (or proxy) settings"
+        ) from exc
+    except HttpStatusError as exc:
+        raise ConfigError(
+            f"{url} answered {exc.status} to the agent's poll: is this the platform's address?"
+        ) from exc
+    except TrainingAgentError as exc:
+        raise ConfigError(f"{url} does not look like a training platform: {exc}") from exc
+
+
+def _configured_url(paths: AgentPaths) -> str | None:
+    from training_agent.config import load_settings
+
+    try:
+        return load_settings(config_file=paths.config_file).backend_url
+    except ConfigError:
+        return None
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by the owner only, replacing it atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def _sh_quote(value: str) -> str:
+    return "'" + value.replace("'", "'\\''") + "'"
