@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     """Run jobs of type ``command`` (arbitrary programs). Off: a stolen key must not mean
     remote code execution on this machine."""
 
+    training_python: str | None = None
+    """The Python that runs the built-in Hugging Face trainer (needs torch and transformers);
+    unset: the agent's own interpreter. ``training-agent runtime setup`` sets it."""
+
     cancel_grace_seconds: float = Field(default=30.0, ge=0, le=3600)
     """After SIGTERM, how long a cancelled job may take to checkpoint before it is killed."""
 

@@ -64,6 +64,7 @@ class DaemonOptions:
 
     allow_command_jobs: bool
     cancel_grace_s: float
+    training_python: str | None = None
     max_jobs: int | None = None
     max_concurrent_jobs: int = 1
     idle_exit_s: float | None = None
@@ -309,6 +310,7 @@ class Daemon:
             sink=job_sink,
             allow_command_jobs=self._options.allow_command_jobs,
             cancel_grace_s=self._options.cancel_grace_s,
+            training_python=self._options.training_python,
             extra_env={CUDA_VISIBLE_DEVICES: gpu} if gpu is not None else None,
             on_started=journal.started if journal is not None else None,
             on_status=lambda status: self._trainer_status(job.id, sink, status),

@@ -85,6 +85,7 @@ async def run_agent(settings: Settings, paths: AgentPaths) -> int:
     options = DaemonOptions(
         allow_command_jobs=settings.allow_command_jobs,
         cancel_grace_s=settings.cancel_grace_seconds,
+        training_python=settings.training_python,
         max_jobs=settings.max_jobs,
         max_concurrent_jobs=settings.max_concurrent_jobs,
         idle_exit_s=settings.idle_exit_seconds,

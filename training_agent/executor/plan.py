@@ -7,8 +7,10 @@ A config selects how the job runs (DESIGN.md section 4):
   on every GPU machine.
 - ``{"type": "demo", ...}`` runs the shipped demo trainer; it runs only our own code, so
   it is always allowed.
-- a FineTune Lab ``TrainingConfig`` (``model`` / ``training`` keys) is for the built-in
-  Hugging Face trainer, which this version does not have yet.
+- a FineTune Lab ``TrainingConfig`` (``model`` / ``training`` keys) runs the built-in
+  Hugging Face trainer under ``training_python`` (default: the agent's interpreter); when
+  that interpreter cannot import torch, the trainer fails the job naming
+  ``training-agent runtime setup``.
 
 Every refusal is a ``JobConfigError`` whose message tells the user what to change.
 """
@@ -26,11 +28,15 @@ COMMANDS_DISABLED = (
     "command jobs are disabled on this agent; set allow_command_jobs = true in config.toml "
     "or TRAINING_AGENT_ALLOW_COMMAND_JOBS=1 to run them"
 )
-HF_TRAINER_MISSING = "the built-in Hugging Face trainer is not available in this agent version yet"
+RUNTIME_MISSING = (
+    "the training runtime {python} does not exist; run `training-agent runtime setup` "
+    "or set training_python in config.toml to a Python with torch and transformers"
+)
 UNKNOWN_CONFIG = (
     'unknown job config: expected a FineTune Lab TrainingConfig or {"type": "command"|"demo", ...}'
 )
 DEMO_MODULE = "training_agent.trainers.demo"
+HF_MODULE = "training_agent.trainers.hf"
 
 
 @dataclass(frozen=True)
@@ -41,10 +47,17 @@ class LaunchPlan:
     env: dict[str, str] = field(default_factory=dict)
 
 
-def plan_launch(config: object, *, config_file: Path, allow_command_jobs: bool) -> LaunchPlan:
+def plan_launch(
+    config: object,
+    *,
+    config_file: Path,
+    allow_command_jobs: bool,
+    training_python: str | None = None,
+) -> LaunchPlan:
     """The launch plan for ``config``; raises ``JobConfigError`` when it cannot run here.
 
-    ``config_file`` is where the job's config will be written for the trainer to read.
+    ``config_file`` is where the job's config will be written for the trainer to read;
+    ``training_python`` runs the Hugging Face trainer (None: this interpreter).
     """
     if not isinstance(config, dict):
         raise JobConfigError(UNKNOWN_CONFIG)
@@ -56,7 +69,10 @@ def plan_launch(config: object, *, config_file: Path, allow_command_jobs: bool) 
     if kind == "demo":
         return LaunchPlan(argv=(sys.executable, "-m", DEMO_MODULE, "--config", str(config_file)))
     if kind is None and ("model" in config or "training" in config):
-        raise JobConfigError(HF_TRAINER_MISSING)
+        python = training_python or sys.executable
+        if not Path(python).is_file():
+            raise JobConfigError(RUNTIME_MISSING.format(python=python))
+        return LaunchPlan(argv=(python, "-m", HF_MODULE, "--config", str(config_file)))
     if kind is not None:
         raise JobConfigError(f"{UNKNOWN_CONFIG}; got type {str(kind)[:50]!r}")
     raise JobConfigError(UNKNOWN_CONFIG)

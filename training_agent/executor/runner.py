@@ -60,6 +60,7 @@ class JobRunner:
         sink: JobSink,
         allow_command_jobs: bool,
         cancel_grace_s: float,
+        training_python: str | None = None,
         extra_env: Mapping[str, str] | None = None,
         on_started: Callable[[int, str], None] | None = None,
         on_status: Callable[[JobStatus], None] | None = None,
@@ -80,6 +81,7 @@ class JobRunner:
         self._sink = sink
         self._allow_command_jobs = allow_command_jobs
         self._cancel_grace_s = cancel_grace_s
+        self._training_python = training_python
         self._cancel_reason: str | None = None
         self._cancel_requested = asyncio.Event()
         self._stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
@@ -148,6 +150,7 @@ class JobRunner:
             self._job.config,
             config_file=workspace.config_file,
             allow_command_jobs=self._allow_command_jobs,
+            training_python=self._training_python,
         )
         env = workspace.child_env(os.environ, plan.env, self._extra_env)
         workspace.create(self._job.config)

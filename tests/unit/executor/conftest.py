@@ -56,6 +56,7 @@ def make_runner(jobs_dir: Path, sink: RecordingSink) -> MakeRunner:
             sink=sink,
             allow_command_jobs=allow_command_jobs,
             cancel_grace_s=cancel_grace_s,
+            training_python="/nonexistent/python",
         )
 
     return make

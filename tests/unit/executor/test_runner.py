@@ -92,7 +92,8 @@ async def test_command_jobs_are_refused_when_disabled(
     [
         (
             {"model": {"name": "gpt2"}, "training": {"method": "sft"}},
-            "the built-in Hugging Face trainer is not available in this agent version yet",
+            "the training runtime /nonexistent/python does not exist; run `training-agent "
+            "runtime setup`",
         ),
         (
             {"foo": 1},

@@ -1,0 +1,116 @@
+"""Fixtures for the Hugging Face trainer's tests: a tiny random-weights model, built once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from training_agent.trainers import tiny
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer Llama with a character tokenizer, saved to a directory."""
+    return tiny.build(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def chat_rows(count: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": f"say hi {i}"},
+                {"role": "assistant", "content": f"hi there number {i}"},
+            ]
+        }
+        for i in range(count)
+    ]
+
+
+def training_config(model: Path, dataset: Path | str, **training: Any) -> dict[str, Any]:
+    return {
+        "model": {"name": str(model)},
+        "tokenizer": {"name": str(model)},
+        "training": {
+            "method": "sft",
+            "num_epochs": 1,
+            "batch_size": 4,
+            "learning_rate": 0.01,
+            "logging_steps": 1,
+            "max_length": 64,
+            **training,
+        },
+        "data": {},
+        "dataset_path": str(dataset),
+    }
+
+
+@dataclass
+class TrainerRun:
+    returncode: int
+    stdout: str
+    stderr: str
+    events: list[dict[str, Any]]
+    job_dir: Path
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("type") == kind]
+
+
+RunTrainer = Callable[..., TrainerRun]
+
+
+def start_trainer(config: dict[str, Any], job_dir: Path) -> tuple[subprocess.Popen[str], Path]:
+    job_dir.mkdir(parents=True, exist_ok=True)
+    config_file = job_dir / "config.json"
+    config_file.write_text(json.dumps(config), encoding="utf-8")
+    events = job_dir / "events.jsonl"
+    env = {
+        **os.environ,
+        "TRAINING_AGENT_JOB_DIR": str(job_dir),
+        "TRAINING_AGENT_EVENTS_FILE": str(events),
+        "HF_HUB_OFFLINE": "1",
+    }
+    with (job_dir / "stdout.txt").open("w") as out, (job_dir / "stderr.txt").open("w") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "training_agent.trainers.hf", "--config", str(config_file)],
+            cwd=job_dir,
+            env=env,
+            stdout=out,
+            stderr=err,
+            text=True,
+        )
+    return process, events
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def run_trainer(tmp_path: Path) -> RunTrainer:
+    """Runs the trainer on a config in a fresh job dir and collects what it reported."""
+    counter = iter(range(1000))
+
+    def run(config: dict[str, Any]) -> TrainerRun:
+        job_dir = tmp_path / f"job{next(counter)}"
+        process, events = start_trainer(config, job_dir)
+        returncode = process.wait(timeout=110)
+        return TrainerRun(
+            returncode,
+            (job_dir / "stdout.txt").read_text(),
+            (job_dir / "stderr.txt").read_text(),
+            read_events(events),
+            job_dir,
+        )
+
+    return run

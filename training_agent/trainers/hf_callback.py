@@ -1,0 +1,124 @@
+"""The ``TrainerCallback`` that turns a Hugging Face ``Trainer``'s run into agent events.
+
+Runs inside the trainer process only (it imports transformers). It reports ``progress``
+before the first step, one ``metric`` per log with the platform's names, a ``checkpoint``
+per save, and stops the run with a checkpoint once ``stop_requested`` is set (SIGTERM).
+It also pauses between steps when the agent asks (see ``training_agent.report``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from training_agent import report
+
+PAUSE_POLL_S = 0.5
+# Keys of the Trainer's log dict and the platform's metric names.
+_RENAMES = {"loss": "train_loss", "eval_loss": "eval_loss", "learning_rate": "learning_rate"}
+
+
+class AgentCallback(TrainerCallback):
+    """Reports a Trainer's progress, metrics and checkpoints through ``training_agent.report``."""
+
+    def __init__(self, samples_per_step: int) -> None:
+        self.samples_per_step = samples_per_step
+        self.stop_requested = False
+        self._last_time = time.monotonic()
+        self._last_step = 0
+        self._last_tokens = 0
+
+    def request_stop(self) -> None:
+        """Save a checkpoint at the end of the current step and end the run."""
+        self.stop_requested = True
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any
+    ) -> None:
+        report.capabilities(pause=True)
+        report.progress(total_steps=state.max_steps, total_epochs=args.num_train_epochs)
+        self._last_time = time.monotonic()
+        self._last_step = state.global_step
+        self._last_tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any
+    ) -> None:
+        if not self.stop_requested and report.requested_action() == "pause":
+            report.paused()
+            while not self.stop_requested and report.requested_action() != "resume":
+                time.sleep(PAUSE_POLL_S)
+            if not self.stop_requested:
+                report.resumed()
+            self._last_time = time.monotonic()
+        if self.stop_requested:
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, float] | None = None,
+        **_: Any,
+    ) -> None:
+        if not logs or "train_loss" in logs or state.global_step < 1:
+            return  # the end-of-run summary repeats an average, not a step
+        values = {_RENAMES[k]: float(v) for k, v in logs.items() if k in _RENAMES}
+        if "grad_norm" in logs and math.isfinite(float(logs["grad_norm"])):
+            values["grad_norm"] = float(logs["grad_norm"])
+        if "train_loss" in values:
+            values["train_perplexity"] = _perplexity(values["train_loss"])
+            values.update(self._throughput(state))
+        if "eval_loss" in values:
+            values["perplexity"] = _perplexity(values["eval_loss"])
+        values.update(_gpu_metrics())
+        if values:
+            epoch = float(state.epoch or 0.0)
+            report.metric(state.global_step, epoch=epoch, **values)
+
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any
+    ) -> None:
+        path = f"{args.output_dir}/checkpoint-{state.global_step}"
+        report.checkpoint(max(state.global_step, 1), path)
+
+    def _throughput(self, state: TrainerState) -> dict[str, float]:
+        now = time.monotonic()
+        elapsed = now - self._last_time
+        steps = state.global_step - self._last_step
+        tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
+        result: dict[str, float] = {}
+        if elapsed > 0 and steps > 0:
+            result["samples_per_second"] = steps * self.samples_per_step / elapsed
+            if tokens > self._last_tokens:
+                result["tokens_per_second"] = (tokens - self._last_tokens) / elapsed
+        self._last_time, self._last_step, self._last_tokens = now, state.global_step, tokens
+        return result
+
+
+def _perplexity(loss: float) -> float:
+    return math.exp(min(loss, 50.0))
+
+
+def _gpu_metrics() -> dict[str, float]:
+    """Memory of every visible GPU (summed) and NVML utilization (mean), when CUDA exists."""
+    if not torch.cuda.is_available():
+        return {}
+    count = torch.cuda.device_count()
+    gib = float(1 << 30)
+    result = {
+        "gpu_memory_allocated_gb": sum(torch.cuda.memory_allocated(i) for i in range(count)) / gib,
+        "gpu_memory_reserved_gb": sum(torch.cuda.memory_reserved(i) for i in range(count)) / gib,
+    }
+    try:
+        utilization = [float(torch.cuda.utilization(i)) for i in range(count)]
+    except Exception:  # no NVML on this machine: memory only
+        return result
+    result["gpu_utilization_percent"] = sum(utilization) / max(len(utilization), 1)
+    return result
