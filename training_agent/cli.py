@@ -69,6 +69,16 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="keep the temporary directory")
     demo.set_defaults(handler=_demo)
 
+    runtime = commands.add_parser("runtime", help="the training runtime (torch, transformers)")
+    runtime_commands = runtime.add_subparsers(dest="runtime_command", required=True)
+    runtime_setup = runtime_commands.add_parser(
+        "setup", help="create the managed venv the built-in trainer runs in, and record it"
+    )
+    runtime_setup.add_argument(
+        "--cuda", default="auto", metavar="auto|cpu|cu12x", help="which torch build (auto)"
+    )
+    runtime_setup.set_defaults(handler=_runtime_setup)
+
     status = commands.add_parser("status", help="show what the running agent is doing")
     status.add_argument("--json", action="store_true", help="print the full status as JSON")
     status.set_defaults(handler=_status)
@@ -189,6 +199,12 @@ def _uninstall(args: argparse.Namespace) -> int:
     from training_agent.installer import Installer
 
     return Installer.for_this_process().uninstall(purge=args.purge, backend_url=args.backend_url)
+
+
+def _runtime_setup(args: argparse.Namespace) -> int:
+    from training_agent.train_runtime import setup_runtime
+
+    return setup_runtime(AgentPaths.from_env(), cuda=args.cuda)
 
 
 def _demo(args: argparse.Namespace) -> int:
