@@ -1,16 +1,19 @@
 """``training-agent demo``: the whole system on one machine, in one process, in seconds.
 
 Starts the reference backend on a temporary SQLite database and a free loopback port,
-creates a user, a ``training`` key and a job for the shipped demo trainer (logistic
-regression by SGD on generated data: real, decreasing losses, no heavy dependencies),
-runs the agent against it until the job is done, and shows the progress as the
-platform sees it.
+creates a user, a ``training`` key and a job, runs the agent against it until the job is
+done, and shows the progress as the platform sees it. The job: with the ``train`` extra
+installed, a FineTune Lab TrainingConfig for the built-in Hugging Face trainer (a tiny
+causal LM with random weights, built locally, fine-tuned on a small chat dataset shipped
+in the package); without it, the pure-Python demo trainer (logistic regression by SGD on
+generated data). Both report real, decreasing losses.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import shutil
 import socket
 import sys
@@ -36,6 +39,52 @@ DEMO_CONFIG: dict[str, Any] = {
     "learning_rate": 0.1,
     "step_delay_s": 0.01,
 }
+
+
+CHAT_DATASET = Path(__file__).parent / "trainers" / "data" / "demo_chat.jsonl"
+HF_MODULES = ("torch", "transformers", "peft", "datasets")
+
+
+def hf_available() -> bool:
+    """Whether this Python has the train extra (checked without importing torch)."""
+    return all(importlib.util.find_spec(name) is not None for name in HF_MODULES)
+
+
+def hf_demo_config(model_dir: Path) -> dict[str, Any]:
+    """A FineTune Lab TrainingConfig: the tiny model, the shipped chat dataset, SFT."""
+    return {
+        "model": {"name": str(model_dir)},
+        "tokenizer": {"name": str(model_dir)},
+        "training": {
+            "method": "sft",
+            "num_epochs": 3,
+            "batch_size": 8,
+            "learning_rate": 0.01,
+            "logging_steps": 1,
+            "eval_steps": 11,
+            "max_length": 128,
+        },
+        "data": {"eval_split": 0.1},
+        "dataset_path": str(CHAT_DATASET),
+    }
+
+
+async def _job_config(workdir: Path) -> tuple[dict[str, Any], str]:
+    if not hf_available():
+        return DEMO_CONFIG, "demo trainer: logistic regression, 3 epochs"
+    model_dir = workdir / "tiny-model"
+    build = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "training_agent.trainers.tiny",
+        str(model_dir),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    if await build.wait() != 0:
+        print("could not build the tiny model; running the logistic-regression demo instead")
+        return DEMO_CONFIG, "demo trainer: logistic regression, 3 epochs"
+    return hf_demo_config(model_dir), "Hugging Face trainer: tiny causal LM, chat SFT, 3 epochs"
 
 
 async def run_demo(*, keep: bool = False) -> int:
@@ -77,8 +126,9 @@ async def run_demo(*, keep: bool = False) -> int:
 
 
 async def _run(url: str, database_url: str, workdir: Path) -> int:
-    key, job_id = _seed(database_url)
-    print(f"job      {job_id}  (demo trainer: logistic regression, {DEMO_CONFIG['epochs']} epochs)")
+    config, what = await _job_config(workdir)
+    key, job_id = _seed(database_url, config)
+    print(f"job      {job_id}  ({what})")
     agent_settings = Settings(
         backend_url=url, api_key=key, max_jobs=1, min_poll_interval_seconds=0.5, log_level="WARNING"
     )
@@ -104,7 +154,7 @@ async def _run(url: str, database_url: str, workdir: Path) -> int:
     return 0 if code == 0 and state["status"] == "completed" else 1
 
 
-def _seed(database_url: str) -> tuple[str, str]:
+def _seed(database_url: str, config: dict[str, Any]) -> tuple[str, str]:
     """A user, a training key and the demo job, straight into the backend's database."""
     from training_backend.db.engine import create_db_engine, create_session_factory
     from training_backend.services.api_keys import create_api_key
@@ -119,9 +169,9 @@ def _seed(database_url: str) -> tuple[str, str]:
             job = create_job(
                 db,
                 user_id=user.id,
-                config=DEMO_CONFIG,
-                model_name="demo-logreg",
-                dataset_path="generated",
+                config=config,
+                model_name="demo-logreg" if config is DEMO_CONFIG else "tiny-llama",
+                dataset_path=str(config.get("dataset_path", "generated")),
                 now=datetime.now(UTC),
             )
             return key, job.id
