@@ -15,7 +15,10 @@ from training_agent.paths import AgentPaths
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else list(argv)
+    if not given:  # double-click start: set up when unconfigured, else show the status
+        given = ["status"] if AgentPaths.from_env().config_file.exists() else ["install"]
+    args = parser.parse_args(given)
     try:
         return int(args.handler(args))
     except TrainingAgentError as exc:

@@ -116,3 +116,17 @@ def test_plain_http_to_another_host_is_warned_about(tmp_path: Path) -> None:
     assert "is not encrypted (http://)" in result.stderr
     assert result.returncode != 0  # and then unreachable: nothing written
     assert all_files(tmp_path / "agent") == []
+
+
+def test_no_arguments_installs_when_unconfigured_and_shows_status_when_configured(
+    backend: BackendProcess, tmp_path: Path
+) -> None:
+    key = make_user_and_key(backend, "noor")
+    env = install_env(tmp_path, backend.url, key)
+
+    first = run(env)  # like a double-click: install, inputs from the environment
+
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "agent" / "config" / "config.toml").exists()
+    second = run(env)  # configured: the status of an agent that is not running
+    assert second.returncode == 3, second.stderr
