@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 
@@ -13,18 +11,6 @@ from training_agent.errors import ConflictError
 from training_agent.jobs import JobStatus
 
 TOKEN = "tok_" + "x" * 40
-
-
-@pytest.fixture
-def backend() -> FakeBackend:
-    return FakeBackend()
-
-
-@pytest.fixture
-async def client(backend: FakeBackend) -> AsyncIterator[BackendClient]:
-    client = backend.client()
-    yield client
-    await client.aclose()
 
 
 async def test_heartbeat_posts_with_the_job_token_and_reads_control(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import httpx
@@ -34,18 +33,6 @@ class FakeRunner:
     def request_resume(self) -> bool:
         self.asked.append("resume")
         return True
-
-
-@pytest.fixture
-def backend() -> FakeBackend:
-    return FakeBackend()
-
-
-@pytest.fixture
-async def client(backend: FakeBackend) -> AsyncIterator[BackendClient]:
-    client = backend.client()
-    yield client
-    await client.aclose()
 
 
 async def no_sleep(_delay: float) -> None:

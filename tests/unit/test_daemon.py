@@ -129,11 +129,6 @@ async def until(predicate: Callable[[], bool], timeout_s: float = 30) -> None:
 
 
 @pytest.fixture
-def backend() -> FakeBackend:
-    return FakeBackend()
-
-
-@pytest.fixture
 def time() -> VirtualTime:
     return VirtualTime()
 

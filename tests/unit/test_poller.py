@@ -29,11 +29,6 @@ class Sleeps:
 
 
 @pytest.fixture
-def backend() -> FakeBackend:
-    return FakeBackend()
-
-
-@pytest.fixture
 async def poller(backend: FakeBackend) -> AsyncIterator[Poller]:
     client = backend.client()
     yield Poller(client=client, min_interval_s=1.0, sleep=Sleeps(), rng=lambda: 0.5)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -29,18 +28,6 @@ def outbox(tmp_path: Path) -> Outbox:
     box = Outbox(tmp_path / "outbox.sqlite3")
     box.open_job("j1", "token-1")
     return box
-
-
-@pytest.fixture
-def backend() -> FakeBackend:
-    return FakeBackend()
-
-
-@pytest.fixture
-async def client(backend: FakeBackend) -> AsyncIterator[BackendClient]:
-    client = backend.client()
-    yield client
-    await client.aclose()
 
 
 def uploader(outbox: Outbox, client: BackendClient, *features: str) -> Uploader:
