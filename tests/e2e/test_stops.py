@@ -24,10 +24,13 @@ def test_first_sigterm_drains(backend: BackendProcess, tmp_path: Path) -> None:
     key = owner.key
     agent = start_agent(agent_env(tmp_path / "agent", backend_url=backend.url, api_key=key))
     wait_for_steps(owner, job_id)
-    second = submit(backend, tmp_path, "dana", SLOW_DEMO)
 
     agent.send_signal(signal.SIGTERM)
     at_signal = owner.state(job_id)
+    # Submitted after the signal (a CLI run takes a second or two on a loaded machine, long
+    # enough for the first job to end before the signal): the draining agent, still busy
+    # with the first job, must leave it alone.
+    second = submit(backend, tmp_path, "dana", SLOW_DEMO)
     code, output = wait_agent(agent)
 
     assert code == 0, output
