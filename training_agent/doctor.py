@@ -27,7 +27,7 @@ import httpx
 from training_agent.config import Settings, load_settings
 from training_agent.credentials import CredentialStore
 from training_agent.errors import ConfigError, HttpStatusError, TrainingAgentError
-from training_agent.identity import detect_identity, new_agent_id
+from training_agent.identity import detect_identity, new_agent_id, read_agent_id
 from training_agent.paths import AgentPaths
 from training_agent.resources import free_disk_bytes, load_nvml, read_gpus
 from training_agent.tls import extra_ca_file
@@ -302,7 +302,9 @@ def run_checks(paths: AgentPaths, *, system: bool = False) -> list[Check]:
     else:
         secret = settings.api_key
         key = secret.get_secret_value() if secret else CredentialStore(paths.config_dir).load(url)
-        probe = probe_backend(url, key or PLACEHOLDER_KEY, _agent_id(paths))
+        probe = probe_backend(
+            url, key or PLACEHOLDER_KEY, read_agent_id(paths.agent_id_file) or new_agent_id()
+        )
         checks += [
             check_backend(url, probe, environ),
             check_tls(url, probe, environ),
@@ -335,14 +337,6 @@ def doctor_command(
             if check.hint and check.verdict is not Verdict.OK:
                 print(f"{'':<14} fix: {check.hint}", file=stream)
     return 1 if failed else 0
-
-
-def _agent_id(paths: AgentPaths) -> str:
-    try:
-        text = paths.agent_id_file.read_text(encoding="utf-8").strip()
-    except OSError:
-        return new_agent_id()
-    return text or new_agent_id()
 
 
 def _proxy_for(url: str, environ: Mapping[str, str]) -> str | None:

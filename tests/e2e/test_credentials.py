@@ -79,15 +79,15 @@ def test_a_wrong_shaped_key_is_refused_and_nothing_is_written(tmp_path: Path) ->
     assert not (tmp_path / "agent").exists()
 
 
-def test_the_key_lives_in_the_real_secret_service(tmp_path: Path) -> None:
+def test_the_key_lives_in_the_real_secret_service(backend: BackendProcess, tmp_path: Path) -> None:
     missing = [tool for tool in SECRET_SERVICE_TOOLS if shutil.which(tool) is None]
     if missing:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI must install the Secret Service tools; missing: {missing}")
         pytest.skip(f"no Secret Service tools here: {missing}")
     home = tmp_path / "agent"
-    url = "http://127.0.0.1:9"
-    key = "wak_" + "Secret0Service1" * 2 + "xy"
+    url = backend.url  # login checks the key with one poll before storing it
+    key = make_user_and_key(backend, "sasha")
     env = agent_env(home, backend_url=url, api_key="")
     del env["API_KEY"]
     env.pop("PYTHON_KEYRING_BACKEND", None)
@@ -117,3 +117,17 @@ echo "after=$(secret-tool lookup service training-agent username {url} || true)"
     assert "saved in the keyring (SecretService Keyring)" in result.stderr
     assert "warning" not in result.stderr
     assert not home.exists() or files_containing(home, key) == []
+
+
+def test_a_key_the_backend_refuses_is_not_stored(backend: BackendProcess, tmp_path: Path) -> None:
+    home = tmp_path / "agent"
+    env = agent_env(home, backend_url=backend.url, api_key="")
+    del env["API_KEY"]
+    env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
+
+    result = run(env, "login", "--api-key-stdin", stdin="wak_" + "r" * 32 + "\n")
+
+    assert result.returncode == 1
+    assert "the backend refused the API key (401)" in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert not home.exists() or [p for p in home.rglob("*") if p.is_file()] == []
