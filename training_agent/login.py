@@ -56,9 +56,8 @@ def login_command(
     key = read_api_key(from_stdin=api_key_stdin, stdin=stdin)
     from training_agent.installer import validate_key  # its imports: only for login
 
-    validate_key(
-        url, key, read_agent_id(paths.agent_id_file) or new_agent_id()
-    )  # refused or unreachable: nothing stored
+    # Refused or unreachable: one sentence, nothing stored.
+    validate_key(url, key, read_agent_id(paths.agent_id_file) or new_agent_id())
     err = sys.stderr if out is None else out
     credentials = CredentialStore(
         paths.config_dir, prefer=store, warn=lambda line: print(f"training-agent: {line}", file=err)
