@@ -37,10 +37,11 @@ def user_unit_dir(environ: Mapping[str, str] | None = None) -> Path:
     return Path(config) / "systemd" / "user"
 
 
-def quote(value: str) -> str:
-    """One systemd command-line word or assignment: quoted, ``$`` and ``%`` escaped."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return '"' + escaped.replace("$", "$$").replace("%", "%%") + '"'
+def quote(value: str, *, program: bool = False) -> str:
+    """One systemd command-line word or assignment: quoted, ``%`` escaped, and ``$``
+    escaped except in the program's own path, where systemd expands no variables."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return '"' + (escaped if program else escaped.replace("$", "$$")) + '"'
 
 
 @dataclass
@@ -74,7 +75,10 @@ class SystemdService(ServiceManager):
         return fill(
             SYSTEMD_TEMPLATE,
             scope="system" if self.system else "user",
-            exec_start=" ".join(quote(word) for word in self.spec.argv("start")),
+            exec_start=" ".join(
+                quote(word, program=index == 0)
+                for index, word in enumerate(self.spec.argv("start"))
+            ),
             environment=lines,
             identity=identity,
             stop_timeout_s=str(self.spec.stop_timeout_s),
