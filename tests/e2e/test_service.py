@@ -6,6 +6,7 @@ them shows what a machine without systemd gets."""
 from __future__ import annotations
 
 import getpass
+import io
 import json
 import os
 import shutil
@@ -19,6 +20,11 @@ import pytest
 from tests.e2e.support import make_user_and_key
 from tests.e2e.test_install import install_env, run
 from tests.support.backend import BackendProcess
+from tests.unit.service.support import FakeRunner
+from training_agent.installer import Installer, InstallOptions
+from training_agent.paths import AgentPaths
+from training_agent.service.spec import build_spec
+from training_agent.service.systemd import SystemdService, system_paths
 
 pytestmark = pytest.mark.e2e
 
@@ -166,3 +172,41 @@ def test_doctor_against_a_dead_backend_fails_with_hints(
     assert found["backend"]["verdict"] == "FAIL" and found["backend"]["hint"]
     assert found["api key"]["verdict"] == "WARN"  # cannot be checked without the backend
     assert json.loads(as_json.stdout)["ok"] is False
+
+
+def test_install_of_the_system_service_keeps_the_key_in_its_own_home(
+    backend: BackendProcess, tmp_path: Path
+) -> None:
+    key = make_user_and_key(backend, "sys")
+    runner = FakeRunner(answers={("getent",): (2, "")})  # the user does not exist yet
+    system_home = tmp_path / "var-lib-training-agent"
+
+    def services(paths: AgentPaths, *, system: bool, **given: Any) -> SystemdService:
+        assert system
+        spec = build_spec(system_paths(system_home), environ={"TRAINING_AGENT_HOME": "x"})
+        return SystemdService(spec, given["runner"], given["say"], system=True,
+                              unit_dir=tmp_path / "etc")  # fmt: skip
+
+    out = io.StringIO()
+    installer = Installer(
+        paths=AgentPaths.under(tmp_path / "user"),
+        environ={"API_KEY": key, "BACKEND_URL": backend.url},
+        stdin=io.StringIO(),
+        out=out,
+        bin_dir=tmp_path / "bin",
+        executable_dir=tmp_path,
+        runner=runner,
+        services=services,
+    )
+
+    assert installer.install(InstallOptions(yes=True, service="system")) == 0, out.getvalue()
+
+    key_file = system_home / "config" / "credentials.json"
+    assert key in key_file.read_text() and key_file.stat().st_mode & 0o777 == 0o600
+    assert not (tmp_path / "user").exists()  # nothing in the installing user's home
+    assert [call[0] for call in runner.calls] == [
+        "getent", "useradd", "chown", "systemctl", "systemctl", "systemctl",
+    ]  # fmt: skip
+    assert runner.calls[2] == ("chown", "-R", "training-agent:training-agent", str(system_home))
+    assert runner.calls[-1] == ("systemctl", "restart", UNIT)
+    assert "User=training-agent" in (tmp_path / "etc" / UNIT).read_text()
