@@ -116,7 +116,7 @@ class Installer:
         agent_id = self._existing_agent_id() or new_agent_id()
         validate_key(url, key, agent_id)  # 401/403/unreachable: nothing written yet
         if system is not None:
-            system.create_system_user()
+            system.prepare()
 
         try:
             self.paths.ensure()
@@ -158,11 +158,9 @@ class Installer:
 
     def _system_service(self, options: InstallOptions) -> SystemdService | None:
         """For ``--service system``: the service, with this install's paths switched to
-        the service's directory and root checked, before anything is written."""
+        the service's own directory (root and its user come after the key check)."""
         if options.service != "system":
             return None
-        if hasattr(os, "geteuid") and os.geteuid() != 0:
-            raise ConfigError("--service system needs root: run the command with sudo")
         manager = self._service(system=True)
         if not isinstance(manager, SystemdService):  # pragma: no cover - refused earlier
             raise ConfigError("--service system is for Linux (systemd)")

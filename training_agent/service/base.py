@@ -98,6 +98,9 @@ class ServiceManager(ABC):
             return False
         return True
 
+    def prepare(self) -> None:  # noqa: B027 - a hook: only a system service needs one
+        """What must exist before the unit is written (``service install``)."""
+
     def activate(self) -> None:
         """Run the newly installed (or upgraded) definition: restart it."""
         self.restart()

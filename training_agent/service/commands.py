@@ -33,6 +33,8 @@ def service_command(
     """Do ``action`` with ``manager``; the exit code."""
     stream = sys.stdout if out is None else out
     if action == "install":
+        manager.prepare()
+        _say_if_no_key(manager)
         return install_service(manager)
     if action == "uninstall":
         if not manager.uninstall():
@@ -64,6 +66,16 @@ def install_service(manager: ServiceManager) -> int:
             return 1
         manager.say(f"The {manager.kind} is installed and started.")
     return 0
+
+
+def _say_if_no_key(manager: ServiceManager) -> None:
+    from training_agent.service.systemd import SystemdService
+
+    if isinstance(manager, SystemdService) and (key_file := manager.missing_key_file()):
+        manager.say(
+            f"training-agent: the system service reads its key from {key_file}, which does "
+            "not exist yet: run 'sudo training-agent install --service system'"
+        )
 
 
 def show_logs(manager: ServiceManager, *, lines: int, follow: bool, out: TextIO) -> int:

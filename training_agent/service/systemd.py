@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from training_agent.credentials import CREDENTIAL_FILE_NAME
 from training_agent.errors import ServiceError
 from training_agent.paths import AgentPaths
 from training_agent.service.base import SERVICE_NAME, ServiceManager, ServiceState, ServiceStatus
@@ -132,6 +133,19 @@ class SystemdService(ServiceManager):
         return ["journalctl", *scope, "--unit", UNIT_NAME, "--lines", str(lines)] + (
             ["--follow"] if follow else []
         )
+
+    def prepare(self) -> None:
+        """A system service: root, and its user."""
+        if not self.system:
+            return
+        if hasattr(os, "geteuid") and os.geteuid() != 0:
+            raise ServiceError("the system service needs root: run the command with sudo")
+        self.create_system_user()
+
+    def missing_key_file(self) -> Path | None:
+        """A system service's key file when it does not exist yet (else None)."""
+        key_file = self.spec.paths.config_dir / CREDENTIAL_FILE_NAME
+        return key_file if self.system and not key_file.exists() else None
 
     def ensure_linger(self) -> None:
         """Let the user's services run while nobody is logged in, or say how to."""
