@@ -9,15 +9,13 @@ import getpass
 import io
 import json
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.support import make_user_and_key
+from tests.e2e.support import make_user_and_key, require_secret_service, with_secret_service
 from tests.e2e.test_install import install_env, run
 from tests.support.backend import BackendProcess
 from tests.unit.service.support import FakeRunner
@@ -29,7 +27,6 @@ from training_agent.service.systemd import SystemdService, system_paths
 pytestmark = pytest.mark.e2e
 
 UNIT = "training-agent.service"
-SECRET_SERVICE_TOOLS = ("dbus-run-session", "gnome-keyring-daemon")
 
 # Records its arguments; `show` answers like a running service, `loginctl` like lingering.
 STAND_IN = """#!/bin/sh
@@ -119,30 +116,18 @@ def test_without_systemctl_the_unit_is_written_and_the_way_to_start_is_said(
 def test_doctor_against_a_live_backend_is_ok_where_this_machine_can_be(
     backend: BackendProcess, tmp_path: Path
 ) -> None:
-    missing = [tool for tool in SECRET_SERVICE_TOOLS if shutil.which(tool) is None]
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must install the Secret Service tools; missing: {missing}")
-        pytest.skip(f"no Secret Service tools here: {missing}")
+    require_secret_service()
     env = install_env(tmp_path, backend.url, make_user_and_key(backend, "dora"))
     env.pop("PYTHON_KEYRING_BACKEND")  # the real Secret Service on a private D-Bus
     (tmp_path / "home").mkdir()
     with_stand_ins(env, tmp_path)
     agent = f"{sys.executable} -m training_agent"
     script = f"""
-set -e
-echo -n pw | gnome-keyring-daemon --unlock --components=secrets >/dev/null
 {agent} install --yes </dev/null >/dev/null 2>&1
 unset API_KEY
 {agent} doctor --json
 """
-    done = subprocess.run(
-        ["dbus-run-session", "--", "sh", "-c", script],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = with_secret_service(script, env)
 
     assert done.returncode == 0, done.stdout + done.stderr
     found = checks(done.stdout)
