@@ -38,7 +38,6 @@ from training_agent.errors import (
 from training_agent.identity import AGENT_ID_RE, detect_identity, new_agent_id
 from training_agent.paths import AgentPaths
 from training_agent.service import ServiceManager, service_manager
-from training_agent.service.commands import install_service
 from training_agent.service.launcher import (
     LAUNCHER_MARK,
     add_to_user_path,
@@ -48,8 +47,8 @@ from training_agent.service.launcher import (
     render_sh,
 )
 from training_agent.service.runner import Runner, run_command
+from training_agent.service.setup import ServiceStep
 from training_agent.service.spec import agent_program
-from training_agent.service.systemd import SystemdService
 
 ENROLL_FILE_NAME = "training-agent.enroll.json"
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
@@ -112,7 +111,10 @@ class Installer:
         )
         key = check_api_key_shape(self._api_key(options, enroll))
         self._check_launcher_is_ours()
-        system = self._system_service(options)  # None, or the system service to set up
+        system = None  # or, with --service system, the service whose directory is used
+        if options.service == "system":
+            system = self.service_step.system_service(self.paths)
+            self.paths = system.spec.paths
         agent_id = self._existing_agent_id() or new_agent_id()
         validate_key(url, key, agent_id)  # 401/403/unreachable: nothing written yet
         if system is not None:
@@ -138,54 +140,13 @@ class Installer:
         self.say(f"The backend accepted the key; it is stored in the {saved.store}.")
         self.say(f"Settings: {self.paths.config_file}")
         self.say(f"Command: {self.launcher}")
-        if system is not None:
-            system.hand_over(self.paths.config_dir.parent)
-        self._service_step(options, system)
+        self.service_step.install(self.paths, options.service, system)
         self.say("Watch it with: training-agent status  (or: training-agent dashboard)")
         return 0
 
-    # -- the background service -------------------------------------------------------
-
-    def _service(self, *, system: bool) -> ServiceManager:
-        return self.services(
-            self.paths,
-            system=system,
-            platform=self.platform,
-            runner=self.runner,
-            say=self.say,
-            environ=self.environ,
-        )
-
-    def _system_service(self, options: InstallOptions) -> SystemdService | None:
-        """For ``--service system``: the service, with this install's paths switched to
-        the service's own directory (root and its user come after the key check)."""
-        if options.service != "system":
-            return None
-        manager = self._service(system=True)
-        if not isinstance(manager, SystemdService):  # pragma: no cover - refused earlier
-            raise ConfigError("--service system is for Linux (systemd)")
-        self.paths = manager.spec.paths
-        return manager
-
-    def _service_step(self, options: InstallOptions, system: ServiceManager | None) -> None:
-        """Install and start the service; a missing service manager is said, not fatal."""
-        if options.service == "none":
-            self.say("No background service (--service none): run 'training-agent start'.")
-            return
-        install_service(system or self._service(system=False))
-
-    def _remove_services(self) -> list[Path]:
-        """Remove the user service and, when there is one, the system service; the
-        directories ``--purge`` removes besides this user's (the system service's)."""
-        self._service(system=False).uninstall()
-        if not self.platform.startswith("linux"):
-            return []
-        try:
-            system = self._service(system=True)
-            return [system.spec.paths.config_dir.parent] if system.uninstall() else []
-        except TrainingAgentError as exc:  # e.g. not root: its settings are unreadable
-            self.say(f"training-agent: the system service was left alone: {exc}")
-            return []
+    @property
+    def service_step(self) -> ServiceStep:
+        return ServiceStep(self.services, self.platform, self.runner, self.say, self.environ)
 
     def _enrollment(self) -> dict[str, str]:
         path = self.executable_dir / ENROLL_FILE_NAME
@@ -267,7 +228,7 @@ class Installer:
     # -- uninstall ----------------------------------------------------------------------
 
     def uninstall(self, *, purge: bool, backend_url: str | None) -> int:
-        service_dirs = self._remove_services()
+        service_dirs = self.service_step.remove(self.paths)
         if self.launcher.is_symlink() or (
             self.launcher.exists() and LAUNCHER_MARK in self.launcher.read_text(errors="replace")
         ):
