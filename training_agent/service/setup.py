@@ -16,7 +16,9 @@ from training_agent.paths import AgentPaths
 from training_agent.service import ServiceManager
 from training_agent.service.commands import install_service
 from training_agent.service.runner import Runner
-from training_agent.service.systemd import SystemdService
+from training_agent.service.systemd import SYSTEM_UNIT_DIR, UNIT_NAME, SystemdService
+
+SYSTEM_UNIT = SYSTEM_UNIT_DIR / UNIT_NAME
 
 
 @dataclass
@@ -58,11 +60,11 @@ class ServiceStep:
         """Remove the user service and, when there is one, the system service; the
         directories ``--purge`` removes besides this user's (the system service's)."""
         self.manager(paths, system=False).uninstall()
-        if not self.platform.startswith("linux"):
+        if not self.platform.startswith("linux") or not SYSTEM_UNIT.exists():
             return []
         try:
             system = self.manager(paths, system=True)
             return [system.spec.paths.config_dir.parent] if system.uninstall() else []
-        except TrainingAgentError as exc:  # e.g. not root: its settings are unreadable
+        except (TrainingAgentError, OSError) as exc:  # not root: its files are unreadable
             self.say(f"training-agent: the system service was left alone: {exc}")
             return []

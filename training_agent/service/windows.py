@@ -63,6 +63,10 @@ class WindowsTask(ServiceManager):
             working_dir=escape(str(self.spec.paths.data_dir)),
         )
 
+    def write_unit(self) -> None:
+        self.spec.paths.data_dir.mkdir(parents=True, exist_ok=True)  # its working directory
+        super().write_unit()
+
     def register(self) -> None:
         self.run("/Create", "/TN", TASK_NAME, "/XML", str(self.unit_path), "/F")
 
