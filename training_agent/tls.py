@@ -13,6 +13,7 @@ the OS, which is the usual reason an agent behind a TLS-inspecting proxy cannot 
 
 from __future__ import annotations
 
+import functools
 import os
 import ssl
 from collections.abc import Mapping
@@ -40,11 +41,18 @@ def ssl_context(environ: Mapping[str, str] | None = None) -> ssl.SSLContext:
 
     Raises ``ConfigError`` when the named CA bundle cannot be read.
     """
-    context = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ca_file = extra_ca_file(environ)
+    return _context(None if ca_file is None else str(ca_file))
+
+
+# Building a context loads the CA bundles (about 0.1 s), and every client would build
+# one: contexts are shared instead, one per CA bundle (SSLContext is safe to share).
+@functools.lru_cache(maxsize=8)
+def _context(ca_file: str | None) -> ssl.SSLContext:
+    context = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if ca_file is not None:
         try:
-            context.load_verify_locations(cafile=str(ca_file))
+            context.load_verify_locations(cafile=ca_file)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(
                 f"cannot load the CA bundle {ca_file} (from SSL_CERT_FILE or "

@@ -88,6 +88,10 @@ def test_install_sets_up_the_user_service_and_uninstall_removes_it(
     ]
     status = run(env, "service", "status")
     assert status.returncode == 0 and "running" in status.stdout, status.stderr
+    again = run(env, "install", "--yes")  # an upgrade: the unit rewritten, restarted
+    assert again.returncode == 0, again.stderr
+    assert calls.read_text().count(f"systemctl --user restart {UNIT}") == 2
+    assert unit_file(tmp_path).read_text() == unit
 
     removed = run(env, "uninstall")
 
