@@ -38,6 +38,17 @@ def user_unit_dir(environ: Mapping[str, str] | None = None) -> Path:
     return Path(config) / "systemd" / "user"
 
 
+def reachable_by_others(program: Path) -> bool:
+    """Whether a user other than the owner may run ``program`` (every parent has o+x)."""
+    try:
+        for path in {program, program.resolve()}:
+            if not all(directory.stat().st_mode & 0o001 for directory in path.parents):
+                return False
+        return bool(program.stat().st_mode & 0o001)
+    except OSError:
+        return False
+
+
 def quote(value: str, *, program: bool = False) -> str:
     """One systemd command-line word or assignment: quoted, ``%`` escaped, and ``$``
     escaped except in the program's own path, where systemd expands no variables."""
@@ -141,6 +152,13 @@ class SystemdService(ServiceManager):
         if hasattr(os, "geteuid") and os.geteuid() != 0:
             raise ServiceError("the system service needs root: run the command with sudo")
         self.create_system_user()
+        program = Path(self.spec.program[0])
+        if not reachable_by_others(program):
+            self.say(
+                f"training-agent: warning: the user {SYSTEM_USER} cannot reach {program}; "
+                "install training-agent where every user can run it (e.g. the one-file "
+                "build in /usr/local/bin) and run this again"
+            )
 
     def missing_key_file(self) -> Path | None:
         """A system service's key file when it does not exist yet (else None)."""

@@ -14,7 +14,7 @@ from training_agent.paths import AgentPaths
 from training_agent.service import ServiceState, service_manager
 from training_agent.service.commands import run_service, service_command, tail
 from training_agent.service.launchd import LaunchdService
-from training_agent.service.systemd import SystemdService
+from training_agent.service.systemd import SystemdService, reachable_by_others
 from training_agent.service.windows import WindowsTask
 
 UNIT = "training-agent.service"
@@ -197,3 +197,13 @@ def test_tail_prints_the_last_lines_and_follows(tmp_path: Path) -> None:
 
     tail(log, lines=2, follow=True, out=out, sleep=grow, keep_going=lambda: next(rounds))
     assert out.getvalue() == "line 8\nline 9\nadded\n"
+
+
+def test_a_program_in_a_private_directory_is_warned_about(tmp_path: Path) -> None:
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    program = private / "training-agent"
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    assert not reachable_by_others(program)
+    assert reachable_by_others(Path("/bin/sh"))
