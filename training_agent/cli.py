@@ -129,9 +129,46 @@ def _parser() -> argparse.ArgumentParser:
     )
     uninstall.set_defaults(handler=_uninstall)
 
+    _service_parser(commands)
+    doctor = commands.add_parser(
+        "doctor", help="check the backend, TLS, key, clock, keyring, service, GPU and disk"
+    )
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
+    doctor.add_argument("--system", action="store_true", help="check the system service")
+    doctor.set_defaults(handler=_doctor)
+
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(handler=lambda _args: print(f"training-agent {__version__}") or 0)
     return parser
+
+
+def _service_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    service = commands.add_parser(
+        "service", help="the background service (systemd, launchd, Windows Task Scheduler)"
+    )
+    actions = service.add_subparsers(dest="service_action", required=True, metavar="ACTION")
+    for action, text in (
+        ("install", "write the service definition, enable and start it"),
+        ("uninstall", "stop the service and remove its definition"),
+        ("start", "start the service"),
+        ("stop", "stop the service (the agent drains first)"),
+        ("restart", "restart the service"),
+        ("status", "whether the service runs (exit code 3 when it does not)"),
+        ("logs", "show the service's log"),
+    ):
+        command = actions.add_parser(action, help=text)
+        command.add_argument(
+            "--system", action="store_true", help="the systemd system service (Linux, root)"
+        )
+        command.set_defaults(handler=_service, lines=50, follow=False)
+        if action == "logs":
+            command.add_argument("-n", "--lines", type=int, default=50, metavar="N")
+            command.add_argument("-f", "--follow", action="store_true")
+    run = actions.add_parser("run", help="run the agent as launchd and Windows run it")
+    run.add_argument(
+        "--restart-on-failure", action="store_true", help="start it again after an error exit"
+    )
+    run.set_defaults(handler=_service_run)
 
 
 def _settings(args: argparse.Namespace, paths: AgentPaths) -> Settings:
@@ -202,6 +239,30 @@ def _uninstall(args: argparse.Namespace) -> int:
     from training_agent.installer import Installer
 
     return Installer.for_this_process().uninstall(purge=args.purge, backend_url=args.backend_url)
+
+
+def _service(args: argparse.Namespace) -> int:
+    from training_agent.service.commands import manager_for, service_command
+
+    manager = manager_for(AgentPaths.from_env(), system=args.system)
+    return service_command(manager, args.service_action, lines=args.lines, follow=args.follow)
+
+
+def _service_run(args: argparse.Namespace) -> int:
+    from training_agent.service.commands import run_service, start_agent
+
+    paths = AgentPaths.from_env()
+    return run_service(
+        lambda: start_agent(paths),
+        restart_on_failure=args.restart_on_failure,
+        say=lambda line: print(line, file=sys.stderr),
+    )
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from training_agent.doctor import doctor_command
+
+    return doctor_command(AgentPaths.from_env(), as_json=args.json, system=args.system)
 
 
 def _runtime_setup(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@
     ├── AgentNotRunningError    no agent answers on this machine (``status``: exit code 3)
     ├── StatusApiError          the local status API refused or failed a request
     ├── CredentialError         the API key cannot be stored, read or removed
+    ├── ServiceError            the background service cannot be installed, run or queried
     └── ApiError                talking to the backend failed
         ├── TransportError      no answer: connect/read failure or timeout (retryable)
         ├── ProtocolError       an answer that is not JSON or not the expected shape
@@ -47,6 +48,10 @@ class StatusApiError(TrainingAgentError):
 
 class CredentialError(TrainingAgentError):
     """The API key cannot be stored, read or removed (keyring or credential file)."""
+
+
+class ServiceError(TrainingAgentError):
+    """The service manager (systemd, launchd, Task Scheduler) refused or is missing."""
 
 
 class ApiError(TrainingAgentError):

@@ -64,6 +64,11 @@ def load_or_create_agent_id(path: Path, *, legacy_path: Path | None = LEGACY_AGE
     return agent_id
 
 
+def read_agent_id(path: Path) -> str | None:
+    """The valid agent id stored at ``path``, or None; nothing is created."""
+    return _read_id(path)
+
+
 def _read_id(path: Path) -> str | None:
     try:
         text = path.read_text(encoding="utf-8").strip()

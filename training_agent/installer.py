@@ -5,8 +5,10 @@ Inputs, first found wins: flags (``--backend-url``, ``--api-key-stdin``), the en
 prompt. Everything is checked before anything is written: the URL's shape, the key's
 shape, and one poll that the backend must accept. Only then the key goes to the
 credential store, ``backend_url`` to config.toml (0600, never the key) and a launcher to
-``~/.local/bin``. Re-running it upgrades in place: every file the agent owns is kept.
-``uninstall`` removes the launcher; ``--purge`` also the key, config, state, logs, data.
+``~/.local/bin`` (Windows: a ``.cmd`` in a per-user directory on PATH), and the
+background service is installed and started (``--service user|system|none``). Re-running
+it upgrades in place: every file the agent owns is kept. ``uninstall`` removes the
+service and the launcher; ``--purge`` also the key, config, state, logs, data.
 """
 
 from __future__ import annotations
@@ -35,9 +37,20 @@ from training_agent.errors import (
 )
 from training_agent.identity import AGENT_ID_RE, detect_identity, new_agent_id
 from training_agent.paths import AgentPaths
+from training_agent.service import ServiceManager, service_manager
+from training_agent.service.launcher import (
+    LAUNCHER_MARK,
+    add_to_user_path,
+    bin_dir,
+    launcher_name,
+    render_cmd,
+    render_sh,
+)
+from training_agent.service.runner import Runner, run_command
+from training_agent.service.setup import ServiceStep
+from training_agent.service.spec import agent_program
 
 ENROLL_FILE_NAME = "training-agent.enroll.json"
-LAUNCHER_MARK = "# training-agent launcher (written by 'training-agent install')"
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
@@ -62,6 +75,9 @@ class Installer:
     executable_dir: Path
     prompt: Callable[[str], str] = input
     secret_prompt: Callable[[str], str] = getpass.getpass
+    platform: str = sys.platform
+    runner: Runner = run_command  # what the service step runs systemctl & co. with
+    services: Callable[..., ServiceManager] = service_manager
 
     @classmethod
     def for_this_process(cls) -> Installer:
@@ -71,13 +87,13 @@ class Installer:
             environ=os.environ,
             stdin=sys.stdin,
             out=sys.stderr,
-            bin_dir=Path.home() / ".local" / "bin",
+            bin_dir=bin_dir(),
             executable_dir=executable.resolve().parent,
         )
 
     @property
     def launcher(self) -> Path:
-        return self.bin_dir / "training-agent"
+        return self.bin_dir / launcher_name(self.platform)
 
     def say(self, line: str) -> None:
         print(line, file=self.out)
@@ -95,8 +111,14 @@ class Installer:
         )
         key = check_api_key_shape(self._api_key(options, enroll))
         self._check_launcher_is_ours()
+        system = None  # or, with --service system, the service whose directory is used
+        if options.service == "system":
+            system = self.service_step.system_service(self.paths)
+            self.paths = system.spec.paths
         agent_id = self._existing_agent_id() or new_agent_id()
         validate_key(url, key, agent_id)  # 401/403/unreachable: nothing written yet
+        if system is not None:
+            system.prepare()
 
         try:
             self.paths.ensure()
@@ -109,7 +131,7 @@ class Installer:
             ) from exc
         store = CredentialStore(
             self.paths.config_dir,
-            prefer=options.credential_store,
+            prefer="file" if system is not None else options.credential_store,
             warn=lambda line: self.say(f"training-agent: {line}"),
         )
         saved = store.save(url, key)
@@ -118,13 +140,13 @@ class Installer:
         self.say(f"The backend accepted the key; it is stored in the {saved.store}.")
         self.say(f"Settings: {self.paths.config_file}")
         self.say(f"Command: {self.launcher}")
-        if options.service != "none":
-            self.say(
-                "The background service is not set up by this version yet: run "
-                "'training-agent start' (or use --service none to silence this)."
-            )
-        self.say("Watch it with: training-agent status")
+        self.service_step.install(self.paths, options.service, system)
+        self.say("Watch it with: training-agent status  (or: training-agent dashboard)")
         return 0
+
+    @property
+    def service_step(self) -> ServiceStep:
+        return ServiceStep(self.services, self.platform, self.runner, self.say, self.environ)
 
     def _enrollment(self) -> dict[str, str]:
         path = self.executable_dir / ENROLL_FILE_NAME
@@ -191,20 +213,22 @@ class Installer:
         self.bin_dir.mkdir(parents=True, exist_ok=True)
         if self.launcher.is_symlink():
             self.launcher.unlink()
-        if getattr(sys, "frozen", False):  # a one-file build: link the executable itself
-            self.launcher.symlink_to(Path(sys.executable).resolve())
+        program = agent_program()
+        if self.platform == "win32":
+            self.launcher.write_text(render_cmd(program, self.environ), encoding="utf-8")
+            if add_to_user_path(self.bin_dir):
+                self.say(f"Added {self.bin_dir} to your PATH (new terminals see it).")
             return
-        home = self.environ.get("TRAINING_AGENT_HOME")
-        lines = ["#!/bin/sh", LAUNCHER_MARK]
-        if home:
-            lines.append(f"export TRAINING_AGENT_HOME={_sh_quote(home)}")
-        lines.append(f'exec {_sh_quote(sys.executable)} -m training_agent "$@"')
-        self.launcher.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        if getattr(sys, "frozen", False):  # a one-file build: link the executable itself
+            self.launcher.symlink_to(Path(program[0]))
+            return
+        self.launcher.write_text(render_sh(program, self.environ), encoding="utf-8")
         self.launcher.chmod(0o755)
 
     # -- uninstall ----------------------------------------------------------------------
 
     def uninstall(self, *, purge: bool, backend_url: str | None) -> int:
+        service_dirs = self.service_step.remove(self.paths)
         if self.launcher.is_symlink() or (
             self.launcher.exists() and LAUNCHER_MARK in self.launcher.read_text(errors="replace")
         ):
@@ -219,6 +243,7 @@ class Installer:
             if removed:
                 self.say(f"Removed the API key from {', '.join(removed)}.")
         for directory in (
+            *service_dirs,
             self.paths.config_dir,
             self.paths.state_dir,
             self.paths.log_dir,
@@ -292,7 +317,3 @@ def _write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
     os.replace(tmp, path)
-
-
-def _sh_quote(value: str) -> str:
-    return "'" + value.replace("'", "'\\''") + "'"

@@ -1,5 +1,6 @@
 """``training-agent login`` and ``logout``: put the API key into the credential store, or
-take it out. The key is read with hidden input or from stdin, never from argv."""
+take it out. The key is read with hidden input or from stdin, never from argv, and
+checked with one poll before it is stored: a key the backend refuses stores nothing."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import TextIO
 from training_agent.config import load_settings
 from training_agent.credentials import CredentialStore, StorePreference, check_api_key_shape
 from training_agent.errors import ConfigError, CredentialError
+from training_agent.identity import new_agent_id, read_agent_id
 from training_agent.paths import AgentPaths
 
 
@@ -52,6 +54,10 @@ def login_command(
 ) -> int:
     url = resolve_backend_url(paths, backend_url)
     key = read_api_key(from_stdin=api_key_stdin, stdin=stdin)
+    from training_agent.installer import validate_key  # its imports: only for login
+
+    # Refused or unreachable: one sentence, nothing stored.
+    validate_key(url, key, read_agent_id(paths.agent_id_file) or new_agent_id())
     err = sys.stderr if out is None else out
     credentials = CredentialStore(
         paths.config_dir, prefer=store, warn=lambda line: print(f"training-agent: {line}", file=err)

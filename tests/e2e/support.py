@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +13,7 @@ from typing import Any
 
 import httpx
 import psutil
+import pytest
 
 from tests.support.backend import BackendProcess
 from training_agent.executor.process import TRACKING_ENV
@@ -123,3 +127,30 @@ def journal(home: Path, job_id: str) -> dict[str, Any]:
         (home / "state" / "jobs" / job_id / "journal.json").read_text()
     )
     return data
+
+
+SECRET_SERVICE_TOOLS = ("dbus-run-session", "gnome-keyring-daemon", "secret-tool")
+
+
+def require_secret_service() -> None:
+    """Skip without the Secret Service tools; under CI=true their absence is a failure."""
+    missing = [tool for tool in SECRET_SERVICE_TOOLS if shutil.which(tool) is None]
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must install the Secret Service tools; missing: {missing}")
+        pytest.skip(f"no Secret Service tools here: {missing}")
+
+
+def with_secret_service(
+    script: str, env: dict[str, str], timeout_s: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the sh ``script`` on a private D-Bus with an unlocked gnome-keyring (its
+    collection goes to ``env["HOME"]``)."""
+    unlock = "echo -n pw | gnome-keyring-daemon --unlock --components=secrets >/dev/null"
+    return subprocess.run(
+        ["dbus-run-session", "--", "sh", "-c", f"set -e\n{unlock}\n{script}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )

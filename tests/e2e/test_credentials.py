@@ -4,8 +4,6 @@ real agent then runs on."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -14,13 +12,18 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.agent import agent_env, start_agent, wait_agent
-from tests.e2e.support import Owner, make_user_and_key, submit
+from tests.e2e.support import (
+    Owner,
+    make_user_and_key,
+    require_secret_service,
+    submit,
+    with_secret_service,
+)
 from tests.support.backend import BackendProcess
 
 pytestmark = pytest.mark.e2e
 
 AGENT = [sys.executable, "-m", "training_agent"]
-SECRET_SERVICE_TOOLS = ("dbus-run-session", "gnome-keyring-daemon", "secret-tool")
 
 
 def run(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -79,15 +82,11 @@ def test_a_wrong_shaped_key_is_refused_and_nothing_is_written(tmp_path: Path) ->
     assert not (tmp_path / "agent").exists()
 
 
-def test_the_key_lives_in_the_real_secret_service(tmp_path: Path) -> None:
-    missing = [tool for tool in SECRET_SERVICE_TOOLS if shutil.which(tool) is None]
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must install the Secret Service tools; missing: {missing}")
-        pytest.skip(f"no Secret Service tools here: {missing}")
+def test_the_key_lives_in_the_real_secret_service(backend: BackendProcess, tmp_path: Path) -> None:
+    require_secret_service()
     home = tmp_path / "agent"
-    url = "http://127.0.0.1:9"
-    key = "wak_" + "Secret0Service1" * 2 + "xy"
+    url = backend.url  # login checks the key with one poll before storing it
+    key = make_user_and_key(backend, "sasha")
     env = agent_env(home, backend_url=url, api_key="")
     del env["API_KEY"]
     env.pop("PYTHON_KEYRING_BACKEND", None)
@@ -97,23 +96,29 @@ def test_the_key_lives_in_the_real_secret_service(tmp_path: Path) -> None:
     (tmp_path / "key").write_text(key + "\n")
     agent = " ".join(AGENT)
     script = f"""
-set -e
-echo -n pw | gnome-keyring-daemon --unlock --components=secrets >/dev/null
 {agent} login --api-key-stdin < "$KEY_FILE"
 echo "lookup=$(secret-tool lookup service training-agent username {url})"
 {agent} logout
 echo "after=$(secret-tool lookup service training-agent username {url} || true)"
 """
-    result = subprocess.run(
-        ["dbus-run-session", "--", "sh", "-c", script],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
+    result = with_secret_service(script, env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"lookup={key}" in result.stdout, result.stdout + result.stderr
     assert "after=\n" in result.stdout
     assert "saved in the keyring (SecretService Keyring)" in result.stderr
     assert "warning" not in result.stderr
     assert not home.exists() or files_containing(home, key) == []
+
+
+def test_a_key_the_backend_refuses_is_not_stored(backend: BackendProcess, tmp_path: Path) -> None:
+    home = tmp_path / "agent"
+    env = agent_env(home, backend_url=backend.url, api_key="")
+    del env["API_KEY"]
+    env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
+
+    result = run(env, "login", "--api-key-stdin", stdin="wak_" + "r" * 32 + "\n")
+
+    assert result.returncode == 1
+    assert "the backend refused the API key (401)" in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert not home.exists() or [p for p in home.rglob("*") if p.is_file()] == []

@@ -10,7 +10,7 @@ Every failure leaves this module as an ``ApiError`` (see ``training_agent.errors
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
@@ -31,6 +31,7 @@ from training_agent.api.responses import parse_lenient, parse_model, status_erro
 from training_agent.errors import ConfigError, ProtocolError, TransportError
 from training_agent.identity import AgentIdentity
 from training_agent.jobs import JobStatus
+from training_agent.tls import ssl_context
 
 # A long poll's read timeout is the hold plus this margin (DESIGN.md section 3; GitHub's
 # runner uses the same 10 s over its 50 s hold).
@@ -53,6 +54,7 @@ class BackendClient:
         transport: httpx.AsyncBaseTransport | None = None,
         timeout_s: float = 30.0,
         connect_timeout_s: float = 10.0,
+        on_response: Callable[[httpx.Response], Awaitable[None]] | None = None,
     ) -> None:
         url = httpx.URL(base_url.strip())
         if url.scheme not in ("http", "https") or not url.host:
@@ -64,9 +66,13 @@ class BackendClient:
         self._http = httpx.AsyncClient(
             base_url=url.copy_with(path=url.path.rstrip("/")),
             transport=transport,
+            # The OS trust store (+ SSL_CERT_FILE): the context `doctor` checks with too.
+            verify=ssl_context(),
             timeout=self._timeout,
             follow_redirects=False,
             headers={"User-Agent": f"training-agent/{identity.version}"},
+            # `doctor` reads the answer's Date header through this to measure clock skew.
+            event_hooks={"response": [on_response] if on_response else []},
         )
 
     def __repr__(self) -> str:
