@@ -5,7 +5,9 @@ same chat dataset twice per round: once directly (``python -m training_agent.tra
 with an events file, no agent), once as a job that the real agent claims from the real
 backend (both processes on loopback). The figure is the median ``samples_per_second`` the
 trainer reported over its steps (the first steps, warm-up, left out). Rounds alternate
-so drift on a shared machine hits both sides alike.
+so drift on a shared machine hits both sides alike. It also prints the CPU time the
+agent daemon and the backend spent per training step while the trainer ran: the figure
+a shared machine's load does not blur.
 
     .venv/bin/python benchmarks/hf_overhead.py [--rounds 3] [--rows 512] [--hidden 64]
 
@@ -21,10 +23,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -59,18 +63,41 @@ def direct(config: dict[str, Any], job_dir: Path) -> float:
     return steady([p["samples_per_second"] for p in points if "samples_per_second" in p])
 
 
-def through_agent(config: dict[str, Any], work: Path) -> float:
+def cpu_s(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def through_agent(config: dict[str, Any], work: Path) -> tuple[float, float, float]:
+    """Samples/s through the agent, and the CPU seconds the agent and the backend used
+    per training step while the trainer ran (the agent's start-up left out)."""
     with start_backend(work / "backend") as backend:
         key = make_user_and_key(backend, "bench")
         job_id = submit(backend, work, "bench", config)
         env = agent_env(work / "agent", backend_url=backend.url, api_key=key)
-        code, output = wait_agent(start_agent(env, "--max-jobs", "1"), timeout_s=600)
+        agent = start_agent(env, "--max-jobs", "1")
+        agent_cpu, backend_cpu = _cpu_while_training(agent, psutil.Process(backend.process.pid))
+        code, output = wait_agent(agent, timeout_s=600)
         if code != 0:
             raise SystemExit(f"the agent failed: {output[-2000:]}")
         headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=backend.url, headers=headers) as http:
             metrics = http.get(f"/api/training/local/{job_id}/metrics").json()["metrics"]
-    return steady([m["samples_per_second"] for m in metrics if m.get("samples_per_second")])
+    speed = steady([m["samples_per_second"] for m in metrics if m.get("samples_per_second")])
+    return speed, agent_cpu / len(metrics), backend_cpu / len(metrics)
+
+
+def _cpu_while_training(agent: Any, backend: psutil.Process) -> tuple[float, float]:
+    """CPU seconds of the agent and the backend from the trainer's start to its end."""
+    daemon = psutil.Process(agent.pid)
+    while not daemon.children() and agent.poll() is None:
+        time.sleep(0.01)
+    start = (cpu_s(daemon), cpu_s(backend))
+    last = start
+    while daemon.children() and agent.poll() is None:
+        last = (cpu_s(daemon), cpu_s(backend))
+        time.sleep(0.05)
+    return last[0] - start[0], last[1] - start[1]
 
 
 def main() -> None:
@@ -85,10 +112,13 @@ def main() -> None:
         data = work / "chat.jsonl"
         data.write_text("\n".join(json.dumps(r) for r in chat_rows(args.rows)))
         config = training_config(model, data, batch_size=8, max_length=64)
-        alone, agent = [], []
+        alone, agent, agent_ms, backend_ms = [], [], [], []
         for round_no in range(args.rounds):
             alone.append(direct(config, work / f"direct{round_no}"))
-            agent.append(through_agent(config, work / f"agent{round_no}"))
+            speed, agent_cpu, backend_cpu = through_agent(config, work / f"agent{round_no}")
+            agent.append(speed)
+            agent_ms.append(1000 * agent_cpu)
+            backend_ms.append(1000 * backend_cpu)
         a, b = statistics.median(alone), statistics.median(agent)
         print("| run | samples/s (median of rounds) | rounds |")
         print("|---|---|---|")
@@ -96,6 +126,10 @@ def main() -> None:
         print(f"| through the agent | {b:.1f} | {', '.join(f'{x:.1f}' for x in agent)} |")
         overhead = 100 * (a - b) / a
         print(f"\noverhead: {overhead:+.1f}% ({args.rows} rows, hidden {args.hidden}, batch 8)")
+        print(
+            f"CPU per training step: agent {statistics.median(agent_ms):.2f} ms, "
+            f"backend {statistics.median(backend_ms):.2f} ms (median of rounds)"
+        )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,9 @@ from pathlib import Path
 
 from training_agent.api import BackendClient
 from training_agent.control import LEASE_LOST, JobControl
+from training_agent.dataset_cache import DatasetCache
 from training_agent.errors import HttpStatusError, StateError
+from training_agent.executor.dataset import DatasetFetcher
 from training_agent.executor.runner import JobRunner
 from training_agent.jobs import ClaimedJob, JobOutcome, JobSink, JobStatus
 from training_agent.journal import JobJournal, recover_jobs
@@ -72,6 +74,7 @@ class DaemonOptions:
     min_free_disk_gb: float = 0.0
     flush_timeout_s: float = FINAL_FLUSH_S
     startup_drain_s: float = STARTUP_DRAIN_S
+    dataset_cache_dir: Path | None = None  # None: no backend-held datasets are fetched
 
 
 @dataclass
@@ -124,6 +127,12 @@ class Daemon:
             on_control=self._on_control,
             on_gone=self._on_gone,
             on_delivered=self._on_delivered,
+        )
+        cache_dir = options.dataset_cache_dir
+        self._datasets = (
+            None
+            if cache_dir is None
+            else DatasetFetcher(client=client, cache=DatasetCache(cache_dir), sleep=sleep)
         )
         self._active: set[str] = set()  # claimed and not yet finished
         self._running: dict[str, _Running] = {}
@@ -314,6 +323,7 @@ class Daemon:
             extra_env={CUDA_VISIBLE_DEVICES: gpu} if gpu is not None else None,
             on_started=journal.started if journal is not None else None,
             on_status=lambda status: self._trainer_status(job.id, sink, status),
+            datasets=self._datasets,
         )
         control = JobControl(
             job=job,

@@ -23,6 +23,17 @@ class JobStatus(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class JobDataset:
+    """The job's dataset as the backend holds it (``dataset_download``): what to fetch
+    and the checksum the file must have."""
+
+    id: str
+    filename: str
+    sha256: str
+    size_bytes: int | None = None
+
+
+@dataclass(frozen=True)
 class ClaimedJob:
     """A job this agent has claimed: what the claim answered."""
 
@@ -32,6 +43,7 @@ class ClaimedJob:
     model_name: str | None = None
     dataset_path: str | None = None
     lease_seconds: float | None = None
+    dataset: JobDataset | None = None
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
-from training_agent.api import BackendClient, PolledJob, PollResponse
+from training_agent.api import BackendClient, DatasetRef, PolledJob, PollResponse
 from training_agent.errors import (
     ApiError,
     AuthError,
@@ -38,7 +38,7 @@ from training_agent.errors import (
     TrainingAgentError,
     TransportError,
 )
-from training_agent.jobs import ClaimedJob
+from training_agent.jobs import ClaimedJob, JobDataset
 from training_agent.logs import register_secret
 from training_agent.retry import CLAIM, RetryPolicy, backoff_s, call_with_retry, is_retryable
 from training_agent.state import AgentState
@@ -190,6 +190,8 @@ class Poller:
             model_name=job.model_name,
             dataset_path=job.dataset_path,
             lease_seconds=won.lease_seconds,
+            # Only a backend that offers dataset_download serves the file.
+            dataset=_dataset(job.dataset) if "dataset_download" in self.features else None,
         )
 
     def _connected(self, answer: PollResponse, *, latency_s: float, long_poll: bool) -> None:
@@ -297,3 +299,9 @@ def _rejected_reason(exc: ApiError) -> str:
         f"API key rejected ({exc}); give the agent a valid key with the 'training' scope "
         "(API_KEY or 'training-agent login'); it tries again every 5 minutes"
     )
+
+
+def _dataset(ref: DatasetRef | None) -> JobDataset | None:
+    if ref is None:
+        return None
+    return JobDataset(ref.id, ref.filename, ref.sha256, ref.size_bytes)

@@ -74,6 +74,10 @@ FINAL_STATUS = RetryPolicy(max_attempts=12, initial_s=2.0, max_s=90.0)
 # acquire 7 times up to 330 s, but it holds a job assigned to it; we would only lose it.
 CLAIM = RetryPolicy(max_attempts=4, initial_s=1.0, max_s=4.0)
 
+# A dataset download before a job starts: a few patient retries (at most 2 + 4 + 8 + 16 s
+# of waiting) ride out a backend restart; after that the job fails and says why.
+DATASET_DOWNLOAD = RetryPolicy(max_attempts=5, initial_s=2.0, max_s=30.0, min_s=0.5)
+
 # One attempt: the poll loop paces itself (long poll, jittered interval, its own error
 # backoff). initial_s/max_s are Azure's progressive poll backoff, 1.5 s doubling to 300 s,
 # for a loop that wants backoff_s with them.

@@ -91,6 +91,7 @@ async def run_agent(settings: Settings, paths: AgentPaths) -> int:
         idle_exit_s=settings.idle_exit_seconds,
         heartbeat_interval_s=settings.heartbeat_interval_seconds,
         min_free_disk_gb=settings.min_free_disk_gb,
+        dataset_cache_dir=paths.cache_dir / "datasets",
     )
     state = AgentState(
         agent_id=agent_id, version=identity.version, backend_url=settings.backend_url

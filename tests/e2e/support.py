@@ -26,11 +26,19 @@ def make_user_and_key(backend: BackendProcess, name: str) -> str:
     return backend.cli("keys", "create", "--user", name, "--scope", "training").strip()
 
 
-def submit(backend: BackendProcess, tmp_path: Path, user: str, config: dict[str, Any]) -> str:
-    """Submit a job with ``config`` for ``user``; its id."""
+def submit(
+    backend: BackendProcess,
+    tmp_path: Path,
+    user: str,
+    config: dict[str, Any],
+    *,
+    dataset: Path | None = None,
+) -> str:
+    """Submit a job with ``config`` for ``user``; its id. ``dataset`` is uploaded with it."""
     path = tmp_path / f"job-{len(list(tmp_path.glob('job-*.json')))}.json"
     path.write_text(json.dumps({"model_name": "e2e", "config": config}))
-    return backend.cli("jobs", "submit", "--user", user, "--file", str(path)).strip()
+    extra = () if dataset is None else ("--dataset", str(dataset))
+    return backend.cli("jobs", "submit", "--user", user, "--file", str(path), *extra).strip()
 
 
 # About 600 steps of 10 ms: long enough to act on the agent mid-job, short enough to finish.

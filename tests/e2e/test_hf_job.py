@@ -1,4 +1,5 @@
-"""A FineTune Lab TrainingConfig run by the real agent with the built-in trainer."""
+"""A FineTune Lab TrainingConfig run by the real agent with the built-in trainer, on a
+dataset the backend holds."""
 
 from __future__ import annotations
 
@@ -32,10 +33,13 @@ def test_training_config_runs_with_every_metric(backend: BackendProcess, tmp_pat
     tiny_model = tiny.build(tmp_path / "model")
     data = tmp_path / "chat.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in chat_rows(40)), encoding="utf-8")
-    config = training_config(tiny_model, data, num_epochs=2, batch_size=6, eval_steps=3)
+    # The dataset travels through the backend (dataset_download): the config names a
+    # path no agent has, which the agent replaces with its downloaded copy.
+    config = training_config(tiny_model, "uploads/chat.jsonl", num_epochs=2, batch_size=6)
+    config["training"]["eval_steps"] = 3
     config["data"] = {"eval_split": 0.1}
     key = make_user_and_key(backend, "alice")
-    job_id = submit(backend, tmp_path, "alice", config)
+    job_id = submit(backend, tmp_path, "alice", config, dataset=data)
     env = agent_env(tmp_path / "agent", backend_url=backend.url, api_key=key)
 
     code, output = wait_agent(start_agent(env, "--max-jobs", "1"), timeout_s=110)

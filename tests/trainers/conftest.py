@@ -16,6 +16,24 @@ import pytest
 from training_agent.trainers import tiny
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` run only where CUDA is present; elsewhere they are deselected
+    (not skipped: a CPU machine, CI included, has nothing missing for them)."""
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu or cuda_available():
+        return
+    config.hook.pytest_deselected(items=gpu)
+    items[:] = [item for item in items if not item.get_closest_marker("gpu")]
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer Llama with a character tokenizer, saved to a directory."""

@@ -149,3 +149,35 @@ def test_a_url_is_downloaded_once_into_the_cache(tmp_path: Path) -> None:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def sample(ids: list[int], labels: list[int]) -> dict[str, Any]:
+    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
+
+
+def test_packing_fills_blocks_and_masks_each_boundary() -> None:
+    m = hf_data.IGNORE_INDEX
+    samples = [
+        sample([1, 2, 3], [m, 2, 3]),  # a prompt token without loss
+        sample([4, 5], [4, 5]),
+        sample([6, 7, 8, 9], [m, m, 8, 9]),
+        sample([], []),
+        sample([10], [10]),
+    ]
+    blocks = hf_data.pack(samples, max_length=6)
+    assert [b["input_ids"] for b in blocks] == [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]]
+    # Each sample's first token after another sample carries no loss; masks inside stay.
+    assert [b["labels"] for b in blocks] == [[m, 2, 3, m, 5], [m, m, 8, 9, m]]
+    assert all(b["attention_mask"] == [1] * len(b["input_ids"]) for b in blocks)
+
+
+def test_packing_real_rows_keeps_every_trained_token(tokenizer: Any) -> None:
+    rows = [ROWS[shape] for shape in ROWS] * 3
+    samples = [hf_data.tokenize_row(r, tokenizer, max_length=64) for r in rows]
+    blocks = hf_data.pack(samples, max_length=64)
+    assert len(blocks) < len(samples) and all(len(b["input_ids"]) <= 64 for b in blocks)
+    assert sum(len(b["input_ids"]) for b in blocks) == sum(len(s["input_ids"]) for s in samples)
+    trained = sum(lab != -100 for b in blocks for lab in b["labels"])
+    alone = sum(lab != -100 for s in samples for lab in s["labels"])
+    text_starts = sum(1 for r in rows if "text" in r) - 1  # at most this many masked
+    assert alone - text_starts <= trained <= alone

@@ -59,6 +59,20 @@ def test_epochs_and_batch_size_change_the_step_count(
     assert max(m["step"] for m in two.of("metric")) == 6
 
 
+def test_packing_trains_on_fewer_fuller_blocks(
+    tiny_model: Path, tmp_path: Path, run_trainer: RunTrainer
+) -> None:
+    data = write_chat(tmp_path / "chat.jsonl", 24)
+    padded = run_trainer(training_config(tiny_model, data, max_length=160))
+    packed = run_trainer(training_config(tiny_model, data, max_length=160, packing=True))
+    assert packed.returncode == 0, packed.stderr
+    assert "packing: 24 examples in" in packed.stdout
+    steps = [run.of("progress")[0]["total_steps"] for run in (padded, packed)]
+    assert steps[0] == 6 and 1 <= steps[1] < 6
+    losses = [m["train_loss"] for m in packed.of("metric") if "train_loss" in m]
+    assert len(losses) == steps[1] and all(0 < loss < 20 for loss in losses)
+
+
 def test_lora_adapter_is_saved_and_loadable(
     tiny_model: Path, tmp_path: Path, run_trainer: RunTrainer
 ) -> None:

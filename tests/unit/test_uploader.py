@@ -199,3 +199,52 @@ async def test_nothing_is_sent_before_the_backends_extensions_are_known(
     known = frozenset({"log_offsets"})
     assert await up.drain_once()
     assert backend.calls(LOGS) == [{"logs": ["a", "b"], "offset": 0}]
+
+
+async def test_a_pass_sends_what_was_there_and_leaves_newer_lines_for_the_next(
+    outbox: Outbox, client: BackendClient, backend: FakeBackend
+) -> None:
+    outbox.append_logs("j1", ["a", "b"])
+
+    def meanwhile(_request: httpx.Request) -> httpx.Response:
+        outbox.append_logs("j1", ["c"])  # a line the trainer printed during the request
+        return httpx.Response(200, json={})
+
+    backend.on(LOGS, meanwhile, httpx.Response(200, json={}))
+    up = uploader(outbox, client, "log_offsets")
+    assert not await up.drain_once()  # "c" is still there
+    assert backend.calls(LOGS) == [{"logs": ["a", "b"], "offset": 0}]
+    assert await up.drain_once()
+    assert backend.calls(LOGS)[1] == {"logs": ["c"], "offset": 2}
+
+
+async def test_passes_of_a_busy_job_are_a_batch_window_apart(
+    outbox: Outbox, client: BackendClient, backend: FakeBackend
+) -> None:
+    now = [100.0]
+    slept: list[float] = []
+    woken = asyncio.Event()
+
+    async def sleep(delay: float) -> None:
+        slept.append(delay)
+        woken.set()
+        await asyncio.sleep(0)
+
+    up = Uploader(
+        outbox=outbox,
+        client=client,
+        features=lambda: frozenset(),
+        sleep=sleep,
+        batch_window_s=1.0,
+        clock=lambda: now[0],
+    )
+    task = asyncio.create_task(up.run())
+    await asyncio.sleep(0.01)  # the first pass ran at t=100
+    now[0] = 100.3
+    outbox.append_logs("j1", ["a"])
+    up.wake()
+    await asyncio.wait_for(woken.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert slept[0] == pytest.approx(0.7)  # the rest of the window, then the next pass

@@ -4,6 +4,7 @@ from training_agent.api.client import BackendClient
 from training_agent.api.models import (
     CONTROLS,
     ClaimResponse,
+    DatasetRef,
     HeartbeatResponse,
     JobState,
     LogsResponse,
@@ -16,6 +17,7 @@ __all__ = [
     "CONTROLS",
     "BackendClient",
     "ClaimResponse",
+    "DatasetRef",
     "HeartbeatResponse",
     "JobState",
     "LogsResponse",

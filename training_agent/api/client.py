@@ -9,8 +9,10 @@ Every failure leaves this module as an ``ApiError`` (see ``training_agent.errors
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
@@ -18,6 +20,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import SecretStr
 
+from training_agent.api.download import DownloadedFile, save_body
 from training_agent.api.failures import describe_failure
 from training_agent.api.models import (
     ClaimResponse,
@@ -190,6 +193,16 @@ class BackendClient:
         response = await self._send("GET", path)
         return parse_model(response, JobState, what=f"GET {path}")
 
+    async def download_dataset(self, job_id: str, job_token: str, target: Path) -> DownloadedFile:
+        """Stream the job's dataset (``dataset_download``) into the new file ``target``.
+
+        The body goes to disk chunk by chunk, hashed on the way; nothing checks it
+        against the expected checksum here (the caller knows what it expects).
+        """
+        path = f"/api/training/local/{_seg(job_id)}/dataset"
+        async with self._stream("GET", path, job_token) as response:
+            return await save_body(response, target, what=f"GET {path}")
+
     async def _send(
         self,
         method: str,
@@ -203,14 +216,7 @@ class BackendClient:
     ) -> httpx.Response:
         """Send one request: the job token if given, else the API key; 2xx or raise."""
         timeout = timeout or self._timeout
-        secret = self._api_key.get_secret_value() if job_token is None else job_token
-        if job_token is not None and not _TOKEN_RE.fullmatch(job_token):
-            raise ProtocolError(f"the job token for {path} cannot be sent in an HTTP header")
-        headers = {
-            **{name: _header_text(value) for name, value in (extra_headers or {}).items()},
-            "Authorization": f"Bearer {secret}",
-            **self._agent_headers(),
-        }
+        headers = self._headers(path, job_token, extra_headers)
         try:
             response = await self._http.request(
                 method, path, json=body, params=params, headers=headers, timeout=timeout
@@ -221,13 +227,45 @@ class BackendClient:
             ) from exc
         except httpx.RequestError as exc:
             raise TransportError(describe_failure(exc, self._origin, timeout)) from exc
+        return self._checked(response, f"{method} {path}", job_token)
+
+    @contextlib.asynccontextmanager
+    async def _stream(
+        self, method: str, path: str, job_token: str
+    ) -> AsyncIterator[httpx.Response]:
+        """Like ``_send``, but the 2xx body is left unread for the caller to stream."""
+        headers = self._headers(path, job_token, None)
+        try:
+            async with self._http.stream(method, path, headers=headers) as response:
+                if not response.is_success:
+                    await response.aread()
+                yield self._checked(response, f"{method} {path}", job_token)
+        except httpx.RequestError as exc:
+            raise TransportError(describe_failure(exc, self._origin, self._timeout)) from exc
+
+    def _headers(
+        self, path: str, job_token: str | None, extra: Mapping[str, str] | None
+    ) -> dict[str, str]:
+        secret = self._api_key.get_secret_value() if job_token is None else job_token
+        if job_token is not None and not _TOKEN_RE.fullmatch(job_token):
+            raise ProtocolError(f"the job token for {path} cannot be sent in an HTTP header")
+        return {
+            **{name: _header_text(value) for name, value in (extra or {}).items()},
+            "Authorization": f"Bearer {secret}",
+            **self._agent_headers(),
+        }
+
+    def _checked(
+        self, response: httpx.Response, what: str, job_token: str | None
+    ) -> httpx.Response:
         if response.is_success:
             return response
+        secret = self._api_key.get_secret_value()
         raise status_error(
             response,
-            what=f"{method} {path}",
+            what=what,
             api_key_call=job_token is None,
-            secrets=(secret, self._api_key.get_secret_value()),
+            secrets=(secret,) if job_token is None else (job_token, secret),
         )
 
     def _agent_headers(self) -> dict[str, str]:

@@ -29,8 +29,26 @@ class _Body(BaseModel):
     )
 
 
+class DatasetRef(_Body):
+    """A dataset the backend holds for a job (``dataset_download`` feature).
+
+    The agent downloads it from ``GET /api/training/local/{id}/dataset`` with the job
+    token and checks the file against ``sha256`` and ``size_bytes``.
+    """
+
+    id: str
+    filename: str = "dataset"
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+    size_bytes: int | None = Field(default=None, ge=0)
+
+    @field_validator("sha256")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()
+
+
 class PolledJob(_Body):
-    """A pending job as poll and claim describe it."""
+    """A pending job as poll and claim describe it; ``dataset`` is an extension."""
 
     id: str
     model_name: str | None = None
@@ -39,6 +57,19 @@ class PolledJob(_Body):
     total_epochs: float | None = None
     total_steps: int | None = None
     created_at: str | None = None
+    dataset: DatasetRef | None = None
+
+    @field_validator("dataset", mode="before")
+    @classmethod
+    def _usable_dataset(cls, value: object) -> object:
+        # A dataset entry this agent cannot use (no checksum, say) is treated as absent:
+        # the job then runs from its dataset_path, as on a v1 backend.
+        if value is None:
+            return None
+        try:
+            return DatasetRef.model_validate(value)
+        except ValueError:
+            return None
 
     @field_validator("config", mode="before")
     @classmethod

@@ -8,9 +8,9 @@ A config selects how the job runs (DESIGN.md section 4):
 - ``{"type": "demo", ...}`` runs the shipped demo trainer; it runs only our own code, so
   it is always allowed.
 - a FineTune Lab ``TrainingConfig`` (``model`` / ``training`` keys) runs the built-in
-  Hugging Face trainer under ``training_python`` (default: the agent's interpreter); when
-  that interpreter cannot import torch, the trainer fails the job naming
-  ``training-agent runtime setup``.
+  Hugging Face trainer under ``training_python`` (default: the agent's interpreter), by
+  the path of ``trainers/hf_entry.py``; when that interpreter cannot import torch, the
+  trainer fails the job naming ``training-agent runtime setup``.
 
 Every refusal is a ``JobConfigError`` whose message tells the user what to change.
 """
@@ -36,7 +36,8 @@ UNKNOWN_CONFIG = (
     'unknown job config: expected a FineTune Lab TrainingConfig or {"type": "command"|"demo", ...}'
 )
 DEMO_MODULE = "training_agent.trainers.demo"
-HF_MODULE = "training_agent.trainers.hf"
+# Run by path, not with -m: a training_python without this package still finds it.
+HF_ENTRY = Path(__file__).resolve().parent.parent / "trainers" / "hf_entry.py"
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def plan_launch(
         python = training_python or sys.executable
         if not Path(python).is_file():
             raise JobConfigError(RUNTIME_MISSING.format(python=python))
-        return LaunchPlan(argv=(python, "-m", HF_MODULE, "--config", str(config_file)))
+        return LaunchPlan(argv=(python, str(HF_ENTRY), "--config", str(config_file)))
     if kind is not None:
         raise JobConfigError(f"{UNKNOWN_CONFIG}; got type {str(kind)[:50]!r}")
     raise JobConfigError(UNKNOWN_CONFIG)

@@ -22,6 +22,7 @@ the capability keeps running, and its job log says why.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from training_agent.errors import JobConfigError, StateError
+from training_agent.executor.dataset import DatasetFetcher, dataset_env, with_dataset
 from training_agent.executor.events import EventFollower, EventReader
 from training_agent.executor.plan import plan_launch
 from training_agent.executor.process import ChildProcess, kill_tracked
@@ -64,8 +66,11 @@ class JobRunner:
         extra_env: Mapping[str, str] | None = None,
         on_started: Callable[[int, str], None] | None = None,
         on_status: Callable[[JobStatus], None] | None = None,
+        datasets: DatasetFetcher | None = None,
     ) -> None:
         """``extra_env`` is set for the trainer last (``CUDA_VISIBLE_DEVICES``);
+        ``datasets`` fetches the job's backend-held dataset before it starts (None: the
+        backend does not offer ``dataset_download``; the job uses its ``dataset_path``);
         ``on_started(pid, tracking_id)`` is called once the trainer runs;
         ``on_status`` gets ``paused`` and ``running`` when the trainer pauses or resumes.
         """
@@ -86,6 +91,7 @@ class JobRunner:
         self._cancel_requested = asyncio.Event()
         self._stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
         self._ran = False
+        self._datasets = datasets
 
     def request_cancel(self, reason: str) -> None:
         """Stop the job: SIGTERM, ``cancel_grace_s``, then kill. The first reason is kept.
@@ -137,6 +143,8 @@ class JobRunner:
             return self._finish(JobOutcome(JobStatus.CANCELLED, reason=self._cancel_reason))
         try:
             workspace, child = await self._launch()
+        except _CancelledBeforeStart:
+            return self._finish(JobOutcome(JobStatus.CANCELLED, reason=self._cancel_reason))
         except (JobConfigError, StateError) as exc:
             logger.warning("job %s cannot start: %s", self._job.id, exc)
             self._sink.log(str(exc))
@@ -152,14 +160,35 @@ class JobRunner:
             allow_command_jobs=self._allow_command_jobs,
             training_python=self._training_python,
         )
-        env = workspace.child_env(os.environ, plan.env, self._extra_env)
-        workspace.create(self._job.config)
+        local = await self._dataset()
+        cache = self._datasets.cache if self._datasets is not None else None
+        assigned = {**dataset_env(local, cache), **self._extra_env}
+        env = workspace.child_env(os.environ, plan.env, assigned)
+        workspace.create(with_dataset(self._job.config, self._job, local))
         child = await ChildProcess.start(
             plan.argv, cwd=workspace.dir, env=env, on_line=self._on_line
         )
         if self._on_started is not None:
             self._on_started(child.pid, child.tracking_id)
         return workspace, child
+
+    async def _dataset(self) -> Path | None:
+        """The job's backend-held dataset on local disk, unless a cancel comes first."""
+        if self._datasets is None or self._job.dataset is None:
+            return None
+        self._sink.log(f"fetching the dataset {self._job.dataset.filename} from the backend")
+        fetch = asyncio.create_task(self._datasets.fetch(self._job))
+        cancel = asyncio.create_task(self._cancel_requested.wait())
+        try:
+            await asyncio.wait({fetch, cancel}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (fetch, cancel):
+                task.cancel()
+        if not fetch.done() or fetch.cancelled():
+            with contextlib.suppress(asyncio.CancelledError):
+                await fetch  # let the download remove its partial file
+            raise _CancelledBeforeStart
+        return fetch.result()
 
     async def _supervise(self, workspace: Workspace, child: ChildProcess) -> JobOutcome:
         """Wait for the child, cancelling it on request; always sweep its leftovers."""
@@ -243,6 +272,10 @@ class JobRunner:
             outcome.exit_code,
         )
         return outcome
+
+
+class _CancelledBeforeStart(Exception):
+    """A cancel arrived while the job was still being prepared."""
 
 
 def _write_atomically(path: Path, text: str) -> None:

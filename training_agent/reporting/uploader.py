@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -36,6 +37,12 @@ Sleep = Callable[[float], Awaitable[None]]
 MAX_BATCH_LINES = 1000
 MAX_BATCH_BYTES = 512 * 1024
 MAX_BATCH_METRICS = 500
+# A busy job reports in a stream (a log line and a metric point per training step, a
+# hundred a second with a small model): passes are at least this far apart, so one pass
+# carries a batch instead of one request per line. The first report after a quiet spell
+# still goes out at once. Buildkite's log streamer sends once a second; a quarter keeps
+# the page live. See docs/benchmarks.md (the trainer overhead).
+BATCH_WINDOW_S = 1.0
 
 
 def _ignore(*_args: object) -> None:
@@ -63,6 +70,8 @@ class Uploader:
         sleep: Sleep = asyncio.sleep,
         rng: Callable[[], float] = random.random,
         interval_s: float = 1.0,
+        batch_window_s: float = BATCH_WINDOW_S,
+        clock: Callable[[], float] = time.monotonic,
         on_control: Callable[[str, str], None] = _ignore,
         on_gone: Callable[[str, HttpStatusError], None] = _ignore,
         on_delivered: Callable[[str], None] = _ignore,
@@ -84,6 +93,8 @@ class Uploader:
         self._sleep = sleep
         self._rng = rng
         self._interval_s = interval_s
+        self._batch_window_s = batch_window_s
+        self._clock = clock
         self._wake = asyncio.Event()
         self._passed = asyncio.Event()
 
@@ -95,10 +106,14 @@ class Uploader:
         while True:
             self._wake.clear()
             await self.drain_once()
+            passed_at = self._clock()
             self._passed.set()
             self._passed = asyncio.Event()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._interval_s)
+            gather_s = self._batch_window_s - (self._clock() - passed_at)
+            if gather_s > 0:
+                await self._sleep(gather_s)  # let the reports of a busy job gather
 
     async def wait_delivered(self, job_id: str) -> None:
         """Return once the job's terminal status was delivered (or the job abandoned)."""
@@ -179,6 +194,8 @@ class Uploader:
                     raise
                 sent_below = await self._after_gap(job_id, token, lines, batch.offset, exc)
             self._outbox.ack_logs(job_id, below=sent_below)
+            if len(batch.lines) < MAX_BATCH_LINES and len(lines) == len(batch.lines):
+                return  # all there was; lines that came meanwhile wait for the next pass
 
     async def _after_gap(
         self, job_id: str, token: str, lines: list[str], offset: int, exc: ConflictError
@@ -204,6 +221,8 @@ class Uploader:
                 lambda points=points: self._client.post_metrics(job_id, token, points),  # type: ignore[misc]
             )
             self._outbox.ack_metrics(job_id, points)
+            if len(points) < MAX_BATCH_METRICS:
+                return  # all there was; the next pass takes what came meanwhile
 
     async def _call(self, job_id: str, what: str, call: Callable[[], Awaitable[T]]) -> T | None:
         """Send with retries; pass on the answer's ``control``. None when refused for good."""

@@ -74,8 +74,8 @@ def _train(settings: hf_config.HfSettings, job_dir: Path) -> int:
     bf16, fp16 = _precision(settings, cuda)
     tokenizer = _tokenizer(settings)
     train_rows, eval_rows = _rows(settings, job_dir)
-    train_set = _tokenized(train_rows, tokenizer, settings.max_length)
-    eval_set = _tokenized(eval_rows, tokenizer, settings.max_length) if eval_rows else None
+    train_set = _tokenized(train_rows, tokenizer, settings)
+    eval_set = _tokenized(eval_rows, tokenizer, settings) if eval_rows else None
     model = _model(settings, cuda)
     samples_per_step = settings.batch_size * settings.gradient_accumulation_steps
     callback = AgentCallback(samples_per_step)
@@ -204,10 +204,18 @@ def _rows(
     return rows, eval_rows
 
 
-def _tokenized(rows: list[dict[str, Any]], tokenizer: Any, max_length: int) -> Any:
+def _tokenized(rows: list[dict[str, Any]], tokenizer: Any, settings: hf_config.HfSettings) -> Any:
     from datasets import Dataset
 
-    return Dataset.from_list([hf_data.tokenize_row(r, tokenizer, max_length) for r in rows])
+    samples = [hf_data.tokenize_row(r, tokenizer, settings.max_length) for r in rows]
+    if settings.packing:
+        blocks = hf_data.pack(samples, settings.max_length)
+        print(
+            f"packing: {len(samples)} examples in {len(blocks)} blocks of up to "
+            f"{settings.max_length} tokens"
+        )
+        samples = blocks
+    return Dataset.from_list(samples)
 
 
 def _arguments(
@@ -221,8 +229,6 @@ def _arguments(
 ) -> Any:
     from transformers import TrainingArguments
 
-    if settings.packing:
-        print("training.packing is not supported yet; examples are padded per batch instead")
     eval_strategy = "no"
     if has_eval:
         eval_strategy = "steps" if settings.eval_steps else "epoch"

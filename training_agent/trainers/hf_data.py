@@ -1,8 +1,8 @@
 """Training data for the Hugging Face trainer: read rows, then turn them into token ids.
 
 Sources: a local file, a local directory (its data files; ``train_split`` / ``eval_split``
-name a file by its stem), or an http(s) URL (downloaded once into ``cache_dir`` under the
-URL's SHA-256). Formats by file name: ``.jsonl``, ``.json``, ``.csv``, ``.parquet``, each
+name a file by its stem), or an http(s) URL (downloaded once into the agent's dataset cache,
+kept by content SHA-256). Formats by file name: ``.jsonl``, ``.json``, ``.csv``, ``.parquet``, each
 optionally ``.gz``. Row shapes: ``text``; chat ``messages`` (role/content, rendered with the
 tokenizer's chat template, loss on the assistant turns only); ShareGPT ``conversations``
 (from/value); ``prompt``/``completion``; ``instruction``/``input``/``output`` (loss on the
@@ -53,29 +53,47 @@ def detect_format(path: Path) -> str:
 
 
 def fetch(source: str, cache_dir: Path) -> Path:
-    """A local path for ``source``: itself, or an http(s) URL downloaded into ``cache_dir``."""
+    """A local path for ``source``: itself, or an http(s) URL fetched into ``cache_dir``.
+
+    A URL is downloaded once: its content is kept by SHA-256 in the agent's dataset
+    cache (``training_agent.dataset_cache``), shared by every job on this machine.
+    """
     if not source.startswith(("http://", "https://")):
         path = Path(source).expanduser()
         if not path.exists():
             raise DatasetError(f"the dataset {source} does not exist; check dataset_path")
         return path
-    import shutil
-    import urllib.error
+    from training_agent.dataset_cache import DatasetCache
+
+    cache = DatasetCache(cache_dir)
+    if (hit := cache.find_url(source)) is not None:
+        print(f"dataset {source} found in the cache")
+        return hit
+    name = source.rsplit("/", 1)[-1].split("?", 1)[0] or "dataset"
+    try:
+        partial = cache.partial_path()
+        sha256 = _download(source, partial)
+        path = cache.adopt(partial, sha256, name)
+        cache.remember_url(source, sha256, name)
+    except OSError as exc:  # urllib's URLError is an OSError too
+        raise DatasetError(f"cannot download the dataset {source}: {exc}") from exc
+    return path
+
+
+def _download(url: str, target: Path) -> str:
+    """Stream ``url`` into ``target``; its SHA-256. A failed download leaves no file."""
     import urllib.request
 
-    name = source.rsplit("/", 1)[-1].split("?", 1)[0] or "dataset"
-    target = cache_dir / hashlib.sha256(source.encode()).hexdigest()[:16] / name
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
+    digest = hashlib.sha256()
     try:
-        with urllib.request.urlopen(source, timeout=60) as response, partial.open("wb") as out:
-            shutil.copyfileobj(response, out)
-    except (urllib.error.URLError, OSError) as exc:
-        raise DatasetError(f"cannot download the dataset {source}: {exc}") from exc
-    partial.replace(target)
-    return target
+        with urllib.request.urlopen(url, timeout=60) as response, target.open("xb") as out:
+            while chunk := response.read(1024 * 1024):
+                digest.update(chunk)
+                out.write(chunk)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return digest.hexdigest()
 
 
 def data_files(path: Path, split: str | None) -> list[Path]:
@@ -221,3 +239,35 @@ def _prompt_completion(row: dict[str, Any]) -> tuple[str, str]:
     input_block = f"### Input:\n{extra}\n\n" if extra else ""
     prompt = ALPACA_PROMPT.format(instruction=row["instruction"], input_block=input_block)
     return prompt, str(row["output"])
+
+
+def pack(samples: Iterable[dict[str, Any]], max_length: int) -> list[dict[str, Any]]:
+    """Tokenized samples packed into blocks of at most ``max_length`` tokens (``packing``).
+
+    Samples are taken in order and never split (each is at most ``max_length`` already):
+    a block is closed when the next sample would not fit. Inside a block, the first
+    token of every sample after the first carries no loss (label -100): it would be
+    predicted from the end of an unrelated sample. Masked labels inside a sample (a
+    prompt, a user turn) stay masked. The collator pads the last, shorter blocks.
+    """
+    blocks: list[dict[str, Any]] = []
+    ids: list[int] = []
+    labels: list[int] = []
+    for sample in samples:
+        sample_ids, sample_labels = list(sample["input_ids"]), list(sample["labels"])
+        if not sample_ids:
+            continue
+        if ids and len(ids) + len(sample_ids) > max_length:
+            blocks.append(_block(ids, labels))
+            ids, labels = [], []
+        if ids:
+            sample_labels[0] = IGNORE_INDEX
+        ids += sample_ids[:max_length]
+        labels += sample_labels[:max_length]
+    if ids:
+        blocks.append(_block(ids, labels))
+    return blocks
+
+
+def _block(ids: list[int], labels: list[int]) -> dict[str, Any]:
+    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}

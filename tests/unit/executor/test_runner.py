@@ -246,3 +246,30 @@ async def test_a_job_dir_that_cannot_be_made_fails_the_job(
     assert outcome.status is JobStatus.FAILED
     assert outcome.reason is not None
     assert outcome.reason.startswith("cannot prepare the job directory")
+
+
+async def test_a_training_runtime_without_torch_fails_naming_the_setup_command(
+    tmp_path: Path, jobs_dir: Path, sink: RecordingSink
+) -> None:
+    import venv
+
+    from training_agent.executor.runner import JobRunner
+    from training_agent.jobs import ClaimedJob
+
+    # A bare virtual environment: neither torch nor this agent's package is installed.
+    venv.create(tmp_path / "bare", with_pip=False)
+    python = tmp_path / "bare" / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+    config = {"model": {"name": "gpt2"}, "training": {"method": "sft"}, "dataset_path": "d.jsonl"}
+    runner = JobRunner(
+        job=ClaimedJob(id="job-1", job_token=JOB_TOKEN, config=config),
+        jobs_dir=jobs_dir,
+        sink=sink,
+        allow_command_jobs=False,
+        cancel_grace_s=0.5,
+        training_python=str(python),
+    )
+    outcome = await runner.run()
+    assert (outcome.status, outcome.exit_code) == (JobStatus.FAILED, 3)
+    assert outcome.reason is not None
+    assert f"this Python ({python}) cannot import torch" in outcome.reason
+    assert "run `training-agent runtime setup` on this machine" in outcome.reason
