@@ -110,7 +110,6 @@ class DashboardApp(App[int]):
         self.query_one("#middle").border_title = "selected job · loss"
         self.query_one("#bottom").border_title = "log · machine"
         self.follow_agent()
-        self.sample_usage()
         self.set_interval(1.0, self._redraw)
 
     # -- workers: every call to the agent -----------------------------------------------
@@ -138,6 +137,8 @@ class DashboardApp(App[int]):
             async for event in source.events():
                 self.model.apply(event)
                 if event.name == "status":
+                    if self.model.attach is not Attach.ATTACHED:
+                        self.sample_usage()  # at once, not at the next tick
                     self.model.attach, self.model.attach_reason = Attach.ATTACHED, None
                     self.model.received_at = self._clock()
                     await self._backfill(source)
@@ -239,25 +240,28 @@ class DashboardApp(App[int]):
         self.action_open_log()
 
     def _redraw(self) -> None:
+        if not self.screen_stack or self.return_code is not None:
+            return  # exiting: the screens are going away
+        main = self.screen_stack[0]
         model, now = self.model, self._clock()
         self._show_no_agent(model)
         extra = max(0.0, now - model.received_at) if model.snapshot else 0.0
-        self.query_one(ConnectionBar).show(model, now)
-        table = self.query_one(JobsTable)
+        main.query_one(ConnectionBar).show(model, now)
+        table = main.query_one(JobsTable)
         table.show(model.jobs(), elapsed_extra_s=extra)
         self._selected = table.selected
         job = model.job(self._selected)
-        self.query_one(JobDetail).show(job, elapsed_extra_s=extra)
-        chart = self.query_one(LossChart)
+        main.query_one(JobDetail).show(job, elapsed_extra_s=extra)
+        chart = main.query_one(LossChart)
         if self._selected is None:
             chart.show((), ())
         else:
             job_id = self._selected
             chart.show(model.series(job_id, "train_loss"), model.series(job_id, "eval_loss"))
         log = None if self._selected is None else model.logs.get(self._selected)
-        self.query_one(LogTail).show(self._selected, log)
+        main.query_one(LogTail).show(self._selected, log)
         resources = (model.snapshot or {}).get("resources")
-        self.query_one(MachinePanel).show(model.usage, resources)
+        main.query_one(MachinePanel).show(model.usage, resources)
 
     def _show_no_agent(self, model: DashboardModel) -> None:
         showing = isinstance(self.screen, NoAgentScreen)

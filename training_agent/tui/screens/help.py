@@ -40,7 +40,7 @@ class HelpScreen(ModalScreen[None]):
             table.add_row(keys, description)
         with Vertical():
             yield Label("[b]Keys[/b]  (the mouse works too: click a row, a key in the footer)")
-            yield Static(table)
+            yield Static(table, id="keys")
             yield Label("Quitting leaves the agent running. Esc closes this.", classes="dim")
 
     def action_close(self) -> None:

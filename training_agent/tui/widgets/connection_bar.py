@@ -34,7 +34,7 @@ class ConnectionBar(Static):
     """Connection state, backend URL, agent id, version, last poll and its latency."""
 
     DEFAULT_CSS = """
-    ConnectionBar { height: 2; padding: 0 1; }
+    ConnectionBar { height: auto; max-height: 4; padding: 0 1; }
     """
 
     def show(self, model: DashboardModel, now: float) -> None:
@@ -50,7 +50,11 @@ def render_connection(model: DashboardModel, now: float) -> Text:
         if model.attach_reason:
             text.append(f"\n{model.attach_reason}", "dim")
         return text
-    return Text("\n").join([_first_line(snapshot, now), _second_line(snapshot, now)])
+    lines = [_first_line(snapshot, now), _second_line(snapshot, now)]
+    connection = snapshot.get("connection") or {}
+    if connection.get("reason") and connection.get("state") != "connected":
+        lines.append(Text(str(connection["reason"]), "red"))
+    return Text("\n").join(lines)
 
 
 def _first_line(snapshot: dict[str, Any], now: float) -> Text:
@@ -75,9 +79,7 @@ def _second_line(snapshot: dict[str, Any], now: float) -> Text:
         text.append(f"  last poll {duration(now - connection['last_poll_at'])} ago")
         if connection.get("last_poll_latency_s") is not None:
             text.append(f", {connection['last_poll_latency_s'] * 1000:.0f} ms")
-    if connection.get("reason") and connection.get("state") != "connected":
-        text.append(f"  {connection['reason']}", "red")
-    elif snapshot.get("draining"):
+    if snapshot.get("draining"):
         text.append("  not claiming (d resumes)", "yellow")
     else:
         text.append("  claiming new jobs", "dim")
