@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from textual.pilot import Pilot
 
 from tests.e2e.agent import agent_env, start_agent, wait_agent
 from tests.e2e.support import WAIT_S, slow_demo_job
+from tests.e2e.terminal import terminal
 from tests.support.backend import BackendProcess
 from training_agent.paths import AgentPaths
 from training_agent.tui.app import DashboardApp, create_app
@@ -75,3 +77,24 @@ async def test_the_dashboard_follows_a_real_job(backend: BackendProcess, tmp_pat
         agent.send_signal(signal.SIGTERM)
         code, output = wait_agent(agent)
     assert code == 0, output
+
+
+def test_start_with_the_dashboard_in_one_terminal(backend: BackendProcess, tmp_path: Path) -> None:
+    """``start --dashboard``: the agent runs behind the dashboard, its output goes to
+    console.log (not over the screen), and quitting can stop it."""
+    owner, job_id = slow_demo_job(backend, tmp_path, "tom")
+    home = tmp_path / "agent"
+    env = agent_env(home, backend_url=backend.url, api_key=owner.key, TERM="xterm-256color")
+    command = [sys.executable, "-m", "training_agent", "start", "--dashboard"]
+    with terminal(tmp_path, command, env, (100, 30)) as term:
+        term.wait_for("connected")
+        term.wait_for(job_id[:7])
+        screen = term.wait_for("completed")
+        assert "INFO" not in screen  # the agent's log lines stay off the screen
+        term.press("q")
+        term.wait_for("Stop the agent as well?")
+        term.press("y")
+        term.wait_for("EXITED 0")
+    assert not (home / "state" / "status.json").exists()  # the agent stopped cleanly
+    console = (home / "logs" / "console.log").read_text()
+    assert f"job {job_id}" in console
