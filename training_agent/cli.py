@@ -166,7 +166,10 @@ def _start(args: argparse.Namespace) -> int:
 
         if has_terminal():
             return start_with_dashboard(paths, [a for a in args.argv[1:] if a != "--dashboard"])
-        print("training-agent: no terminal for the dashboard; running the agent alone")
+        print(
+            "training-agent: no terminal for the dashboard; running the agent alone",
+            file=sys.stderr,
+        )
     from training_agent.runtime import run_agent  # the daemon's imports, only when needed
 
     return asyncio.run(run_agent(settings, paths))
