@@ -16,8 +16,10 @@ from training_agent.paths import AgentPaths
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     given = sys.argv[1:] if argv is None else list(argv)
-    if not given:  # double-click start: set up when unconfigured, else show the status
-        given = ["status"] if AgentPaths.from_env().config_file.exists() else ["install"]
+    if not given:  # double-click start: set up when unconfigured, else watch the agent
+        from training_agent.tui.run import double_click_args
+
+        given = double_click_args(AgentPaths.from_env())
     args = parser.parse_args(given)
     args.argv = given
     try:
@@ -95,6 +97,10 @@ def _parser() -> argparse.ArgumentParser:
         "dashboard", help="watch and steer the running agent in a full-screen terminal view"
     )
     dashboard.set_defaults(handler=_dashboard)
+    setup = commands.add_parser(
+        "setup", help="the interactive setup screen (a double-click runs it when unconfigured)"
+    )
+    setup.set_defaults(handler=_setup)
     for action, text in (
         ("drain", "stop claiming new jobs (running jobs finish)"),
         ("resume", "claim new jobs again after a drain"),
@@ -179,6 +185,12 @@ def _dashboard(args: argparse.Namespace) -> int:
     from training_agent.tui.run import dashboard_command
 
     return dashboard_command(AgentPaths.from_env())
+
+
+def _setup(args: argparse.Namespace) -> int:
+    from training_agent.tui.run import setup_command
+
+    return setup_command(AgentPaths.from_env())
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -98,3 +98,19 @@ def test_start_with_the_dashboard_in_one_terminal(backend: BackendProcess, tmp_p
     assert not (home / "state" / "status.json").exists()  # the agent stopped cleanly
     console = (home / "logs" / "console.log").read_text()
     assert f"job {job_id}" in console
+
+
+def test_a_double_click_sets_up_first_and_then_opens_the_dashboard(tmp_path: Path) -> None:
+    home = tmp_path / "agent"
+    env = agent_env(home, backend_url="", api_key="", TERM="xterm-256color")
+    command = [sys.executable, "-m", "training_agent"]
+    with terminal(tmp_path, command, env, (80, 24)) as term:
+        term.wait_for("Connect this machine to your training platform")
+        term.press("Escape")
+        term.wait_for("EXITED 1")  # quit before installing
+    (home / "config").mkdir(parents=True)
+    (home / "config" / "config.toml").write_text('backend_url = "http://127.0.0.1:9"\n')
+    with terminal(tmp_path, command, env, (80, 24)) as term:
+        term.wait_for("No agent is running on this machine.")
+        term.press("q")
+        term.wait_for("EXITED 0")

@@ -15,6 +15,30 @@ def has_terminal() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
+def double_click_args(paths: AgentPaths) -> list[str]:
+    """What a start without arguments runs: set up when unconfigured, else watch the
+    agent; the text commands when there is no terminal to draw on."""
+    configured = paths.config_file.exists()
+    if has_terminal():
+        return ["dashboard"] if configured else ["setup"]
+    return ["status"] if configured else ["install"]
+
+
+def setup_command(paths: AgentPaths) -> int:
+    """The setup screen; then, if the user asks, the dashboard."""
+    from training_agent.tui.setup_app import SetupApp
+
+    if not has_terminal():
+        raise ConfigError("the setup screen needs a terminal; run 'training-agent install'")
+    app = SetupApp()
+    choice = app.run()
+    if app.report:
+        print(app.report.rstrip(), file=sys.stderr)  # the installer's words stay on screen
+    if choice == "dashboard":
+        return dashboard_command(paths)
+    return 0 if app.installed else 1
+
+
 def dashboard_command(paths: AgentPaths) -> int:
     """Attach to the running agent (or offer to start one) until the user quits."""
     if not has_terminal():
