@@ -7,7 +7,7 @@ import io
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import pytest
 from textual.pilot import Pilot
@@ -50,7 +50,7 @@ def result_text(app: SetupApp) -> str:
     return str(app.query_one("#result", Static).content)
 
 
-async def until(pilot: Pilot[object], check: Callable[[], bool]) -> None:
+async def until(pilot: Pilot[Any], check: Callable[[], bool]) -> None:
     for _ in range(300):
         if check():
             return
