@@ -15,7 +15,6 @@ Values the machine cannot tell are null; without nvidia-ml-py or a driver ``gpus
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -23,9 +22,7 @@ from typing import Any
 
 import psutil
 
-from training_agent.resources import GIB, MAX_GPUS_REPORTED, free_disk_bytes, load_nvml
-
-log = logging.getLogger(__name__)
+from training_agent.resources import GIB, free_disk_bytes, load_nvml, read_gpus
 
 
 def _gb(value: float) -> float:
@@ -34,30 +31,16 @@ def _gb(value: float) -> float:
 
 def read_gpu_usage(nvml: Any) -> list[dict[str, Any]]:
     """Utilization and memory in use of every GPU ``nvml`` sees; [] when it cannot say."""
-    if nvml is None:
-        return []
-    gpus: list[dict[str, Any]] = []
-    try:
-        for index in range(min(int(nvml.nvmlDeviceGetCount()), MAX_GPUS_REPORTED)):
-            handle = nvml.nvmlDeviceGetHandleByIndex(index)
-            memory = nvml.nvmlDeviceGetMemoryInfo(handle)
-            name = nvml.nvmlDeviceGetName(handle)
-            gpus.append(
-                {
-                    "index": index,
-                    "name": (name.decode() if isinstance(name, bytes) else str(name))[:64],
-                    "utilization_percent": _utilization(nvml, handle),
-                    "memory_gb": _gb(memory.total),
-                    "memory_used_gb": _gb(memory.used),
-                }
-            )
-    except Exception as exc:  # a GPU fell off the bus, the driver was upgraded underneath
-        log.debug("reading GPU usage failed: %s", exc)
+    gpus = read_gpus(nvml)
+    for gpu in gpus:
+        gpu["utilization_percent"] = _utilization(nvml, gpu["index"])
+        gpu["memory_used_gb"] = round(gpu["memory_gb"] - gpu.pop("memory_free_gb"), 1)
     return gpus
 
 
-def _utilization(nvml: Any, handle: Any) -> int | None:
+def _utilization(nvml: Any, index: int) -> int | None:
     try:
+        handle = nvml.nvmlDeviceGetHandleByIndex(index)
         return int(nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
     except Exception:  # some GPUs (and vGPUs) do not report it
         return None

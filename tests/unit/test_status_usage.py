@@ -9,14 +9,9 @@ from typing import Any
 from tests.unit.test_resources import FakeNvml
 from training_agent.status_usage import UsageSampler, read_gpu_usage
 
-GIB = 1024**3
-
 
 class BusyNvml(FakeNvml):
     """Two GPUs; the second does not report its utilization (some vGPUs do not)."""
-
-    def nvmlDeviceGetMemoryInfo(self, handle: int) -> Any:
-        return SimpleNamespace(total=24 * GIB, free=(20 - handle) * GIB, used=(4 + handle) * GIB)
 
     def nvmlDeviceGetUtilizationRates(self, handle: int) -> Any:
         if handle == 1:
