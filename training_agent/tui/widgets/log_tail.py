@@ -13,7 +13,7 @@ class LogTail(RichLog):
     """Shows one job's ``JobLog``; ``show`` writes only lines it has not shown yet."""
 
     DEFAULT_CSS = """
-    LogTail { height: 1fr; min-height: 3; }
+    LogTail { width: 1fr; height: 1fr; min-height: 3; }
     """
 
     def __init__(self, **kwargs: object) -> None:

@@ -26,7 +26,7 @@ class LossChart(Widget):
     """Train and eval loss over steps; say so when there is nothing to draw yet."""
 
     DEFAULT_CSS = """
-    LossChart { height: 1fr; min-height: 4; }
+    LossChart { width: 1fr; height: 1fr; min-height: 4; }
     """
 
     def __init__(self, **kwargs: object) -> None:
