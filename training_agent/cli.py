@@ -16,9 +16,12 @@ from training_agent.paths import AgentPaths
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     given = sys.argv[1:] if argv is None else list(argv)
-    if not given:  # double-click start: set up when unconfigured, else show the status
-        given = ["status"] if AgentPaths.from_env().config_file.exists() else ["install"]
+    if not given:  # double-click start: set up when unconfigured, else watch the agent
+        from training_agent.tui.run import double_click_args
+
+        given = double_click_args(AgentPaths.from_env())
     args = parser.parse_args(given)
+    args.argv = given
     try:
         return int(args.handler(args))
     except TrainingAgentError as exc:
@@ -64,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--gpus", metavar="all|none|0,1", help="the GPUs jobs may use")
     start.add_argument("--cancel-grace-seconds", type=float, metavar="S")
     start.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    start.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="run the agent in the background of this terminal and show its dashboard",
+    )
     start.set_defaults(handler=_start)
 
     demo = commands.add_parser(
@@ -85,6 +93,14 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show what the running agent is doing")
     status.add_argument("--json", action="store_true", help="print the full status as JSON")
     status.set_defaults(handler=_status)
+    dashboard = commands.add_parser(
+        "dashboard", help="watch and steer the running agent in a full-screen terminal view"
+    )
+    dashboard.set_defaults(handler=_dashboard)
+    setup = commands.add_parser(
+        "setup", help="the interactive setup screen (a double-click runs it when unconfigured)"
+    )
+    setup.set_defaults(handler=_setup)
     for action, text in (
         ("drain", "stop claiming new jobs (running jobs finish)"),
         ("resume", "claim new jobs again after a drain"),
@@ -186,11 +202,32 @@ def _settings(args: argparse.Namespace, paths: AgentPaths) -> Settings:
 
 
 def _start(args: argparse.Namespace) -> int:
-    from training_agent.runtime import run_agent  # the daemon's imports, only when needed
-
     paths = AgentPaths.from_env()
     settings = _settings(args, paths)
+    if args.dashboard:
+        from training_agent.tui.run import has_terminal, start_with_dashboard
+
+        if has_terminal():
+            return start_with_dashboard(paths, [a for a in args.argv[1:] if a != "--dashboard"])
+        print(
+            "training-agent: no terminal for the dashboard; running the agent alone",
+            file=sys.stderr,
+        )
+    from training_agent.runtime import run_agent  # the daemon's imports, only when needed
+
     return asyncio.run(run_agent(settings, paths))
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from training_agent.tui.run import dashboard_command
+
+    return dashboard_command(AgentPaths.from_env())
+
+
+def _setup(args: argparse.Namespace) -> int:
+    from training_agent.tui.run import setup_command
+
+    return setup_command(AgentPaths.from_env())
 
 
 def _status(args: argparse.Namespace) -> int:

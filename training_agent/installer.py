@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
 
+from pydantic import SecretStr
+
 from training_agent.api import BackendClient
 from training_agent.credentials import CredentialStore, StorePreference, check_api_key_shape
 from training_agent.errors import (
@@ -57,6 +59,7 @@ LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 @dataclass(frozen=True)
 class InstallOptions:
     backend_url: str | None = None
+    api_key: SecretStr | None = None  # given by a caller that asked for it (the setup screen)
     api_key_stdin: bool = False
     yes: bool = False
     service: str = "user"
@@ -160,7 +163,13 @@ class Installer:
             raise ConfigError(f"cannot read {path}: {exc}; download it again") from exc
         return {k: v for k, v in data.items() if k in ("backend_url", "api_key") and v}
 
+    def enrollment(self) -> dict[str, str]:
+        """``backend_url`` and ``api_key`` from the enrollment file next to the executable."""
+        return self._enrollment()
+
     def _api_key(self, options: InstallOptions, enroll: dict[str, str]) -> str:
+        if options.api_key is not None:
+            return options.api_key.get_secret_value()
         if options.api_key_stdin:
             return self.stdin.readline()
         from_env = self.environ.get("API_KEY") or enroll.get("api_key")

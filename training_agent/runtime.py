@@ -123,6 +123,7 @@ async def run_agent(settings: Settings, paths: AgentPaths) -> int:
     )
     # Imported here: starlette, uvicorn and prometheus_client are the daemon's cost only.
     from training_agent.status_api import start_status_api
+    from training_agent.status_usage import UsageSampler
 
     status_api = await start_status_api(
         state=state,
@@ -130,6 +131,7 @@ async def run_agent(settings: Settings, paths: AgentPaths) -> int:
         status_path=paths.status_file,
         outbox_path=paths.outbox_file,
         metrics_without_token=settings.metrics_without_token,
+        usage=UsageSampler(work_dir=paths.jobs_dir).sample,
     )
     remove_handlers = install_signal_handlers(asyncio.get_running_loop(), daemon.request_stop)
     try:

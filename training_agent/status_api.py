@@ -12,6 +12,7 @@ the agent's own user can talk to it.
 | ``GET /v1/jobs/{id}`` | one running or recent job |
 | ``GET /v1/jobs/{id}/metrics`` | its metric history for a chart |
 | ``GET /v1/jobs/{id}/log?tail=N`` | its last log lines |
+| ``GET /v1/resources`` | the machine's load now (``status_usage``): CPU, RAM, GPUs, disk |
 | ``POST /v1/jobs/{id}/cancel`` | cancel a running job (404 when it is not running) |
 | ``POST /v1/drain``, ``POST /v1/resume`` | stop / start claiming new jobs |
 | ``GET /metrics`` | Prometheus text format (token needed unless ``metrics_without_token``) |
@@ -118,13 +119,15 @@ def create_app(
     token: str,
     metrics_without_token: bool = False,
     backlog: Callable[[], Mapping[str, int]] | None = None,
+    usage: Callable[[], Mapping[str, Any]] | None = None,
     coalesce_s: float = COALESCE_S,
     keepalive_s: float = KEEPALIVE_S,
     closing: asyncio.Event | None = None,
 ) -> ASGIApp:
     """The status API as an ASGI app (tests drive it through httpx's ASGITransport).
 
-    ``closing`` ends every event stream when set (the server sets it before stopping).
+    ``closing`` ends every event stream when set (the server sets it before stopping);
+    ``usage`` answers ``/v1/resources`` (501 without it).
     """
     closing = closing or asyncio.Event()
     collector = AgentCollector(state)
@@ -165,6 +168,11 @@ def create_app(
             return _not_found(job_id)
         first_line, lines = found
         return JSONResponse({"job_id": job_id, "first_line": first_line, "lines": lines})
+
+    async def resources(request: Request) -> Response:
+        if usage is None:
+            return _error(501, "NOT_SUPPORTED", "this agent does not sample its machine's load")
+        return JSONResponse(dict(await run_in_threadpool(usage)))
 
     async def cancel(request: Request) -> Response:
         job_id = request.path_params["job_id"]
@@ -211,6 +219,7 @@ def create_app(
         Route("/v1/jobs/{job_id}/metrics", job_metrics, methods=["GET"]),
         Route("/v1/jobs/{job_id}/log", job_log, methods=["GET"]),
         Route("/v1/jobs/{job_id}/cancel", cancel, methods=["POST"]),
+        Route("/v1/resources", resources, methods=["GET"]),
         Route("/v1/drain", drain, methods=["POST"]),
         Route("/v1/resume", resume, methods=["POST"]),
         Route("/metrics", metrics, methods=["GET"]),
@@ -265,6 +274,7 @@ class StatusApi:
         status_path: Path,
         metrics_without_token: bool = False,
         backlog: Callable[[], Mapping[str, int]] | None = None,
+        usage: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self._state = state
         self._status_path = status_path
@@ -276,6 +286,7 @@ class StatusApi:
             token=self._token,
             metrics_without_token=metrics_without_token,
             backlog=backlog,
+            usage=usage,
             closing=self._closing,
         )
         self._server: _LoopbackServer | None = None
@@ -390,6 +401,7 @@ async def start_status_api(
     status_path: Path,
     outbox_path: Path | None = None,
     metrics_without_token: bool = False,
+    usage: Callable[[], Mapping[str, Any]] | None = None,
 ) -> StatusApi | None:
     """Serve the status API for ``daemon``; None (and a warning) when it cannot start.
 
@@ -403,6 +415,7 @@ async def start_status_api(
         status_path=status_path,
         metrics_without_token=metrics_without_token,
         backlog=None if outbox_path is None else outbox_backlog(outbox_path),
+        usage=usage,
     )
     try:
         await api.start()

@@ -104,6 +104,10 @@ class StatusClient:
         body = await self._json("GET", f"/v1/jobs/{job_id}/log", params={"tail": tail})
         return int(body["first_line"]), list(body["lines"])
 
+    async def resources(self) -> dict[str, Any]:
+        """``GET /v1/resources``: the machine's load now (see ``status_usage``)."""
+        return await self._json("GET", "/v1/resources")
+
     async def cancel(self, job_id: str) -> None:
         await self._json("POST", f"/v1/jobs/{job_id}/cancel")
 

@@ -12,7 +12,7 @@
 
     id: 3
     event: log
-    data: {"job_id": "...", "lines": ["...", ...]}
+    data: {"job_id": "...", "first_line": 240, "lines": ["...", ...]}
 
     id: 4
     event: status
@@ -21,7 +21,9 @@
 The first ``status`` goes out at once. After that every change is gathered and sent
 at most every ``coalesce_s`` (0.1 s): ``metrics`` and ``log`` events with every point
 and line since the last send (so a chart or a log view misses nothing), a ``dropped``
-event when a slow reader lost some, then the whole snapshot again. A comment line
+event when a slow reader lost some, then the whole snapshot again. A ``log`` event's
+``first_line`` numbers its first line in the job's log (from 0, like ``GET
+/v1/jobs/{id}/log``), so a reader that fetched the tail first can skip what it has. A comment line
 keeps a quiet stream alive every ``keepalive_s``.
 """
 
@@ -74,7 +76,8 @@ class EventStream:
                     continue
                 # Coalesce: let changes gather until coalesce_s after the last send.
                 await self._sleep(max(0.0, last_sent + self._coalesce_s - self._clock()))
-                for event in self._events(watcher.take()):
+                # Built at once: the log numbering must be read before the state moves on.
+                for event in list(self._events(watcher.take())):
                     yield event
                 last_sent = self._clock()
 
@@ -95,7 +98,9 @@ class EventStream:
         for job_id, points in changes.points.items():
             yield self._event("metrics", {"job_id": job_id, "points": points})
         for job_id, lines in changes.lines.items():
-            yield self._event("log", {"job_id": job_id, "lines": lines})
+            tail = self._state.log_tail(job_id, 0)
+            first_line = None if tail is None else tail[0] - len(lines)
+            yield self._event("log", {"job_id": job_id, "first_line": first_line, "lines": lines})
         if changes.dropped:
             yield self._event("dropped", {"count": changes.dropped})
         yield self._event("status", self._state.snapshot())

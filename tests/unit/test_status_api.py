@@ -38,6 +38,7 @@ ENDPOINTS = [
     ("POST", "/v1/jobs/job-1/cancel"),
     ("POST", "/v1/drain"),
     ("POST", "/v1/resume"),
+    ("GET", "/v1/resources"),
     ("GET", "/metrics"),
     ("GET", "/no/such/endpoint"),
 ]
@@ -158,6 +159,29 @@ async def test_job_details_history_and_log(http: httpx.AsyncClient) -> None:
         assert (missing.status_code, missing.json()["code"]) == (404, "JOB_NOT_FOUND")
     bad = await http.get("/v1/jobs/job-1/log", params={"tail": "lots"})
     assert bad.status_code == 400
+
+
+async def test_resources_is_the_machine_load_read_now(
+    state: AgentState, controller: FakeController
+) -> None:
+    reads: list[int] = []
+
+    def usage() -> dict[str, Any]:
+        reads.append(1)
+        return {"cpu_percent": 12.5, "gpus": []}
+
+    app = create_app(state=state, controller=controller, token=TOKEN, usage=usage)
+    async with client_for(app, headers=AUTH) as client:
+        first = await client.get("/v1/resources")
+        await client.get("/v1/resources")
+    assert first.json() == {"cpu_percent": 12.5, "gpus": []}
+    assert len(reads) == 2  # sampled per request, never cached
+
+
+async def test_resources_without_a_sampler_is_501(http: httpx.AsyncClient) -> None:
+    answer = await http.get("/v1/resources")
+    assert answer.status_code == 501
+    assert answer.json()["code"] == "NOT_SUPPORTED"
 
 
 async def test_cancel_asks_the_controller(
@@ -346,6 +370,7 @@ async def test_events_send_the_snapshot_then_coalesced_changes(
         assert metrics.data["job_id"] == "job-1"
         assert [p["step"] for p in metrics.data["points"]] == list(range(4, 204))
         assert (log.name, log.data["lines"]) == ("log", ["done with the batch"])
+        assert log.data["first_line"] == 1  # the fixture's line was line 0
         assert status.name == "status"
         assert status.data["jobs"][0]["step"] == 203
 

@@ -1,0 +1,104 @@
+"""The double-click setup screen: prefilled URL, hidden key, check against a real backend,
+install through the same ``Installer`` as ``training-agent install``, then the dashboard."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Button, Input, Static
+
+from tests.e2e.support import make_user_and_key
+from tests.support.backend import BackendProcess
+from tests.unit.test_credentials import MemoryKeyring, use_backend
+from training_agent.installer import ENROLL_FILE_NAME, Installer
+from training_agent.paths import AgentPaths
+from training_agent.tui.setup_app import SetupApp
+
+SIZE = (80, 24)
+Factory = Callable[[TextIO], Installer]
+
+
+@pytest.fixture
+def make_installer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Factory:
+    use_backend(monkeypatch, MemoryKeyring())
+    (tmp_path / "exe").mkdir()
+
+    def make(out: TextIO) -> Installer:
+        return Installer(
+            paths=AgentPaths.under(tmp_path / "agent"),
+            environ={},
+            stdin=io.StringIO(),
+            out=out,
+            bin_dir=tmp_path / "bin",
+            executable_dir=tmp_path / "exe",
+        )
+
+    return make
+
+
+def enroll(tmp_path: Path, url: str) -> None:
+    (tmp_path / "exe" / ENROLL_FILE_NAME).write_text(json.dumps({"backend_url": url}))
+
+
+def result_text(app: SetupApp) -> str:
+    return str(app.query_one("#result", Static).content)
+
+
+async def until(pilot: Pilot[Any], check: Callable[[], bool]) -> None:
+    for _ in range(300):
+        if check():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("the setup screen never got there")
+
+
+async def test_the_url_comes_from_the_enrollment_file_and_the_key_is_hidden(
+    tmp_path: Path, make_installer: Factory
+) -> None:
+    enroll(tmp_path, "https://app.example.com")
+    app = SetupApp(make_installer)
+    async with app.run_test(size=SIZE) as pilot:
+        key = app.query_one("#key", Input)
+        await until(pilot, lambda: app.query_one("#url", Input).value != "")
+        assert app.query_one("#url", Input).value == "https://app.example.com"
+        assert key.password
+        assert app.focused is key  # the one field left to fill
+
+
+async def test_both_fields_are_needed(make_installer: Factory) -> None:
+    app = SetupApp(make_installer)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.click("#install")
+        assert "Fill in both" in result_text(app)
+        await pilot.press("escape")
+    assert app.return_value is None
+
+
+async def test_a_refused_key_writes_nothing_then_the_right_one_installs(
+    backend: BackendProcess, tmp_path: Path, make_installer: Factory
+) -> None:
+    key = make_user_and_key(backend, "sara")
+    enroll(tmp_path, backend.url)
+    app = SetupApp(make_installer)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.query_one("#url", Input).value == backend.url)
+        await pilot.press(*("wak_" + "x" * 32), "enter")
+        await until(pilot, lambda: "refused the API key" in result_text(app))
+        assert not (tmp_path / "agent").exists()  # nothing written
+        assert "x" * 32 not in result_text(app)
+
+        app.query_one("#key", Input).value = key
+        await pilot.click("#install")
+        await until(pilot, lambda: result_text(app).startswith("Done."))
+        assert (tmp_path / "agent" / "config" / "config.toml").exists()
+        assert key not in result_text(app)
+        assert app.query_one("#dashboard", Button).display
+        await pilot.click("#dashboard")
+    assert app.return_value == "dashboard"
+    assert app.installed
