@@ -4,6 +4,7 @@ signed-in browser context per test whose pages fail the test on any console erro
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Playwright, sync_playwright
 

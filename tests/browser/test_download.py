@@ -12,8 +12,12 @@ from tests.browser.support import ARCHIVES, USER_AGENTS, Shots, Site, write_rele
 
 @pytest.mark.parametrize(("platform", "name"), [("darwin", "macOS"), ("linux", "Linux")])
 def test_the_primary_button_downloads_the_build_of_your_platform(
-    open_page: OpenPage, site: Site, shots: Shots, tmp_path_factory: pytest.TempPathFactory,
-    platform: str, name: str,
+    open_page: OpenPage,
+    site: Site,
+    shots: Shots,
+    tmp_path_factory: pytest.TempPathFactory,
+    platform: str,
+    name: str,
 ) -> None:
     page = open_page("/workers", user_agent=USER_AGENTS[platform], accept_downloads=True).page
     button = page.get_by_role("link", name=f"Download for {name}")
@@ -45,7 +49,9 @@ def test_windows_is_detected_and_its_missing_build_is_explained(
         "ask its administrator to put training-agent-0.2.0-windows-amd64.zip"
     )
     expect(page.get_by_role("link", name="Download for macOS")).to_have_count(0)
-    expect(page.get_by_role("link", name="Download training-agent-0.2.0-darwin-arm64.tar.gz")).to_be_visible()
+    expect(
+        page.get_by_role("link", name="Download training-agent-0.2.0-darwin-arm64.tar.gz")
+    ).to_be_visible()
     expect(page.locator("#setup-platform")).to_have_value("windows")
     expect(page.locator("#setup-note")).to_contain_text("not available on this server")
     shots.take(page, "download-windows-missing")
@@ -58,5 +64,7 @@ def test_a_phone_is_offered_every_platform(open_page: OpenPage) -> None:
     )
     page = open_page("/workers", user_agent=iphone).page
 
-    expect(page.locator("#primary-download")).to_contain_text("The agent runs on Linux, macOS and Windows")
+    expect(page.locator("#primary-download")).to_contain_text(
+        "The agent runs on Linux, macOS and Windows"
+    )
     expect(page.locator("#downloads li")).to_have_count(3)

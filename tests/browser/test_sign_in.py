@@ -39,7 +39,9 @@ def test_a_page_asks_to_sign_in_and_comes_back_after(
     expect(page).to_have_url(re.compile(r"/login\?next=/workers$"))
 
 
-def test_agents_is_another_name_for_the_training_agent_page(open_page: OpenPage, site: Site) -> None:
+def test_agents_is_another_name_for_the_training_agent_page(
+    open_page: OpenPage, site: Site
+) -> None:
     page = open_page("/agents").page
 
     expect(page).to_have_url(f"{site.url}/workers")
