@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Playwright, sync_playwright
 
@@ -40,7 +41,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     }
     with start_backend(root / "backend", env=env) as backend:
         _user_id, password = backend.cli("users", "create", "ada").split()
-        yield Site(backend, "ada", password)
+        login = httpx.post(
+            f"{backend.url}/api/auth/login", json={"name": "ada", "password": password}
+        )
+        login.raise_for_status()
+        yield Site(backend, "ada", password, login.json()["token"])
 
 
 MakeContext = Callable[..., BrowserContext]
