@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import Page, expect
 
+from tests.browser.audit import audit
 from tests.browser.conftest import OpenPage
 from tests.browser.support import Shots, Site
 from tests.e2e.agent import agent_env, start_agent, wait_agent
@@ -109,6 +110,7 @@ def watch_the_job_train(page: Page, shots: Shots) -> None:
     )
     expect(page.locator("#job-eta")).to_have_text(re.compile(r"^about \d+"))
     expect(page.locator("#job-metrics")).to_contain_text("Train loss")
+    assert audit(page) == []
     shots.take(page, "job-running")
 
 
@@ -144,6 +146,7 @@ def test_key_agent_job_and_revocation_end_to_end(
         running = overview.locator(f'#agents li[data-agent-id="{agent_id}"] .current-job')
         expect(running.get_by_role("link", name="browser-test")).to_be_visible()
         expect(running.locator("progress")).to_have_attribute("value", re.compile(r"^\d+"))
+        assert audit(overview) == []
         shots.take(overview, "agent-running-a-job")
 
         page.get_by_role("button", name="Cancel job").click()
