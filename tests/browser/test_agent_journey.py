@@ -140,6 +140,8 @@ def test_key_agent_job_and_revocation_end_to_end(
         shots.take(page, "agent-online")
 
         job_id = submit_command_job(page, shots, tmp_path)
+        state = page.context.request.get(f"{site.url}/api/training/local/{job_id}/status")
+        assert state.json()["dataset_id"] is not None  # the file went up with the job
         watch_the_job_train(page, shots)
 
         overview = open_page("/workers").page

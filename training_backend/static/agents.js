@@ -4,7 +4,17 @@
 // Extension points: `panel.subscribe(listener)` hands every fresh list of agents to
 // `listener` (e.g. a "waiting for your agent" card that hides once one shows up), and
 // `panel.slot` is an element above the list where such cards go.
-import { ago, api, confirmAction, el, num, setText, showError, startPolling } from "./common.js";
+import {
+  KeyedList,
+  ago,
+  api,
+  confirmAction,
+  el,
+  num,
+  setText,
+  showError,
+  startPolling,
+} from "./common.js";
 
 export const AGENTS_POLL_MS = 2000;
 export const PLATFORM_NAMES = { linux: "Linux", darwin: "macOS", windows: "Windows" };
@@ -102,7 +112,7 @@ class AgentCard {
 export class AgentsPanel {
   constructor({ list, summary, empty, errorBox, slot }) {
     Object.assign(this, { list, summary, empty, errorBox, slot });
-    this.cards = new Map();
+    this.cards = new KeyedList(list, (agent) => agent.agent_id, (agent) => new AgentCard(agent, this));
     this.listeners = [];
   }
 
@@ -124,24 +134,7 @@ export class AgentsPanel {
   }
 
   render(agents) {
-    const seen = new Set();
-    agents.forEach((agent, index) => {
-      let card = this.cards.get(agent.agent_id);
-      if (!card) {
-        card = new AgentCard(agent, this);
-        this.cards.set(agent.agent_id, card);
-      }
-      card.update(agent);
-      const here = this.list.children[index];
-      if (here !== card.node) this.list.insertBefore(card.node, here || null);
-      seen.add(agent.agent_id);
-    });
-    for (const [id, card] of this.cards) {
-      if (!seen.has(id)) {
-        card.node.remove();
-        this.cards.delete(id);
-      }
-    }
+    this.cards.sync(agents);
     this.empty.hidden = agents.length > 0;
     const online = agents.filter((agent) => agent.is_online && !agent.revoked).length;
     setText(this.summary, `${online} online`);

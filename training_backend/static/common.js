@@ -149,6 +149,41 @@ export function el(tag, props = {}, ...children) {
   return node;
 }
 
+/**
+ * A list of elements kept in step with a list of items, one element per item key:
+ * `sync(items)` updates the elements of known keys in place (focus inside them
+ * survives), adds new ones, puts them in the items' order and removes the rest.
+ * `make(item)` returns a view `{node, update(item)}`.
+ */
+export class KeyedList {
+  constructor(container, keyOf, make) {
+    Object.assign(this, { container, keyOf, make });
+    this.views = new Map();
+  }
+
+  sync(items) {
+    const seen = new Set();
+    items.forEach((item, index) => {
+      const key = this.keyOf(item);
+      let view = this.views.get(key);
+      if (!view) {
+        view = this.make(item);
+        this.views.set(key, view);
+      }
+      view.update(item);
+      const here = this.container.children[index];
+      if (here !== view.node) this.container.insertBefore(view.node, here || null);
+      seen.add(key);
+    });
+    for (const [key, view] of this.views) {
+      if (!seen.has(key)) {
+        view.node.remove();
+        this.views.delete(key);
+      }
+    }
+  }
+}
+
 /** Set an element's text only when it changed (keeps screen readers quiet otherwise). */
 export function setText(node, text) {
   if (node.textContent !== text) node.textContent = text;

@@ -1,6 +1,6 @@
 // A live table of jobs (the jobs list, an agent's history), one row per job, updated in
 // place. Columns are chosen per table: "job", "status", "agent", "progress", "created".
-import { el, setText, when } from "./common.js";
+import { KeyedList, el, setText, when } from "./common.js";
 
 /** The progress text of a job: "42 % (step 120 of 400)", "step 12", or "—". */
 export function progressText(job) {
@@ -28,45 +28,35 @@ const CELLS = {
   created: (job) => when(job.created_at),
 };
 
-export class JobsTable {
-  constructor(tbody, columns) {
-    this.tbody = tbody;
+class JobRow {
+  constructor(job, columns) {
     this.columns = columns;
-    this.rows = new Map();
-  }
-
-  /** Show `jobs` (in this order): new rows are added, changed cells replaced, gone ones removed. */
-  render(jobs) {
-    const seen = new Set();
-    jobs.forEach((job, index) => {
-      let row = this.rows.get(job.id);
-      if (!row) {
-        row = { node: el("tr", { "data-job-id": job.id }), cells: {} };
-        for (const column of this.columns) {
-          row.cells[column] = el("td", { "data-column": column });
-          row.node.append(row.cells[column]);
-        }
-        this.rows.set(job.id, row);
-      }
-      this.update(row, job);
-      const here = this.tbody.children[index];
-      if (here !== row.node) this.tbody.insertBefore(row.node, here || null);
-      seen.add(job.id);
-    });
-    for (const [id, row] of this.rows) {
-      if (!seen.has(id)) {
-        row.node.remove();
-        this.rows.delete(id);
-      }
+    this.node = el("tr", { "data-job-id": job.id });
+    this.cells = {};
+    for (const column of columns) {
+      this.cells[column] = el("td", { "data-column": column });
+      this.node.append(this.cells[column]);
     }
   }
 
-  update(row, job) {
+  update(job) {
     for (const column of this.columns) {
       const fresh = CELLS[column](job);
-      const cell = row.cells[column];
+      const cell = this.cells[column];
       if (typeof fresh === "string") setText(cell, fresh);
       else if (!cell.firstChild || !fresh.isEqualNode(cell.firstChild)) cell.replaceChildren(fresh);
     }
+  }
+}
+
+/** A live table body of jobs, one row per job, showing `columns` (keys of CELLS). */
+export class JobsTable {
+  constructor(tbody, columns) {
+    this.rows = new KeyedList(tbody, (job) => job.id, (job) => new JobRow(job, columns));
+  }
+
+  /** Show `jobs` in this order, updating rows in place. */
+  render(jobs) {
+    this.rows.sync(jobs);
   }
 }
