@@ -1,6 +1,7 @@
 """The whole journey on real processes: generate a key, see it in the install commands,
 start a real agent with it and watch it come online without a reload, submit a command
-job from the page and watch its progress, chart and log update, cancel it, look at the
+job from the page and watch its progress, chart and log update, pause and resume it,
+cancel it, look at the
 agent's job history, and revoke the agent: the page shows it revoked and its polls are
 refused. Screenshots of each step go to test-artifacts/browser/<test>/."""
 
@@ -29,12 +30,22 @@ ONLINE_WITHIN_MS = 5_000
 AGENT_START_S = 60.0  # the agent's own start-up on a loaded 2-core machine
 
 # 600 steps of 0.1 s with train loss every step and eval loss every 5th: long enough to
-# watch and cancel, and it stops at once on SIGTERM.
+# watch, pause, resume and cancel; it pauses between steps when asked (the agent sends
+# SIGUSR1 and writes the control file) and stops at once on SIGTERM.
 TRAINER = """
-import time
+import signal, time
 from training_agent import report
+signal.signal(signal.SIGUSR1, lambda *_: None)
+report.capabilities(pause=True)
 report.progress(total_steps=600, total_epochs=1)
 for step in range(1, 601):
+    if report.requested_action() == "pause":
+        report.paused()
+        print("paused", flush=True)
+        while report.requested_action() != "resume":
+            time.sleep(0.05)
+        report.resumed()
+        print("resumed", flush=True)
     time.sleep(0.1)
     loss = 2.0 / (1 + 0.05 * step)
     values = {"train_loss": loss}
@@ -114,6 +125,17 @@ def watch_the_job_train(page: Page, shots: Shots) -> None:
     shots.take(page, "job-running")
 
 
+def pause_and_resume(page: Page, shots: Shots) -> None:
+    page.get_by_role("button", name="Pause").click()
+    expect(page.locator("#job-status")).to_have_text("paused", timeout=30_000)
+    expect(page.get_by_role("button", name="Pause")).to_be_disabled()
+    expect(page.locator("#job-log")).to_contain_text("paused")
+    shots.take(page, "job-paused")
+    page.get_by_role("button", name="Resume").click()
+    expect(page.locator("#job-status")).to_have_text("running", timeout=30_000)
+    expect(page.locator("#job-log")).to_contain_text("resumed")
+
+
 def test_key_agent_job_and_revocation_end_to_end(
     open_page: OpenPage, site: Site, shots: Shots, tmp_path: Path
 ) -> None:
@@ -151,6 +173,7 @@ def test_key_agent_job_and_revocation_end_to_end(
         assert audit(overview) == []
         shots.take(overview, "agent-running-a-job")
 
+        pause_and_resume(page, shots)
         page.get_by_role("button", name="Cancel job").click()
         expect(page.get_by_role("dialog")).to_contain_text("Cancel this job?")
         page.locator("#confirm-ok").click()

@@ -5,7 +5,9 @@ import { KeyedList, el, setText, when } from "./common.js";
 /** The progress text of a job: "42 % (step 120 of 400)", "step 12", or "—". */
 export function progressText(job) {
   const step = job.current_step;
-  if (job.progress !== null && job.progress !== undefined) {
+  // The status view says 0 % while the total is unknown; only a known total makes a percentage.
+  const known = Boolean(job.total_steps) || job.progress > 0;
+  if (known && job.progress !== null && job.progress !== undefined) {
     const of = step && job.total_steps ? ` (step ${step} of ${job.total_steps})` : "";
     return `${Math.round(job.progress)} %${of}`;
   }
