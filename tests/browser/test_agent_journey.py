@@ -1,9 +1,8 @@
 """The whole journey on real processes: generate a key, see it in the install commands,
 start a real agent with it and watch it come online without a reload, submit a command
 job from the page and watch its progress, chart and log update, pause and resume it,
-cancel it, look at the
-agent's job history, and revoke the agent: the page shows it revoked and its polls are
-refused. Screenshots of each step go to test-artifacts/browser/<test>/."""
+cancel it, look at the agent's job history, and revoke the agent: the page shows it
+revoked and its polls are refused. Screenshots of each step go to test-artifacts/browser/<test>/."""
 
 from __future__ import annotations
 
