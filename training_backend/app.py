@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from training_backend import __version__
@@ -22,7 +23,9 @@ from training_backend.routers import (
     health,
     job_reporting,
     jobs,
+    pages,
 )
+from training_backend.routers.pages_support import STATIC_DIR
 from training_backend.services.wakeups import Wakeups
 from training_backend.settings import BackendSettings
 
@@ -55,6 +58,8 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     app.state.login_throttle = LoginThrottle()
     app.state.wakeups = Wakeups()  # long polls waiting in this process
     install_error_handlers(app)
-    for module in (health, agent_protocol, job_reporting, jobs, auth, agents, api_keys, downloads):
+    routers = (health, agent_protocol, job_reporting, jobs, auth, agents, api_keys, downloads)
+    for module in (*routers, pages):
         app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

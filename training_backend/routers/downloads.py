@@ -55,6 +55,7 @@ def _info(artifact: service.Artifact, url: str) -> ArtifactInfo:
         sha256=service.sha256_of(artifact) if available else None,
         size_bytes=artifact.path.stat().st_size if available else None,
         download_url=service.download_url(url, artifact),
+        message=None if available else artifact.missing_error().message,
     )
 
 
@@ -81,9 +82,8 @@ def download(platform: str, settings: Settings, arch: ArchQuery = None) -> FileR
     )
 
 
-@router.get("/downloads")
-def downloads(request: Request, settings: Settings) -> DownloadsList:
-    """Every platform's default build: version, file name, availability and checksum."""
+def downloads_list(request: Request, settings: BackendSettings) -> DownloadsList:
+    """Every platform's default build, and the platform the request's browser runs on."""
     url = backend_url(request, settings)
     artifacts = [_artifact(settings, platform, None) for platform in PLATFORMS]
     return DownloadsList(
@@ -91,6 +91,12 @@ def downloads(request: Request, settings: Settings) -> DownloadsList:
         detected_platform=detect_platform(request.headers.get("user-agent")),
         artifacts=[_info(artifact, url) for artifact in artifacts],
     )
+
+
+@router.get("/downloads")
+def downloads(request: Request, settings: Settings) -> DownloadsList:
+    """Every platform's default build: version, file name, availability and checksum."""
+    return downloads_list(request, settings)
 
 
 @router.get("/setup")
@@ -123,5 +129,4 @@ def setup(
         shell="powershell" if artifact.platform == "windows" else "sh",
         api_key_placeholder=service.API_KEY_PLACEHOLDER,
         commands=commands,
-        message=None if info.available else artifact.missing_error().message,
     )

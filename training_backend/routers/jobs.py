@@ -23,7 +23,9 @@ from training_backend.schemas.jobs import (
     JobCreate,
     JobCreated,
     JobPublic,
+    JobsPage,
     JobStatusView,
+    JobSummary,
     LogsPage,
     MetricRow,
     MetricsPage,
@@ -31,7 +33,7 @@ from training_backend.schemas.jobs import (
 from training_backend.schemas.reports import ControlRequest
 from training_backend.services.control import ControlAction, request_control
 from training_backend.services.datasets import DatasetUpload, dataset_too_large, datasets_dir
-from training_backend.services.jobs import create_job, dataset_of, get_owned_job
+from training_backend.services.jobs import create_job, dataset_of, get_owned_job, list_jobs
 from training_backend.services.logs import read_logs
 from training_backend.services.metrics import list_metrics
 from training_backend.services.wakeups import Wakeups
@@ -40,6 +42,7 @@ from training_backend.settings import BackendSettings
 router = APIRouter(prefix="/api/training", tags=["jobs"], route_class=DbRoute)
 
 MAX_LOG_PAGE = 10_000
+MAX_JOBS_PAGE = 200
 INT32_MAX = 2_147_483_647
 #: Bytes gathered from the request before each write of an upload to disk.
 UPLOAD_WRITE_BYTES = 1024 * 1024
@@ -55,6 +58,19 @@ def submit_job(
     wakeups: Wakeups = request.app.state.wakeups
     wakeups.wake(caller.user_id)
     return JobCreated(job=JobPublic.of(job, dataset=dataset_of(db, job)))
+
+
+@router.get("/jobs")
+def jobs_page(
+    caller: ApiKeyOrUser,
+    db: DbSession,
+    limit: Annotated[int, Query(ge=1, le=MAX_JOBS_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
+) -> JobsPage:
+    """The caller's jobs, newest first, a page at a time."""
+    jobs, total = list_jobs(db, user_id=caller.user_id, limit=limit, offset=offset)
+    summaries = [JobSummary.model_validate(job) for job in jobs]
+    return JobsPage(jobs=summaries, total=total, limit=limit, offset=offset)
 
 
 @router.post("/local/{job_id}/control")
@@ -76,10 +92,16 @@ def job_status(job_id: str, caller: ApiKeyOrUser, db: DbSession) -> JobStatusVie
 
 
 @router.get("/local/{job_id}/metrics")
-def job_metrics(job_id: str, caller: ApiKeyOrUser, db: DbSession) -> MetricsPage:
-    """Every metric point of the job, by step."""
+def job_metrics(
+    job_id: str,
+    caller: ApiKeyOrUser,
+    db: DbSession,
+    after_step: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
+) -> MetricsPage:
+    """The job's metric points by step; ``after_step`` keeps only later ones (a page
+    that already holds the earlier points asks for the rest)."""
     job = get_owned_job(db, job_id=job_id, user_id=caller.user_id)
-    rows = list_metrics(db, job_id=job.id)
+    rows = list_metrics(db, job_id=job.id, after_step=after_step)
     return MetricsPage(job_id=job.id, metrics=[MetricRow.of(row) for row in rows])
 
 

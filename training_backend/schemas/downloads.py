@@ -19,6 +19,8 @@ class ArtifactInfo(BaseModel):
     sha256: str | None
     size_bytes: int | None
     download_url: str
+    message: str | None = None
+    """Why the archive cannot be downloaded (null when it can)."""
 
 
 class DownloadsList(BaseModel):
@@ -36,4 +38,3 @@ class SetupAnswer(ArtifactInfo):
     shell: Literal["sh", "powershell"]
     api_key_placeholder: str
     commands: str | None
-    message: str | None

@@ -85,6 +85,34 @@ class JobCreated(BaseModel):
     job: JobPublic
 
 
+class JobSummary(BaseModel):
+    """A job as the jobs list shows it (no config: that can be large)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    status: str
+    model_name: str | None
+    agent_id: str | None
+    control: str | None
+    current_step: int | None
+    total_steps: int | None
+    progress: float | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+
+
+class JobsPage(BaseModel):
+    """``GET /api/training/jobs``: a page of the caller's jobs, newest first."""
+
+    jobs: list[JobSummary]
+    total: int
+    limit: int
+    offset: int
+
+
 class JobStatusView(BaseModel):
     """``GET …/{id}/status``: the job's state and its latest reported metrics."""
 

@@ -78,6 +78,22 @@ def get_owned_job(db: Session, *, job_id: str, user_id: str) -> TrainingJob:
     return job
 
 
+def list_jobs(
+    db: Session, *, user_id: str, limit: int, offset: int
+) -> tuple[list[TrainingJob], int]:
+    """A page of the user's jobs, newest first, and how many the user has in all."""
+    mine = TrainingJob.user_id == user_id
+    total = db.scalar(select(func.count()).select_from(TrainingJob).where(mine)) or 0
+    jobs = db.scalars(
+        select(TrainingJob)
+        .where(mine)
+        .order_by(TrainingJob.created_at.desc(), TrainingJob.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(jobs), int(total)
+
+
 def get_job(db: Session, *, job_id: str) -> TrainingJob:
     """Job ``job_id`` whoever owns it (for the operator's CLI); 404 if there is none."""
     job = db.get(TrainingJob, job_id)

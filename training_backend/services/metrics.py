@@ -90,7 +90,8 @@ def record_metrics(
     return len(merged)
 
 
-def list_metrics(db: Session, *, job_id: str) -> list[TrainingMetric]:
-    """Every stored point of the job, by step."""
+def list_metrics(db: Session, *, job_id: str, after_step: int = 0) -> list[TrainingMetric]:
+    """The job's stored points above ``after_step`` (default: every point), by step."""
     query = select(TrainingMetric).where(TrainingMetric.job_id == job_id)
+    query = query.where(TrainingMetric.step > after_step)
     return list(db.scalars(query.order_by(TrainingMetric.step)))

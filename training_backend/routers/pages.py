@@ -1,0 +1,119 @@
+"""The web pages: sign-in, the Training Agent page, an agent's job history, jobs, a job.
+
+Pages are server-rendered shells; their live parts (agents, keys, jobs, metrics, logs)
+are filled in by the page's JavaScript from the JSON API, so every number a page shows
+comes from the same routes scripts use. Every page but the sign-in page needs a session:
+without one it redirects to ``/login?next=<the page>``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import RedirectResponse, Response
+
+from training_backend.deps import DbSession, Settings
+from training_backend.errors import ApiError
+from training_backend.platforms import DISPLAY_NAMES, PLATFORMS
+from training_backend.routers.downloads import downloads_list
+from training_backend.routers.pages_support import PageUser, render, safe_next, sign_in_first
+from training_backend.routing import DbRoute
+from training_backend.services import agents as agents_service
+from training_backend.services.jobs import get_owned_job
+
+router = APIRouter(include_in_schema=False, route_class=DbRoute)
+
+NextPage = Annotated[str, Query(alias="next", max_length=2000)]
+
+
+@router.get("/")
+def home() -> RedirectResponse:
+    """The Training Agent page is the start page."""
+    return RedirectResponse("/workers", status_code=303)
+
+
+@router.get("/agents")
+def agents_alias() -> RedirectResponse:
+    """Old and alternative name of the Training Agent page."""
+    return RedirectResponse("/workers", status_code=308)
+
+
+@router.get("/login")
+def login_page(request: Request, user: PageUser, next_page: NextPage = "/workers") -> Response:
+    """The sign-in form; a signed-in visitor goes straight on to ``next``."""
+    target = safe_next(next_page)
+    if user is not None:
+        return RedirectResponse(target, status_code=303)
+    return render(request, "login.html", user=None, title="Sign in", data={"next": target})
+
+
+@router.get("/workers")
+def workers_page(request: Request, user: PageUser, settings: Settings) -> Response:
+    """Download the agent, make a key, install, and watch the agents come online."""
+    if user is None:
+        return sign_in_first(request)
+    downloads = downloads_list(request, settings)
+    detected = downloads.detected_platform
+    primary = next((a for a in downloads.artifacts if a.platform == detected), None)
+    data: dict[str, Any] = {
+        "detected_platform": detected,
+        "platforms": [{"id": p, "name": DISPLAY_NAMES[p]} for p in PLATFORMS],
+    }
+    return render(
+        request,
+        "workers.html",
+        user=user,
+        title="Training Agent",
+        data=data,
+        downloads=downloads,
+        primary=primary,
+    )
+
+
+@router.get("/workers/{agent_id}")
+def agent_page(request: Request, agent_id: str, user: PageUser, db: DbSession) -> Response:
+    """One agent and the jobs it ran for the signed-in user."""
+    if user is None:
+        return sign_in_first(request)
+    try:
+        agent = agents_service.get_agent(db, user_id=user.id, agent_id=agent_id)
+    except ApiError as exc:
+        return _not_found(request, user, exc, back="/workers")
+    title = f"Agent {agent.hostname or agent.agent_id}"
+    data = {"agent_id": agent.agent_id}
+    return render(request, "agent.html", user=user, title=title, data=data, agent=agent)
+
+
+@router.get("/jobs")
+def jobs_page(request: Request, user: PageUser) -> Response:
+    """The user's jobs and the form to submit one."""
+    if user is None:
+        return sign_in_first(request)
+    return render(request, "jobs.html", user=user, title="Jobs", data={})
+
+
+@router.get("/jobs/{job_id}")
+def job_page(request: Request, job_id: str, user: PageUser, db: DbSession) -> Response:
+    """One job: status, progress, loss chart, metrics, log tail and controls."""
+    if user is None:
+        return sign_in_first(request)
+    try:
+        job = get_owned_job(db, job_id=job_id, user_id=user.id)
+    except ApiError as exc:
+        return _not_found(request, user, exc, back="/jobs")
+    title = f"Job {job.model_name or job.id[:8]}"
+    return render(request, "job.html", user=user, title=title, data={"job_id": job.id}, job=job)
+
+
+def _not_found(request: Request, user: Any, exc: ApiError, *, back: str) -> Response:
+    return render(
+        request,
+        "not_found.html",
+        user=user,
+        title="Not found",
+        data={},
+        status_code=exc.status,
+        message=exc.message,
+        back=back,
+    )
