@@ -9,7 +9,8 @@
 #       API_KEY=... BACKEND_URL=... sh install.sh --from https://github.com/OWNER/REPO/releases/latest/download
 #
 # Options: --from DIR|URL (env TRAINING_AGENT_RELEASES), --version V (default: the newest
-# in SHA256SUMS), --service user|system|none (default user), --yes (never ask).
+# in SHA256SUMS), --service user|system|none (default user, env TRAINING_AGENT_SERVICE),
+# --yes (never ask).
 # The executable goes to TRAINING_AGENT_INSTALL_DIR (default ~/.local/share/training-agent/bin,
 # on macOS ~/Library/Application Support/training-agent/bin), replacing an older one;
 # then `training-agent install` stores the key (read from API_KEY, or asked for, never
@@ -25,7 +26,7 @@ usage() { say "usage: install.sh [--from DIR|URL] [--version V] [--service user|
 here=$(cd "$(dirname "$0")" && pwd)
 from=${TRAINING_AGENT_RELEASES:-}
 version=
-service=user
+service=${TRAINING_AGENT_SERVICE:-user}
 yes=
 while [ $# -gt 0 ]; do
     case $1 in
@@ -33,7 +34,7 @@ while [ $# -gt 0 ]; do
         --version) [ $# -ge 2 ] || usage; version=$2; shift 2 ;;
         --service) [ $# -ge 2 ] || usage; service=$2; shift 2 ;;
         --yes) yes=--yes; shift ;;
-        -h|--help) sed -n '2,20p' "$0" >&2; exit 0 ;;
+        -h|--help) sed -n '2,/^[^#]/{/^#/p;}' "$0" >&2; exit 0 ;;
         *) say "training-agent installer: unknown option $1"; usage ;;
     esac
 done

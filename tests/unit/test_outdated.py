@@ -23,7 +23,7 @@ URL = "https://app.example.com/api/workers/download/linux"
 TOO_OLD = httpx.Response(
     426,
     json={
-        "error": "training-agent 0.1.0 is older than this platform accepts (0.3.0 or newer)",
+        "error": "training-agent 0.1.0 is older than 0.3.0, the oldest version this platform accepts",
         "code": "AGENT_UPGRADE_REQUIRED",
         "min_version": "0.3.0",
         "download_url": URL,
@@ -42,7 +42,7 @@ async def test_a_426_is_one_sentence_naming_the_download_url(
     message = str(raised.value)
     assert raised.value.download_url == URL and raised.value.status == 426
     assert f"download the new version from {URL}" in message
-    assert "older than this platform accepts (0.3.0 or newer)" in message
+    assert "(training-agent 0.1.0 is older than 0.3.0, the oldest version" in message
     assert "\n" not in message
 
 

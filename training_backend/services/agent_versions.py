@@ -3,8 +3,8 @@
 An agent says its version in ``X-Agent-Version``. With a minimum configured, a poll or a
 claim from an older agent (or one that does not say) is answered
 
-    426 {"error": "training-agent 0.1.0 is older than this platform accepts (0.3.0 or
-         newer)", "code": "AGENT_UPGRADE_REQUIRED", "min_version": "0.3.0",
+    426 {"error": "training-agent 0.1.0 is older than 0.3.0, the oldest version this
+         platform accepts", "code": "AGENT_UPGRADE_REQUIRED", "min_version": "0.3.0",
          "download_url": "https://…/api/workers/download/linux"}
 
 before anything is recorded or claimed. Versions compare on major.minor.patch
@@ -51,6 +51,6 @@ def require_supported(
     if is_supported(reported, minimum):
         return
     said = f"training-agent {reported[:32]}" if reported else "a training-agent of unknown version"
-    message = f"{said} is older than this platform accepts ({minimum} or newer)"
+    message = f"{said} is older than {minimum}, the oldest version this platform accepts"
     extra = {"min_version": minimum, "download_url": agent_download_url(backend_url, platform)}
     raise ApiError(426, UPGRADE_REQUIRED, message, extra=extra)
