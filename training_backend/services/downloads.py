@@ -185,7 +185,11 @@ def install_commands(artifact: Artifact, *, sha256: str, backend_url: str) -> st
                 "{ throw 'Checksum mismatch: delete the download and try again' }",
                 f"  Expand-Archive -Force -Path '{name}' -DestinationPath .",
                 f"  $env:API_KEY = '{API_KEY_PLACEHOLDER}'; $env:BACKEND_URL = '{backend_url}'",
-                f"  try {{ & '.\\{artifact.stem}\\install.ps1' }}",
+                # Windows runs no scripts by default (execution policy Restricted):
+                # this one child PowerShell may; the key reaches it in its environment.
+                "  try { powershell.exe -NoProfile -ExecutionPolicy Bypass -File "
+                f"'.\\{artifact.stem}\\install.ps1'",
+                "    if ($LASTEXITCODE -ne 0) { throw 'The installation failed (see above)' } }",
                 "  finally { Remove-Item Env:API_KEY }",
                 "}",
             ]
