@@ -2,7 +2,9 @@
 
 ``packaging/build`` runs once (PyInstaller, about a minute) into a session temp dir; the
 tests get the archive, ``SHA256SUMS`` and the archive unpacked. Without PyInstaller the
-tests skip, except under ``CI=true``, where that is a failure.
+tests skip, except under ``CI=true``, where that is a failure. While iterating on the
+tests, ``TRAINING_AGENT_TEST_DIST=DIR`` reuses what an earlier ``packaging/build --dist
+DIR`` of this checkout made instead of building again.
 """
 
 from __future__ import annotations
@@ -54,6 +56,21 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
             pytest.fail("PyInstaller is not installed: scripts/setup dev (the build extra)")
         pytest.skip("PyInstaller is not installed (pip install -e '.[build]')")
     root = tmp_path_factory.mktemp("release")
+    reused = os.environ.get("TRAINING_AGENT_TEST_DIST")
+    archive = _reuse(Path(reused)) if reused else _build(root)
+    stem = f"training-agent-{__version__}-linux-{current_arch()}"
+    assert archive.name == f"{stem}.tar.gz"
+    with tarfile.open(archive) as opened:
+        opened.extractall(root / "unpacked", filter="tar")
+    return Release(archive=archive, sums=archive.parent / "SHA256SUMS", unpacked=root / "unpacked" / stem)
+
+
+def _reuse(dist: Path) -> Path:
+    [archive] = dist.glob(f"training-agent-{__version__}-linux-*.tar.gz")
+    return archive
+
+
+def _build(root: Path) -> Path:
     done = subprocess.run(
         [str(ROOT / "packaging" / "build"), "--dist", str(root / "dist")]
         + ["--work", str(root / "work")],
@@ -64,9 +81,4 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    archive = Path(done.stdout.strip().splitlines()[-1])
-    stem = f"training-agent-{__version__}-linux-{current_arch()}"
-    assert archive == root / "dist" / f"{stem}.tar.gz"
-    with tarfile.open(archive) as opened:
-        opened.extractall(root / "unpacked", filter="tar")
-    return Release(archive=archive, sums=root / "dist" / "SHA256SUMS", unpacked=root / "unpacked" / stem)
+    return Path(done.stdout.strip().splitlines()[-1])

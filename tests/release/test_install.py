@@ -60,13 +60,18 @@ def add_release(release: Release, releases_dir: Path) -> None:
     assert added.returncode == 0, added.stderr
 
 
-def signed_in_key(backend: BackendProcess, name: str) -> tuple[httpx.Client, str]:
-    """A page session of a new user, and an API key that user made on the page."""
+def setup_commands(backend: BackendProcess, name: str) -> tuple[str, str]:
+    """The install commands the Training Agent page shows a new user, with the key that
+    user made on the page put in; and that key."""
     password = backend.cli("users", "create", name).splitlines()[1]
-    page = httpx.Client(base_url=backend.url, timeout=30)
-    page.post("/api/auth/login", json={"name": name, "password": password}).raise_for_status()
-    created = page.post("/api/user/api-keys", json={"name": "gpu box", "scopes": ["training"]})
-    return page, created.json()["apiKey"]["key"]
+    with httpx.Client(base_url=backend.url, timeout=30) as page:
+        page.post("/api/auth/login", json={"name": name, "password": password}).raise_for_status()
+        created = page.post("/api/user/api-keys", json={"name": "gpu box", "scopes": ["training"]})
+        key: str = created.json()["apiKey"]["key"]
+        params = {"platform": "linux", "arch": current_arch()}
+        setup = page.get("/api/workers/setup", params=params).json()
+    assert setup["available"], setup
+    return setup["commands"].replace(setup["api_key_placeholder"], key), key
 
 
 def test_the_setup_commands_install_the_executable_which_completes_a_command_job(
@@ -76,14 +81,9 @@ def test_the_setup_commands_install_the_executable_which_completes_a_command_job
     add_release(release, releases)
     settings = {"TRAINING_BACKEND_RELEASES_DIR": str(releases)}
     with start_backend(tmp_path / "backend", env=settings) as backend:
-        page, key = signed_in_key(backend, "ada")
-        with page:
-            params = {"platform": "linux", "arch": current_arch()}
-            setup = page.get("/api/workers/setup", params=params).json()
-        assert setup["available"], setup
+        commands, key = setup_commands(backend, "ada")
         workdir = tmp_path / "downloads"
         workdir.mkdir()
-        commands = setup["commands"].replace(setup["api_key_placeholder"], key)
 
         installed = run(["bash", "-c", commands], user_env(tmp_path), cwd=workdir)
 
