@@ -47,8 +47,7 @@ _EXTRAS: dict[str, list[tuple[str, str, bool]]] = {
     "windows": [("install.ps1", "install.ps1", False), ("install.cmd", "install.cmd", False)],
 }
 _README = {
-    "linux": "Run ./install.sh (it reads API_KEY and BACKEND_URL from the environment, "
-    "or asks).",
+    "linux": "Run ./install.sh (it reads API_KEY and BACKEND_URL from the environment, or asks).",
     "darwin": "Double-click 'Install Training Agent.command', or run ./install.sh in a "
     "terminal (it reads API_KEY and BACKEND_URL from the environment, or asks).",
     "windows": "Double-click install.cmd, or run .\\install.ps1 in PowerShell (it reads "

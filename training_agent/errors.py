@@ -106,7 +106,5 @@ class AgentOutdatedError(HttpStatusError):
         retry_after_s: float | None = None,
         body: object = None,
     ) -> None:
-        super().__init__(
-            message, status=status, code=code, retry_after_s=retry_after_s, body=body
-        )
+        super().__init__(message, status=status, code=code, retry_after_s=retry_after_s, body=body)
         self.download_url = download_url

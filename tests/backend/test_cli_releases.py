@@ -53,11 +53,35 @@ def test_add_copies_the_archives_and_records_them_for_the_download_endpoint(
 
 def test_adding_a_new_build_replaces_the_old_one_and_its_line(tmp_path: Path) -> None:
     releases = tmp_path / "releases"
-    assert main(["releases", "add", str(built(tmp_path / "a", LINUX, b"one")), "--releases-dir", str(releases)]) == 0
-    assert main(["releases", "add", str(built(tmp_path / "b", LINUX, b"two")), "--releases-dir", str(releases)]) == 0
+    assert (
+        main(
+            [
+                "releases",
+                "add",
+                str(built(tmp_path / "a", LINUX, b"one")),
+                "--releases-dir",
+                str(releases),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "releases",
+                "add",
+                str(built(tmp_path / "b", LINUX, b"two")),
+                "--releases-dir",
+                str(releases),
+            ]
+        )
+        == 0
+    )
 
     assert (releases / LINUX).read_bytes() == b"two"
-    assert (releases / "SHA256SUMS").read_text() == f"{hashlib.sha256(b'two').hexdigest()}  {LINUX}\n"
+    assert (
+        releases / "SHA256SUMS"
+    ).read_text() == f"{hashlib.sha256(b'two').hexdigest()}  {LINUX}\n"
 
 
 def test_the_releases_dir_comes_from_the_environment_and_another_version_is_pointed_out(
@@ -82,7 +106,11 @@ def test_the_releases_dir_comes_from_the_environment_and_another_version_is_poin
     ],
 )
 def test_a_wrong_name_or_a_damaged_archive_is_refused_and_nothing_is_added(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, listed: bytes | None, message: str
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    listed: bytes | None,
+    message: str,
 ) -> None:
     good = built(tmp_path / "dist", WINDOWS, b"fine")
     bad = built(tmp_path / "dist", name, b"damaged", listed=listed)

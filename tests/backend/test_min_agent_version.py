@@ -85,9 +85,7 @@ async def test_current_agents_poll_and_claim_as_before(
 ) -> None:
     job = make_job()
     poll = await client.get(POLL, headers=agent(caller, version))
-    claim = await client.post(
-        f"/api/training/agent/claim/{job.id}", headers=agent(caller, version)
-    )
+    claim = await client.post(f"/api/training/agent/claim/{job.id}", headers=agent(caller, version))
     assert (poll.status_code, claim.status_code) == (200, 200)
 
 

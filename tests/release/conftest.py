@@ -62,7 +62,9 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
     assert archive.name == f"{stem}.tar.gz"
     with tarfile.open(archive) as opened:
         opened.extractall(root / "unpacked", filter="tar")
-    return Release(archive=archive, sums=archive.parent / "SHA256SUMS", unpacked=root / "unpacked" / stem)
+    return Release(
+        archive=archive, sums=archive.parent / "SHA256SUMS", unpacked=root / "unpacked" / stem
+    )
 
 
 def _reuse(dist: Path) -> Path:
@@ -72,8 +74,13 @@ def _reuse(dist: Path) -> Path:
 
 def _build(root: Path) -> Path:
     done = subprocess.run(
-        [str(ROOT / "packaging" / "build"), "--dist", str(root / "dist")]
-        + ["--work", str(root / "work")],
+        [
+            str(ROOT / "packaging" / "build"),
+            "--dist",
+            str(root / "dist"),
+            "--work",
+            str(root / "work"),
+        ],
         env={**os.environ, "PYTHON": sys.executable},
         capture_output=True,
         text=True,

@@ -40,9 +40,17 @@ def user_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def run(command: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    command: list[str], env: dict[str, str], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        command, env=env, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120
+        command,
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -56,7 +64,9 @@ def launcher(tmp_path: Path) -> Path:
 
 def add_release(release: Release, releases_dir: Path) -> None:
     command = [sys.executable, "-m", "training_backend.cli", "releases", "add"]
-    added = run([*command, str(release.archive), "--releases-dir", str(releases_dir)], dict(os.environ))
+    added = run(
+        [*command, str(release.archive), "--releases-dir", str(releases_dir)], dict(os.environ)
+    )
     assert added.returncode == 0, added.stderr
 
 
@@ -150,9 +160,7 @@ def test_install_sh_checks_sha256sums_refuses_a_tampered_archive_and_upgrades_in
     assert "frozen    yes" in shown.stdout
 
 
-def test_a_too_old_executable_stops_with_the_download_url(
-    release: Release, tmp_path: Path
-) -> None:
+def test_a_too_old_executable_stops_with_the_download_url(release: Release, tmp_path: Path) -> None:
     settings = {"TRAINING_BACKEND_MIN_AGENT_VERSION": "99.0.0"}
     with start_backend(tmp_path / "backend", env=settings) as backend:
         key = make_user_and_key(backend, "old")

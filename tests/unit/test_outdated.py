@@ -23,7 +23,9 @@ URL = "https://app.example.com/api/workers/download/linux"
 TOO_OLD = httpx.Response(
     426,
     json={
-        "error": "training-agent 0.1.0 is older than 0.3.0, the oldest version this platform accepts",
+        "error": (
+            "training-agent 0.1.0 is older than 0.3.0, the oldest version this platform accepts"
+        ),
         "code": "AGENT_UPGRADE_REQUIRED",
         "min_version": "0.3.0",
         "download_url": URL,

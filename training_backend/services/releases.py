@@ -56,7 +56,8 @@ def _check(path: Path) -> AddedRelease:
         message = (
             f"{path.name} is not named like an agent release "
             "(training-agent-<version>-<linux|darwin>-<amd64|arm64>.tar.gz or "
-            "training-agent-<version>-windows-<amd64|arm64>.zip): add the files packaging/build made"
+            "training-agent-<version>-windows-<amd64|arm64>.zip): add the archives "
+            "packaging/build made"
         )
         raise ApiError(400, "INVALID_RELEASE_NAME", message)
     if not path.is_file():
