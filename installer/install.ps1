@@ -14,7 +14,8 @@ The executable goes to $env:TRAINING_AGENT_INSTALL_DIR (default
 %LOCALAPPDATA%\training-agent\bin), replacing an older one, and that folder joins the
 user's PATH; then `training-agent install` stores the key (read from API_KEY, or asked
 for, never from the command line) and writes the settings. Upgrades keep every setting,
-the stored key, the agent id, state, logs and job data. Exit code 0 installed, 1 failed.
+the stored key, the agent id, state, logs and job data; without API_KEY and BACKEND_URL
+an upgrade only replaces the executable. Exit code 0 installed, 1 failed.
 #>
 [CmdletBinding()]
 param(
@@ -104,6 +105,13 @@ try {
     if ($userPaths -notcontains $installDir) {
         [Environment]::SetEnvironmentVariable('Path', (($userPaths + $installDir) -join ';'), 'User')
         Write-Host "Added $installDir to your PATH (new terminals will find training-agent)."
+    }
+
+    # An upgrade without a new key or URL keeps the configuration as it is.
+    $config = if ($env:TRAINING_AGENT_HOME) { Join-Path $env:TRAINING_AGENT_HOME 'config\config.toml' } else { Join-Path $env:LOCALAPPDATA 'training-agent\config.toml' }
+    if ((Test-Path -LiteralPath $config) -and -not $env:API_KEY -and -not $env:BACKEND_URL) {
+        Write-Host "Upgraded; kept the settings in $config and the stored key (restart a running agent to use the new version)."
+        exit 0
     }
 
     # The key travels in the environment (API_KEY) or is asked for: never on a command line.

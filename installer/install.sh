@@ -15,7 +15,8 @@
 # on macOS ~/Library/Application Support/training-agent/bin), replacing an older one;
 # then `training-agent install` stores the key (read from API_KEY, or asked for, never
 # from the command line), writes the settings and the launcher ~/.local/bin/training-agent.
-# Upgrades keep every setting, the stored key, the agent id, state, logs and job data.
+# Upgrades keep every setting, the stored key, the agent id, state, logs and job data;
+# without API_KEY and BACKEND_URL an upgrade only replaces the executable.
 # Exit status: 0 installed, 1 failed (one sentence says why), 2 bad usage.
 set -eu
 
@@ -132,6 +133,20 @@ if [ "$os" = darwin ] && command -v xattr >/dev/null 2>&1; then
 fi
 mv -f "$install_dir/.training-agent.new" "$install_dir/training-agent"
 say "Installed $("$install_dir/training-agent" --version) to $install_dir."
+
+# An upgrade without a new key or URL keeps the configuration as it is: the launcher
+# already points at the executable just replaced.
+if [ -n "${TRAINING_AGENT_HOME:-}" ]; then
+    config="$TRAINING_AGENT_HOME/config/config.toml"
+elif [ "$os" = darwin ]; then
+    config="$HOME/Library/Application Support/training-agent/config.toml"
+else
+    config="${XDG_CONFIG_HOME:-$HOME/.config}/training-agent/config.toml"
+fi
+if [ -f "$config" ] && [ -z "${API_KEY:-}" ] && [ -z "${BACKEND_URL:-}" ]; then
+    say "Upgraded; kept the settings in $config and the stored key (restart a running agent to use the new version)."
+    exit 0
+fi
 
 # The key travels in the environment (API_KEY) or is asked for: never on a command line.
 status=0

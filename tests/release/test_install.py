@@ -151,9 +151,11 @@ def test_install_sh_checks_sha256sums_refuses_a_tampered_archive_and_upgrades_in
     agent_id = (tmp_path / "agent" / "state" / "agent_id").read_text()
     (tmp_path / "agent" / "state" / "mine").write_text("kept")
 
-    again = run(["sh", script, "--from", str(good), "--version", __version__], env)
+    upgrade_env = {k: v for k, v in env.items() if k not in ("API_KEY", "BACKEND_URL")}
+    again = run(["sh", script, "--from", str(good), "--version", __version__], upgrade_env)
 
     assert again.returncode == 0, again.stderr
+    assert "Upgraded; kept the settings" in again.stderr
     assert (tmp_path / "agent" / "state" / "agent_id").read_text() == agent_id
     assert (tmp_path / "agent" / "state" / "mine").read_text() == "kept"
     shown = run([str(launcher(tmp_path)), "version"], env)
