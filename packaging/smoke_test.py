@@ -74,8 +74,9 @@ def run_one_job(executable: Path, work: Path) -> None:
     backend_cli(database, "users", "create", "smoke", "--no-password")
     key = backend_cli(database, "keys", "create", "--user", "smoke").strip()
     spec = {"config": {"type": "command", "command": [sys.executable, "-c", "print('smoke ok')"]}}
-    (work / "job.json").write_text(json.dumps(spec))
-    job_id = backend_cli(database, "jobs", "submit", "--user", "smoke", "--file", str(work / "job.json"))
+    job_file = work / "job.json"
+    job_file.write_text(json.dumps(spec))
+    job_id = backend_cli(database, "jobs", "submit", "--user", "smoke", "--file", str(job_file))
     port = free_port()
     serve = [sys.executable, "-m", "training_backend.cli", "serve", "--port", str(port)]
     server = subprocess.Popen([*serve, "--database-url", database, "--log-level", "warning"])

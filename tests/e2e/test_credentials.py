@@ -4,8 +4,6 @@ real agent then runs on."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -14,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.agent import agent_env, start_agent, wait_agent
+from tests.e2e.secret_service import check_secret_service_round_trip
 from tests.e2e.support import Owner, make_user_and_key, submit
 from tests.support.backend import BackendProcess
 
 pytestmark = pytest.mark.e2e
 
 AGENT = [sys.executable, "-m", "training_agent"]
-SECRET_SERVICE_TOOLS = ("dbus-run-session", "gnome-keyring-daemon", "secret-tool")
 
 
 def run(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -80,40 +78,4 @@ def test_a_wrong_shaped_key_is_refused_and_nothing_is_written(tmp_path: Path) ->
 
 
 def test_the_key_lives_in_the_real_secret_service(tmp_path: Path) -> None:
-    missing = [tool for tool in SECRET_SERVICE_TOOLS if shutil.which(tool) is None]
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must install the Secret Service tools; missing: {missing}")
-        pytest.skip(f"no Secret Service tools here: {missing}")
-    home = tmp_path / "agent"
-    url = "http://127.0.0.1:9"
-    key = "wak_" + "Secret0Service1" * 2 + "xy"
-    env = agent_env(home, backend_url=url, api_key="")
-    del env["API_KEY"]
-    env.pop("PYTHON_KEYRING_BACKEND", None)
-    env["HOME"] = str(tmp_path / "home")  # gnome-keyring's collection goes here
-    (tmp_path / "home").mkdir()
-    env["KEY_FILE"] = str(tmp_path / "key")
-    (tmp_path / "key").write_text(key + "\n")
-    agent = " ".join(AGENT)
-    script = f"""
-set -e
-echo -n pw | gnome-keyring-daemon --unlock --components=secrets >/dev/null
-{agent} login --api-key-stdin < "$KEY_FILE"
-echo "lookup=$(secret-tool lookup service training-agent username {url})"
-{agent} logout
-echo "after=$(secret-tool lookup service training-agent username {url} || true)"
-"""
-    result = subprocess.run(
-        ["dbus-run-session", "--", "sh", "-c", script],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f"lookup={key}" in result.stdout, result.stdout + result.stderr
-    assert "after=\n" in result.stdout
-    assert "saved in the keyring (SecretService Keyring)" in result.stderr
-    assert "warning" not in result.stderr
-    assert not home.exists() or files_containing(home, key) == []
+    check_secret_service_round_trip(AGENT, tmp_path)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.secret_service import check_secret_service_round_trip
 from tests.release.conftest import ROOT, Release
 from training_agent import __version__
 
@@ -96,3 +97,9 @@ def test_every_keyring_backend_and_every_package_data_file_is_bundled(release: R
     }
     assert data <= files
     assert "training_agent/_build.json" in files
+
+
+def test_the_executable_keeps_the_key_in_the_real_secret_service(
+    release: Release, tmp_path: Path
+) -> None:
+    check_secret_service_round_trip([str(release.executable)], tmp_path)
