@@ -10,18 +10,19 @@ completed. Exit 0 when all of it worked; otherwise the first failure is printed.
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 
-import httpx
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the test suite's helpers start the real backend
+
+from tests.e2e.support import job_json, make_user_and_key, submit  # noqa: E402
+from tests.support.backend import start_backend  # noqa: E402
 
 
 def unpack(archive: Path, into: Path) -> Path:
@@ -44,55 +45,18 @@ def check_version(executable: Path, version: str) -> None:
     assert "frozen    yes" in shown.stdout, shown.stdout
 
 
-def backend_cli(database: str, *args: str) -> str:
-    command = [sys.executable, "-m", "training_backend.cli", *args, "--database-url", database]
-    done = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_healthy(url: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise AssertionError(f"the backend at {url} did not start")
-
-
 def run_one_job(executable: Path, work: Path) -> None:
-    database = f"sqlite:///{work / 'backend.sqlite3'}"
-    backend_cli(database, "users", "create", "smoke", "--no-password")
-    key = backend_cli(database, "keys", "create", "--user", "smoke").strip()
-    spec = {"config": {"type": "command", "command": [sys.executable, "-c", "print('smoke ok')"]}}
-    job_file = work / "job.json"
-    job_file.write_text(json.dumps(spec))
-    job_id = backend_cli(database, "jobs", "submit", "--user", "smoke", "--file", str(job_file))
-    port = free_port()
-    serve = [sys.executable, "-m", "training_backend.cli", "serve", "--port", str(port)]
-    server = subprocess.Popen([*serve, "--database-url", database, "--log-level", "warning"])
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(url)
-        env = {**os.environ, "API_KEY": key, "BACKEND_URL": url}
+    with start_backend(work / "backend") as backend:
+        key = make_user_and_key(backend, "smoke")
+        command = [sys.executable, "-c", "print('smoke ok')"]
+        job_id = submit(backend, work, "smoke", {"type": "command", "command": command})
+        env = {**os.environ, "API_KEY": key, "BACKEND_URL": backend.url}
         env["TRAINING_AGENT_HOME"] = str(work / "agent")
         agent = [str(executable), "start", "--max-jobs", "1", "--allow-command-jobs"]
         subprocess.run(agent, env=env, check=True, timeout=300)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    shown = json.loads(backend_cli(database, "jobs", "show", job_id.strip(), "--json"))
-    assert shown["job"]["status"] == "completed", shown
-    print(f"job {job_id.strip()} completed by the built executable")
+        status = job_json(backend, job_id)["job"]["status"]
+    assert status == "completed", status
+    print(f"job {job_id} completed by the built executable")
 
 
 def main() -> int:
