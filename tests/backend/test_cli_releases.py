@@ -53,30 +53,9 @@ def test_add_copies_the_archives_and_records_them_for_the_download_endpoint(
 
 def test_adding_a_new_build_replaces_the_old_one_and_its_line(tmp_path: Path) -> None:
     releases = tmp_path / "releases"
-    assert (
-        main(
-            [
-                "releases",
-                "add",
-                str(built(tmp_path / "a", LINUX, b"one")),
-                "--releases-dir",
-                str(releases),
-            ]
-        )
-        == 0
-    )
-    assert (
-        main(
-            [
-                "releases",
-                "add",
-                str(built(tmp_path / "b", LINUX, b"two")),
-                "--releases-dir",
-                str(releases),
-            ]
-        )
-        == 0
-    )
+    for folder, content in (("a", b"one"), ("b", b"two")):
+        archive = built(tmp_path / folder, LINUX, content)
+        assert main(["releases", "add", str(archive), "--releases-dir", str(releases)]) == 0
 
     assert (releases / LINUX).read_bytes() == b"two"
     assert (
