@@ -59,7 +59,8 @@ function Get-VerifiedExecutable([string]$Work) {
     }
     $chosen = $Version
     if (-not $chosen) {
-        $chosen = $listed.Keys | Sort-Object { [version](($_ -split '[-+]')[0]) } | Select-Object -Last 1
+        # Newest by major.minor.patch (a suffix such as rc1 is ignored for the order).
+        $chosen = $listed.Keys | Sort-Object { [version]($_ -replace '^(\d+\.\d+\.\d+).*$', '$1') } | Select-Object -Last 1
     }
     if (-not $chosen -or -not $listed.ContainsKey($chosen)) {
         Fail "$From/SHA256SUMS lists no training-agent $chosen for windows-$arch; check -Version"
