@@ -1,3 +1,3 @@
 """training-agent: runs fine-tuning jobs from a web platform on this machine's GPUs."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

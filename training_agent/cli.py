@@ -9,7 +9,12 @@ from collections.abc import Sequence
 
 from training_agent import __version__
 from training_agent.config import Settings, load_settings
-from training_agent.errors import AgentNotRunningError, ConfigError, TrainingAgentError
+from training_agent.errors import (
+    AgentNotRunningError,
+    AgentOutdatedError,
+    ConfigError,
+    TrainingAgentError,
+)
 from training_agent.paths import AgentPaths
 
 
@@ -28,6 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"training-agent: {exc}", file=sys.stderr)
         if isinstance(exc, AgentNotRunningError):
             return 3
+        if isinstance(exc, AgentOutdatedError):
+            return 5
         return 2 if isinstance(exc, ConfigError) else 1
     except KeyboardInterrupt:
         return 130
@@ -45,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
         "start",
         help="run the agent in the foreground until stopped",
         epilog="exit codes: 0 stopped (a signal, --max-jobs, --idle-exit), 1 error, "
-        "2 invalid settings, 4 the platform revoked this agent (do not restart it)",
+        "2 invalid settings, 4 the platform revoked this agent (do not restart it), "
+        "5 the platform needs a newer agent (download and install it first)",
     )
     start.add_argument("--backend-url", help="the platform's URL (env BACKEND_URL)")
     start.add_argument("--max-jobs", type=int, metavar="N", help="exit after N jobs")
@@ -153,8 +161,10 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--system", action="store_true", help="check the system service")
     doctor.set_defaults(handler=_doctor)
 
-    version = commands.add_parser("version", help="print the version")
-    version.set_defaults(handler=lambda _args: print(f"training-agent {__version__}") or 0)
+    version = commands.add_parser(
+        "version", help="print the version, commit, Python, platform and whether frozen"
+    )
+    version.set_defaults(handler=_version)
     return parser
 
 
@@ -306,6 +316,12 @@ def _runtime_setup(args: argparse.Namespace) -> int:
     from training_agent.train_runtime import setup_runtime
 
     return setup_runtime(AgentPaths.from_env(), cuda=args.cuda)
+
+
+def _version(_args: argparse.Namespace) -> int:
+    from training_agent.version import version_command
+
+    return version_command()
 
 
 def _demo(args: argparse.Namespace) -> int:

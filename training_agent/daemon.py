@@ -10,7 +10,9 @@ At start, before claiming anything, the daemon cleans up after a crash (``journa
 and gives the reports left in the outbox ``startup_drain_s`` to go out. It never exits
 because the backend cannot be reached. Exit codes: ``EXIT_OK`` (0) after a stop, and
 ``EXIT_REVOKED`` (4) when the platform revoked the agent (after its running jobs
-ended), so a service manager can tell "do not restart me" from a crash.
+ended), so a service manager can tell "do not restart me" from a crash. When the backend
+answers 426 (it needs a newer agent), ``run`` raises the poller's ``AgentOutdatedError``
+once the running jobs end; ``start`` prints its sentence and exits ``EXIT_OUTDATED`` (5).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_REVOKED = 4
+EXIT_OUTDATED = 5  # the CLI's code for AgentOutdatedError: install the new version first
 AGENT_STOPPED = "agent stopped"
 # How long a stopping agent keeps trying to deliver reports before it exits; what is
 # left stays in the outbox and goes out at the next start.
@@ -228,7 +231,7 @@ class Daemon:
                     if self._options.max_jobs and self._started >= self._options.max_jobs:
                         log.info("claimed %d job(s), the --max-jobs limit", self._started)
                         self.stop()
-                if self.poller.revoked:
+                if self.poller.revoked or self.poller.outdated:
                     self.drain()
             await self._flush()
         finally:
@@ -240,6 +243,8 @@ class Daemon:
         if self.poller.revoked:
             log.error("exiting with code %d: %s", EXIT_REVOKED, self.poller.revoked)
             return EXIT_REVOKED
+        if self.poller.outdated is not None:
+            raise self.poller.outdated
         log.info("agent stopped after %d job(s)", self._started)
         return EXIT_OK
 

@@ -13,7 +13,8 @@
         ├── ProtocolError       an answer that is not JSON or not the expected shape
         └── HttpStatusError     a non-2xx answer, with status, code and Retry-After
             ├── AuthError       401/403 on an API-key call: key rejected, no scope, revoked
-            └── ConflictError   409: already claimed, invalid transition, lease expired...
+            ├── ConflictError   409: already claimed, invalid transition, lease expired...
+            └── AgentOutdatedError  426: the backend needs a newer agent (``start`` exits 5)
 
 Foreign exceptions (httpx, OSError, sqlite3, psutil) are converted where they enter,
 with ``raise ... from exc``, so callers only ever catch these.
@@ -95,3 +96,20 @@ class AuthError(HttpStatusError):
 
 class ConflictError(HttpStatusError):
     """409: the job was claimed elsewhere, the transition is invalid, or the lease expired."""
+
+
+class AgentOutdatedError(HttpStatusError):
+    """426: the backend accepts only newer agents; the message says where to download one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        download_url: str | None,
+        status: int = 426,
+        code: str | None = None,
+        retry_after_s: float | None = None,
+        body: object = None,
+    ) -> None:
+        super().__init__(message, status=status, code=code, retry_after_s=retry_after_s, body=body)
+        self.download_url = download_url

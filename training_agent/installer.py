@@ -30,6 +30,7 @@ from pydantic import SecretStr
 from training_agent.api import BackendClient
 from training_agent.credentials import CredentialStore, StorePreference, check_api_key_shape
 from training_agent.errors import (
+    AgentOutdatedError,
     AuthError,
     ConfigError,
     CredentialError,
@@ -293,6 +294,8 @@ def validate_key(url: str, key: str, agent_id: str) -> None:
 
     try:
         asyncio.run(poll())
+    except AgentOutdatedError:
+        raise  # its sentence says where to download the version the backend accepts
     except AuthError as exc:
         raise CredentialError(
             f"the backend refused the API key ({exc.status}): create a key with the "

@@ -13,7 +13,10 @@ How it answers trouble (the request budget is in docs/operations.md):
   the config, the credential store); an unchanged key parks the poller in ``rejected``
   ("API key rejected") with one try per ``auth_retry_s`` (5 min) at most;
 - 403 ``AGENT_REVOKED``: the agent was removed on the platform; polling stops for good
-  (``revoked`` says why) and the daemon exits with ``EXIT_REVOKED`` once its jobs end.
+  (``revoked`` says why) and the daemon exits with ``EXIT_REVOKED`` once its jobs end;
+- 426 (poll or claim): the backend needs a newer agent; polling stops for good
+  (``outdated`` holds the error, which says where to download one) and the daemon
+  raises it once its jobs end (``start`` exits 5).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pydantic import SecretStr
 
 from training_agent.api import BackendClient, DatasetRef, PolledJob, PollResponse
 from training_agent.errors import (
+    AgentOutdatedError,
     ApiError,
     AuthError,
     ConflictError,
@@ -65,6 +69,7 @@ class Connection(enum.StrEnum):
     REJECTED = "rejected"  # 401/403: key wrong or scope missing; one try per 5 minutes
     REFUSED = "refused"  # another 4xx: the backend refuses our requests; slow retries
     REVOKED = "revoked"  # 403 AGENT_REVOKED: removed on the platform; polling stopped
+    OUTDATED = "outdated"  # 426: the backend needs a newer agent; polling stopped
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,7 @@ class Poller:
         self.features: frozenset[str] = frozenset()
         self.features_known = False  # a poll was answered: ``features`` is the backend's
         self.revoked: str | None = None  # why the platform revoked this agent, once it did
+        self.outdated: AgentOutdatedError | None = None  # the 426 that stopped polling
 
     def wake(self) -> None:
         """Poll again now (a job finished)."""
@@ -168,6 +174,9 @@ class Poller:
                 sleep=self._sleep,
                 describe=f"claim of job {polled.id}",
             )
+        except AgentOutdatedError as exc:
+            self._outdate(exc)
+            return None
         except (ConflictError, HttpStatusError) as exc:
             if exc.code == REVOKED_CODE:
                 self._revoke(exc)
@@ -211,6 +220,9 @@ class Poller:
         retry_after = exc.retry_after_s if isinstance(exc, HttpStatusError) else None
         if isinstance(exc, HttpStatusError) and exc.code == REVOKED_CODE:
             self._revoke(exc)
+            return 0.0
+        if isinstance(exc, AgentOutdatedError):
+            self._outdate(exc)
             return 0.0
         if isinstance(exc, AuthError) and self._key_changed():
             log.warning("the backend rejected the API key; trying the key read again")
@@ -271,6 +283,18 @@ class Poller:
         if self._state is not None:
             self._state.poll_failed(
                 state=Connection.REVOKED.value, reason=self.revoked, retry_in_s=None
+            )
+        self.stop()
+
+    def _outdate(self, exc: AgentOutdatedError) -> None:
+        """The backend needs a newer agent: stop polling for good and say where to get it."""
+        if self.outdated is None:
+            self.outdated = exc
+            log.error("%s", exc)
+        self.connection, self.reason = Connection.OUTDATED, str(exc)
+        if self._state is not None:
+            self._state.poll_failed(
+                state=Connection.OUTDATED.value, reason=str(exc), retry_in_s=None
             )
         self.stop()
 

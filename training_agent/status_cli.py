@@ -28,6 +28,7 @@ _LINK = {
     "rejected": "API key rejected",
     "refused": "requests refused by the backend",
     "revoked": "agent revoked on the platform",
+    "outdated": "agent too old for the platform (install the new version)",
 }
 
 

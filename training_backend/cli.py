@@ -7,6 +7,7 @@
     training-backend jobs submit --user NAME --file job.json [--dataset FILE]
     training-backend jobs show ID [--json]
     training-backend agents list [--user NAME] [--json]
+    training-backend releases add PATH... [--releases-dir DIR]
 
 Every command takes ``--database-url`` (default: ``TRAINING_BACKEND_DATABASE_URL``, then
 a SQLite file in the user data directory) and migrates that database before using it.
@@ -37,6 +38,7 @@ from training_backend.cli_commands import (
     users_create,
     users_set_password,
 )
+from training_backend.cli_releases import add_releases_parser
 from training_backend.db.engine import DatabaseUrlError
 from training_backend.errors import ApiError
 
@@ -111,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(commands)
     _add_users_and_keys(commands)
     _add_jobs_and_agents(commands)
+    add_releases_parser(commands)
     return parser
 
 

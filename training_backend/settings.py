@@ -93,6 +93,11 @@ class BackendSettings(BaseSettings):
     agent_version: str = Field(default="0.2.0", pattern=AGENT_VERSION_PATTERN)
     """Version of the agent the download endpoint serves (at least 0.2.0)."""
 
+    min_agent_version: str | None = Field(default=None, pattern=AGENT_VERSION_PATTERN)
+    """Oldest agent allowed to poll and claim, e.g. ``0.3.0`` (compared on major.minor.patch
+    with ``X-Agent-Version``); older agents, and agents that send no version, get 426
+    ``AGENT_UPGRADE_REQUIRED`` with the download URL. Unset: every version is accepted."""
+
     releases_dir: Path = Field(default_factory=default_releases_dir)
     """Folder of agent release archives and their ``SHA256SUMS``."""
 

@@ -12,13 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.agent import agent_env, start_agent, wait_agent
-from tests.e2e.support import (
-    Owner,
-    make_user_and_key,
-    require_secret_service,
-    submit,
-    with_secret_service,
-)
+from tests.e2e.secret_service import check_secret_service_round_trip
+from tests.e2e.support import Owner, make_user_and_key, submit
 from tests.support.backend import BackendProcess
 
 pytestmark = pytest.mark.e2e
@@ -83,31 +78,7 @@ def test_a_wrong_shaped_key_is_refused_and_nothing_is_written(tmp_path: Path) ->
 
 
 def test_the_key_lives_in_the_real_secret_service(backend: BackendProcess, tmp_path: Path) -> None:
-    require_secret_service()
-    home = tmp_path / "agent"
-    url = backend.url  # login checks the key with one poll before storing it
-    key = make_user_and_key(backend, "sasha")
-    env = agent_env(home, backend_url=url, api_key="")
-    del env["API_KEY"]
-    env.pop("PYTHON_KEYRING_BACKEND", None)
-    env["HOME"] = str(tmp_path / "home")  # gnome-keyring's collection goes here
-    (tmp_path / "home").mkdir()
-    env["KEY_FILE"] = str(tmp_path / "key")
-    (tmp_path / "key").write_text(key + "\n")
-    agent = " ".join(AGENT)
-    script = f"""
-{agent} login --api-key-stdin < "$KEY_FILE"
-echo "lookup=$(secret-tool lookup service training-agent username {url})"
-{agent} logout
-echo "after=$(secret-tool lookup service training-agent username {url} || true)"
-"""
-    result = with_secret_service(script, env)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f"lookup={key}" in result.stdout, result.stdout + result.stderr
-    assert "after=\n" in result.stdout
-    assert "saved in the keyring (SecretService Keyring)" in result.stderr
-    assert "warning" not in result.stderr
-    assert not home.exists() or files_containing(home, key) == []
+    check_secret_service_round_trip(AGENT, backend, tmp_path, "sasha")
 
 
 def test_a_key_the_backend_refuses_is_not_stored(backend: BackendProcess, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from training_agent.errors import (
+    AgentOutdatedError,
     AuthError,
     ConflictError,
     HttpStatusError,
@@ -82,6 +83,8 @@ def status_error(
         "retry_after_s": parse_retry_after(response.headers.get("retry-after")),
         "body": body,
     }
+    if status == 426:
+        return _outdated(sentence, body, fields)
     if api_key_call and status in (401, 403) and code not in _JOB_LEVEL_CODES:
         return AuthError(f"the backend rejected the API key: {sentence}", **fields)
     message = f"the backend answered {status} to {what}: {sentence}"
@@ -92,6 +95,18 @@ def status_error(
     if status == 409:
         return ConflictError(message, **fields)
     return HttpStatusError(message, **fields)
+
+
+def _outdated(sentence: str, body: Any, fields: dict[str, Any]) -> AgentOutdatedError:
+    """426 Upgrade Required: the one sentence that tells the user where to get a new agent."""
+    url = body.get("download_url") if isinstance(body, dict) else None
+    url = url if isinstance(url, str) and url.startswith(("https://", "http://")) else None
+    where = url or "the platform's Training Agent page"
+    message = (
+        f"the backend needs a newer training-agent ({sentence.rstrip('.')}): download the "
+        f"new version from {where}, install it and start the agent again"
+    )
+    return AgentOutdatedError(message[: MAX_SENTENCE_CHARS * 2], download_url=url, **fields)
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:

@@ -32,6 +32,11 @@ RUNTIME_MISSING = (
     "the training runtime {python} does not exist; run `training-agent runtime setup` "
     "or set training_python in config.toml to a Python with torch and transformers"
 )
+FROZEN_WITHOUT_RUNTIME = (
+    "this agent is the standalone executable, which has no Python to run the built-in "
+    "trainers with; set training_python in config.toml to a Python that has training-agent "
+    "installed (with the train extra for Hugging Face jobs)"
+)
 UNKNOWN_CONFIG = (
     'unknown job config: expected a FineTune Lab TrainingConfig or {"type": "command"|"demo", ...}'
 )
@@ -67,16 +72,33 @@ def plan_launch(
         if not allow_command_jobs:
             raise JobConfigError(COMMANDS_DISABLED)
         return LaunchPlan(argv=_command(config), env=_command_env(config))
-    if kind == "demo":
-        return LaunchPlan(argv=(sys.executable, "-m", DEMO_MODULE, "--config", str(config_file)))
+    if kind == "demo":  # pure Python: this interpreter, unless this is no interpreter
+        python = _trainer_python(training_python if _frozen() else None)
+        return LaunchPlan(argv=(python, "-m", DEMO_MODULE, "--config", str(config_file)))
     if kind is None and ("model" in config or "training" in config):
-        python = training_python or sys.executable
+        python = _trainer_python(training_python)
         if not Path(python).is_file():
             raise JobConfigError(RUNTIME_MISSING.format(python=python))
         return LaunchPlan(argv=(python, str(HF_ENTRY), "--config", str(config_file)))
     if kind is not None:
         raise JobConfigError(f"{UNKNOWN_CONFIG}; got type {str(kind)[:50]!r}")
     raise JobConfigError(UNKNOWN_CONFIG)
+
+
+def _trainer_python(training_python: str | None) -> str:
+    """The Python that runs a built-in trainer: ``training_python``, else this one.
+
+    A one-file executable is no Python (and carries no trainers): it needs the setting.
+    """
+    if training_python:
+        return training_python
+    if _frozen():
+        raise JobConfigError(FROZEN_WITHOUT_RUNTIME)
+    return sys.executable
+
+
+def _frozen() -> bool:
+    return bool(getattr(sys, "frozen", False))
 
 
 def _command(config: dict[str, Any]) -> tuple[str, ...]:

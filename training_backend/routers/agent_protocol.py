@@ -20,7 +20,9 @@ from training_backend.deps import Agent, CurrentApiKey, DbSession, Settings, cur
 from training_backend.routing import DbRoute
 from training_backend.schemas.agent import FEATURES, ClaimAnswer, PollAnswer
 from training_backend.schemas.jobs import JobDispatch
+from training_backend.services.agent_versions import require_supported
 from training_backend.services.agents import (
+    AgentIdentity,
     agent_identity_from_headers,
     poll_coalesce,
     record_poll,
@@ -46,12 +48,24 @@ def _offer(db: Session, user_id: str) -> JobDispatch | None:
     return None if job is None else JobDispatch.of(job, dataset=dataset_of(db, job))
 
 
+def _require_supported(request: Request, settings: BackendSettings, agent: AgentIdentity) -> None:
+    """426 for an agent older than ``min_agent_version``, before anything is recorded."""
+    url = settings.public_url or str(request.base_url).rstrip("/")
+    require_supported(
+        agent.version,
+        minimum=settings.min_agent_version,
+        backend_url=url,
+        platform=agent.platform,
+    )
+
+
 def _first_look(request: Request, wakeups: Wakeups | None) -> _FirstLook:
     factory: sessionmaker[Session] = request.app.state.session_factory
     with factory() as db:
         key = current_api_key(request, db)
         agent = agent_identity_from_headers(request.headers)
         settings: BackendSettings = request.app.state.settings
+        _require_supported(request, settings, agent)
         coalesce = poll_coalesce(settings.online_threshold_seconds)
         record_poll(db, user_id=key.user_id, agent=agent, now=utcnow(), coalesce=coalesce)
         # Subscribe before looking, so a job submitted right after the look still wakes us.
@@ -113,9 +127,15 @@ async def poll(
 
 @router.post("/claim/{job_id}")
 def claim(
-    job_id: str, key: CurrentApiKey, agent: Agent, db: DbSession, settings: Settings
+    request: Request,
+    job_id: str,
+    key: CurrentApiKey,
+    agent: Agent,
+    db: DbSession,
+    settings: Settings,
 ) -> ClaimAnswer:
     """Give the job to the calling agent, atomically; the answer carries its job token."""
+    _require_supported(request, settings, agent)
     job, token = claim_job(
         db,
         job_id=job_id,

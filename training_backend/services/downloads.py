@@ -120,19 +120,33 @@ def sha256_of(artifact: Artifact) -> str:
         listed = _read_sums(str(sums), stat.st_size, stat.st_mtime_ns).get(artifact.filename)
         if listed is not None:
             return listed
-    stat = artifact.path.stat()
-    return _hash_file(str(artifact.path), stat.st_size, stat.st_mtime_ns)
+    return file_sha256(artifact.path)
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, computed once per size and modification time."""
+    stat = path.stat()
+    return _hash_file(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+def parse_sums(text: str) -> dict[str, str]:
+    """File name to lower-case SHA-256 from ``sha256sum`` output (other lines are ignored).
+
+    >>> parse_sums("ab" * 32 + "  a.zip\\nnot a line\\n")
+    {'a.zip': 'abababababababababababababababababababababababababababababababab'}
+    """
+    sums: dict[str, str] = {}
+    for line in text.splitlines():
+        match = _SUMS_LINE.match(line.strip())
+        if match is not None:
+            sums[match.group(2).strip()] = match.group(1).lower()
+    return sums
 
 
 @functools.lru_cache(maxsize=16)
 def _read_sums(path: str, size: int, mtime_ns: int) -> dict[str, str]:
     # size and mtime are part of the cache key: a rewritten file is read again.
-    sums: dict[str, str] = {}
-    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
-        match = _SUMS_LINE.match(line.strip())
-        if match is not None:
-            sums[match.group(2).strip()] = match.group(1).lower()
-    return sums
+    return parse_sums(Path(path).read_text(encoding="utf-8", errors="replace"))
 
 
 @functools.lru_cache(maxsize=64)
@@ -171,7 +185,11 @@ def install_commands(artifact: Artifact, *, sha256: str, backend_url: str) -> st
                 "{ throw 'Checksum mismatch: delete the download and try again' }",
                 f"  Expand-Archive -Force -Path '{name}' -DestinationPath .",
                 f"  $env:API_KEY = '{API_KEY_PLACEHOLDER}'; $env:BACKEND_URL = '{backend_url}'",
-                f"  try {{ & '.\\{artifact.stem}\\install.ps1' }}",
+                # Windows runs no scripts by default (execution policy Restricted):
+                # this one child PowerShell may; the key reaches it in its environment.
+                "  try { powershell.exe -NoProfile -ExecutionPolicy Bypass -File "
+                f"'.\\{artifact.stem}\\install.ps1'",
+                "    if ($LASTEXITCODE -ne 0) { throw 'The installation failed (see above)' } }",
                 "  finally { Remove-Item Env:API_KEY }",
                 "}",
             ]

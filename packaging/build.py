@@ -1,0 +1,194 @@
+"""Build this machine's release archive of the agent (run through ``packaging/build``).
+
+    packaging/build [--dist DIR] [--work DIR]
+
+1. PyInstaller builds the one-file executable from ``packaging/training-agent.spec``
+   with this checkout's version and commit baked in;
+2. the executable and this platform's installers go into one folder named like the
+   archive, ``training-agent-<version>-<os>-<arch>`` (os: linux, darwin, windows; arch:
+   amd64, arm64);
+3. that folder becomes ``<name>.tar.gz`` (``.zip`` on Windows) in ``--dist`` (default
+   ``dist``), and ``SHA256SUMS`` there gets the archive's line (other lines are kept,
+   so several builds can share one folder).
+
+Prints the archive's path last. Standard library only, plus PyInstaller in the same
+Python (the ``build`` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import os
+import platform
+import re
+import subprocess
+import sys
+import tarfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT / "packaging" / "training-agent.spec"
+INSTALLERS = ROOT / "installer"
+SUMS_FILE = "SHA256SUMS"
+_ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+_OSES = {"linux": "linux", "darwin": "darwin", "win32": "windows"}
+#: What each platform's folder holds besides the executable: (source, name, executable).
+_EXTRAS: dict[str, list[tuple[str, str, bool]]] = {
+    "linux": [("install.sh", "install.sh", True)],
+    "darwin": [
+        ("install.sh", "install.sh", True),
+        ("install-macos.command", "Install Training Agent.command", True),
+    ],
+    "windows": [("install.ps1", "install.ps1", False), ("install.cmd", "install.cmd", False)],
+}
+_README = {
+    "linux": "Run ./install.sh (it reads API_KEY and BACKEND_URL from the environment, or asks).",
+    "darwin": "Double-click 'Install Training Agent.command', or run ./install.sh in a "
+    "terminal (it reads API_KEY and BACKEND_URL from the environment, or asks).",
+    "windows": "Double-click install.cmd, or run .\\install.ps1 in PowerShell (it reads "
+    "API_KEY and BACKEND_URL from the environment, or asks).",
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """The release this build makes."""
+
+    version: str
+    os: str
+    arch: str
+
+    @property
+    def stem(self) -> str:
+        """The archive's name without extension, also its top-level folder."""
+        return f"training-agent-{self.version}-{self.os}-{self.arch}"
+
+    @property
+    def archive_name(self) -> str:
+        return f"{self.stem}.{'zip' if self.os == 'windows' else 'tar.gz'}"
+
+    @property
+    def executable_name(self) -> str:
+        return "training-agent.exe" if self.os == "windows" else "training-agent"
+
+
+def source_version() -> str:
+    """``__version__`` of the training_agent in this checkout."""
+    text = (ROOT / "training_agent" / "__init__.py").read_text(encoding="utf-8")
+    found = re.search(r'^__version__ = "([^"]+)"', text, re.MULTILINE)
+    if found is None:
+        raise SystemExit("packaging/build: no __version__ in training_agent/__init__.py")
+    return found.group(1)
+
+
+def this_target() -> Target:
+    """The release of this machine's OS and architecture."""
+    machine = platform.machine().lower()
+    os_name = next((name for key, name in _OSES.items() if sys.platform.startswith(key)), None)
+    if os_name is None or machine not in _ARCHES:
+        raise SystemExit(f"packaging/build: cannot build for {sys.platform}/{machine}")
+    return Target(version=source_version(), os=os_name, arch=_ARCHES[machine])
+
+
+def source_commit() -> str:
+    """The commit being built: ``TRAINING_AGENT_BUILD_COMMIT``, CI's, or git's."""
+    for name in ("TRAINING_AGENT_BUILD_COMMIT", "GITHUB_SHA"):
+        if os.environ.get(name):
+            return os.environ[name]
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+        )
+    except OSError:
+        return "unknown"
+    return done.stdout.strip() or "unknown"
+
+
+def run_pyinstaller(target: Target, work: Path) -> Path:
+    """Build the one-file executable under ``work``; its path."""
+    env = {
+        **os.environ,
+        "TRAINING_AGENT_BUILD_VERSION": target.version,
+        "TRAINING_AGENT_BUILD_COMMIT": source_commit(),
+    }
+    command = [sys.executable, "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN"]
+    command += ["--distpath", str(work / "dist"), "--workpath", str(work / "build"), str(SPEC)]
+    done = subprocess.run(command, env=env, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"packaging/build: PyInstaller failed (exit {done.returncode})")
+    return work / "dist" / target.executable_name
+
+
+def folder_files(target: Target, executable: Path) -> list[tuple[str, bytes, bool]]:
+    """``(name, content, executable)`` of every file in the archive's folder."""
+    files = [(target.executable_name, executable.read_bytes(), True)]
+    for source, name, is_executable in _EXTRAS[target.os]:
+        files.append((name, (INSTALLERS / source).read_bytes(), is_executable))
+    readme = f"training-agent {target.version}\n\n{_README[target.os]}\n"
+    files.append(("README.txt", readme.encode(), False))
+    return files
+
+
+def write_archive(target: Target, files: list[tuple[str, bytes, bool]], dist: Path) -> Path:
+    """The archive with one top-level folder; tar keeps the exec bits, zip for Windows."""
+    dist.mkdir(parents=True, exist_ok=True)
+    path = dist / target.archive_name
+    mtime = int(os.environ.get("SOURCE_DATE_EPOCH", time.time()))
+    if target.os == "windows":
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name, content, _ in files:
+                archive.writestr(f"{target.stem}/{name}", content)
+        return path
+    with tarfile.open(path, "w:gz") as archive:
+        folder = tarfile.TarInfo(target.stem)
+        folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, 0o755, mtime
+        archive.addfile(folder)
+        for name, content, is_executable in files:
+            info = tarfile.TarInfo(f"{target.stem}/{name}")
+            info.size, info.mtime = len(content), mtime
+            info.mode = 0o755 if is_executable else 0o644
+            archive.addfile(info, io.BytesIO(content))
+    return path
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def record_checksum(sums: Path, archive: Path) -> None:
+    """Add or replace ``archive``'s line in ``sums`` (sha256sum's format), sorted by name."""
+    lines: dict[str, str] = {}
+    if sums.exists():
+        for line in sums.read_text(encoding="utf-8").splitlines():
+            digest, _, name = line.partition("  ")
+            if name:
+                lines[name.lstrip("*")] = digest
+    lines[archive.name] = sha256_file(archive)
+    text = "".join(f"{digest}  {name}\n" for name, digest in sorted(lines.items()))
+    sums.write_text(text, encoding="utf-8", newline="\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="packaging/build", description=__doc__.splitlines()[0])
+    parser.add_argument("--dist", type=Path, default=ROOT / "dist", help="where archives go")
+    parser.add_argument("--work", type=Path, default=ROOT / "build", help="PyInstaller's work dir")
+    args = parser.parse_args(argv)
+    target = this_target()
+    executable = run_pyinstaller(target, args.work.resolve())
+    archive = write_archive(target, folder_files(target, executable), args.dist.resolve())
+    record_checksum(archive.parent / SUMS_FILE, archive)
+    print(archive)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""The built executable, not the source tree, against a real backend: installed by the
+platform's own setup commands or by ``install.sh --from``, in a throwaway HOME; it claims
+a command job and completes it; a tampered archive is refused; a too-old agent stops."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.support import Owner, job_json, make_user_and_key, submit
+from tests.release.conftest import ROOT, Release
+from tests.support.backend import BackendProcess, start_backend
+from training_agent import __version__
+from training_agent.version import current_arch
+
+pytestmark = pytest.mark.e2e
+
+COMMAND_JOB = {
+    "type": "command",
+    "command": ["sh", "-c", 'echo "frozen agent ran $TRAINING_AGENT_JOB_ID"'],
+}
+
+
+def user_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """A person's shell in a throwaway HOME: no keyring (the key goes to the 0600 file)."""
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(tmp_path / "home"),
+        "TRAINING_AGENT_HOME": str(tmp_path / "agent"),
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+        "TRAINING_AGENT_SERVICE": "none",
+        "LANG": os.environ.get("LANG", "C.UTF-8"),
+        **extra,
+    }
+
+
+def run(
+    command: list[str], env: dict[str, str], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command,
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def installed_binary(tmp_path: Path) -> Path:
+    return tmp_path / "home" / ".local" / "share" / "training-agent" / "bin" / "training-agent"
+
+
+def launcher(tmp_path: Path) -> Path:
+    return tmp_path / "home" / ".local" / "bin" / "training-agent"
+
+
+def add_release(release: Release, releases_dir: Path) -> None:
+    command = [sys.executable, "-m", "training_backend.cli", "releases", "add"]
+    added = run(
+        [*command, str(release.archive), "--releases-dir", str(releases_dir)], dict(os.environ)
+    )
+    assert added.returncode == 0, added.stderr
+
+
+def setup_commands(backend: BackendProcess, name: str) -> tuple[str, str]:
+    """The install commands the Training Agent page shows a new user, with the key that
+    user made on the page put in; and that key."""
+    password = backend.cli("users", "create", name).splitlines()[1]
+    with httpx.Client(base_url=backend.url, timeout=30) as page:
+        page.post("/api/auth/login", json={"name": name, "password": password}).raise_for_status()
+        created = page.post("/api/user/api-keys", json={"name": "gpu box", "scopes": ["training"]})
+        key: str = created.json()["apiKey"]["key"]
+        params = {"platform": "linux", "arch": current_arch()}
+        setup = page.get("/api/workers/setup", params=params).json()
+    assert setup["available"], setup
+    return setup["commands"].replace(setup["api_key_placeholder"], key), key
+
+
+def test_the_setup_commands_install_the_executable_which_completes_a_command_job(
+    release: Release, tmp_path: Path
+) -> None:
+    releases = tmp_path / "releases"
+    add_release(release, releases)
+    settings = {"TRAINING_BACKEND_RELEASES_DIR": str(releases)}
+    with start_backend(tmp_path / "backend", env=settings) as backend:
+        commands, key = setup_commands(backend, "ada")
+        workdir = tmp_path / "downloads"
+        workdir.mkdir()
+
+        installed = run(["bash", "-c", commands], user_env(tmp_path), cwd=workdir)
+
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+        assert key not in installed.stdout + installed.stderr
+        assert launcher(tmp_path).resolve() == installed_binary(tmp_path)
+        job_id = submit(backend, tmp_path, "ada", COMMAND_JOB)
+
+        started = run(
+            [str(launcher(tmp_path)), "start", "--max-jobs", "1", "--allow-command-jobs"],
+            user_env(tmp_path, TRAINING_AGENT_MIN_POLL_INTERVAL_SECONDS="0.2"),
+        )
+
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert job_json(backend, job_id)["job"]["status"] == "completed"
+        assert f"frozen agent ran {job_id}" in Owner(backend, key).logs(job_id)
+        [agent] = [row for row in _agents(backend) if row["user"] == "ada"]
+        assert agent["version"] == __version__
+
+
+def _agents(backend: BackendProcess) -> list[dict[str, str]]:
+    import json
+
+    rows: list[dict[str, str]] = json.loads(backend.cli("agents", "list", "--json"))
+    return rows
+
+
+def test_install_sh_checks_sha256sums_refuses_a_tampered_archive_and_upgrades_in_place(
+    release: Release, backend: BackendProcess, tmp_path: Path
+) -> None:
+    key = make_user_and_key(backend, "ines")
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    for folder in (good, bad):
+        folder.mkdir()
+        shutil.copy(release.archive, folder)
+        shutil.copy(release.sums, folder)
+    tampered = bytearray((bad / release.archive.name).read_bytes())
+    tampered[len(tampered) // 2] ^= 0xFF
+    (bad / release.archive.name).write_bytes(bytes(tampered))
+    script = str(ROOT / "installer" / "install.sh")
+    env = user_env(tmp_path, API_KEY=key, BACKEND_URL=backend.url)
+
+    refused = run(["sh", script, "--from", str(bad)], env)
+
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"training-agent installer: the checksum of {release.archive.name} does not match "
+        "SHA256SUMS (a damaged or tampered download); nothing was installed: download it again"
+    )
+    assert not (tmp_path / "home").exists() and not (tmp_path / "agent").exists()
+
+    first = run(["sh", script, "--from", str(good)], env)
+    assert first.returncode == 0, first.stderr
+    assert f"Checked {release.archive.name} against SHA256SUMS." in first.stderr
+    agent_id = (tmp_path / "agent" / "state" / "agent_id").read_text()
+    (tmp_path / "agent" / "state" / "mine").write_text("kept")
+
+    upgrade_env = {k: v for k, v in env.items() if k not in ("API_KEY", "BACKEND_URL")}
+    again = run(["sh", script, "--from", str(good), "--version", __version__], upgrade_env)
+
+    assert again.returncode == 0, again.stderr
+    assert "Upgraded; kept the settings" in again.stderr
+    assert (tmp_path / "agent" / "state" / "agent_id").read_text() == agent_id
+    assert (tmp_path / "agent" / "state" / "mine").read_text() == "kept"
+    shown = run([str(launcher(tmp_path)), "version"], env)
+    assert "frozen    yes" in shown.stdout
+
+
+def test_a_too_old_executable_stops_with_the_download_url(release: Release, tmp_path: Path) -> None:
+    settings = {"TRAINING_BACKEND_MIN_AGENT_VERSION": "99.0.0"}
+    with start_backend(tmp_path / "backend", env=settings) as backend:
+        key = make_user_and_key(backend, "old")
+        env = user_env(tmp_path, API_KEY=key, BACKEND_URL=backend.url)
+
+        started = run([str(release.executable), "start"], env)
+
+    assert started.returncode == 5, started.stdout + started.stderr
+    assert started.stderr.strip().splitlines()[-1] == (
+        f"training-agent: the backend needs a newer training-agent (training-agent "
+        f"{__version__} is older than 99.0.0, the oldest version this platform accepts): "
+        f"download the new version from {backend.url}/api/workers/download/linux, "
+        "install it and start the agent again"
+    )
