@@ -13,8 +13,8 @@ from fastapi import APIRouter, Depends, Request
 from training_backend.body import read_json_object_capped, validate
 from training_backend.db.types import utcnow
 from training_backend.deps import DbSession, Settings
+from training_backend.public_url import backend_url
 from training_backend.ratelimit import AddressRateLimit, client_address
-from training_backend.routers.downloads import backend_url
 from training_backend.routing import DbRoute
 from training_backend.schemas.enrollments import EnrollAnswer, EnrollRequest
 from training_backend.services.enrollments import spend_enrollment

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 
 from training_backend.db.types import utcnow
 from training_backend.deps import CurrentUser, DbSession, Settings
-from training_backend.routers.downloads import backend_url
+from training_backend.public_url import backend_url
 from training_backend.routing import DbRoute
 from training_backend.schemas.enrollments import (
     EnrollmentCreated,
