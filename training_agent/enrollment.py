@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from training_agent.api.enroll import enroll_agent
+import httpx
+
+from training_agent.api.enroll import EnrollResponse, enroll_agent
 from training_agent.errors import (
     ConfigError,
     CredentialError,
@@ -90,6 +92,7 @@ class Enroller:
     say: Callable[[str], None]
     ask: Ask | None
     check_url: CheckUrl
+    transport: httpx.AsyncBaseTransport | None = None  # tests: a fake backend
 
     def enroll(self, given_url: str | None, agent_id: str) -> Enrolled:
         """Trade the token at ``given_url`` (a flag or ``BACKEND_URL``), else at the
@@ -99,9 +102,7 @@ class Enroller:
         for _ in range(MAX_ADDRESS_TRIES):
             self.say(f"Enrolling this machine with {url} ({self.file.path.name}).")
             try:
-                answer = asyncio.run(
-                    enroll_agent(base_url=url, token=token, identity=detect_identity(agent_id))
-                )
+                answer = self._trade(url, token, agent_id)
             except TransportError as exc:
                 url = self._other_address(str(exc))
                 continue
@@ -110,6 +111,12 @@ class Enroller:
             self.say(f"{url} enrolled this machine; its key is named {answer.name or agent_id!r}.")
             return Enrolled(url, answer.api_key)
         raise ConfigError(f"gave up after {MAX_ADDRESS_TRIES} addresses; nothing was installed")
+
+    def _trade(self, url: str, token: str, agent_id: str) -> EnrollResponse:
+        identity = detect_identity(agent_id)
+        return asyncio.run(
+            enroll_agent(base_url=url, token=token, identity=identity, transport=self.transport)
+        )
 
     def remove_file(self) -> None:
         """Delete the used-up enrollment file; a failure is only worth a line."""

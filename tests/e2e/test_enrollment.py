@@ -303,3 +303,20 @@ def test_two_installers_racing_for_one_token_exactly_one_wins(
     assert "This enrollment token was already used; download the agent again" in error
     assert files_under(loser / "agent", loser / "home") == []
     assert (winner / "agent" / "config" / "credentials.json").exists()
+
+
+def test_a_key_from_the_environment_wins_over_the_enrollment_file(
+    served: BackendProcess, page: httpx.Client, tmp_path: Path
+) -> None:
+    key = served.cli("keys", "create", "--user", "ada", "--scope", "training").strip()
+    created = page.post("/api/workers/enrollments").json()
+    folder = agent_folder(tmp_path / "download", backend_url=served.url, token=created["token"])
+    env = installer_env(tmp_path) | {"API_KEY": key}
+
+    result = install(folder, env)
+
+    assert result.returncode == 0, result.stderr
+    assert "Enrolling" not in result.stderr
+    assert (folder / "training-agent.enroll.json").exists()  # untouched, token unspent
+    listed = page.get("/api/workers/enrollments").json()["enrollments"]
+    assert {e["id"]: e["status"] for e in listed}[created["enrollment"]["id"]] == "pending"
