@@ -7,8 +7,6 @@ Runs on SQLite and on PostgreSQL (``served_backend`` is parametrized over both).
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,21 +15,13 @@ import httpx
 from tests.support.backend import BackendProcess
 
 RACERS = 20  # within the per-address burst of the enroll endpoint (30)
-CLI = (sys.executable, "-m", "training_backend.cli")
 PASSWORD = "a long password"
 
 
 @contextmanager
 def signed_in(backend: BackendProcess, name: str) -> Iterator[httpx.Client]:
     """A client holding ``name``'s session cookie (the user is created with a password)."""
-    subprocess.run(
-        [*CLI, "users", "create", name, "--password-stdin", "--database-url", backend.database_url],
-        input=PASSWORD + "\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    backend.cli("users", "create", name, "--password-stdin", input=PASSWORD + "\n")
     with httpx.Client(base_url=backend.url, timeout=30) as page:
         login = page.post("/api/auth/login", json={"name": name, "password": PASSWORD})
         assert login.status_code == 200, login.text

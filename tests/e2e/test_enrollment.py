@@ -30,7 +30,6 @@ from tests.support.backend import BackendProcess, start_backend
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-CLI = (sys.executable, "-m", "training_backend.cli")
 STEM = "training-agent-0.2.0-linux-amd64"
 PASSWORD = "a long password"
 EXECUTABLE = b'''#!/usr/bin/env python3
@@ -71,22 +70,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackendProcess]
         "TRAINING_BACKEND_AGENT_VERSION": "0.2.0",
     }
     with start_backend(root / "backend", env=env) as backend:
-        subprocess.run(
-            [
-                *CLI,
-                "users",
-                "create",
-                "ada",
-                "--password-stdin",
-                "--database-url",
-                backend.database_url,
-            ],
-            input=PASSWORD + "\n",
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
+        backend.cli("users", "create", "ada", "--password-stdin", input=PASSWORD + "\n")
         yield backend
 
 

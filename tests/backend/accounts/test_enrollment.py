@@ -34,6 +34,15 @@ async def new_token(client: httpx.AsyncClient, member: Member) -> dict[str, Any]
     return created
 
 
+async def enrolled_key(client: httpx.AsyncClient, member: Member) -> str:
+    """The key a new token of ``member`` is traded for (for ``AGENT``)."""
+    token = (await new_token(client, member))["token"]
+    answer = await client.post(ENROLL, json=body(token))
+    assert answer.status_code == 201, answer.text
+    key: str = answer.json()["api_key"]
+    return key
+
+
 def body(token: str, agent_id: str = AGENT, **extra: str) -> dict[str, str]:
     return {"token": token, "agent_id": agent_id, "hostname": "gpu-box", **extra}
 
@@ -139,8 +148,7 @@ async def test_a_revoked_token_is_refused_and_only_its_owner_can_revoke_it(
 async def test_revoking_the_agent_revokes_its_key_and_enabling_gives_it_back(
     client: httpx.AsyncClient, member: Member
 ) -> None:
-    token = (await new_token(client, member))["token"]
-    key = (await client.post(ENROLL, json=body(token))).json()["api_key"]
+    key = await enrolled_key(client, member)
     assert (await client.get(POLL, headers=agent_headers(key))).status_code == 200
 
     await client.delete(f"/api/training/agents/{AGENT}", headers=member.headers())
@@ -156,8 +164,7 @@ async def test_revoking_the_agent_revokes_its_key_and_enabling_gives_it_back(
 async def test_a_key_revoked_on_its_own_stays_revoked_when_the_agent_is_enabled(
     client: httpx.AsyncClient, member: Member
 ) -> None:
-    token = (await new_token(client, member))["token"]
-    key = (await client.post(ENROLL, json=body(token))).json()["api_key"]
+    key = await enrolled_key(client, member)
     await client.get(POLL, headers=agent_headers(key))
     [listed] = (await client.get("/api/user/api-keys", headers=member.headers())).json()["api_keys"]
     await client.delete(f"/api/user/api-keys/{listed['id']}", headers=member.headers())
@@ -172,8 +179,7 @@ async def test_a_key_revoked_on_its_own_stays_revoked_when_the_agent_is_enabled(
 async def test_a_bound_key_speaks_for_its_agent_only(
     client: httpx.AsyncClient, member: Member
 ) -> None:
-    token = (await new_token(client, member))["token"]
-    key = (await client.post(ENROLL, json=body(token))).json()["api_key"]
+    key = await enrolled_key(client, member)
 
     answer = await client.get(POLL, headers=agent_headers(key, "agent_someoneelse1"))
 
@@ -184,8 +190,7 @@ async def test_a_bound_key_speaks_for_its_agent_only(
 async def test_a_revoked_agent_cannot_enroll_again_and_the_token_stays_usable(
     client: httpx.AsyncClient, member: Member
 ) -> None:
-    first = (await new_token(client, member))["token"]
-    key = (await client.post(ENROLL, json=body(first))).json()["api_key"]
+    key = await enrolled_key(client, member)
     await client.get(POLL, headers=agent_headers(key))
     await client.delete(f"/api/training/agents/{AGENT}", headers=member.headers())
     second = (await new_token(client, member))["token"]
