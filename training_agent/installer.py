@@ -135,6 +135,13 @@ class Installer:
         key_given = options.api_key_stdin or self.environ.get("API_KEY")
         if enroll is None or enroll.token is None or enroll.api_key or key_given:
             return None
+        if options.credential_store == "keyring":  # the token is single use: check first
+            _backend, problem = CredentialStore(self.paths.config_dir).keyring_backend()
+            if problem is not None:
+                raise CredentialError(
+                    f"cannot use the OS keyring: {problem}; set one up, or use "
+                    "--credential-store file (the enrollment token was not used)"
+                )
         interactive = not options.yes and self.stdin.isatty()
         return Enroller(
             enroll,

@@ -32,6 +32,7 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 STEM = "training-agent-0.2.0-linux-amd64"
 PASSWORD = "a long password"
+INSTALL = ("install", "--service", "none", "--yes")
 EXECUTABLE = b'''#!/usr/bin/env python3
 """Stands in for the one-file build: the agent from the source tree."""
 import sys
@@ -106,9 +107,14 @@ def installer_env(root: Path) -> dict[str, str]:
     return env
 
 
-def install(folder: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def install_command(folder: Path, *extra: str) -> list[str]:
+    """The unpacked "executable" running ``install`` with no questions and no service."""
+    return [sys.executable, str(folder / "training-agent"), *INSTALL, *extra]
+
+
+def install(folder: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(folder / "training-agent"), "install", "--service", "none", "--yes"],
+        install_command(folder, *extra),
         env=env,
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -304,3 +310,18 @@ def test_a_key_from_the_environment_wins_over_the_enrollment_file(
     assert (folder / "training-agent.enroll.json").exists()  # untouched, token unspent
     listed = page.get("/api/workers/enrollments").json()["enrollments"]
     assert {e["id"]: e["status"] for e in listed}[created["enrollment"]["id"]] == "pending"
+
+
+def test_a_forced_keyring_that_does_not_work_stops_before_the_token_is_spent(
+    served: BackendProcess, page: httpx.Client, tmp_path: Path
+) -> None:
+    created = page.post("/api/workers/enrollments").json()
+    folder = agent_folder(tmp_path / "download", backend_url=served.url, token=created["token"])
+
+    result = install(folder, installer_env(tmp_path), "--credential-store", "keyring")
+
+    assert result.returncode != 0
+    assert "cannot use the OS keyring" in result.stderr and "was not used" in result.stderr
+    listed = page.get("/api/workers/enrollments").json()["enrollments"]
+    assert {e["id"]: e["status"] for e in listed}[created["enrollment"]["id"]] == "pending"
+    assert files_under(tmp_path / "agent", tmp_path / "home") == []
