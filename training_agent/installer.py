@@ -1,9 +1,10 @@
 """``training-agent install`` and ``uninstall``: the flow behind every platform's installer.
 
 Inputs, first found wins: flags (``--backend-url``, ``--api-key-stdin``), the environment
-(``BACKEND_URL``, ``API_KEY``), ``training-agent.enroll.json`` next to the executable, a
-prompt. Everything is checked before anything is written: the URL's shape, the key's
-shape, and one poll that the backend must accept. Only then the key goes to the
+(``BACKEND_URL``, ``API_KEY``), ``training-agent.enroll.json`` next to the executable (a
+key, or an enrollment token traded for one: ``enrollment.py``), a prompt. Everything is
+checked before anything is written: the URL's shape, the key's shape, and one poll
+that the backend must accept. Only then the key goes to the
 credential store, ``backend_url`` to config.toml (0600, never the key) and a launcher to
 ``~/.local/bin`` (Windows: a ``.cmd`` in a per-user directory on PATH), and the
 background service is installed and started (``--service user|system|none``). Re-running
@@ -29,6 +30,12 @@ from pydantic import SecretStr
 
 from training_agent.api import BackendClient
 from training_agent.credentials import CredentialStore, StorePreference, check_api_key_shape
+from training_agent.enrollment import (
+    ENROLL_FILE_NAME,
+    Enroller,
+    EnrollmentFile,
+    read_enrollment_file,
+)
 from training_agent.errors import (
     AgentOutdatedError,
     AuthError,
@@ -53,7 +60,6 @@ from training_agent.service.runner import Runner, run_command
 from training_agent.service.setup import ServiceStep
 from training_agent.service.spec import agent_program
 
-ENROLL_FILE_NAME = "training-agent.enroll.json"
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
@@ -105,21 +111,21 @@ class Installer:
     # -- install ----------------------------------------------------------------------
 
     def install(self, options: InstallOptions) -> int:
-        enroll = self._enrollment()
-        url = check_backend_url(
-            options.backend_url
-            or self.environ.get("BACKEND_URL")
-            or enroll.get("backend_url")
-            or self._ask(options, "Backend URL (e.g. https://app.example.com): "),
-            warn=self.say,
-        )
-        key = check_api_key_shape(self._api_key(options, enroll))
+        enroll = read_enrollment_file(self.executable_dir)
         self._check_launcher_is_ours()
         system = None  # or, with --service system, the service whose directory is used
         if options.service == "system":
             system = self.service_step.system_service(self.paths)
             self.paths = system.spec.paths
         agent_id = self._existing_agent_id() or new_agent_id()
+        enroller = self._enroller(options, enroll)
+        if enroller is not None:
+            enrolled = enroller.enroll(
+                options.backend_url or self.environ.get("BACKEND_URL"), agent_id
+            )
+            url, key = enrolled.backend_url, enrolled.api_key
+        else:
+            url, key = self._url_and_key(options, enroll)
         validate_key(url, key, agent_id)  # 401/403/unreachable: nothing written yet
         if system is not None:
             system.prepare()
@@ -142,6 +148,9 @@ class Installer:
         self._write_config(url)
         self._write_launcher()
         self.say(f"The backend accepted the key; it is stored in the {saved.store}.")
+        if enroller is not None:
+            enroller.remove_file()
+            self.say(f"The agent is online: the Training Agent page shows it as {agent_id}.")
         self.say(f"Settings: {self.paths.config_file}")
         self.say(f"Command: {self.launcher}")
         self.service_step.install(self.paths, options.service, system)
@@ -152,28 +161,50 @@ class Installer:
     def service_step(self) -> ServiceStep:
         return ServiceStep(self.services, self.platform, self.runner, self.say, self.environ)
 
-    def _enrollment(self) -> dict[str, str]:
-        path = self.executable_dir / ENROLL_FILE_NAME
-        if not path.exists():
-            return {}
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(data, dict):
-                raise ValueError("not an object")
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot read {path}: {exc}; download it again") from exc
-        return {k: v for k, v in data.items() if k in ("backend_url", "api_key") and v}
+    def enrollment(self) -> EnrollmentFile | None:
+        """What ``training-agent.enroll.json`` next to the executable says, if it exists."""
+        return read_enrollment_file(self.executable_dir)
 
-    def enrollment(self) -> dict[str, str]:
-        """``backend_url`` and ``api_key`` from the enrollment file next to the executable."""
-        return self._enrollment()
+    def _enroller(self, options: InstallOptions, enroll: EnrollmentFile | None) -> Enroller | None:
+        """The enrollment step, when the file has a token and no key came from flags/env."""
+        key_given = (
+            options.api_key is not None or options.api_key_stdin or self.environ.get("API_KEY")
+        )
+        if enroll is None or enroll.token is None or enroll.api_key or key_given:
+            return None
+        if options.credential_store == "keyring":  # the token is single use: check first
+            _backend, problem = CredentialStore(self.paths.config_dir).keyring_backend()
+            if problem is not None:
+                raise CredentialError(
+                    f"cannot use the OS keyring: {problem}; set one up, or use "
+                    "--credential-store file (the enrollment token was not used)"
+                )
+        interactive = not options.yes and self.stdin.isatty()
+        return Enroller(
+            enroll,
+            say=self.say,
+            ask=self.prompt if interactive else None,
+            check_url=check_backend_url,
+        )
 
-    def _api_key(self, options: InstallOptions, enroll: dict[str, str]) -> str:
+    def _url_and_key(
+        self, options: InstallOptions, enroll: EnrollmentFile | None
+    ) -> tuple[str, str]:
+        url = check_backend_url(
+            options.backend_url
+            or self.environ.get("BACKEND_URL")
+            or (enroll and enroll.backend_url)
+            or self._ask(options, "Backend URL (e.g. https://app.example.com): "),
+            warn=self.say,
+        )
+        return url, check_api_key_shape(self._api_key(options, enroll))
+
+    def _api_key(self, options: InstallOptions, enroll: EnrollmentFile | None) -> str:
         if options.api_key is not None:
             return options.api_key.get_secret_value()
         if options.api_key_stdin:
             return self.stdin.readline()
-        from_env = self.environ.get("API_KEY") or enroll.get("api_key")
+        from_env = self.environ.get("API_KEY") or (enroll and enroll.api_key)
         if from_env:
             return from_env
         if options.yes or not self.stdin.isatty():

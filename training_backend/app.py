@@ -13,13 +13,15 @@ from training_backend import __version__
 from training_backend.background import background_tasks
 from training_backend.db import create_db_engine, create_session_factory, upgrade_database
 from training_backend.errors import install_error_handlers
-from training_backend.ratelimit import ApiKeyRateLimit, LoginThrottle
+from training_backend.ratelimit import AddressRateLimit, ApiKeyRateLimit, LoginThrottle
 from training_backend.routers import (
     agent_protocol,
     agents,
     api_keys,
     auth,
     downloads,
+    enroll,
+    enrollments,
     health,
     job_reporting,
     jobs,
@@ -56,10 +58,13 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
         per_minute=settings.rate_limit_per_minute, burst=settings.rate_limit_burst
     )
     app.state.login_throttle = LoginThrottle()
+    app.state.enroll_rate_limit = AddressRateLimit()
     app.state.wakeups = Wakeups()  # long polls waiting in this process
     install_error_handlers(app)
     routers = (health, agent_protocol, job_reporting, jobs, auth, agents, api_keys, downloads)
     for module in (*routers, pages):
+        app.include_router(module.router)
+    for module in (enroll, enrollments):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

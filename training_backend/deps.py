@@ -3,7 +3,8 @@ user, the job of a job token and the agent's identity headers.
 
 Use them as annotations: ``def route(db: DbSession, key: CurrentApiKey) -> ...``.
 
-    CurrentApiKey   an API key with the ``training`` scope (rate-limited per key)
+    CurrentApiKey   an API key with the ``training`` scope (rate-limited per key); a key
+                    an enrollment bound to an agent speaks only for that agent
     CurrentUser     a signed-in user: ``Authorization: Bearer sess_…`` or the session cookie
     ApiKeyOrUser    either of the two, as a ``Principal`` (API-key path when the request
                     carries ``X-API-Key``/``X-Workspace-API-Key`` or a ``wak_`` bearer)
@@ -26,6 +27,7 @@ from training_backend.services.agents import AgentIdentity, agent_identity_from_
 from training_backend.services.api_keys import (
     authenticate_api_key,
     extract_api_key,
+    require_agent,
     uses_api_key,
 )
 from training_backend.services.job_tokens import authenticate_job, extract_job_token
@@ -59,6 +61,7 @@ def current_api_key(request: Request, db: DbSession) -> ApiKey:
     key = extract_api_key(request.headers)
     row = authenticate_api_key(db, key=key, scope="training", now=utcnow())
     db.commit()  # give the connection back before the next thread hop (see get_db)
+    require_agent(row, request.headers.get("x-agent-id", "").strip() or None)
     limit: ApiKeyRateLimit = request.app.state.api_key_rate_limit
     limit.check(row.id)  # 429 RATE_LIMITED; only after the key is known to be valid
     return row

@@ -1,4 +1,5 @@
-"""Token-bucket rate limits kept in this process's memory: per API key, and for sign-ins.
+"""Token-bucket rate limits kept in this process's memory: per API key, for sign-ins, and
+per client address for enrollments.
 
 Each key (an API key's id, a client address, a user name) has a bucket of ``burst``
 tokens that refills at ``per_minute / 60`` tokens a second; a request spends one. The
@@ -17,6 +18,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from fastapi import Request
 
 from training_backend.errors import ApiError
 
@@ -156,6 +159,32 @@ class LoginThrottle:
     def succeeded(self, *, name: str) -> None:
         """A correct password clears the name's failures (not the address's)."""
         self._names.reset(_name_key(name))
+
+
+class AddressRateLimit:
+    """Requests allowed per client address, for an endpoint without a key to count by.
+
+    Enrollment is once per machine: the burst lets a lab behind one NAT address enroll
+    a rack at once; then ``per_minute`` a minute.
+    """
+
+    def __init__(
+        self, *, per_minute: float = 10, burst: int = 30, clock: Clock = time.monotonic
+    ) -> None:
+        self._limiter = RateLimiter(per_minute=per_minute, burst=burst, clock=clock)
+
+    def check(self, address: str) -> None:
+        """Spend one request of ``address``; 429 ``RATE_LIMITED`` when none is left."""
+        wait_s = self._limiter.spend(address)
+        if wait_s > 0:
+            seconds = max(1, math.ceil(wait_s))
+            message = f"Too many enrollments from this address; try again in {seconds} s"
+            raise ApiError(429, "RATE_LIMITED", message, headers=retry_after_header(wait_s))
+
+
+def client_address(request: Request) -> str:
+    """The peer address of ``request`` (the proxy's, behind a reverse proxy)."""
+    return request.client.host if request.client is not None else "unknown"
 
 
 def _name_key(name: str) -> str:

@@ -84,6 +84,9 @@ class BackendSettings(BaseSettings):
     session_lifetime_hours: int = Field(default=168, ge=1, le=8760)
     """How long a web sign-in (session token or cookie) stays valid."""
 
+    enrollment_ttl_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+    """How long an enrollment token (in an agent download) stays usable."""
+
     rate_limit_per_minute: int = Field(default=600, ge=0)
     """Requests one API key may make per minute on average, per process (0: no limit)."""
 

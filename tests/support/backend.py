@@ -72,9 +72,10 @@ class BackendProcess:
                 raise BackendStartError(f"backend did not restart on {self.url}")
             time.sleep(0.2)
 
-    def cli(self, *args: str) -> str:
+    def cli(self, *args: str, input: str | None = None) -> str:
         """Run ``training-backend ARGS --database-url URL``; returns stdout.
 
+        ``input`` is written to its stdin (``users create NAME --password-stdin``).
         Raises ``CliFailed`` (an ``AssertionError``, with the exit code and stderr) when
         the command fails.
         """
@@ -83,7 +84,8 @@ class BackendProcess:
         # No terminal on stdin even when the tests run in one: `users create` would prompt.
         done = subprocess.run(
             command,
-            stdin=subprocess.DEVNULL,
+            input=input,
+            stdin=subprocess.DEVNULL if input is None else None,
             capture_output=True,
             text=True,
             timeout=CLI_TIMEOUT_S,

@@ -52,6 +52,7 @@ class SetupApp(App[str | None]):
         super().__init__()
         self._make_installer = make_installer
         self.installed = False
+        self.enrolls = False  # the enrollment file holds a token: install trades it for a key
         self.report = ""  # what the installer said, for the terminal after the screen closes
 
     def compose(self) -> ComposeResult:
@@ -81,13 +82,20 @@ class SetupApp(App[str | None]):
         except TrainingAgentError as exc:
             self.call_from_thread(self._show, str(exc), error=True)
             return
-        url = installer.environ.get("BACKEND_URL") or enroll.get("backend_url") or ""
-        key = installer.environ.get("API_KEY") or enroll.get("api_key") or ""
-        self.call_from_thread(self._prefilled, url, key)
+        url = installer.environ.get("BACKEND_URL") or (enroll and enroll.backend_url) or ""
+        key = installer.environ.get("API_KEY") or (enroll and enroll.api_key) or ""
+        self.call_from_thread(self._prefilled, url, key, bool(enroll and enroll.token))
 
-    def _prefilled(self, url: str, key: str) -> None:
+    def _prefilled(self, url: str, key: str, enrolls: bool) -> None:
         url_input, key_input = self.query_one("#url", Input), self.query_one("#key", Input)
         url_input.value, key_input.value = url, key
+        self.enrolls = enrolls and not key
+        if self.enrolls:  # the download carries a one-time token: no key to paste
+            url_input.disabled = True
+            key_input.placeholder = "not needed: this download enrolls by itself"
+            self._show(f"This download connects to {url} by itself: press Check and install.")
+            self.query_one("#install", Button).focus()
+            return
         (key_input if url else url_input).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -109,6 +117,11 @@ class SetupApp(App[str | None]):
             return
         url = self.query_one("#url", Input).value.strip()
         key = self.query_one("#key", Input).value.strip()
+        if self.enrolls and not key:
+            self.query_one("#install", Button).disabled = True
+            self._show("Enrolling this machine with the backend…")
+            self.install(None, None)
+            return
         if not url or not key:
             self._show("Fill in both the backend URL and the API key.", error=True)
             return
@@ -117,7 +130,7 @@ class SetupApp(App[str | None]):
         self.install(url, SecretStr(key))
 
     @work(thread=True, exclusive=True, group="install")
-    def install(self, url: str, key: SecretStr) -> None:
+    def install(self, url: str | None, key: SecretStr | None) -> None:
         out = io.StringIO()
         options = InstallOptions(backend_url=url, api_key=key, yes=True)
         try:

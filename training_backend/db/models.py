@@ -69,6 +69,32 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The agent an enrollment made this key for: revoking that agent revokes the key.
+    agent_id: Mapped[str | None] = mapped_column(String(128))
+
+
+class EnrollmentToken(Base):
+    """A single-use ``wae_…`` token that an installer trades for an agent's API key.
+
+    Stored as its SHA-256 like a key. ``used_at`` is set once, by the conditional
+    ``UPDATE`` that spends it; ``agent_id`` and ``api_key_id`` then say what it made.
+    """
+
+    __tablename__ = "enrollment_tokens"
+
+    id: Mapped[str] = mapped_column(_ID, primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(_ID, _user_fk(), index=True)
+    prefix: Mapped[str] = mapped_column(String(12))  # first characters, for display only
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    agent_id: Mapped[str | None] = mapped_column(String(128))
+    hostname: Mapped[str | None] = mapped_column(String(255))
+    api_key_id: Mapped[str | None] = mapped_column(
+        _ID, ForeignKey("api_keys.id", ondelete="SET NULL")
+    )
 
 
 class Dataset(Base):

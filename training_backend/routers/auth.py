@@ -11,7 +11,7 @@ from training_backend.body import read_json_object_capped, validate
 from training_backend.db.types import utcnow
 from training_backend.deps import CurrentUser, DbSession, Settings
 from training_backend.errors import ApiError
-from training_backend.ratelimit import LoginThrottle
+from training_backend.ratelimit import LoginThrottle, client_address
 from training_backend.routing import DbRoute
 from training_backend.schemas.accounts import Done, LoginAnswer, LoginRequest, UserPublic
 from training_backend.services.sessions import (
@@ -35,10 +35,6 @@ async def _small_body(request: Request) -> dict[str, Any]:
 SmallBody = Annotated[dict[str, Any], Depends(_small_body)]
 
 
-def _client_address(request: Request) -> str:
-    return request.client.host if request.client is not None else "unknown"
-
-
 @router.post("/login")
 def login(
     request: Request, response: Response, body: SmallBody, db: DbSession, settings: Settings
@@ -50,7 +46,7 @@ def login(
     """
     credentials = validate(LoginRequest, body)
     throttle: LoginThrottle = request.app.state.login_throttle
-    address = _client_address(request)
+    address = client_address(request)
     throttle.check(name=credentials.name, address=address)
     user = authenticate_password(db, name=credentials.name, password=credentials.password)
     if user is None:

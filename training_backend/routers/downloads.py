@@ -2,33 +2,23 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 from training_backend.deps import CurrentUser, Settings
 from training_backend.errors import ApiError
 from training_backend.platforms import DISPLAY_NAMES, PLATFORMS, detect_platform, parse_platform
+from training_backend.public_url import backend_url
+from training_backend.routers.enroll_download import enrolled_download
 from training_backend.schemas.downloads import ArtifactInfo, DownloadsList, SetupAnswer
 from training_backend.services import downloads as service
-from training_backend.settings import PUBLIC_URL_PATTERN, BackendSettings
+from training_backend.settings import BackendSettings
 
 router = APIRouter(prefix="/api/workers", tags=["downloads"])
 
 ArchQuery = Annotated[str | None, Query(max_length=16)]
-
-
-def backend_url(request: Request, settings: BackendSettings) -> str:
-    """This backend's URL for agents: ``public_url``, else the one the request used."""
-    if settings.public_url is not None:
-        return settings.public_url
-    url = str(request.base_url).rstrip("/")
-    if re.fullmatch(PUBLIC_URL_PATTERN, url) is None:
-        message = "Cannot tell this backend's URL; set TRAINING_BACKEND_PUBLIC_URL"
-        raise ApiError(400, "UNKNOWN_PUBLIC_URL", message)
-    return url
 
 
 def _artifact(settings: BackendSettings, platform: str, arch: str | None) -> service.Artifact:
@@ -60,14 +50,27 @@ def _info(artifact: service.Artifact, url: str) -> ArtifactInfo:
 
 
 @router.get("/download/{platform}")
-def download(platform: str, settings: Settings, arch: ArchQuery = None) -> FileResponse:
+def download(
+    request: Request,
+    platform: str,
+    settings: Settings,
+    arch: ArchQuery = None,
+    enroll: Annotated[bool, Query()] = False,
+) -> Response:
     """Stream the agent archive for ``platform`` (linux, darwin, windows).
 
     ``arch`` (amd64, arm64) picks the build; by default amd64, arm64 on macOS. The
     answer carries ``Content-Length`` and ``X-Checksum-SHA256``; 404
     ``ARTIFACT_NOT_FOUND`` when the releases directory lacks the archive.
+
+    ``enroll=1`` (signed-in users only) adds ``training-agent.enroll.json`` beside the
+    executable: this backend's URL and a new single-use enrollment token, so the
+    installer needs no key. That archive is built as it is sent (no checksum header,
+    ``Cache-Control: no-store``); the executable inside is the published one.
     """
     artifact = _artifact(settings, platform, arch)
+    if enroll:
+        return enrolled_download(request, settings, artifact)
     try:
         stat = artifact.path.stat()
         sha256 = service.sha256_of(artifact)

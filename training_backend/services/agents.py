@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from training_backend.db.models import TrainingAgent, TrainingJob, User
+from training_backend.db.models import ApiKey, TrainingAgent, TrainingJob, User
 from training_backend.db.types import new_id
 from training_backend.db.upsert import insert_for
 from training_backend.errors import ApiError
@@ -187,22 +187,57 @@ def get_agent(db: Session, *, user_id: str, agent_id: str) -> TrainingAgent:
 
 
 def revoke_agent(db: Session, *, user_id: str, agent_id: str, now: datetime) -> TrainingAgent:
-    """Refuse the agent's polls and claims from now on (idempotent); returns its row."""
+    """Refuse the agent's polls and claims from now on (idempotent); returns its row.
+
+    The API keys an enrollment bound to the agent are revoked with it.
+    """
     agent = get_agent(db, user_id=user_id, agent_id=agent_id)
     if agent.revoked_at is None:
         agent.revoked_at = now
         agent.status = "offline"
+        revoke_agent_keys(db, user_id=user_id, agent_id=agent_id, now=now)
         db.commit()
     return agent
 
 
 def enable_agent(db: Session, *, user_id: str, agent_id: str) -> TrainingAgent:
-    """Lift a revocation (idempotent): the agent's next poll is answered again."""
+    """Lift a revocation (idempotent): the agent's next poll is answered again.
+
+    Its bound keys revoked together with it come back; one revoked on its own does not.
+    """
     agent = get_agent(db, user_id=user_id, agent_id=agent_id)
     if agent.revoked_at is not None:
+        restore_agent_keys(db, user_id=user_id, agent_id=agent_id, revoked_at=agent.revoked_at)
         agent.revoked_at = None
         db.commit()
     return agent
+
+
+def revoke_agent_keys(db: Session, *, user_id: str, agent_id: str, now: datetime) -> None:
+    """Revoke the live keys an enrollment bound to ``agent_id`` (the caller commits)."""
+    db.execute(
+        update(ApiKey)
+        .where(ApiKey.user_id == user_id)
+        .where(ApiKey.agent_id == agent_id)
+        .where(ApiKey.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def restore_agent_keys(db: Session, *, user_id: str, agent_id: str, revoked_at: datetime) -> None:
+    """Give back the keys revoked together with the agent (same instant; caller commits).
+
+    A key revoked on its own, at another moment, stays revoked.
+    """
+    db.execute(
+        update(ApiKey)
+        .where(ApiKey.user_id == user_id)
+        .where(ApiKey.agent_id == agent_id)
+        .where(ApiKey.revoked_at == revoked_at)
+        .values(revoked_at=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def forget_stale_agents(db: Session, *, now: datetime, retention: timedelta) -> int:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from training_backend.db.models import ApiKey
+from training_backend.db.models import ApiKey, TrainingAgent
 from training_backend.db.types import utcnow
 from training_backend.errors import ApiError
 from training_backend.security import (
@@ -19,6 +19,7 @@ from training_backend.security import (
     hash_secret,
     is_api_key_format,
 )
+from training_backend.services.agents import REVOKED_MESSAGE
 
 #: Scopes a key may carry; ``all`` grants every other one.
 VALID_SCOPES = ("all", "training", "production", "testing")
@@ -115,10 +116,36 @@ def authenticate_api_key(db: Session, *, key: str, scope: str, now: datetime) ->
         raise _unauthorized("INVALID_API_KEY_FORMAT", "Invalid API key format")
     row = db.scalar(select(ApiKey).where(ApiKey.key_hash == hash_secret(key)))
     if row is None or row.revoked_at is not None:
+        if row is not None and _agent_revoked(db, row):
+            raise ApiError(403, "AGENT_REVOKED", REVOKED_MESSAGE)
         raise _unauthorized("INVALID_API_KEY", "Invalid API key")
     require_scope(row, scope)
     _touch(db, row=row, now=now)
     return row
+
+
+def _agent_revoked(db: Session, row: ApiKey) -> bool:
+    # A key revoked with its agent says so, so the agent stops (exit 4) rather than
+    # waiting for a new key.
+    if row.agent_id is None:
+        return False
+    revoked_at = db.scalar(
+        select(TrainingAgent.revoked_at)
+        .where(TrainingAgent.user_id == row.user_id)
+        .where(TrainingAgent.agent_id == row.agent_id)
+    )
+    return revoked_at is not None
+
+
+def require_agent(row: ApiKey, agent_id: str | None) -> None:
+    """403 ``KEY_BOUND_TO_AGENT`` when an enrolled agent's key speaks for another agent."""
+    if row.agent_id is None or agent_id is None or agent_id == row.agent_id:
+        return
+    message = (
+        f"This API key belongs to agent {row.agent_id}; "
+        "download the agent again from the Training Agent page to enroll this one"
+    )
+    raise ApiError(403, "KEY_BOUND_TO_AGENT", message)
 
 
 def require_scope(row: ApiKey, scope: str) -> None:
