@@ -31,7 +31,9 @@ from pydantic import SecretStr
 from training_agent.api import BackendClient
 from training_agent.credentials import CredentialStore, StorePreference, check_api_key_shape
 from training_agent.enrollment import (
-    ENROLL_FILE_NAME,
+    ENROLL_FILE_NAME as ENROLL_FILE_NAME,
+)
+from training_agent.enrollment import (
     Enroller,
     EnrollmentFile,
     read_enrollment_file,

@@ -9,8 +9,9 @@ A config selects how the job runs (DESIGN.md section 4):
   it is always allowed.
 - a FineTune Lab ``TrainingConfig`` (``model`` / ``training`` keys) runs the built-in
   Hugging Face trainer under ``training_python`` (default: the agent's interpreter), by
-  the path of ``trainers/hf_entry.py``; when that interpreter cannot import torch, the
-  trainer fails the job naming ``training-agent runtime setup``.
+  the path of ``trainers/hf_entry.py`` (by module name from the one-file executable);
+  when that interpreter cannot import torch, the trainer fails the job naming
+  ``training-agent runtime setup``.
 
 Every refusal is a ``JobConfigError`` whose message tells the user what to change.
 """
@@ -41,6 +42,7 @@ UNKNOWN_CONFIG = (
     'unknown job config: expected a FineTune Lab TrainingConfig or {"type": "command"|"demo", ...}'
 )
 DEMO_MODULE = "training_agent.trainers.demo"
+HF_MODULE = "training_agent.trainers.hf"
 # Run by path, not with -m: a training_python without this package still finds it.
 HF_ENTRY = Path(__file__).resolve().parent.parent / "trainers" / "hf_entry.py"
 
@@ -79,7 +81,10 @@ def plan_launch(
         python = _trainer_python(training_python)
         if not Path(python).is_file():
             raise JobConfigError(RUNTIME_MISSING.format(python=python))
-        return LaunchPlan(argv=(python, str(HF_ENTRY), "--config", str(config_file)))
+        # The one-file executable carries no trainer files to point at: its
+        # training_python must have the package, so the module is run by name.
+        entry = ("-m", HF_MODULE) if _frozen() else (str(HF_ENTRY),)
+        return LaunchPlan(argv=(python, *entry, "--config", str(config_file)))
     if kind is not None:
         raise JobConfigError(f"{UNKNOWN_CONFIG}; got type {str(kind)[:50]!r}")
     raise JobConfigError(UNKNOWN_CONFIG)
