@@ -7,9 +7,10 @@ its expiry. ``install`` reads it when no key came from ``--api-key-stdin`` or
 (``api.enroll``), and continues with the key it gets back; after the key is stored the
 file is deleted. Nothing is written before the backend hands out the key.
 
-The file's address is not trusted blindly: plain http:// to another machine, or an
-address this machine cannot reach, is asked about first (``--yes`` or no terminal: one
-sentence, and nothing is sent).
+The file's address is not trusted blindly: plain http:// to another machine is asked
+about before anything is sent, and an address this machine cannot reach (the token
+never arrived) gets a question for another address. With ``--yes`` or no terminal
+either one is a sentence and a stop; nothing is written.
 """
 
 from __future__ import annotations
