@@ -5,8 +5,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from training_agent.errors import ConfigError
+from training_agent.errors import AgentNotRunningError, ConfigError, StateError
 from training_agent.paths import AgentPaths
+from training_agent.status_client import find_agent
 from training_agent.tui.app import create_live_app
 from training_agent.tui.launch import SpawnedAgent
 
@@ -54,8 +55,20 @@ def start_with_dashboard(paths: AgentPaths, start_args: Sequence[str]) -> int:
     """Run ``training-agent start START_ARGS`` as a child and the dashboard in front of it.
 
     The child's console output goes to ``console.log`` in the log dir (the dashboard owns
-    the terminal); quitting asks whether to stop it (drain) or leave it running.
+    the terminal); quitting asks whether to stop it (drain) or leave it running. When an
+    agent already runs here, a second one would share its state directory: show that one.
     """
+    try:
+        running = find_agent(paths.status_file)
+    except (AgentNotRunningError, StateError):
+        running = None
+    if running is not None:
+        print(
+            f"training-agent: an agent is already running here (pid {running.pid}); "
+            "showing its dashboard",
+            file=sys.stderr,
+        )
+        return dashboard_command(paths)
     spawned = SpawnedAgent(paths.log_dir, ["start", *start_args])
     app = create_live_app(paths, spawned=spawned)
     try:
