@@ -21,7 +21,6 @@ from textual.message import Message
 from textual.screen import Screen
 
 from training_agent.errors import AgentNotRunningError, TrainingAgentError
-from training_agent.paths import AgentPaths
 from training_agent.tui.launch import SpawnedAgent
 from training_agent.tui.model import Attach, DashboardModel
 from training_agent.tui.screens.confirm import ConfirmScreen
@@ -29,7 +28,7 @@ from training_agent.tui.screens.full_log import FullLogScreen
 from training_agent.tui.screens.help import HelpScreen
 from training_agent.tui.screens.main import MainScreen
 from training_agent.tui.screens.no_agent import NoAgentScreen
-from training_agent.tui.source import Connector, StatusSource, status_api_connector
+from training_agent.tui.source import Connector, StatusSource
 from training_agent.tui.widgets.jobs_table import JobsTable
 
 RETRY_S = 1.0  # between attach attempts while no agent answers
@@ -101,13 +100,10 @@ class DashboardApp(App[int]):
                 source = self._connector()
             except AgentNotRunningError as exc:
                 self._not_running(str(exc))
-                await asyncio.sleep(self._retry_s)
-                continue
             except TrainingAgentError as exc:
                 self._detached(Attach.LOST, str(exc))
-                await asyncio.sleep(self._retry_s)
-                continue
-            await self._follow(source)
+            else:
+                await self._follow(source)
             await asyncio.sleep(self._retry_s)
 
     async def _follow(self, source: StatusSource) -> None:
@@ -184,13 +180,10 @@ class DashboardApp(App[int]):
         try:
             self.spawned = self._launcher()
         except (OSError, TrainingAgentError) as exc:
-            self.call_from_thread(
-                self.notify, f"Could not start the agent: {exc}", severity="error"
-            )
-            return
-        self.call_from_thread(
-            self.notify, f"Starting the agent; its output goes to {self.spawned.console_log}"
-        )
+            self.call_from_thread(self.notify, f"Could not start it: {exc}", severity="error")
+        else:
+            where = self.spawned.console_log
+            self.call_from_thread(self.notify, f"Starting the agent; its output: {where}")
 
     def _not_running(self, reason: str) -> None:
         spawned = self.spawned
@@ -308,12 +301,3 @@ def create_app(
 ) -> DashboardApp:
     """The dashboard for the agent ``connector`` finds (the CLI's and the tests' one way in)."""
     return DashboardApp(connector, clock=clock, launcher=launcher, **options)
-
-
-def create_live_app(paths: AgentPaths, *, spawned: SpawnedAgent | None = None) -> DashboardApp:
-    """The dashboard of the agent whose files are under ``paths`` (what the CLI runs)."""
-    return create_app(
-        status_api_connector(paths.status_file),
-        launcher=lambda: SpawnedAgent(paths.log_dir),
-        spawned=spawned,
-    )

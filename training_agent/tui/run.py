@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from training_agent.errors import AgentNotRunningError, ConfigError, StateError
 from training_agent.paths import AgentPaths
 from training_agent.status_client import find_agent
-from training_agent.tui.app import create_live_app
+from training_agent.tui.app import DashboardApp, create_app
 from training_agent.tui.launch import SpawnedAgent
+from training_agent.tui.source import status_api_connector
 
 
 def has_terminal() -> bool:
@@ -38,6 +39,15 @@ def setup_command(paths: AgentPaths) -> int:
     if choice == "dashboard":
         return dashboard_command(paths)
     return 0 if app.installed else 1
+
+
+def create_live_app(paths: AgentPaths, *, spawned: SpawnedAgent | None = None) -> DashboardApp:
+    """The dashboard of the agent whose files are under ``paths`` (what the CLI runs)."""
+    return create_app(
+        status_api_connector(paths.status_file),
+        launcher=lambda: SpawnedAgent(paths.log_dir),
+        spawned=spawned,
+    )
 
 
 def dashboard_command(paths: AgentPaths) -> int:
