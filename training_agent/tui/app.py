@@ -15,27 +15,21 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal
 from textual.message import Message
-from textual.widgets import Footer
+from textual.screen import Screen
 
 from training_agent.errors import AgentNotRunningError, TrainingAgentError
-from training_agent.paths import AgentPaths
 from training_agent.tui.launch import SpawnedAgent
 from training_agent.tui.model import Attach, DashboardModel
 from training_agent.tui.screens.confirm import ConfirmScreen
 from training_agent.tui.screens.full_log import FullLogScreen
 from training_agent.tui.screens.help import HelpScreen
+from training_agent.tui.screens.main import MainScreen
 from training_agent.tui.screens.no_agent import NoAgentScreen
-from training_agent.tui.source import Connector, StatusSource, status_api_connector
-from training_agent.tui.widgets.connection_bar import ConnectionBar
-from training_agent.tui.widgets.job_detail import JobDetail
+from training_agent.tui.source import Connector, StatusSource
 from training_agent.tui.widgets.jobs_table import JobsTable
-from training_agent.tui.widgets.log_tail import LogTail
-from training_agent.tui.widgets.loss_chart import LossChart
-from training_agent.tui.widgets.machine_panel import MachinePanel
 
 RETRY_S = 1.0  # between attach attempts while no agent answers
 USAGE_INTERVAL_S = 2.0  # how often the machine's load is read
@@ -48,11 +42,6 @@ class DashboardApp(App[int]):
     """Watches one agent through its status API. Quitting leaves the agent running."""
 
     TITLE = "training-agent"
-    CSS = """
-    #middle { height: 2fr; min-height: 7; border-top: solid $primary; }
-    #bottom { height: 3fr; min-height: 5; border-top: solid $primary; }
-    JobsTable { border-top: solid $primary; height: auto; max-height: 8; min-height: 3; }
-    """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "cancel_job", "Cancel job"),
         Binding("d", "toggle_drain", "Drain/resume"),
@@ -94,21 +83,10 @@ class DashboardApp(App[int]):
         self._selected: str | None = None
         self.redraws = 0  # how many ModelChanged were handled (tests check coalescing)
 
-    def compose(self) -> ComposeResult:
-        yield ConnectionBar()
-        yield JobsTable(id="jobs")
-        with Horizontal(id="middle"):
-            yield JobDetail()
-            yield LossChart()
-        with Horizontal(id="bottom"):
-            yield LogTail()
-            yield MachinePanel()
-        yield Footer()
+    def get_default_screen(self) -> Screen[Any]:
+        return MainScreen(id="_default")
 
     def on_mount(self) -> None:
-        self.query_one(JobsTable).border_title = "jobs"
-        self.query_one("#middle").border_title = "selected job · loss"
-        self.query_one("#bottom").border_title = "log · machine"
         self.follow_agent()
         self.set_interval(1.0, self._redraw)
 
@@ -122,13 +100,10 @@ class DashboardApp(App[int]):
                 source = self._connector()
             except AgentNotRunningError as exc:
                 self._not_running(str(exc))
-                await asyncio.sleep(self._retry_s)
-                continue
             except TrainingAgentError as exc:
                 self._detached(Attach.LOST, str(exc))
-                await asyncio.sleep(self._retry_s)
-                continue
-            await self._follow(source)
+            else:
+                await self._follow(source)
             await asyncio.sleep(self._retry_s)
 
     async def _follow(self, source: StatusSource) -> None:
@@ -205,13 +180,10 @@ class DashboardApp(App[int]):
         try:
             self.spawned = self._launcher()
         except (OSError, TrainingAgentError) as exc:
-            self.call_from_thread(
-                self.notify, f"Could not start the agent: {exc}", severity="error"
-            )
-            return
-        self.call_from_thread(
-            self.notify, f"Starting the agent; its output goes to {self.spawned.console_log}"
-        )
+            self.call_from_thread(self.notify, f"Could not start it: {exc}", severity="error")
+        else:
+            where = self.spawned.console_log
+            self.call_from_thread(self.notify, f"Starting the agent; its output: {where}")
 
     def _not_running(self, reason: str) -> None:
         spawned = self.spawned
@@ -232,6 +204,9 @@ class DashboardApp(App[int]):
         self.redraws += 1
         self._redraw()
 
+    def on_main_screen_ready(self, message: MainScreen.Ready) -> None:
+        self._redraw()
+
     def on_jobs_table_selected(self, message: JobsTable.Selected) -> None:
         self._selected = message.job_id
         self._redraw()
@@ -242,26 +217,10 @@ class DashboardApp(App[int]):
     def _redraw(self) -> None:
         if not self.screen_stack or self.return_code is not None:
             return  # exiting: the screens are going away
+        self._show_no_agent(self.model)
         main = self.screen_stack[0]
-        model, now = self.model, self._clock()
-        self._show_no_agent(model)
-        extra = max(0.0, now - model.received_at) if model.snapshot else 0.0
-        main.query_one(ConnectionBar).show(model, now)
-        table = main.query_one(JobsTable)
-        table.show(model.jobs(), elapsed_extra_s=extra)
-        self._selected = table.selected
-        job = model.job(self._selected)
-        main.query_one(JobDetail).show(job, elapsed_extra_s=extra)
-        chart = main.query_one(LossChart)
-        if self._selected is None:
-            chart.show((), ())
-        else:
-            job_id = self._selected
-            chart.show(model.series(job_id, "train_loss"), model.series(job_id, "eval_loss"))
-        log = None if self._selected is None else model.logs.get(self._selected)
-        main.query_one(LogTail).show(self._selected, log)
-        resources = (model.snapshot or {}).get("resources")
-        main.query_one(MachinePanel).show(model.usage, resources)
+        assert isinstance(main, MainScreen)
+        self._selected = main.show(self.model, self._clock())
 
     def _show_no_agent(self, model: DashboardModel) -> None:
         showing = isinstance(self.screen, NoAgentScreen)
@@ -342,12 +301,3 @@ def create_app(
 ) -> DashboardApp:
     """The dashboard for the agent ``connector`` finds (the CLI's and the tests' one way in)."""
     return DashboardApp(connector, clock=clock, launcher=launcher, **options)
-
-
-def create_live_app(paths: AgentPaths, *, spawned: SpawnedAgent | None = None) -> DashboardApp:
-    """The dashboard of the agent whose files are under ``paths`` (what the CLI runs)."""
-    return create_app(
-        status_api_connector(paths.status_file),
-        launcher=lambda: SpawnedAgent(paths.log_dir),
-        spawned=spawned,
-    )

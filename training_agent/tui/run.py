@@ -5,10 +5,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from training_agent.errors import ConfigError
+from training_agent.errors import AgentNotRunningError, ConfigError, StateError
 from training_agent.paths import AgentPaths
-from training_agent.tui.app import create_live_app
+from training_agent.status_client import find_agent
+from training_agent.tui.app import DashboardApp, create_app
 from training_agent.tui.launch import SpawnedAgent
+from training_agent.tui.source import status_api_connector
 
 
 def has_terminal() -> bool:
@@ -39,6 +41,15 @@ def setup_command(paths: AgentPaths) -> int:
     return 0 if app.installed else 1
 
 
+def create_live_app(paths: AgentPaths, *, spawned: SpawnedAgent | None = None) -> DashboardApp:
+    """The dashboard of the agent whose files are under ``paths`` (what the CLI runs)."""
+    return create_app(
+        status_api_connector(paths.status_file),
+        launcher=lambda: SpawnedAgent(paths.log_dir),
+        spawned=spawned,
+    )
+
+
 def dashboard_command(paths: AgentPaths) -> int:
     """Attach to the running agent (or offer to start one) until the user quits."""
     if not has_terminal():
@@ -54,8 +65,20 @@ def start_with_dashboard(paths: AgentPaths, start_args: Sequence[str]) -> int:
     """Run ``training-agent start START_ARGS`` as a child and the dashboard in front of it.
 
     The child's console output goes to ``console.log`` in the log dir (the dashboard owns
-    the terminal); quitting asks whether to stop it (drain) or leave it running.
+    the terminal); quitting asks whether to stop it (drain) or leave it running. When an
+    agent already runs here, a second one would share its state directory: show that one.
     """
+    try:
+        running = find_agent(paths.status_file)
+    except (AgentNotRunningError, StateError):
+        running = None
+    if running is not None:
+        print(
+            f"training-agent: an agent is already running here (pid {running.pid}); "
+            "showing its dashboard",
+            file=sys.stderr,
+        )
+        return dashboard_command(paths)
     spawned = SpawnedAgent(paths.log_dir, ["start", *start_args])
     app = create_live_app(paths, spawned=spawned)
     try:

@@ -49,9 +49,7 @@ class JobsTable(DataTable[Any]):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
         self._order: list[str] = []
-
-    def on_mount(self) -> None:
-        for name in COLUMNS:
+        for name in COLUMNS:  # here, not at mount: the app may draw before that
             self.add_column(name, key=name)
 
     @property
