@@ -156,7 +156,9 @@ async def test_the_settings_set_the_limit(
     assert (await http.get(POLL, headers=headers)).status_code == 200
     refused = await http.get(POLL, headers=headers)
     assert refused.status_code == 429
-    assert 59 <= int(refused.headers["Retry-After"]) <= 60
+    # One token a minute: the next comes a minute after the first poll, less the time the
+    # two polls took (seconds on a loaded machine); a limit of 600 would say 1.
+    assert 45 <= int(refused.headers["Retry-After"]) <= 60
 
 
 @pytest.fixture
