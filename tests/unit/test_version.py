@@ -56,5 +56,5 @@ def test_without_git_or_a_baked_commit_it_is_unknown(
 def test_the_arch_uses_the_release_names(
     monkeypatch: pytest.MonkeyPatch, machine: str, arch: str
 ) -> None:
-    monkeypatch.setattr(version.platform, "machine", lambda: machine)
+    monkeypatch.setattr("platform.machine", lambda: machine)
     assert version.current_arch() == arch
