@@ -15,7 +15,9 @@ from tests.e2e.secret_service import check_secret_service_round_trip
 from tests.release.conftest import ROOT, Release
 from training_agent import __version__
 
-pytestmark = pytest.mark.e2e
+# The first test to run also waits for the session's build (PyInstaller: a minute or two
+# on a loaded machine), which counts toward its timeout.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 NEVER_BUNDLED = ("torch", "transformers", "datasets", "peft", "accelerate", "training_backend")
 

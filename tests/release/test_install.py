@@ -19,7 +19,9 @@ from tests.support.backend import BackendProcess, start_backend
 from training_agent import __version__
 from training_agent.version import current_arch
 
-pytestmark = pytest.mark.e2e
+# The first test to run also waits for the session's build (PyInstaller: a minute or two
+# on a loaded machine), which counts toward its timeout.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 COMMAND_JOB = {
     "type": "command",
@@ -168,12 +170,18 @@ def test_a_too_old_executable_stops_with_the_download_url(release: Release, tmp_
         key = make_user_and_key(backend, "old")
         env = user_env(tmp_path, API_KEY=key, BACKEND_URL=backend.url)
 
+        installed = run([str(release.executable), "install", "--yes", "--service", "none"], env)
+        wrote = (tmp_path / "agent").exists() or (tmp_path / "home").exists()
         started = run([str(release.executable), "start"], env)
 
-    assert started.returncode == 5, started.stdout + started.stderr
-    assert started.stderr.strip().splitlines()[-1] == (
+    sentence = (
         f"training-agent: the backend needs a newer training-agent (training-agent "
         f"{__version__} is older than 99.0.0, the oldest version this platform accepts): "
         f"download the new version from {backend.url}/api/workers/download/linux, "
         "install it and start the agent again"
     )
+    assert installed.returncode == 5, installed.stdout + installed.stderr
+    assert installed.stderr.strip().splitlines()[-1] == sentence
+    assert not wrote
+    assert started.returncode == 5, started.stdout + started.stderr
+    assert started.stderr.strip().splitlines()[-1] == sentence
