@@ -4,6 +4,7 @@ a command job and completes it; a tampered archive is refused; a too-old agent s
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -117,8 +118,6 @@ def test_the_setup_commands_install_the_executable_which_completes_a_command_job
 
 
 def _agents(backend: BackendProcess) -> list[dict[str, str]]:
-    import json
-
     rows: list[dict[str, str]] = json.loads(backend.cli("agents", "list", "--json"))
     return rows
 
@@ -185,3 +184,20 @@ def test_a_too_old_executable_stops_with_the_download_url(release: Release, tmp_
     assert not wrote
     assert started.returncode == 5, started.stdout + started.stderr
     assert started.stderr.strip().splitlines()[-1] == sentence
+
+
+def test_an_enrollment_file_beside_install_sh_goes_with_the_executable(
+    release: Release, backend: BackendProcess, tmp_path: Path
+) -> None:
+    key = make_user_and_key(backend, "enzo")
+    unpacked = tmp_path / release.stem
+    shutil.copytree(release.unpacked, unpacked)
+    enroll = unpacked / "training-agent.enroll.json"
+    enroll.write_text(json.dumps({"backend_url": backend.url, "api_key": key}))
+
+    installed = run([str(unpacked / "install.sh"), "--yes"], user_env(tmp_path))
+
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    assert not enroll.exists()  # moved, not copied: no second copy of the secret
+    config = tmp_path / "agent" / "config" / "config.toml"
+    assert f'backend_url = "{backend.url}"' in config.read_text()
