@@ -101,6 +101,11 @@ try {
     Copy-Item -LiteralPath $source -Destination $target
     Unblock-File -LiteralPath $target  # drop the downloaded-from-the-internet mark
     Write-Host "Installed $(& $target --version) to $installDir."
+    # An enrollment file (the platform's enrolled download) must sit next to the
+    # executable that runs `install`, which deletes it once used: move it.
+    $enrollFile = Join-Path $installDir 'training-agent.enroll.json'
+    $shipped = Join-Path $PSScriptRoot 'training-agent.enroll.json'
+    if (-not $From -and (Test-Path -LiteralPath $shipped)) { Move-Item -LiteralPath $shipped -Destination $enrollFile -Force }
 
     $userPaths = @(([string][Environment]::GetEnvironmentVariable('Path', 'User')) -split ';' | Where-Object { $_ })
     if ($userPaths -notcontains $installDir) {
@@ -110,7 +115,7 @@ try {
 
     # An upgrade without a new key or URL keeps the configuration as it is.
     $config = if ($env:TRAINING_AGENT_HOME) { Join-Path $env:TRAINING_AGENT_HOME 'config\config.toml' } else { Join-Path $env:LOCALAPPDATA 'training-agent\config.toml' }
-    if ((Test-Path -LiteralPath $config) -and -not $env:API_KEY -and -not $env:BACKEND_URL) {
+    if ((Test-Path -LiteralPath $config) -and -not $env:API_KEY -and -not $env:BACKEND_URL -and -not (Test-Path -LiteralPath $enrollFile)) {
         Write-Host "Upgraded; kept the settings in $config and the stored key (restart a running agent to use the new version)."
         exit 0
     }

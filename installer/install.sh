@@ -15,6 +15,8 @@
 # on macOS ~/Library/Application Support/training-agent/bin), replacing an older one;
 # then `training-agent install` stores the key (read from API_KEY, or asked for, never
 # from the command line), writes the settings and the launcher ~/.local/bin/training-agent.
+# An enrollment file (training-agent.enroll.json, from the platform's enrolled download)
+# beside this script moves next to the installed executable, where `install` reads it.
 # Upgrades keep every setting, the stored key, the agent id, state, logs and job data;
 # without API_KEY and BACKEND_URL an upgrade only replaces the executable.
 # Exit status: 0 installed, 1 failed (one sentence says why), 2 bad usage.
@@ -132,6 +134,13 @@ if [ "$os" = darwin ] && command -v xattr >/dev/null 2>&1; then
     xattr -d com.apple.quarantine "$install_dir/.training-agent.new" 2>/dev/null || true
 fi
 mv -f "$install_dir/.training-agent.new" "$install_dir/training-agent"
+# An enrollment file (the platform's enrolled download) must sit next to the executable
+# that runs `install`, which deletes it once used: move it, never leave a copy behind.
+enroll_file=training-agent.enroll.json
+if [ -z "$from" ] && [ -f "$here/$enroll_file" ]; then
+    mv -f "$here/$enroll_file" "$install_dir/$enroll_file"
+    chmod 600 "$install_dir/$enroll_file"
+fi
 say "Installed $("$install_dir/training-agent" --version) to $install_dir."
 
 # An upgrade without a new key or URL keeps the configuration as it is: the launcher
@@ -143,7 +152,8 @@ elif [ "$os" = darwin ]; then
 else
     config="${XDG_CONFIG_HOME:-$HOME/.config}/training-agent/config.toml"
 fi
-if [ -f "$config" ] && [ -z "${API_KEY:-}" ] && [ -z "${BACKEND_URL:-}" ]; then
+if [ -f "$config" ] && [ -z "${API_KEY:-}" ] && [ -z "${BACKEND_URL:-}" ] &&
+    [ ! -f "$install_dir/$enroll_file" ]; then
     say "Upgraded; kept the settings in $config and the stored key (restart a running agent to use the new version)."
     exit 0
 fi

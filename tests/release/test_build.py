@@ -16,7 +16,9 @@ from tests.release.conftest import ROOT, Release
 from tests.support.backend import BackendProcess
 from training_agent import __version__
 
-pytestmark = pytest.mark.e2e
+# The first test to run also waits for the session's build (PyInstaller: a minute or two
+# on a loaded machine), which counts toward its timeout.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 NEVER_BUNDLED = ("torch", "transformers", "datasets", "peft", "accelerate", "training_backend")
 

@@ -4,6 +4,7 @@ a command job and completes it; a tampered archive is refused; a too-old agent s
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -19,7 +20,9 @@ from tests.support.backend import BackendProcess, start_backend
 from training_agent import __version__
 from training_agent.version import current_arch
 
-pytestmark = pytest.mark.e2e
+# The first test to run also waits for the session's build (PyInstaller: a minute or two
+# on a loaded machine), which counts toward its timeout.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 COMMAND_JOB = {
     "type": "command",
@@ -115,8 +118,6 @@ def test_the_setup_commands_install_the_executable_which_completes_a_command_job
 
 
 def _agents(backend: BackendProcess) -> list[dict[str, str]]:
-    import json
-
     rows: list[dict[str, str]] = json.loads(backend.cli("agents", "list", "--json"))
     return rows
 
@@ -168,12 +169,35 @@ def test_a_too_old_executable_stops_with_the_download_url(release: Release, tmp_
         key = make_user_and_key(backend, "old")
         env = user_env(tmp_path, API_KEY=key, BACKEND_URL=backend.url)
 
+        installed = run([str(release.executable), "install", "--yes", "--service", "none"], env)
+        wrote = (tmp_path / "agent").exists() or (tmp_path / "home").exists()
         started = run([str(release.executable), "start"], env)
 
-    assert started.returncode == 5, started.stdout + started.stderr
-    assert started.stderr.strip().splitlines()[-1] == (
+    sentence = (
         f"training-agent: the backend needs a newer training-agent (training-agent "
         f"{__version__} is older than 99.0.0, the oldest version this platform accepts): "
         f"download the new version from {backend.url}/api/workers/download/linux, "
         "install it and start the agent again"
     )
+    assert installed.returncode == 5, installed.stdout + installed.stderr
+    assert installed.stderr.strip().splitlines()[-1] == sentence
+    assert not wrote
+    assert started.returncode == 5, started.stdout + started.stderr
+    assert started.stderr.strip().splitlines()[-1] == sentence
+
+
+def test_an_enrollment_file_beside_install_sh_goes_with_the_executable(
+    release: Release, backend: BackendProcess, tmp_path: Path
+) -> None:
+    key = make_user_and_key(backend, "enzo")
+    unpacked = tmp_path / release.stem
+    shutil.copytree(release.unpacked, unpacked)
+    enroll = unpacked / "training-agent.enroll.json"
+    enroll.write_text(json.dumps({"backend_url": backend.url, "api_key": key}))
+
+    installed = run([str(unpacked / "install.sh"), "--yes"], user_env(tmp_path))
+
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    assert not enroll.exists()  # moved, not copied: no second copy of the secret
+    config = tmp_path / "agent" / "config" / "config.toml"
+    assert f'backend_url = "{backend.url}"' in config.read_text()
