@@ -33,6 +33,8 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from agent_support import cpu_seconds  # noqa: E402
+
 from tests.e2e.agent import agent_env, start_agent, wait_agent  # noqa: E402
 from tests.e2e.support import make_user_and_key, submit  # noqa: E402
 from tests.support.backend import start_backend  # noqa: E402
@@ -63,11 +65,6 @@ def direct(config: dict[str, Any], job_dir: Path) -> float:
     return steady([p["samples_per_second"] for p in points if "samples_per_second" in p])
 
 
-def cpu_s(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
-
-
 def through_agent(config: dict[str, Any], work: Path) -> tuple[float, float, float]:
     """Samples/s through the agent, and the CPU seconds the agent and the backend used
     per training step while the trainer ran (the agent's start-up left out)."""
@@ -92,10 +89,10 @@ def _cpu_while_training(agent: Any, backend: psutil.Process) -> tuple[float, flo
     daemon = psutil.Process(agent.pid)
     while not daemon.children() and agent.poll() is None:
         time.sleep(0.01)
-    start = (cpu_s(daemon), cpu_s(backend))
+    start = (cpu_seconds(daemon), cpu_seconds(backend))
     last = start
     while daemon.children() and agent.poll() is None:
-        last = (cpu_s(daemon), cpu_s(backend))
+        last = (cpu_seconds(daemon), cpu_seconds(backend))
         time.sleep(0.05)
     return last[0] - start[0], last[1] - start[1]
 

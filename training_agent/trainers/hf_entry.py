@@ -13,9 +13,12 @@ Only the standard library is used before ``hf.main`` runs.
 import sys
 from pathlib import Path
 
-# sys.path[0] is this file's directory; its modules must not shadow top-level names.
-del sys.path[0]
-sys.path.append(str(Path(__file__).resolve().parents[2]))
+_HERE = Path(__file__).resolve()
+# Python puts this file's directory first on sys.path (unless PYTHONSAFEPATH is set);
+# its modules (demo, tiny...) must not shadow top-level names.
+if sys.path and sys.path[0] and Path(sys.path[0]).resolve() == _HERE.parent:
+    del sys.path[0]
+sys.path.append(str(_HERE.parents[2]))
 
 from training_agent.trainers.hf import main  # noqa: E402
 
