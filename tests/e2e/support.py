@@ -45,10 +45,17 @@ def submit(
 SLOW_DEMO = {"type": "demo", "samples": 3200, "epochs": 3, "batch_size": 16, "step_delay_s": 0.01}
 
 
-def slow_demo_job(backend: BackendProcess, tmp_path: Path, user: str) -> tuple[Owner, str]:
+# About 3,000 steps of 10 ms, for tests that cancel the job: a loaded machine cannot
+# finish it before the test acts.
+LONG_DEMO = SLOW_DEMO | {"epochs": 15}
+
+
+def slow_demo_job(
+    backend: BackendProcess, tmp_path: Path, user: str, config: dict[str, Any] = SLOW_DEMO
+) -> tuple[Owner, str]:
     """A new user, their key's view of jobs, and one slow demo job of theirs."""
     owner = Owner(backend, make_user_and_key(backend, user))
-    return owner, submit(backend, tmp_path, user, SLOW_DEMO)
+    return owner, submit(backend, tmp_path, user, config)
 
 
 def job_json(backend: BackendProcess, job_id: str) -> dict[str, Any]:

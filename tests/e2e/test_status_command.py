@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.agent import agent_env, start_agent, wait_agent
-from tests.e2e.support import slow_demo_job
+from tests.e2e.support import LONG_DEMO, slow_demo_job
 from tests.support.backend import BackendProcess, free_port
 from training_agent.status_client import StatusClient
 from training_agent.status_file import StatusFile, new_token, this_process_created_at
@@ -98,7 +98,7 @@ def test_status_of_a_running_agent(backend: BackendProcess, tmp_path: Path) -> N
 def test_status_shows_a_running_job_and_cancel_stops_it(
     backend: BackendProcess, tmp_path: Path
 ) -> None:
-    owner, job_id = slow_demo_job(backend, tmp_path, "tess")
+    owner, job_id = slow_demo_job(backend, tmp_path, "tess", LONG_DEMO)
     key = owner.key
     home = tmp_path / "agent"
     agent = start_agent(agent_env(home, backend_url=backend.url, api_key=key))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.agent import agent_env, start_agent, wait_agent
-from tests.e2e.support import SLOW_DEMO, Owner, slow_demo_job, submit, wait_until
+from tests.e2e.support import LONG_DEMO, SLOW_DEMO, Owner, slow_demo_job, submit, wait_until
 from tests.support.backend import BackendProcess
 
 pytestmark = pytest.mark.e2e
@@ -46,7 +46,7 @@ def test_first_sigterm_drains(backend: BackendProcess, tmp_path: Path) -> None:
 def test_second_sigterm_cancels_and_reports_agent_stopped(
     backend: BackendProcess, tmp_path: Path
 ) -> None:
-    owner, job_id = slow_demo_job(backend, tmp_path, "erin")
+    owner, job_id = slow_demo_job(backend, tmp_path, "erin", LONG_DEMO)
     key = owner.key
     env = agent_env(
         tmp_path / "agent",

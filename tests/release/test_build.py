@@ -100,6 +100,13 @@ def test_every_keyring_backend_and_every_package_data_file_is_bundled(release: R
     }
     assert data <= files
     assert "training_agent/_build.json" in files
+    templates = {
+        f"training_agent/service/templates/{path.name}"
+        for path in (ROOT / "packaging" / "service").iterdir()
+        if path.suffix in (".service", ".plist", ".xml")
+    }
+    assert len(templates) == 3
+    assert templates <= files
 
 
 def test_the_executable_keeps_the_key_in_the_real_secret_service(
