@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+import httpx
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, Static
@@ -68,7 +69,7 @@ async def test_the_url_comes_from_the_enrollment_file_and_the_key_is_hidden(
         await until(pilot, lambda: app.query_one("#url", Input).value != "")
         assert app.query_one("#url", Input).value == "https://app.example.com"
         assert key.password
-        assert app.focused is key  # the one field left to fill
+        await until(pilot, lambda: app.focused is key)  # the one field left to fill
 
 
 async def test_both_fields_are_needed(make_installer: Factory) -> None:
@@ -102,3 +103,27 @@ async def test_a_refused_key_writes_nothing_then_the_right_one_installs(
         await pilot.click("#dashboard")
     assert app.return_value == "dashboard"
     assert app.installed
+
+
+async def test_a_download_with_an_enrollment_token_installs_without_a_key(
+    backend: BackendProcess, tmp_path: Path, make_installer: Factory
+) -> None:
+    backend.cli("users", "create", "ella", "--password-stdin", input="pw-for-ella-1\n")
+    with httpx.Client(base_url=backend.url, timeout=30) as page:
+        signed_in = page.post("/api/auth/login", json={"name": "ella", "password": "pw-for-ella-1"})
+        assert signed_in.status_code == 200, signed_in.text
+        token = page.post("/api/workers/enrollments").json()["token"]
+        file = {"backend_url": backend.url, "enrollment_token": token}
+        (tmp_path / "exe" / ENROLL_FILE_NAME).write_text(json.dumps(file))
+        app = SetupApp(make_installer)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: "connects to" in result_text(app))
+            assert app.query_one("#url", Input).disabled
+            assert app.query_one("#key", Input).value == ""
+            await pilot.click("#install")
+            await until(pilot, lambda: result_text(app).startswith("Done."))
+            assert token not in result_text(app)
+        [enrollment] = page.get("/api/workers/enrollments").json()["enrollments"]
+    assert enrollment["status"] == "used"
+    assert (tmp_path / "agent" / "config" / "config.toml").exists()
+    assert not (tmp_path / "exe" / ENROLL_FILE_NAME).exists()  # spent and removed
