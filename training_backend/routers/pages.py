@@ -68,6 +68,7 @@ def workers_page(request: Request, user: PageUser, settings: Settings) -> Respon
         data=data,
         downloads=downloads,
         primary=primary,
+        enrollment_ttl_minutes=settings.enrollment_ttl_minutes,
     )
 
 
