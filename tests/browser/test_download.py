@@ -64,7 +64,9 @@ def test_windows_is_detected_and_its_missing_build_is_explained(
     )
     expect(page.get_by_role("link", name="Download for macOS")).to_have_count(0)
     expect(
-        page.get_by_role("link", name="Download training-agent-0.2.0-darwin-arm64.tar.gz", exact=True)
+        page.get_by_role(
+            "link", name="Download training-agent-0.2.0-darwin-arm64.tar.gz", exact=True
+        )
     ).to_be_visible()
     expect(
         page.get_by_role(

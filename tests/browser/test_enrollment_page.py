@@ -17,14 +17,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, ViewportSize, expect
 
 from tests.browser.audit import audit
 from tests.browser.conftest import OpenPage
 from tests.browser.support import ARCHIVES, USER_AGENTS, Shots, Site, Watched, sign_in
 from tests.e2e.test_enrollment import install, installer_env
 
-PHONE = {"width": 390, "height": 844}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
 ENROLLED_WITHIN_MS = 10_000  # two polls of the page (2 s each) on a loaded machine
 
 
@@ -101,7 +102,7 @@ def test_download_install_and_the_waiting_card_becomes_the_agent(
     assert page.evaluate("window.notReloaded") is True
     assert audit(page) == []
     shots.take(page, "agent-enrolled-on-a-phone")
-    page.set_viewport_size({"width": 1280, "height": 900})
+    page.set_viewport_size(DESKTOP)
     shots.take(page, "agent-enrolled")
 
 

@@ -3,9 +3,10 @@
 // gives way to the agent's own card once that agent has enrolled and polled.
 //
 // A download is a plain navigation, so the page never sees the token it carries. It
-// tells it apart as the first token in the list that was not there at the click: ids
-// known before the click cannot be it, and the token is made only when the request
-// arrives, so it shows up in a later answer.
+// tells it apart as the first token in the list that was not there before the click:
+// the ids the server rendered into the page and those of every answer since cannot be
+// it, and the token is made only when the request arrives, so it shows up in a later
+// answer.
 import { ago, api, confirmAction, el, KeyedList, setText, showError, startPolling, when } from "./common.js";
 import { PLATFORM_NAMES } from "./agents.js";
 
@@ -104,10 +105,11 @@ export class EnrolledDownloads {
    * `slot`: where waiting cards go; `agents`: the list holding the agents' cards;
    * `agentsEmpty`: its "no agents yet" note, hidden while a card waits.
    */
-  constructor({ body, empty, errorBox, status, slot, agents, agentsEmpty }) {
+  constructor({ body, empty, errorBox, status, slot, agents, agentsEmpty, knownIds }) {
     Object.assign(this, { empty, errorBox, status, slot, agents, agentsEmpty });
+    this.table = body.closest(".table-wrap");
     this.rows = new KeyedList(body, (e) => e.id, (e) => new PendingRow(e, (x) => this.revoke(x)));
-    this.known = null; // enrollment ids listed before the latest click
+    this.known = new Set(knownIds); // enrollment ids listed before the latest click
     this.expected = []; // enrolled downloads clicked, not yet matched to a token
     this.waiting = new Map(); // enrollment id -> WaitingCard
   }
@@ -135,7 +137,7 @@ export class EnrolledDownloads {
 
   async refresh() {
     const { enrollments } = await api("/api/workers/enrollments");
-    const fresh = this.known === null ? [] : enrollments.filter((e) => !this.known.has(e.id));
+    const fresh = enrollments.filter((e) => !this.known.has(e.id));
     this.known = new Set(enrollments.map((e) => e.id));
     for (const enrollment of fresh.reverse()) {
       const download = this.expected.shift();
@@ -152,6 +154,7 @@ export class EnrolledDownloads {
     const pending = enrollments.filter((e) => e.status === "pending");
     this.rows.sync(pending);
     this.empty.hidden = pending.length > 0;
+    this.table.hidden = pending.length === 0;
   }
 
   /** Agents panel listener: a waiting card whose agent is listed gives way to its card. */

@@ -124,6 +124,7 @@ const enrolled = new EnrolledDownloads({
   slot: document.getElementById("agents-slot"),
   agents: document.getElementById("agents"),
   agentsEmpty: document.getElementById("agents-empty"),
+  knownIds: data.enrollment_ids,
 }).start();
 agentsPanel.subscribe((agents) => enrolled.agentsListed(agents));
 
