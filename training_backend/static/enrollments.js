@@ -11,6 +11,9 @@ import { ago, api, confirmAction, el, KeyedList, setText, showError, startPollin
 import { PLATFORM_NAMES } from "./agents.js";
 
 export const ENROLLMENTS_POLL_MS = 2000;
+// A click whose token never shows up (the download failed before one was made) stops
+// waiting for it after this long, so it cannot claim a later download's token.
+const CLICK_FORGOTTEN_MS = 60_000;
 
 function unpackStep(download) {
   if (download.filename.endsWith(".zip")) {
@@ -126,7 +129,7 @@ export class EnrolledDownloads {
 
   downloaded(link) {
     const filename = link.getAttribute("download");
-    this.expected.push({ platform: link.dataset.platform, filename });
+    this.expected.push({ platform: link.dataset.platform, filename, at: Date.now() });
     setText(
       this.status,
       `Downloading ${filename}. Unpack it and run its installer: your agent shows up ` +
@@ -139,6 +142,7 @@ export class EnrolledDownloads {
     const { enrollments } = await api("/api/workers/enrollments");
     const fresh = enrollments.filter((e) => !this.known.has(e.id));
     this.known = new Set(enrollments.map((e) => e.id));
+    this.expected = this.expected.filter((d) => Date.now() - d.at < CLICK_FORGOTTEN_MS);
     for (const enrollment of fresh.reverse()) {
       const download = this.expected.shift();
       if (!download) break;
@@ -155,10 +159,12 @@ export class EnrolledDownloads {
     this.rows.sync(pending);
     this.empty.hidden = pending.length > 0;
     this.table.hidden = pending.length === 0;
+    if (this.lastAgents) this.agentsListed(this.lastAgents);
   }
 
   /** Agents panel listener: a waiting card whose agent is listed gives way to its card. */
   agentsListed(agents) {
+    this.lastAgents = agents;
     const listed = new Set(agents.filter((a) => a.last_poll_at).map((a) => a.agent_id));
     for (const [id, card] of this.waiting) {
       const agentId = card.enrollment && card.enrollment.agent_id;
