@@ -124,6 +124,8 @@ def test_a_pending_download_is_listed_and_revoked_and_its_installer_refused(
 
     expect(row).to_have_count(0)
     expect(waiting.get_by_role("status")).to_contain_text("was revoked")
+    expect(waiting.locator(".badge")).to_have_text("Revoked")
+    assert audit(page) == []
     shots.take(page, "revoked")
     refused = install(folder, installer_env(tmp_path))
     assert refused.returncode != 0

@@ -44,14 +44,16 @@ class WaitingCard {
     this.id = enrollment.id;
     this.status = el("p", { className: "waiting-status", role: "status" });
     const platform = PLATFORM_NAMES[download.platform] || download.platform;
+    this.badge = el("span", { className: "badge waiting" }, "Waiting");
+    this.title = el("h3", { className: "agent-name" }, "Waiting for your agent…");
     this.node = el(
       "div",
       { className: "agent waiting-card", "data-enrollment-id": enrollment.id },
       el(
         "div",
         { className: "agent-head" },
-        el("span", { className: "badge waiting" }, "Waiting"),
-        el("h3", { className: "agent-name" }, "Waiting for your agent…"),
+        this.badge,
+        this.title,
       ),
       el(
         "ol",
@@ -74,6 +76,10 @@ class WaitingCard {
       expired: `Its token ${token} expired unused: download again.`,
     }[enrollment.status];
     setText(this.status, text || "");
+    const dead = enrollment.status === "revoked" || enrollment.status === "expired";
+    setText(this.badge, dead ? (enrollment.status === "revoked" ? "Revoked" : "Expired") : "Waiting");
+    this.badge.className = `badge ${dead ? "revoked" : "waiting"}`;
+    setText(this.title, dead ? "This download cannot connect" : "Waiting for your agent…");
   }
 }
 
