@@ -8,15 +8,19 @@ one here); ``CHROMIUM`` names another. Without it the tests skip, except under
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
 import re
 import shutil
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Error, Page, Playwright
 
+from tests.e2e.test_enrollment import EXECUTABLE
 from tests.support.backend import BackendProcess
 from training_backend.services.sessions import SESSION_COOKIE
 
@@ -72,11 +76,25 @@ def launch(playwright: Playwright) -> Browser:
 
 
 def write_releases(folder: Path) -> dict[str, bytes]:
-    """Small stand-in archives in ``folder``; their contents by platform."""
+    """Small stand-in archives in ``folder``; their contents by platform.
+
+    Each holds ``<stem>/training-agent``, a script that runs the installer from this
+    source tree, so an enrolled download of it really installs. The bytes are the same
+    on every call (the gzip header's time is fixed).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     contents = {}
     for platform, name in ARCHIVES.items():
-        contents[platform] = f"training agent for {platform}\n".encode() * 100
+        stem = name.removesuffix(".tar.gz")
+        buffer = io.BytesIO()
+        with (
+            gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as packed,
+            tarfile.open(fileobj=packed, mode="w") as archive,
+        ):
+            info = tarfile.TarInfo(f"{stem}/training-agent")
+            info.size, info.mode = len(EXECUTABLE), 0o755
+            archive.addfile(info, io.BytesIO(EXECUTABLE))
+        contents[platform] = buffer.getvalue()
         (folder / name).write_bytes(contents[platform])
     return contents
 

@@ -1,13 +1,17 @@
 """Step 1 offers the build of the visitor's platform, told from the User-Agent (a Mac's
-"Darwin"/"Macintosh" is never taken for Windows), and says when a build is missing."""
+"Darwin"/"Macintosh" is never taken for Windows), enrolled (with the enrollment file
+beside the unchanged executable) or plain, and says when a build is missing."""
 
 from __future__ import annotations
+
+import tarfile
 
 import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import OpenPage
 from tests.browser.support import ARCHIVES, USER_AGENTS, Shots, Site, write_releases
+from tests.e2e.test_enrollment import EXECUTABLE
 
 
 @pytest.mark.parametrize(("platform", "name"), [("darwin", "macOS"), ("linux", "Linux")])
@@ -26,9 +30,19 @@ def test_the_primary_button_downloads_the_build_of_your_platform(
 
     with page.expect_download() as download_info:
         button.click()
+    enrolled = tmp_path_factory.mktemp("enrolled") / download_info.value.suggested_filename
+    download_info.value.save_as(enrolled)
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="download without enrollment").click()
     download = download_info.value
 
-    assert download.suggested_filename == ARCHIVES[platform]
+    assert enrolled.name == download.suggested_filename == ARCHIVES[platform]
+    stem = ARCHIVES[platform].removesuffix(".tar.gz")
+    with tarfile.open(enrolled) as archive:
+        names = archive.getnames()
+        executable = archive.extractfile(f"{stem}/training-agent")
+        assert executable is not None and executable.read() == EXECUTABLE
+    assert f"{stem}/training-agent.enroll.json" in names
     saved = tmp_path_factory.mktemp("download") / download.suggested_filename
     download.save_as(saved)
     expected = write_releases(tmp_path_factory.mktemp("expected"))[platform]
@@ -50,7 +64,14 @@ def test_windows_is_detected_and_its_missing_build_is_explained(
     )
     expect(page.get_by_role("link", name="Download for macOS")).to_have_count(0)
     expect(
-        page.get_by_role("link", name="Download training-agent-0.2.0-darwin-arm64.tar.gz")
+        page.get_by_role(
+            "link", name="Download training-agent-0.2.0-darwin-arm64.tar.gz", exact=True
+        )
+    ).to_be_visible()
+    expect(
+        page.get_by_role(
+            "link", name="Download training-agent-0.2.0-darwin-arm64.tar.gz without enrollment"
+        )
     ).to_be_visible()
     expect(page.locator("#setup-platform")).to_have_value("windows")
     expect(page.locator("#setup-note")).to_contain_text("not available on this server")

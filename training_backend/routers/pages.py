@@ -20,6 +20,7 @@ from training_backend.routers.downloads import downloads_list
 from training_backend.routers.pages_support import PageUser, render, safe_next, sign_in_first
 from training_backend.routing import DbRoute
 from training_backend.services import agents as agents_service
+from training_backend.services.enrollments import list_enrollments
 from training_backend.services.jobs import get_owned_job
 
 router = APIRouter(include_in_schema=False, route_class=DbRoute)
@@ -49,8 +50,12 @@ def login_page(request: Request, user: PageUser, next_page: NextPage = "/workers
 
 
 @router.get("/workers")
-def workers_page(request: Request, user: PageUser, settings: Settings) -> Response:
-    """Download the agent, make a key, install, and watch the agents come online."""
+def workers_page(request: Request, user: PageUser, db: DbSession, settings: Settings) -> Response:
+    """Download the agent, make a key, install, and watch the agents come online.
+
+    The ids of the user's enrollment tokens at render time go into the page, so that the
+    token of an enrolled download clicked right away is told apart (enrollments.js).
+    """
     if user is None:
         return sign_in_first(request)
     downloads = downloads_list(request, settings)
@@ -59,6 +64,7 @@ def workers_page(request: Request, user: PageUser, settings: Settings) -> Respon
     data: dict[str, Any] = {
         "detected_platform": detected,
         "platforms": [{"id": p, "name": DISPLAY_NAMES[p]} for p in PLATFORMS],
+        "enrollment_ids": [e.id for e in list_enrollments(db, user_id=user.id)],
     }
     return render(
         request,
@@ -68,6 +74,7 @@ def workers_page(request: Request, user: PageUser, settings: Settings) -> Respon
         data=data,
         downloads=downloads,
         primary=primary,
+        enrollment_ttl_minutes=settings.enrollment_ttl_minutes,
     )
 
 

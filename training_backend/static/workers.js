@@ -1,6 +1,7 @@
-// The Training Agent page: Step 2 (API keys), Step 3 (install commands) and the live
-// list of connected agents. Step 1 (downloads) is plain server-rendered HTML.
+// The Training Agent page: Step 1's enrolled downloads (enrollments.js), Step 2 (API
+// keys), Step 3 (install commands) and the live list of connected agents.
 import { AgentsPanel } from "./agents.js";
+import { EnrolledDownloads } from "./enrollments.js";
 import { ago, api, confirmAction, el, pageData, setText, showError, when } from "./common.js";
 
 const data = pageData();
@@ -114,6 +115,18 @@ export const agentsPanel = new AgentsPanel({
   errorBox: document.getElementById("agents-error"),
   slot: document.getElementById("agents-slot"),
 }).start();
+
+const enrolled = new EnrolledDownloads({
+  body: document.querySelector("#enrollments tbody"),
+  empty: document.getElementById("enrollments-empty"),
+  errorBox: document.getElementById("enrollments-error"),
+  status: document.getElementById("download-status"),
+  slot: document.getElementById("agents-slot"),
+  agents: document.getElementById("agents"),
+  agentsEmpty: document.getElementById("agents-empty"),
+  knownIds: data.enrollment_ids,
+}).start();
+agentsPanel.subscribe((agents) => enrolled.agentsListed(agents));
 
 loadKeys().catch((error) => showError(keyError, error));
 loadSetup().catch((error) => showError(setupNote, error));
