@@ -201,3 +201,44 @@ def test_an_enrollment_file_beside_install_sh_goes_with_the_executable(
     assert not enroll.exists()  # moved, not copied: no second copy of the secret
     config = tmp_path / "agent" / "config" / "config.toml"
     assert f'backend_url = "{backend.url}"' in config.read_text()
+
+
+def test_an_enrolled_download_of_the_real_build_connects_with_no_key_typed(
+    release: Release, tmp_path: Path
+) -> None:
+    releases = tmp_path / "releases"
+    add_release(release, releases)
+    settings = {"TRAINING_BACKEND_RELEASES_DIR": str(releases)}
+    with start_backend(tmp_path / "backend", env=settings) as backend:
+        password = backend.cli("users", "create", "emma").splitlines()[1]
+        downloads = tmp_path / "downloads"
+        downloads.mkdir()
+        archive = downloads / release.archive.name
+        with httpx.Client(base_url=backend.url, timeout=60) as page:
+            signed_in = page.post("/api/auth/login", json={"name": "emma", "password": password})
+            signed_in.raise_for_status()
+            params = {"enroll": 1, "arch": current_arch()}
+            with page.stream("GET", "/api/workers/download/linux", params=params) as answer:
+                assert answer.status_code == 200
+                with archive.open("wb") as handle:
+                    for chunk in answer.iter_bytes():
+                        handle.write(chunk)
+            run(["tar", "-xzf", archive.name], user_env(tmp_path), cwd=downloads)
+            unpacked = downloads / release.stem
+            # The executable is the published one: its checksum is the one in SHA256SUMS.
+            assert (unpacked / "training-agent").read_bytes() == release.executable.read_bytes()
+
+            installed = run([str(unpacked / "install.sh"), "--yes"], user_env(tmp_path))
+
+            assert installed.returncode == 0, installed.stdout + installed.stderr
+            [enrollment] = page.get("/api/workers/enrollments").json()["enrollments"]
+        assert enrollment["status"] == "used"
+        job_id = submit(backend, tmp_path, "emma", COMMAND_JOB)
+        started = run(
+            [str(launcher(tmp_path)), "start", "--max-jobs", "1", "--allow-command-jobs"],
+            user_env(tmp_path, TRAINING_AGENT_MIN_POLL_INTERVAL_SECONDS="0.2"),
+        )
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert job_json(backend, job_id)["job"]["status"] == "completed"
+        [agent] = [row for row in _agents(backend) if row["user"] == "emma"]
+        assert agent["agent_id"] == enrollment["agent_id"]
