@@ -217,7 +217,7 @@ def test_an_enrolled_download_of_the_real_build_connects_with_no_key_typed(
         with httpx.Client(base_url=backend.url, timeout=60) as page:
             signed_in = page.post("/api/auth/login", json={"name": "emma", "password": password})
             signed_in.raise_for_status()
-            params = {"enroll": 1, "arch": current_arch()}
+            params: dict[str, str | int] = {"enroll": 1, "arch": current_arch()}
             with page.stream("GET", "/api/workers/download/linux", params=params) as answer:
                 assert answer.status_code == 200
                 with archive.open("wb") as handle:
