@@ -103,18 +103,26 @@ def test_the_setup_commands_install_the_executable_which_completes_a_command_job
         assert installed.returncode == 0, installed.stdout + installed.stderr
         assert key not in installed.stdout + installed.stderr
         assert launcher(tmp_path).resolve() == installed_binary(tmp_path)
-        job_id = submit(backend, tmp_path, "ada", COMMAND_JOB)
+        job_id, agent = complete_a_command_job(backend, tmp_path, "ada")
 
-        started = run(
-            [str(launcher(tmp_path)), "start", "--max-jobs", "1", "--allow-command-jobs"],
-            user_env(tmp_path, TRAINING_AGENT_MIN_POLL_INTERVAL_SECONDS="0.2"),
-        )
-
-        assert started.returncode == 0, started.stdout + started.stderr
-        assert job_json(backend, job_id)["job"]["status"] == "completed"
         assert f"frozen agent ran {job_id}" in Owner(backend, key).logs(job_id)
-        [agent] = [row for row in _agents(backend) if row["user"] == "ada"]
         assert agent["version"] == __version__
+
+
+def complete_a_command_job(
+    backend: BackendProcess, tmp_path: Path, user: str
+) -> tuple[str, dict[str, str]]:
+    """``user`` submits a command job; the installed launcher runs one job and exits; the
+    job completed. The job id and the user's agent row."""
+    job_id = submit(backend, tmp_path, user, COMMAND_JOB)
+    started = run(
+        [str(launcher(tmp_path)), "start", "--max-jobs", "1", "--allow-command-jobs"],
+        user_env(tmp_path, TRAINING_AGENT_MIN_POLL_INTERVAL_SECONDS="0.2"),
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert job_json(backend, job_id)["job"]["status"] == "completed"
+    [agent] = [row for row in _agents(backend) if row["user"] == user]
+    return job_id, agent
 
 
 def _agents(backend: BackendProcess) -> list[dict[str, str]]:
@@ -233,12 +241,5 @@ def test_an_enrolled_download_of_the_real_build_connects_with_no_key_typed(
             assert installed.returncode == 0, installed.stdout + installed.stderr
             [enrollment] = page.get("/api/workers/enrollments").json()["enrollments"]
         assert enrollment["status"] == "used"
-        job_id = submit(backend, tmp_path, "emma", COMMAND_JOB)
-        started = run(
-            [str(launcher(tmp_path)), "start", "--max-jobs", "1", "--allow-command-jobs"],
-            user_env(tmp_path, TRAINING_AGENT_MIN_POLL_INTERVAL_SECONDS="0.2"),
-        )
-        assert started.returncode == 0, started.stdout + started.stderr
-        assert job_json(backend, job_id)["job"]["status"] == "completed"
-        [agent] = [row for row in _agents(backend) if row["user"] == "emma"]
+        _job_id, agent = complete_a_command_job(backend, tmp_path, "emma")
         assert agent["agent_id"] == enrollment["agent_id"]
