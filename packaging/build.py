@@ -157,11 +157,8 @@ def write_archive(target: Target, files: list[tuple[str, bytes, bool]], dist: Pa
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        while chunk := handle.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def record_checksum(sums: Path, archive: Path) -> None:

@@ -43,12 +43,9 @@ def safe_filename(name: str) -> str:
 
 
 def file_sha256(path: Path) -> str:
-    """The SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
+    """The SHA-256 of a file, read in chunks."""
     with path.open("rb") as source:
-        while chunk := source.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(source, "sha256").hexdigest()
 
 
 class DatasetCache:

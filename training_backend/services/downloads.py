@@ -43,7 +43,6 @@ _MEDIA_TYPE: dict[Platform, str] = {
     "windows": "application/zip",
 }
 _SUMS_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
-_CHUNK_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -151,11 +150,8 @@ def _read_sums(path: str, size: int, mtime_ns: int) -> dict[str, str]:
 
 @functools.lru_cache(maxsize=64)
 def _hash_file(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as archive:
-        while chunk := archive.read(_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(archive, "sha256").hexdigest()
 
 
 def download_url(backend_url: str, artifact: Artifact) -> str:
