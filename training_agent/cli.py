@@ -241,13 +241,13 @@ def _setup(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from training_agent.status_cli import status_command
+    from training_agent.status.text import status_command
 
     return status_command(AgentPaths.from_env().status_file, as_json=args.json)
 
 
 def _control(args: argparse.Namespace) -> int:
-    from training_agent.status_cli import control_command
+    from training_agent.status.text import control_command
 
     return control_command(AgentPaths.from_env().status_file, args.action, args.job_id)
 

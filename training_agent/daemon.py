@@ -46,7 +46,7 @@ from training_agent.resources import (
     ResourceMonitor,
     free_disk_bytes,
 )
-from training_agent.state import AgentState
+from training_agent.status.state import AgentState
 
 log = logging.getLogger(__name__)
 

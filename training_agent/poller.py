@@ -45,7 +45,7 @@ from training_agent.errors import (
 from training_agent.jobs import ClaimedJob, JobDataset
 from training_agent.logs import register_secret
 from training_agent.retry import CLAIM, RetryPolicy, backoff_s, call_with_retry, is_retryable
-from training_agent.state import AgentState
+from training_agent.status.state import AgentState
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from training_agent.paths import AgentPaths
 from training_agent.poller import Poller
 from training_agent.reporting.outbox import Outbox
 from training_agent.resources import GpuPool, ResourceMonitor
-from training_agent.state import AgentState
+from training_agent.status.state import AgentState
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +122,8 @@ async def run_agent(settings: Settings, paths: AgentPaths) -> int:
         gpus=gpus,
     )
     # Imported here: starlette, uvicorn and prometheus_client are the daemon's cost only.
-    from training_agent.status_api import start_status_api
-    from training_agent.status_usage import UsageSampler
+    from training_agent.status.server import start_status_api
+    from training_agent.status.usage import UsageSampler
 
     status_api = await start_status_api(
         state=state,

@@ -18,8 +18,8 @@ import pytest
 from tests.e2e.agent import agent_env, start_agent, wait_agent
 from tests.e2e.support import LONG_DEMO, slow_demo_job
 from tests.support.backend import BackendProcess, free_port
-from training_agent.status_client import StatusClient
-from training_agent.status_file import StatusFile, new_token, this_process_created_at
+from training_agent.status.client import StatusClient
+from training_agent.status.file import StatusFile, new_token, this_process_created_at
 
 pytestmark = pytest.mark.e2e
 

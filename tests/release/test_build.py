@@ -79,7 +79,11 @@ def test_the_training_stack_and_the_backend_stay_out(release: Release) -> None:
     tops = {name.split(".")[0] for name in modules}
     assert not tops & set(NEVER_BUNDLED)
     assert not [name for name in modules if name.startswith("training_agent.trainers")]
-    assert {"training_agent.cli", "training_agent.daemon", "training_agent.status_api"} <= modules
+    assert {
+        "training_agent.cli",
+        "training_agent.daemon",
+        "training_agent.status.server",
+    } <= modules
 
 
 def test_every_keyring_backend_and_every_package_data_file_is_bundled(release: Release) -> None:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from training_agent.errors import AgentNotRunningError, StatusApiError
-from training_agent.status_client import StatusEvent
+from training_agent.status.client import StatusEvent
 
 NOW = 1_750_000_000.0
 AGENT_ID = "agent_3f2a9c0d1e4b5a6f"

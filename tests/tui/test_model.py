@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.tui.fakes import NOW, snapshot
-from training_agent.status_client import StatusEvent
+from training_agent.status.client import StatusEvent
 from training_agent.tui.model import Attach, DashboardModel, JobLog
 from training_agent.tui.widgets.connection_bar import render_connection
 from training_agent.tui.widgets.loss_chart import draw

@@ -22,7 +22,7 @@ from training_agent.journal import AGENT_RESTARTED, JobJournal
 from training_agent.poller import Poller
 from training_agent.reporting.outbox import Outbox
 from training_agent.resources import GpuPool
-from training_agent.state import AgentState
+from training_agent.status.state import AgentState
 
 POLL = "GET /api/training/agent/poll"
 FEATURES = ["heartbeat", "leases", "log_offsets", "job_details"]

@@ -17,7 +17,7 @@ from training_agent import cli
 from training_agent.api import BackendClient
 from training_agent.errors import AgentOutdatedError
 from training_agent.poller import Connection
-from training_agent.state import AgentState
+from training_agent.status.state import AgentState
 
 URL = "https://app.example.com/api/workers/download/linux"
 TOO_OLD = httpx.Response(

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from tests.unit.fake_backend import API_KEY, FakeBackend, job
 from training_agent.poller import LONG_POLL_WAIT_S, Connection, Poller
-from training_agent.state import AgentState
+from training_agent.status.state import AgentState
 
 POLL = "GET /api/training/agent/poll"
 CLAIM = "POST /api/training/agent/claim/job-1"

@@ -8,7 +8,7 @@ import json
 from collections.abc import AsyncGenerator
 from typing import Any, cast
 
-from training_agent.state import (
+from training_agent.status.state import (
     KEPT_JOB_DETAILS,
     AgentState,
     MetricHistory,

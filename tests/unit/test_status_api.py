@@ -20,11 +20,11 @@ import psutil
 import pytest
 
 from training_agent.errors import AgentNotRunningError, StatusApiError
-from training_agent.state import AgentState
-from training_agent.status_api import StatusApi, controller_for, create_app, start_status_api
-from training_agent.status_client import StatusClient, StatusEvent, find_agent
-from training_agent.status_events import EventStream
-from training_agent.status_file import StatusFile
+from training_agent.status.client import StatusClient, StatusEvent, find_agent
+from training_agent.status.events import EventStream
+from training_agent.status.file import StatusFile
+from training_agent.status.server import StatusApi, controller_for, create_app, start_status_api
+from training_agent.status.state import AgentState
 
 TOKEN = "t" * 43
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from training_agent.state import AgentState
-from training_agent.status_cli import duration, render
+from training_agent.status.state import AgentState
+from training_agent.status.text import duration, render
 
 
 def make_state() -> AgentState:

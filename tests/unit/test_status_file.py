@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from training_agent.errors import AgentNotRunningError, StateError
-from training_agent.status_client import find_agent
-from training_agent.status_file import StatusFile, new_token, this_process_created_at
+from training_agent.status.client import find_agent
+from training_agent.status.file import StatusFile, new_token, this_process_created_at
 
 
 def make_file(**overrides: object) -> StatusFile:

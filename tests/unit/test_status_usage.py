@@ -1,4 +1,4 @@
-"""``status_usage``: the machine's load for ``GET /v1/resources``."""
+"""``status.usage``: the machine's load for ``GET /v1/resources``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from tests.unit.test_resources import FakeNvml
-from training_agent.status_usage import UsageSampler, read_gpu_usage
+from training_agent.status.usage import UsageSampler, read_gpu_usage
 
 
 class BusyNvml(FakeNvml):

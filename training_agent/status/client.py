@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from training_agent.errors import AgentNotRunningError, StatusApiError
-from training_agent.status_file import StatusFile
+from training_agent.status.file import StatusFile
 
 TIMEOUT_S = 5.0
 
@@ -105,7 +105,7 @@ class StatusClient:
         return int(body["first_line"]), list(body["lines"])
 
     async def resources(self) -> dict[str, Any]:
-        """``GET /v1/resources``: the machine's load now (see ``status_usage``)."""
+        """``GET /v1/resources``: the machine's load now (see ``status.usage``)."""
         return await self._json("GET", "/v1/resources")
 
     async def cancel(self, job_id: str) -> None:

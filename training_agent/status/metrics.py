@@ -32,7 +32,7 @@ from prometheus_client.core import (
     StateSetMetricFamily,
 )
 
-from training_agent.state import AgentState
+from training_agent.status.state import AgentState
 
 CONNECTION_STATES = ("starting", "connected", "unreachable", "rejected", "refused", "revoked")
 JOB_OUTCOMES = ("completed", "failed", "cancelled")

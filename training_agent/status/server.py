@@ -2,7 +2,7 @@
 
 Loopback HTTP on 127.0.0.1 and a random free port, served by uvicorn inside the agent's
 own event loop. Every request needs ``Authorization: Bearer <token>``; the port and the
-token are in ``status.json`` in the state dir (mode 0600, see ``status_file``), so only
+token are in ``status.json`` in the state dir (mode 0600, see ``status.file``), so only
 the agent's own user can talk to it.
 
 | endpoint | answer |
@@ -12,12 +12,12 @@ the agent's own user can talk to it.
 | ``GET /v1/jobs/{id}`` | one running or recent job |
 | ``GET /v1/jobs/{id}/metrics`` | its metric history for a chart |
 | ``GET /v1/jobs/{id}/log?tail=N`` | its last log lines |
-| ``GET /v1/resources`` | the machine's load now (``status_usage``): CPU, RAM, GPUs, disk |
+| ``GET /v1/resources`` | the machine's load now (``status.usage``): CPU, RAM, GPUs, disk |
 | ``POST /v1/jobs/{id}/cancel`` | cancel a running job (404 when it is not running) |
 | ``POST /v1/drain``, ``POST /v1/resume`` | stop / start claiming new jobs |
 | ``GET /metrics`` | Prometheus text format (token needed unless ``metrics_without_token``) |
 
-The event stream is described in ``status_events``.
+The event stream is described in ``status.events``.
 
 Errors are ``{"error": "<sentence>", "code": "<CODE>"}`` like the backend's.
 """
@@ -46,10 +46,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from training_agent.errors import StateError
-from training_agent.state import AgentState, Controller
-from training_agent.status_events import COALESCE_S, KEEPALIVE_S, EventStream
-from training_agent.status_file import StatusFile, new_token, this_process_created_at
-from training_agent.status_metrics import AgentCollector, registry_for
+from training_agent.status.events import COALESCE_S, KEEPALIVE_S, EventStream
+from training_agent.status.file import StatusFile, new_token, this_process_created_at
+from training_agent.status.metrics import AgentCollector, registry_for
+from training_agent.status.state import AgentState, Controller
 
 log = logging.getLogger(__name__)
 
@@ -407,7 +407,7 @@ async def start_status_api(
 
     The agent works without its status API, so a failure here never stops it.
     """
-    from training_agent.status_metrics import outbox_backlog
+    from training_agent.status.metrics import outbox_backlog
 
     api = StatusApi(
         state=state,

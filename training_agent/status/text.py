@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from training_agent.status_client import StatusClient
+from training_agent.status.client import StatusClient
 
 _LINK = {
     "starting": "starting (no poll answered yet)",

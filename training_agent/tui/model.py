@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from training_agent.status_client import StatusEvent
+from training_agent.status.client import StatusEvent
 
 LOG_LINES_KEPT = 2000  # per job, like the agent's own tail (state.LOG_TAIL_LINES)
 CHART_POINTS_KEPT = 2000  # per job; the agent thins its history to 500

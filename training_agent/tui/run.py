@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from training_agent.errors import AgentNotRunningError, ConfigError, StateError
 from training_agent.paths import AgentPaths
-from training_agent.status_client import find_agent
+from training_agent.status.client import find_agent
 from training_agent.tui.app import DashboardApp, create_app
 from training_agent.tui.launch import SpawnedAgent
 from training_agent.tui.source import status_api_connector

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from training_agent.status_client import StatusClient, StatusEvent
+from training_agent.status.client import StatusClient, StatusEvent
 
 
 class StatusSource(Protocol):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from training_agent.status_cli import duration
+from training_agent.status.text import duration
 
 __all__ = ["bar", "duration", "gb", "number", "short_id"]
 

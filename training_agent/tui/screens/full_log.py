@@ -11,7 +11,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label, RichLog
 
 from training_agent.errors import TrainingAgentError
-from training_agent.state import LOG_TAIL_LINES
+from training_agent.status.state import LOG_TAIL_LINES
 from training_agent.tui.source import StatusSource
 
 
