@@ -23,7 +23,8 @@ from training_agent.errors import AgentNotRunningError, StatusApiError
 from training_agent.status.client import StatusClient, StatusEvent, find_agent
 from training_agent.status.events import EventStream
 from training_agent.status.file import StatusFile
-from training_agent.status.server import StatusApi, controller_for, create_app, start_status_api
+from training_agent.status.routes import create_app
+from training_agent.status.server import StatusApi, controller_for, start_status_api
 from training_agent.status.state import AgentState
 
 TOKEN = "t" * 43

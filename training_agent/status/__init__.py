@@ -7,6 +7,7 @@ Two sides meet here, and only through HTTP on 127.0.0.1 and ``status.json``:
 |---|---|---|
 | daemon | ``state`` | ``AgentState``: the jobs, the link to the backend, a JSON-ready snapshot |
 | daemon | ``server`` | serves the status API inside the agent's loop; writes ``status.json`` |
+| daemon | ``routes`` | the status API's endpoints and its loopback-and-token guard |
 | daemon | ``events`` | the server-sent event stream (``GET /v1/events``) |
 | daemon | ``metrics`` | the Prometheus collector (``GET /metrics``) |
 | daemon | ``usage`` | the machine's load now (``GET /v1/resources``) |

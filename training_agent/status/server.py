@@ -1,35 +1,15 @@
-"""The local status API: what the agent is doing, for ``status``, the dashboard and Prometheus.
+"""The status API's server: uvicorn on 127.0.0.1 inside the agent's own event loop, and
+``status.json`` (port and token) written while it listens.
 
-Loopback HTTP on 127.0.0.1 and a random free port, served by uvicorn inside the agent's
-own event loop. Every request needs ``Authorization: Bearer <token>``; the port and the
-token are in ``status.json`` in the state dir (mode 0600, see ``status.file``), so only
-the agent's own user can talk to it.
-
-| endpoint | answer |
-|---|---|
-| ``GET /v1/status`` | ``AgentState.snapshot()`` |
-| ``GET /v1/events`` | server-sent events (below) |
-| ``GET /v1/jobs/{id}`` | one running or recent job |
-| ``GET /v1/jobs/{id}/metrics`` | its metric history for a chart |
-| ``GET /v1/jobs/{id}/log?tail=N`` | its last log lines |
-| ``GET /v1/resources`` | the machine's load now (``status.usage``): CPU, RAM, GPUs, disk |
-| ``POST /v1/jobs/{id}/cancel`` | cancel a running job (404 when it is not running) |
-| ``POST /v1/drain``, ``POST /v1/resume`` | stop / start claiming new jobs |
-| ``GET /metrics`` | Prometheus text format (token needed unless ``metrics_without_token``) |
-
-The event stream is described in ``status.events``.
-
-Errors are ``{"error": "<sentence>", "code": "<CODE>"}`` like the backend's.
+The endpoints and the loopback-and-token guard are in ``status.routes``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
-import secrets
 import socket
 import time
 from collections.abc import Callable, Generator, Mapping
@@ -37,200 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from prometheus_client.exposition import choose_encoder
-from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from training_agent.errors import StateError
-from training_agent.status.events import COALESCE_S, KEEPALIVE_S, EventStream
 from training_agent.status.file import StatusFile, new_token, this_process_created_at
-from training_agent.status.metrics import AgentCollector, registry_for
+from training_agent.status.routes import create_app
 from training_agent.status.state import AgentState, Controller
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 2
-_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
-
-
-def _error(status: int, code: str, sentence: str) -> JSONResponse:
-    return JSONResponse({"error": sentence, "code": code}, status_code=status)
-
-
-class _Guard:
-    """ASGI middleware: loopback clients with a loopback Host and the bearer token only.
-
-    The Host check stops DNS rebinding (a web page whose name resolves to 127.0.0.1);
-    the token check is a constant-time comparison.
-    """
-
-    def __init__(self, app: ASGIApp, *, token: str, open_paths: frozenset[str]) -> None:
-        self._app = app
-        self._expected = f"Bearer {token}".encode()
-        self._open_paths = open_paths
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
-            return
-        headers = dict(scope["headers"])
-        refusal = self._refusal(scope, headers)
-        if refusal is not None:
-            await refusal(scope, receive, send)
-            return
-        await self._app(scope, receive, send)
-
-    def _refusal(self, scope: Scope, headers: Mapping[bytes, bytes]) -> Response | None:
-        client = scope.get("client")
-        if client and not _is_loopback(client[0]):
-            return _error(403, "NOT_LOOPBACK", "the status API answers only this machine")
-        host = headers.get(b"host", b"").decode("latin-1").rsplit(":", 1)[0].lower()
-        if host not in _LOOPBACK_NAMES:
-            return _error(403, "BAD_HOST", "the status API answers only 127.0.0.1 or localhost")
-        if scope["path"] in self._open_paths:
-            return None
-        given = headers.get(b"authorization", b"")
-        if not secrets.compare_digest(given, self._expected):
-            response = _error(
-                401,
-                "UNAUTHORIZED",
-                "missing or wrong bearer token; it is in the agent's status.json",
-            )
-            response.headers["WWW-Authenticate"] = "Bearer"
-            return response
-        return None
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
-def create_app(
-    *,
-    state: AgentState,
-    controller: Controller,
-    token: str,
-    metrics_without_token: bool = False,
-    backlog: Callable[[], Mapping[str, int]] | None = None,
-    usage: Callable[[], Mapping[str, Any]] | None = None,
-    coalesce_s: float = COALESCE_S,
-    keepalive_s: float = KEEPALIVE_S,
-    closing: asyncio.Event | None = None,
-) -> ASGIApp:
-    """The status API as an ASGI app (tests drive it through httpx's ASGITransport).
-
-    ``closing`` ends every event stream when set (the server sets it before stopping);
-    ``usage`` answers ``/v1/resources`` (501 without it).
-    """
-    closing = closing or asyncio.Event()
-    collector = AgentCollector(state)
-    registry = registry_for(collector)
-
-    async def status(request: Request) -> Response:
-        return JSONResponse(state.snapshot())
-
-    async def events(request: Request) -> Response:
-        stream = EventStream(state, closing, coalesce_s=coalesce_s, keepalive_s=keepalive_s)
-        return StreamingResponse(
-            stream.stream(),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        )
-
-    async def job(request: Request) -> Response:
-        view = state.job(request.path_params["job_id"])
-        if view is None:
-            return _not_found(request.path_params["job_id"])
-        return JSONResponse(view.to_dict(time.time()))
-
-    async def job_metrics(request: Request) -> Response:
-        job_id = request.path_params["job_id"]
-        points = state.history(job_id)
-        if points is None:
-            return _not_found(job_id)
-        return JSONResponse({"job_id": job_id, "points": points})
-
-    async def job_log(request: Request) -> Response:
-        job_id = request.path_params["job_id"]
-        try:
-            tail = int(request.query_params.get("tail", "100"))
-        except ValueError:
-            return _error(400, "BAD_REQUEST", "tail must be a whole number of lines")
-        found = state.log_tail(job_id, max(0, tail))
-        if found is None:
-            return _not_found(job_id)
-        first_line, lines = found
-        return JSONResponse({"job_id": job_id, "first_line": first_line, "lines": lines})
-
-    async def resources(request: Request) -> Response:
-        if usage is None:
-            return _error(501, "NOT_SUPPORTED", "this agent does not sample its machine's load")
-        return JSONResponse(dict(await run_in_threadpool(usage)))
-
-    async def cancel(request: Request) -> Response:
-        job_id = request.path_params["job_id"]
-        try:
-            cancelling = controller.cancel_job(job_id, "cancelled on this machine")
-        except NotImplementedError as exc:
-            return _error(501, "NOT_SUPPORTED", str(exc))
-        if not cancelling:
-            return _error(404, "JOB_NOT_RUNNING", f"job {job_id} is not running on this agent")
-        log.info("job %s: cancel requested through the status API", job_id)
-        return JSONResponse({"job_id": job_id, "cancelling": True}, status_code=202)
-
-    async def drain(request: Request) -> Response:
-        controller.drain()
-        return JSONResponse({"draining": True})
-
-    async def resume(request: Request) -> Response:
-        try:
-            controller.resume()
-        except NotImplementedError as exc:
-            return _error(501, "NOT_SUPPORTED", str(exc))
-        return JSONResponse({"draining": False})
-
-    async def metrics(request: Request) -> Response:
-        if backlog is not None:
-            try:
-                collector.backlog = await run_in_threadpool(backlog)
-            except Exception as exc:  # a scrape still answers without the backlog
-                log.warning("cannot count the outbox backlog: %s", exc)
-                collector.backlog = None
-        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
-        return Response(encoder(registry), media_type=None, headers={"Content-Type": content_type})
-
-    async def not_found(request: Request, exc: Exception) -> Response:
-        return _error(404, "NOT_FOUND", f"no such endpoint: {request.method} {request.url.path}")
-
-    async def not_allowed(request: Request, exc: Exception) -> Response:
-        return _error(405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed here")
-
-    routes = [
-        Route("/v1/status", status, methods=["GET"]),
-        Route("/v1/events", events, methods=["GET"]),
-        Route("/v1/jobs/{job_id}", job, methods=["GET"]),
-        Route("/v1/jobs/{job_id}/metrics", job_metrics, methods=["GET"]),
-        Route("/v1/jobs/{job_id}/log", job_log, methods=["GET"]),
-        Route("/v1/jobs/{job_id}/cancel", cancel, methods=["POST"]),
-        Route("/v1/resources", resources, methods=["GET"]),
-        Route("/v1/drain", drain, methods=["POST"]),
-        Route("/v1/resume", resume, methods=["POST"]),
-        Route("/metrics", metrics, methods=["GET"]),
-    ]
-    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed})
-    open_paths = frozenset({"/metrics"}) if metrics_without_token else frozenset()
-    return _Guard(app, token=token, open_paths=open_paths)
-
-
-def _not_found(job_id: str) -> JSONResponse:
-    return _error(404, "JOB_NOT_FOUND", f"job {job_id} is not running or recent on this agent")
 
 
 class _LoopbackServer(uvicorn.Server):
