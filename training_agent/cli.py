@@ -241,19 +241,19 @@ def _setup(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from training_agent.status.text import status_command
+    from training_agent.commands.status import status_command
 
     return status_command(AgentPaths.from_env().status_file, as_json=args.json)
 
 
 def _control(args: argparse.Namespace) -> int:
-    from training_agent.status.text import control_command
+    from training_agent.commands.status import control_command
 
     return control_command(AgentPaths.from_env().status_file, args.action, args.job_id)
 
 
 def _login(args: argparse.Namespace) -> int:
-    from training_agent.login import login_command
+    from training_agent.commands.login import login_command
 
     return login_command(
         AgentPaths.from_env(),
@@ -264,13 +264,13 @@ def _login(args: argparse.Namespace) -> int:
 
 
 def _logout(args: argparse.Namespace) -> int:
-    from training_agent.login import logout_command
+    from training_agent.commands.login import logout_command
 
     return logout_command(AgentPaths.from_env(), backend_url=args.backend_url)
 
 
 def _install(args: argparse.Namespace) -> int:
-    from training_agent.installer import Installer, InstallOptions
+    from training_agent.commands.install import Installer, InstallOptions
 
     options = InstallOptions(
         backend_url=args.backend_url,
@@ -283,20 +283,20 @@ def _install(args: argparse.Namespace) -> int:
 
 
 def _uninstall(args: argparse.Namespace) -> int:
-    from training_agent.installer import Installer
+    from training_agent.commands.install import Installer
 
     return Installer.for_this_process().uninstall(purge=args.purge, backend_url=args.backend_url)
 
 
 def _service(args: argparse.Namespace) -> int:
-    from training_agent.service.commands import manager_for, service_command
+    from training_agent.commands.service import manager_for, service_command
 
     manager = manager_for(AgentPaths.from_env(), system=args.system)
     return service_command(manager, args.service_action, lines=args.lines, follow=args.follow)
 
 
 def _service_run(args: argparse.Namespace) -> int:
-    from training_agent.service.commands import run_service, start_agent
+    from training_agent.commands.service import run_service, start_agent
 
     paths = AgentPaths.from_env()
     return run_service(
@@ -307,24 +307,24 @@ def _service_run(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from training_agent.doctor import doctor_command
+    from training_agent.commands.doctor import doctor_command
 
     return doctor_command(AgentPaths.from_env(), as_json=args.json, system=args.system)
 
 
 def _runtime_setup(args: argparse.Namespace) -> int:
-    from training_agent.train_runtime import setup_runtime
+    from training_agent.commands.runtime_setup import setup_runtime
 
     return setup_runtime(AgentPaths.from_env(), cuda=args.cuda)
 
 
 def _version(_args: argparse.Namespace) -> int:
-    from training_agent.version import version_command
+    from training_agent.commands.version import version_command
 
     return version_command()
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from training_agent.demo import run_demo
+    from training_agent.commands.demo import run_demo
 
     return asyncio.run(run_demo(keep=args.keep))

@@ -19,7 +19,7 @@ from tests.e2e.support import make_user_and_key, require_secret_service, with_se
 from tests.e2e.test_install import install_env, run
 from tests.support.backend import BackendProcess
 from tests.unit.service.support import FakeRunner
-from training_agent.installer import Installer, InstallOptions
+from training_agent.commands.install import Installer, InstallOptions
 from training_agent.paths import AgentPaths
 from training_agent.service.spec import build_spec
 from training_agent.service.systemd import SystemdService, system_paths

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from training_agent import __version__
-from training_agent.version import current_arch
+from training_agent.commands.version import current_arch
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_TIMEOUT_S = 900

@@ -18,7 +18,7 @@ from tests.e2e.support import Owner, job_json, make_user_and_key, submit
 from tests.release.conftest import ROOT, Release
 from tests.support.backend import BackendProcess, start_backend
 from training_agent import __version__
-from training_agent.version import current_arch
+from training_agent.commands.version import current_arch
 
 # The first test to run also waits for the session's build (PyInstaller: a minute or two
 # on a loaded machine), which counts toward its timeout.

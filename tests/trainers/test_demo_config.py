@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training_agent.demo import CHAT_DATASET, hf_available, hf_demo_config
+from training_agent.commands.demo import CHAT_DATASET, hf_available, hf_demo_config
 from training_agent.trainers import hf_config, hf_data
 
 

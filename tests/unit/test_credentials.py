@@ -12,6 +12,7 @@ import pytest
 from keyring.backend import KeyringBackend
 from keyring.backends import fail
 
+from training_agent.commands.login import read_api_key
 from training_agent.credentials import (
     SERVICE,
     CredentialStore,
@@ -19,7 +20,6 @@ from training_agent.credentials import (
     normalize_backend_url,
 )
 from training_agent.errors import CredentialError
-from training_agent.login import read_api_key
 
 KEY = "wak_" + "A1b2" * 8
 URL = "https://Platform.Example/"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import trustme
 
-from training_agent.doctor import (
+from training_agent.commands.doctor import (
     Verdict,
     check_clock,
     check_disk,
@@ -23,7 +23,7 @@ from training_agent.doctor import (
     check_proxy,
     check_tls,
 )
-from training_agent.doctor_probe import Probe, probe_backend
+from training_agent.commands.doctor_probe import Probe, probe_backend
 from training_agent.paths import AgentPaths
 
 KEY = "wak_" + "d" * 32

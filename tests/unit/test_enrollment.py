@@ -12,12 +12,13 @@ import httpx
 import pytest
 
 from training_agent.api.enroll import enroll_agent
-from training_agent.enrollment import (
+from training_agent.commands.enrollment import (
     ENROLL_FILE_NAME,
     Enroller,
     EnrollmentFile,
     read_enrollment_file,
 )
+from training_agent.commands.install import check_backend_url
 from training_agent.errors import (
     ConfigError,
     CredentialError,
@@ -26,7 +27,6 @@ from training_agent.errors import (
     TransportError,
 )
 from training_agent.identity import AgentIdentity
-from training_agent.installer import check_backend_url
 
 TOKEN = "wae_0123456789abcdefghijKLMNOPQRSTuv"
 KEY = "wak_0123456789abcdefghijKLMNOPQRSTuv"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from training_agent.commands.runtime_setup import CUDA_PINS, PINS, setup_runtime, wants_cuda
 from training_agent.config import load_settings
 from training_agent.paths import AgentPaths
-from training_agent.train_runtime import CUDA_PINS, PINS, setup_runtime, wants_cuda
 
 ROOT = Path(__file__).resolve().parents[2]
 

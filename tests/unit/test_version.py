@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from training_agent import __version__, cli, version
+from training_agent import __version__, cli
+from training_agent.commands import version
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,7 +40,9 @@ def test_without_git_or_a_baked_commit_it_is_unknown(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(version, "BUILD_FILE", tmp_path / "absent.json")
-    monkeypatch.setattr(version, "__file__", str(tmp_path / "site" / "training_agent" / "v.py"))
+    monkeypatch.setattr(
+        version, "__file__", str(tmp_path / "site" / "training_agent" / "commands" / "version.py")
+    )
     assert version.commit() == "unknown"
 
 

@@ -41,7 +41,7 @@ DEMO_CONFIG: dict[str, Any] = {
 }
 
 
-CHAT_DATASET = Path(__file__).parent / "trainers" / "data" / "demo_chat.jsonl"
+CHAT_DATASET = Path(__file__).parent.parent / "trainers" / "data" / "demo_chat.jsonl"
 HF_MODULES = ("torch", "transformers", "peft", "datasets")
 
 

@@ -20,18 +20,18 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from training_agent.config import Settings, load_settings
-from training_agent.credentials import CredentialStore
-from training_agent.doctor_probe import (
+from training_agent.commands.doctor_probe import (
     PLACEHOLDER_KEY,
     Probe,
     probe_backend,
     proxy_for,
     tls_failure,
 )
+from training_agent.commands.install import LOCAL_HOSTS
+from training_agent.config import Settings, load_settings
+from training_agent.credentials import CredentialStore
 from training_agent.errors import TrainingAgentError
 from training_agent.identity import new_agent_id, read_agent_id
-from training_agent.installer import LOCAL_HOSTS
 from training_agent.paths import AgentPaths
 from training_agent.resources import free_disk_bytes, load_nvml, read_gpus
 from training_agent.tls import extra_ca_file

@@ -43,7 +43,7 @@ Ask = Callable[[str], str]
 
 
 class CheckUrl(Protocol):
-    """``installer.check_backend_url``: the URL cleaned, ``warn`` told if not encrypted."""
+    """``install.check_backend_url``: the URL cleaned, ``warn`` told if not encrypted."""
 
     def __call__(self, value: str, *, warn: Callable[[str], None]) -> str: ...
 

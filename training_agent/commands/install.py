@@ -29,15 +29,15 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from training_agent.api import BackendClient
-from training_agent.credentials import CredentialStore, StorePreference, check_api_key_shape
-from training_agent.enrollment import (
+from training_agent.commands.enrollment import (
     ENROLL_FILE_NAME as ENROLL_FILE_NAME,
 )
-from training_agent.enrollment import (
+from training_agent.commands.enrollment import (
     Enroller,
     EnrollmentFile,
     read_enrollment_file,
 )
+from training_agent.credentials import CredentialStore, StorePreference, check_api_key_shape
 from training_agent.errors import (
     AgentOutdatedError,
     AuthError,

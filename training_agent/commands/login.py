@@ -54,7 +54,7 @@ def login_command(
 ) -> int:
     url = resolve_backend_url(paths, backend_url)
     key = read_api_key(from_stdin=api_key_stdin, stdin=stdin)
-    from training_agent.installer import validate_key  # its imports: only for login
+    from training_agent.commands.install import validate_key  # its imports: only for login
 
     # Refused or unreachable: one sentence, nothing stored.
     validate_key(url, key, read_agent_id(paths.agent_id_file) or new_agent_id())

@@ -23,7 +23,7 @@ from pathlib import Path
 from training_agent import __version__
 from training_agent.identity import current_platform
 
-BUILD_FILE = Path(__file__).with_name("_build.json")
+BUILD_FILE = Path(__file__).parent.parent / "_build.json"  # beside training_agent/__init__.py
 UNKNOWN = "unknown"
 #: ``platform.machine()`` spellings of the two architectures we build for.
 _ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
@@ -76,7 +76,7 @@ def commit() -> str:
     baked = _baked_commit()
     if baked is not None:
         return baked
-    source_root = Path(__file__).resolve().parent.parent
+    source_root = Path(__file__).resolve().parents[2]  # above training_agent/commands/
     if not (source_root / ".git").exists():  # an installed wheel: no repository to ask
         return UNKNOWN
     try:

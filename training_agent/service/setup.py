@@ -11,10 +11,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from training_agent.commands.service import install_service
 from training_agent.errors import ConfigError, TrainingAgentError
 from training_agent.paths import AgentPaths
 from training_agent.service import ServiceManager
-from training_agent.service.commands import install_service
 from training_agent.service.runner import Runner
 from training_agent.service.systemd import SYSTEM_UNIT_DIR, UNIT_NAME, SystemdService
 

@@ -1,6 +1,5 @@
-"""``training-agent status``, ``drain``, ``resume`` and ``cancel``: the status API from a shell.
-
-``status`` prints the snapshot as a few lines (``--json``: the snapshot itself):
+"""The status snapshot as text: what ``training-agent status`` prints, and the durations
+the dashboard shows too.
 
     agent     agent_3f2a9c0d1e4b5a6f  training-agent 0.1.0  pid 4242  up 2h 03m
     backend   https://app.example.com
@@ -14,12 +13,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-from pathlib import Path
 from typing import Any
-
-from training_agent.status.client import StatusClient
 
 _LINK = {
     "starting": "starting (no poll answered yet)",
@@ -112,35 +106,3 @@ def duration(seconds: float) -> str:
     if s < 86400:
         return f"{s // 3600}h {s % 3600 // 60:02d}m"
     return f"{s // 86400}d {s % 86400 // 3600:02d}h"
-
-
-def status_command(status_path: Path, *, as_json: bool) -> int:
-    """``training-agent status [--json]``; raises ``AgentNotRunningError`` (exit code 3)."""
-    snapshot = asyncio.run(_call(status_path, "status"))
-    print(json.dumps(snapshot, indent=2) if as_json else render(snapshot))
-    return 0
-
-
-def control_command(status_path: Path, action: str, job_id: str | None = None) -> int:
-    """``training-agent drain | resume | cancel JOB``."""
-    asyncio.run(_call(status_path, action, job_id))
-    print(_DONE[action].format(job_id=job_id))
-    return 0
-
-
-_DONE = {
-    "drain": "draining: the agent finishes its running jobs and claims no new ones",
-    "resume": "claiming new jobs again",
-    "cancel": "job {job_id} is being cancelled",
-}
-
-
-async def _call(status_path: Path, action: str, job_id: str | None = None) -> Any:
-    async with StatusClient.connect(status_path) as client:
-        if action == "status":
-            return await client.status()
-        if action == "drain":
-            return await client.drain()
-        if action == "resume":
-            return await client.resume()
-        return await client.cancel(str(job_id))

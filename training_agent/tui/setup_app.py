@@ -23,8 +23,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Footer, Input, Label, Static
 
+from training_agent.commands.install import Installer, InstallOptions
 from training_agent.errors import TrainingAgentError
-from training_agent.installer import Installer, InstallOptions
 
 InstallerFactory = Callable[[TextIO], Installer]  # an installer that reports to the stream
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from tests.unit.service.support import FakeRunner, make_spec
+from training_agent.commands.service import run_service, service_command, tail
 from training_agent.errors import ServiceError
 from training_agent.paths import AgentPaths
 from training_agent.service import ServiceState, service_manager
-from training_agent.service.commands import run_service, service_command, tail
 from training_agent.service.launchd import LaunchdService
 from training_agent.service.systemd import SystemdService, reachable_by_others
 from training_agent.service.windows import WindowsTask
