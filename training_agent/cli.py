@@ -223,7 +223,7 @@ def _start(args: argparse.Namespace) -> int:
             "training-agent: no terminal for the dashboard; running the agent alone",
             file=sys.stderr,
         )
-    from training_agent.runtime import run_agent  # the daemon's imports, only when needed
+    from training_agent.agent import run_agent  # the daemon's imports, only when needed
 
     return asyncio.run(run_agent(settings, paths))
 

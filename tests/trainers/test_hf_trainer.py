@@ -157,7 +157,7 @@ def test_four_bit_on_cpu_is_a_clear_error(
 
 def test_the_daemon_modules_never_import_torch() -> None:
     code = (
-        "import sys, training_agent.cli, training_agent.daemon, training_agent.runtime, "
+        "import sys, training_agent.cli, training_agent.daemon, training_agent.agent, "
         "training_agent.executor.runner, training_agent.executor.plan; "
         "print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))"
     )

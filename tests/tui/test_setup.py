@@ -19,7 +19,7 @@ from tests.support.backend import BackendProcess
 from tests.unit.test_credentials import MemoryKeyring, use_backend
 from training_agent.commands.install import ENROLL_FILE_NAME, Installer
 from training_agent.paths import AgentPaths
-from training_agent.tui.setup_app import SetupApp
+from training_agent.tui.setup_screen import SetupApp
 
 SIZE = (80, 24)
 Factory = Callable[[TextIO], Installer]

@@ -105,7 +105,7 @@ def test_start_exits_5_with_the_sentence(
     async def refused(*_args: object) -> int:
         raise error
 
-    monkeypatch.setattr("training_agent.runtime.run_agent", refused)
+    monkeypatch.setattr("training_agent.agent.run_agent", refused)
     monkeypatch.setenv("BACKEND_URL", "https://app.example.com")
 
     assert cli.main(["start"]) == 5

@@ -25,10 +25,10 @@ from typing import Any
 
 import httpx
 
+from training_agent.agent import run_agent
 from training_agent.config import Settings
 from training_agent.errors import ConfigError
 from training_agent.paths import AgentPaths
-from training_agent.runtime import run_agent
 
 DEMO_CONFIG: dict[str, Any] = {
     "type": "demo",

@@ -50,6 +50,7 @@ from training_agent.errors import (
 from training_agent.identity import AGENT_ID_RE, detect_identity, new_agent_id
 from training_agent.paths import AgentPaths
 from training_agent.service import ServiceManager, service_manager
+from training_agent.service.install_step import ServiceStep
 from training_agent.service.launcher import (
     LAUNCHER_MARK,
     add_to_user_path,
@@ -58,8 +59,7 @@ from training_agent.service.launcher import (
     render_cmd,
     render_sh,
 )
-from training_agent.service.runner import Runner, run_command
-from training_agent.service.setup import ServiceStep
+from training_agent.service.shell import Runner, run_command
 from training_agent.service.spec import agent_program
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}

@@ -15,6 +15,7 @@ from typing import TextIO
 from training_agent.errors import ServiceError, TrainingAgentError
 from training_agent.paths import AgentPaths
 from training_agent.service import ServiceManager, ServiceState, service_manager
+from training_agent.service.install_step import install_service
 
 EXIT_NOT_RUNNING = 3  # `service status` when the service does not run (as systemctl says)
 EXIT_REVOKED = 4  # the agent's own code for "the platform revoked me" (daemon.py)
@@ -52,19 +53,6 @@ def service_command(
         )
     {"start": manager.start, "stop": manager.stop, "restart": manager.restart}[action]()
     manager.say(f"{action}: done ({manager.kind}); check it with 'training-agent service status'.")
-    return 0
-
-
-def install_service(manager: ServiceManager) -> int:
-    """Write and register the unit and (re)start it; with no service manager here, say
-    where the unit is and how to run the agent instead (exit 0: the unit is written)."""
-    if manager.install():
-        try:
-            manager.activate()
-        except ServiceError as exc:
-            manager.say(f"training-agent: {exc}")
-            return 1
-        manager.say(f"The {manager.kind} is installed and started.")
     return 0
 
 
@@ -146,8 +134,8 @@ def run_service(
 
 def start_agent(paths: AgentPaths) -> int:
     """``training-agent start`` with the settings of config.toml and the environment."""
+    from training_agent.agent import run_agent
     from training_agent.config import load_settings
-    from training_agent.runtime import run_agent
 
     settings = load_settings(config_file=paths.config_file)
     return asyncio.run(run_agent(settings, paths))

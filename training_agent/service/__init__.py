@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from training_agent.errors import ServiceError
 from training_agent.paths import HOME_ENV, AgentPaths
 from training_agent.service.base import ServiceManager, ServiceState, ServiceStatus
-from training_agent.service.runner import Runner, run_command
+from training_agent.service.shell import Runner, run_command
 from training_agent.service.spec import build_spec, carried_environment
 
 __all__ = ["ServiceManager", "ServiceState", "ServiceStatus", "service_manager"]

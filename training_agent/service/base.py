@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from training_agent.errors import ServiceError
-from training_agent.service.runner import Ran, Runner, run_command
+from training_agent.service.shell import Ran, Runner, run_command
 from training_agent.service.spec import ServiceSpec
 
 SERVICE_NAME = "training-agent"

@@ -1,4 +1,5 @@
-"""The service step of ``training-agent install`` and ``uninstall``.
+"""The service step of ``training-agent install`` and ``uninstall``, and
+``install_service``, which ``service install`` runs too.
 
 Kept apart from the installer's own flow (inputs, key check, files): the installer asks
 this for the system service before it writes anything (``--service system`` moves every
@@ -11,14 +12,26 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from training_agent.commands.service import install_service
-from training_agent.errors import ConfigError, TrainingAgentError
+from training_agent.errors import ConfigError, ServiceError, TrainingAgentError
 from training_agent.paths import AgentPaths
 from training_agent.service import ServiceManager
-from training_agent.service.runner import Runner
+from training_agent.service.shell import Runner
 from training_agent.service.systemd import SYSTEM_UNIT_DIR, UNIT_NAME, SystemdService
 
 SYSTEM_UNIT = SYSTEM_UNIT_DIR / UNIT_NAME
+
+
+def install_service(manager: ServiceManager) -> int:
+    """Write and register the unit and (re)start it; with no service manager here, say
+    where the unit is and how to run the agent instead (exit 0: the unit is written)."""
+    if manager.install():
+        try:
+            manager.activate()
+        except ServiceError as exc:
+            manager.say(f"training-agent: {exc}")
+            return 1
+        manager.say(f"The {manager.kind} is installed and started.")
+    return 0
 
 
 @dataclass

@@ -28,7 +28,7 @@ def double_click_args(paths: AgentPaths) -> list[str]:
 
 def setup_command(paths: AgentPaths) -> int:
     """The setup screen; then, if the user asks, the dashboard."""
-    from training_agent.tui.setup_app import SetupApp
+    from training_agent.tui.setup_screen import SetupApp
 
     if not has_terminal():
         raise ConfigError("the setup screen needs a terminal; run 'training-agent install'")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from training_agent.paths import AgentPaths
-from training_agent.service.runner import Ran
+from training_agent.service.shell import Ran
 from training_agent.service.spec import ServiceSpec
 
 

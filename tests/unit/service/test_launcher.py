@@ -13,7 +13,7 @@ from training_agent.service.launcher import (
     render_cmd,
     render_sh,
 )
-from training_agent.service.runner import run_command
+from training_agent.service.shell import run_command
 
 
 def test_the_windows_launcher_is_a_cmd_in_a_per_user_directory() -> None:
