@@ -22,7 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     given = sys.argv[1:] if argv is None else list(argv)
     if not given:  # double-click start: set up when unconfigured, else watch the agent
-        from training_agent.tui.run import double_click_args
+        from training_agent.commands.dashboard import double_click_args
 
         given = double_click_args(AgentPaths.from_env())
     args = parser.parse_args(given)
@@ -215,7 +215,7 @@ def _start(args: argparse.Namespace) -> int:
     paths = AgentPaths.from_env()
     settings = _settings(args, paths)
     if args.dashboard:
-        from training_agent.tui.run import has_terminal, start_with_dashboard
+        from training_agent.commands.dashboard import has_terminal, start_with_dashboard
 
         if has_terminal():
             return start_with_dashboard(paths, [a for a in args.argv[1:] if a != "--dashboard"])
@@ -229,13 +229,13 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from training_agent.tui.run import dashboard_command
+    from training_agent.commands.dashboard import dashboard_command
 
     return dashboard_command(AgentPaths.from_env())
 
 
 def _setup(args: argparse.Namespace) -> int:
-    from training_agent.tui.run import setup_command
+    from training_agent.commands.dashboard import setup_command
 
     return setup_command(AgentPaths.from_env())
 

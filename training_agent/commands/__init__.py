@@ -3,6 +3,7 @@
 | module | commands |
 |---|---|
 | ``status`` | ``status``, ``drain``, ``resume``, ``cancel`` (through the local status API) |
+| ``dashboard`` | ``dashboard``, ``setup``, ``start --dashboard``, a start without arguments |
 | ``login`` | ``login``, ``logout`` |
 | ``install`` | ``install``, ``uninstall`` (and the double-click setup screen's install) |
 | ``enrollment`` | the install step that trades an enrollment token for an API key |
@@ -12,6 +13,5 @@
 | ``demo`` | ``demo`` |
 | ``version`` | ``version`` |
 
-``start`` runs the daemon (``training_agent.agent``); ``dashboard`` and ``setup`` are the
-terminal UI's (``training_agent.tui.run``).
+``start`` runs the daemon itself (``training_agent.agent``).
 """

@@ -1,4 +1,5 @@
-"""``training-agent dashboard`` and ``training-agent start --dashboard``."""
+"""``training-agent dashboard``, ``setup`` and ``start --dashboard``, and what a start
+without arguments (a double-click) runs: the terminal UI of ``training_agent.tui``."""
 
 from __future__ import annotations
 
