@@ -28,7 +28,7 @@ from training_agent.errors import ApiError, HttpStatusError, JobConfigError, Sta
 from training_agent.jobs import ClaimedJob, JobDataset
 from training_agent.retry import DATASET_DOWNLOAD, call_with_retry
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 DATASET_ENV = "TRAINING_AGENT_DATASET"
 CACHE_ENV = "TRAINING_AGENT_DATASET_CACHE"
@@ -63,7 +63,7 @@ class DatasetFetcher:
             message = f"cannot read the dataset cache {self.cache.root}: {exc}"
             raise DatasetUnavailable(message) from exc
         if hit is not None:
-            logger.info("job %s: dataset %s found in the cache", job.id, ref.sha256[:12])
+            log.info("job %s: dataset %s found in the cache", job.id, ref.sha256[:12])
             return hit
         try:
             downloaded = await call_with_retry(
@@ -80,7 +80,7 @@ class DatasetFetcher:
             ) from exc
         _check(downloaded, ref)
         path = self.cache.adopt(downloaded.path, ref.sha256, ref.filename)
-        logger.info("job %s: dataset downloaded, %d bytes", job.id, downloaded.size_bytes)
+        log.info("job %s: dataset downloaded, %d bytes", job.id, downloaded.size_bytes)
         return path
 
     async def _download(self, job: ClaimedJob, ref: JobDataset) -> DownloadedFile:

@@ -27,7 +27,7 @@ from typing import Any, TypeGuard
 
 from training_agent.jobs import JobSink
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 METRIC_KEYS = frozenset(
     {
@@ -197,7 +197,7 @@ class EventFollower:
                 self.read_new()
             except Exception:
                 # Losing some events is better than losing the job: keep following.
-                logger.exception("reading events from %s failed", self._path)
+                log.exception("reading events from %s failed", self._path)
             await self._sleep(self._poll_interval_s)
 
     def read_new(self, *, final: bool = False) -> None:

@@ -33,7 +33,7 @@ import psutil
 from training_agent.errors import JobConfigError
 from training_agent.executor.lines import LineSplitter
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 TRACKING_ENV = "TRAINING_AGENT_TRACKING_ID"
 # Under memory pressure the kernel should kill the trainer, not the agent that reports why.
@@ -79,7 +79,7 @@ class _ChildProtocol(asyncio.SubprocessProtocol):
             except Exception:
                 # A broken callback must not stop the reading: the child would block
                 # on a full pipe. Log it and go on.
-                logger.exception("line callback failed")
+                log.exception("line callback failed")
 
 
 class ChildProcess:
@@ -262,4 +262,4 @@ def _raise_oom_score(pid: int) -> None:
         if int(path.read_text()) < OOM_SCORE_ADJ:
             path.write_text(f"{OOM_SCORE_ADJ}\n")
     except (OSError, ValueError) as exc:
-        logger.debug("cannot raise oom_score_adj of pid %d: %s", pid, exc)
+        log.debug("cannot raise oom_score_adj of pid %d: %s", pid, exc)

@@ -39,7 +39,7 @@ from training_agent.executor.process import ChildProcess, kill_tracked
 from training_agent.executor.workspace import Workspace
 from training_agent.jobs import ClaimedJob, JobOutcome, JobSink, JobStatus
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 PAUSE_UNSUPPORTED = (
     "pause requested, but this trainer does not support pausing (it did not declare "
@@ -124,10 +124,10 @@ class JobRunner:
         try:
             _write_atomically(workspace.control_file, json.dumps({"action": action}) + "\n")
         except OSError as exc:
-            logger.warning("job %s: cannot ask the trainer to %s: %s", self._job.id, action, exc)
+            log.warning("job %s: cannot ask the trainer to %s: %s", self._job.id, action, exc)
             return False
         child.notify()
-        logger.info("job %s: asked the trainer to %s", self._job.id, action)
+        log.info("job %s: asked the trainer to %s", self._job.id, action)
         return True
 
     def _trainer_state(self, kind: str) -> None:
@@ -146,10 +146,10 @@ class JobRunner:
         except _CancelledBeforeStart:
             return self._finish(JobOutcome(JobStatus.CANCELLED, reason=self._cancel_reason))
         except (JobConfigError, StateError) as exc:
-            logger.warning("job %s cannot start: %s", self._job.id, exc)
+            log.warning("job %s cannot start: %s", self._job.id, exc)
             self._sink.log(str(exc))
             return self._finish(JobOutcome(JobStatus.FAILED, reason=str(exc)))
-        logger.info("job %s started pid=%d", self._job.id, child.pid)
+        log.info("job %s started pid=%d", self._job.id, child.pid)
         return self._finish(await self._supervise(workspace, child))
 
     async def _launch(self) -> tuple[Workspace, ChildProcess]:
@@ -199,12 +199,12 @@ class JobRunner:
         try:
             returncode, cancelled = await self._wait_or_cancel(child, follower)
         except asyncio.CancelledError:
-            logger.warning("job %s interrupted, killing its processes", self._job.id)
+            log.warning("job %s interrupted, killing its processes", self._job.id)
             child.kill_tree()
             await child.reap(REAP_S)
             raise
         except Exception as exc:  # a bug here must not leave a trainer running unseen
-            logger.exception("job %s: the agent failed while running it", self._job.id)
+            log.exception("job %s: the agent failed while running it", self._job.id)
             child.kill_tree()
             await child.reap(REAP_S)
             return JobOutcome(JobStatus.FAILED, reason=f"the agent failed while running it: {exc}")
@@ -212,7 +212,7 @@ class JobRunner:
             self._child = self._workspace = self._reader = self._follower = None
         leftovers = kill_tracked(child.tracking_id)
         if leftovers:
-            logger.info("job %s: killed %d leftover processes", self._job.id, len(leftovers))
+            log.info("job %s: killed %d leftover processes", self._job.id, len(leftovers))
         follower.read_new(final=True)
         return self._outcome(returncode, cancelled, reader.outputs)
 
@@ -227,7 +227,7 @@ class JobRunner:
             await asyncio.wait({exited, cancel}, return_when=asyncio.FIRST_COMPLETED)
             if exited.done():
                 return exited.result(), False
-            logger.info("job %s cancelling: %s", self._job.id, self._cancel_reason)
+            log.info("job %s cancelling: %s", self._job.id, self._cancel_reason)
             return await child.stop(self._cancel_grace_s), True
         finally:
             for task in (follow, exited, cancel):
@@ -265,7 +265,7 @@ class JobRunner:
             self._stderr_tail.append(line)
 
     def _finish(self, outcome: JobOutcome) -> JobOutcome:
-        logger.info(
+        log.info(
             "job %s finished status=%s exit_code=%s",
             self._job.id,
             outcome.status.value,
