@@ -1,1 +1,0 @@
-"""Programs the tests run as real child processes."""
