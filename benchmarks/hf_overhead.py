@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 
 from agent_support import cpu_seconds  # noqa: E402
 
-from tests.e2e.agent import agent_env, start_agent, wait_agent  # noqa: E402
-from tests.e2e.support import make_user_and_key, submit  # noqa: E402
+from tests.support.agent import agent_env, start_agent, wait_agent  # noqa: E402
 from tests.support.backend import start_backend  # noqa: E402
+from tests.support.e2e import make_user_and_key, submit  # noqa: E402
 from tests.trainers.conftest import chat_rows, training_config  # noqa: E402
 from training_agent.trainers import tiny  # noqa: E402
 

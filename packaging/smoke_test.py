@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the test suite's helpers start the real backend
 
-from tests.e2e.support import job_json, make_user_and_key, submit  # noqa: E402
 from tests.support.backend import start_backend  # noqa: E402
+from tests.support.e2e import job_json, make_user_and_key, submit  # noqa: E402
 
 
 def unpack(archive: Path, into: Path) -> Path:

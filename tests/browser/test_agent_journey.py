@@ -20,7 +20,7 @@ from playwright.sync_api import Page, expect
 from tests.browser.audit import audit
 from tests.browser.conftest import OpenPage
 from tests.browser.support import Shots, Site
-from tests.e2e.agent import agent_env, start_agent, wait_agent
+from tests.support.agent import agent_env, start_agent, wait_agent
 from training_agent import __version__ as agent_version
 from training_agent.daemon import EXIT_REVOKED
 

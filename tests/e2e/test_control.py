@@ -12,9 +12,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.e2e.agent import agent_env, start_agent, wait_agent
-from tests.e2e.support import Owner, make_user_and_key, submit, wait_until
+from tests.support.agent import agent_env, start_agent, wait_agent
 from tests.support.backend import BackendProcess
+from tests.support.e2e import Owner, make_user_and_key, submit, wait_until
 
 pytestmark = pytest.mark.e2e
 

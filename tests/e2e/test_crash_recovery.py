@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.agent import agent_env, start_agent, wait_agent
-from tests.e2e.support import (
+from tests.support.agent import agent_env, start_agent, wait_agent
+from tests.support.backend import BackendProcess
+from tests.support.e2e import (
     Owner,
     journal,
     make_user_and_key,
@@ -24,8 +25,7 @@ from tests.e2e.support import (
     tracked_processes,
     wait_until,
 )
-from tests.support.backend import BackendProcess
-from tests.unit.executor.support import CHILD_SCRIPT
+from tests.support.executor import CHILD_SCRIPT
 from training_agent.journal import AGENT_RESTARTED
 
 pytestmark = pytest.mark.e2e

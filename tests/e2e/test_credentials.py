@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.agent import agent_env, start_agent, wait_agent
-from tests.e2e.secret_service import check_secret_service_round_trip
-from tests.e2e.support import Owner, make_user_and_key, submit
+from tests.support.agent import agent_env, start_agent, wait_agent
 from tests.support.backend import BackendProcess
+from tests.support.e2e import Owner, make_user_and_key, submit
+from tests.support.secret_service import check_secret_service_round_trip
 
 pytestmark = pytest.mark.e2e
 

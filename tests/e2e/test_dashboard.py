@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from tests.e2e.agent import agent_env, start_agent, wait_agent
-from tests.e2e.support import WAIT_S, slow_demo_job
-from tests.e2e.terminal import terminal
+from tests.support.agent import agent_env, start_agent, wait_agent
 from tests.support.backend import BackendProcess
+from tests.support.e2e import WAIT_S, slow_demo_job
+from tests.support.terminal import terminal
 from training_agent.paths import AgentPaths
 from training_agent.tui.app import DashboardApp, create_app
 from training_agent.tui.source import status_api_connector

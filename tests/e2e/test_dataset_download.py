@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.e2e.agent import agent_env, start_agent, wait_agent
-from tests.e2e.support import Owner, job_json, make_user_and_key, submit
+from tests.support.agent import agent_env, start_agent, wait_agent
 from tests.support.backend import BackendProcess
+from tests.support.e2e import Owner, job_json, make_user_and_key, submit
 
 pytestmark = pytest.mark.e2e
 

@@ -23,9 +23,9 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.e2e.agent import agent_env, start_agent, wait_agent
-from tests.e2e.support import job_json, submit, wait_until
+from tests.support.agent import agent_env, start_agent, wait_agent
 from tests.support.backend import BackendProcess, start_backend
+from tests.support.e2e import job_json, submit, wait_until
 
 pytestmark = pytest.mark.e2e
 

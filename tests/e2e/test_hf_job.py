@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.agent import agent_env, start_agent, wait_agent
-from tests.e2e.support import job_json, make_user_and_key, submit
+from tests.support.agent import agent_env, start_agent, wait_agent
 from tests.support.backend import BackendProcess
+from tests.support.e2e import job_json, make_user_and_key, submit
 from tests.trainers.conftest import chat_rows, training_config
 from training_agent.trainers import tiny
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.agent import agent_env
-from tests.e2e.support import make_user_and_key
+from tests.support.agent import agent_env
 from tests.support.backend import BackendProcess, free_port
+from tests.support.e2e import make_user_and_key
 
 pytestmark = pytest.mark.e2e
 

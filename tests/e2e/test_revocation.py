@@ -7,9 +7,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.agent import agent_env, start_agent, wait_agent
-from tests.e2e.support import Owner, submit
+from tests.support.agent import agent_env, start_agent, wait_agent
 from tests.support.backend import start_backend
+from tests.support.e2e import Owner, submit
 from training_agent.daemon import EXIT_REVOKED
 
 pytestmark = pytest.mark.e2e

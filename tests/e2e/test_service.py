@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.support import make_user_and_key, require_secret_service, with_secret_service
 from tests.e2e.test_install import install_env, run
 from tests.support.backend import BackendProcess
-from tests.unit.service.support import FakeRunner
+from tests.support.e2e import make_user_and_key, require_secret_service, with_secret_service
+from tests.support.service import FakeRunner
 from training_agent.commands.install import Installer, InstallOptions
 from training_agent.paths import AgentPaths
 from training_agent.service.spec import build_spec

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.agent import agent_env, start_agent, wait_agent
-from tests.e2e.support import Owner, wait_until
+from tests.support.agent import agent_env, start_agent, wait_agent
 from tests.support.backend import free_port, start_backend
+from tests.support.e2e import Owner, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.agent import agent_env, start_agent, wait_agent
-from tests.e2e.support import LONG_DEMO, slow_demo_job
+from tests.support.agent import agent_env, start_agent, wait_agent
 from tests.support.backend import BackendProcess, free_port
+from tests.support.e2e import LONG_DEMO, slow_demo_job
 from training_agent.status.client import StatusClient
 from training_agent.status.file import StatusFile, new_token, this_process_created_at
 

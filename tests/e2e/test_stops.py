@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.agent import agent_env, start_agent, wait_agent
-from tests.e2e.support import LONG_DEMO, SLOW_DEMO, Owner, slow_demo_job, submit, wait_until
+from tests.support.agent import agent_env, start_agent, wait_agent
 from tests.support.backend import BackendProcess
+from tests.support.e2e import LONG_DEMO, SLOW_DEMO, Owner, slow_demo_job, submit, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.secret_service import check_secret_service_round_trip
 from tests.release.conftest import ROOT, Release
 from tests.support.backend import BackendProcess
+from tests.support.secret_service import check_secret_service_round_trip
 from training_agent import __version__
 
 # The first test to run also waits for the session's build (PyInstaller: a minute or two

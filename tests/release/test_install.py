@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.support import Owner, job_json, make_user_and_key, submit
 from tests.release.conftest import ROOT, Release
 from tests.support.backend import BackendProcess, start_backend
+from tests.support.e2e import Owner, job_json, make_user_and_key, submit
 from training_agent import __version__
 from training_agent.commands.version import current_arch
 

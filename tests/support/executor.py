@@ -11,12 +11,12 @@ from typing import Any
 
 import psutil
 
-CHILD_SCRIPT = Path(__file__).parents[2] / "helpers" / "child.py"
+CHILD_SCRIPT = Path(__file__).with_name("child.py")
 JOB_TOKEN = "job-token-that-must-never-leak"
 
 
 def child_argv(*args: str) -> list[str]:
-    """The argv that runs tests/helpers/child.py in one of its modes."""
+    """The argv that runs tests/support/child.py in one of its modes."""
     return [sys.executable, str(CHILD_SCRIPT), *args]
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.e2e.agent import agent_env
-from tests.e2e.support import make_user_and_key, require_secret_service, with_secret_service
+from tests.support.agent import agent_env
 from tests.support.backend import BackendProcess
+from tests.support.e2e import make_user_and_key, require_secret_service, with_secret_service
 
 
 def check_secret_service_round_trip(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.support import WAIT_S
+from tests.support.e2e import WAIT_S
 
 
 def require_tmux() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.tui.fakes import USAGE, FakeSource, clock, loss_points, snapshot
+from tests.support.fake_status import USAGE, FakeSource, clock, loss_points, snapshot
 from training_agent.tui.app import DashboardApp, create_app
 
 MakeApp = Callable[..., tuple[DashboardApp, FakeSource]]

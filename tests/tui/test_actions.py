@@ -7,8 +7,8 @@ from rich.table import Table
 from textual.binding import Binding
 from textual.widgets import Static
 
+from tests.support.fake_status import JOB_ID, FakeSource, clock, no_agent, snapshot
 from tests.tui.conftest import MakeApp
-from tests.tui.fakes import JOB_ID, FakeSource, clock, no_agent, snapshot
 from training_agent.tui.app import create_app
 from training_agent.tui.model import Attach
 from training_agent.tui.screens.confirm import ConfirmScreen

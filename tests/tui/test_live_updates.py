@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 
+from tests.support.fake_status import JOB_ID, running_job, snapshot
 from tests.tui.conftest import MakeApp
-from tests.tui.fakes import JOB_ID, running_job, snapshot
 from training_agent.tui.widgets.log_tail import LogTail
 
 SIZE = (80, 24)

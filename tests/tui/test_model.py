@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.tui.fakes import NOW, snapshot
+from tests.support.fake_status import NOW, snapshot
 from training_agent.status.client import StatusEvent
 from training_agent.tui.model import Attach, DashboardModel, JobLog
 from training_agent.tui.widgets.connection_bar import render_connection

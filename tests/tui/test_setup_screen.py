@@ -14,8 +14,8 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, Static
 
-from tests.e2e.support import make_user_and_key
 from tests.support.backend import BackendProcess
+from tests.support.e2e import make_user_and_key
 from tests.unit.test_credentials import MemoryKeyring, use_backend
 from training_agent.commands.install import ENROLL_FILE_NAME, Installer
 from training_agent.paths import AgentPaths

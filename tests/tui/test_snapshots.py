@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
+from tests.support.fake_status import NOW
 from tests.tui.conftest import MakeApp
-from tests.tui.fakes import NOW
 
 SIZE = (80, 24)
 

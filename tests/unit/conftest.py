@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.unit.fake_backend import FakeBackend
+from tests.support.fake_backend import FakeBackend
 from training_agent.api import BackendClient
 
 

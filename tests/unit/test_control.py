@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from tests.unit.fake_backend import FakeBackend
+from tests.support.fake_backend import FakeBackend
 from training_agent.api import BackendClient
 from training_agent.control import CANCELLED_ON_PLATFORM, JobControl
 from training_agent.jobs import ClaimedJob

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.unit.executor.support import command_job
-from tests.unit.fake_backend import FakeBackend, job
+from tests.support.executor import command_job
+from tests.support.fake_backend import FakeBackend, job
 from training_agent.control import CANCELLED_ON_PLATFORM
 from training_agent.daemon import EXIT_OK, EXIT_REVOKED, Daemon, DaemonOptions
 from training_agent.jobs import JobStatus

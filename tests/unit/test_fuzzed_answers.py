@@ -17,7 +17,7 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.unit.fake_backend import FakeBackend, job
+from tests.support.fake_backend import FakeBackend, job
 from training_agent.control import JobControl
 from training_agent.jobs import ClaimedJob
 from training_agent.poller import Poller

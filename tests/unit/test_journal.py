@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.unit.executor.support import CHILD_SCRIPT, alive
+from tests.support.executor import CHILD_SCRIPT, alive
 from training_agent.errors import StateError
 from training_agent.executor.process import TRACKING_ENV
 from training_agent.jobs import JobStatus

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.unit.fake_backend import FakeBackend, job
+from tests.support.fake_backend import FakeBackend, job
 from training_agent import logs
 from training_agent.logs import redact, register_secret, setup_logging
 from training_agent.poller import Poller

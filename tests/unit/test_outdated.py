@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.unit.executor.support import command_job
-from tests.unit.fake_backend import FakeBackend, job
+from tests.support.executor import command_job
+from tests.support.fake_backend import FakeBackend, job
 from tests.unit.test_daemon import VirtualTime, make_daemon, offer, run, statuses
 from tests.unit.test_poller import POLL, poller_with
 from training_agent import cli

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from tests.unit.fake_backend import API_KEY, FakeBackend, job
+from tests.support.fake_backend import API_KEY, FakeBackend, job
 from training_agent.poller import LONG_POLL_WAIT_S, Connection, Poller
 from training_agent.status.state import AgentState
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.unit.fake_backend import FakeBackend
+from tests.support.fake_backend import FakeBackend
 from training_agent.poller import Poller
 from training_agent.reporting.outbox import Outbox
 from training_agent.reporting.uploader import Uploader

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.unit.fake_backend import API_KEY, FakeBackend
+from tests.support.fake_backend import API_KEY, FakeBackend
 from training_agent.api import BackendClient, HeartbeatResponse, JobState
 from training_agent.errors import ConflictError
 from training_agent.jobs import JobStatus

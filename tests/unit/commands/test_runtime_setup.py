@@ -13,7 +13,7 @@ from training_agent.commands.runtime_setup import CUDA_PINS, PINS, setup_runtime
 from training_agent.config import load_settings
 from training_agent.paths import AgentPaths
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_the_pins_are_the_train_extras() -> None:

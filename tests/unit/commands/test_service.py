@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.service.support import FakeRunner, make_spec
+from tests.support.service import FakeRunner, make_spec
 from training_agent.commands.service import run_service, service_command, tail
 from training_agent.errors import ServiceError
 from training_agent.paths import AgentPaths

@@ -11,7 +11,7 @@ import pytest
 from training_agent import __version__, cli
 from training_agent.commands import version
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_from_the_source_tree_the_commit_comes_from_git(

@@ -10,11 +10,10 @@ from typing import Any, Protocol
 import psutil
 import pytest
 
+from tests.support.executor import JOB_TOKEN, Lines, RecordingSink, alive, child_argv, read_pids
 from training_agent.executor.process import ChildProcess, LineCallback
 from training_agent.executor.runner import JobRunner
 from training_agent.jobs import ClaimedJob
-
-from .support import JOB_TOKEN, Lines, RecordingSink, alive, child_argv, read_pids
 
 
 @pytest.fixture

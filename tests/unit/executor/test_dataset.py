@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.unit.fake_backend import FakeBackend, job
+from tests.support.fake_backend import FakeBackend, job
 from training_agent.api import BackendClient, PollResponse
 from training_agent.dataset_cache import DatasetCache
 from training_agent.errors import HttpStatusError, TransportError

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.executor import RecordingSink, wait_until
 from training_agent.jobs import JobStatus
 from training_agent.trainers.demo import DemoConfig
 
 from .conftest import MakeRunner
-from .support import RecordingSink, wait_until
 
 
 async def test_demo_lowers_the_loss_and_reports_its_model(

@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.executor import RecordingSink, wait_until
 from training_agent.executor.events import MAX_SKIP_NOTES, EventFollower, EventReader
-
-from .support import RecordingSink, wait_until
 
 
 @pytest.fixture

@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 
+from tests.support.executor import JOB_TOKEN, RecordingSink, command_job, wait_until
 from training_agent.executor.runner import PAUSE_UNSUPPORTED, JobRunner
 from training_agent.jobs import ClaimedJob, JobStatus
-
-from .support import JOB_TOKEN, RecordingSink, command_job, wait_until
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 

@@ -1,4 +1,4 @@
-"""ChildProcess and kill_tracked against real children (tests/helpers/child.py)."""
+"""ChildProcess and kill_tracked against real children (tests/support/child.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.executor import alive, read_pids, wait_until
 from training_agent.errors import JobConfigError
 from training_agent.executor.process import TRACKING_ENV, ChildProcess, kill_tracked
 
 from .conftest import Spawn
-from .support import alive, read_pids, wait_until
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 

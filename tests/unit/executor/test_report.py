@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.executor import RecordingSink
 from training_agent import report
 from training_agent.executor.events import EventFollower, EventReader
-
-from .support import RecordingSink
 
 
 @pytest.fixture

@@ -12,12 +12,19 @@ from typing import Any
 
 import pytest
 
+from tests.support.executor import (
+    JOB_TOKEN,
+    RecordingSink,
+    alive,
+    command_job,
+    read_pids,
+    wait_until,
+)
 from training_agent.executor import process
 from training_agent.executor.plan import COMMANDS_DISABLED
 from training_agent.jobs import JobOutcome, JobStatus
 
 from .conftest import MakeRunner
-from .support import JOB_TOKEN, RecordingSink, alive, command_job, read_pids, wait_until
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.unit.fake_backend import FakeBackend
+from tests.support.fake_backend import FakeBackend
 from training_agent.api import BackendClient
 from training_agent.jobs import JobStatus
 from training_agent.reporting.outbox import Outbox

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.service.support import FakeRunner, make_spec
+from tests.support.service import FakeRunner, make_spec
 from training_agent.paths import AgentPaths
 from training_agent.service.launchd import LABEL, LaunchdService
 from training_agent.service.spec import build_spec, carried_environment
