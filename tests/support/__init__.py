@@ -9,6 +9,8 @@
 | ``executor`` | the child's argv, command jobs, a recording sink, polling helpers |
 | ``fake_backend`` | a scripted fake of the agent API at the transport (unit tests) |
 | ``fake_status`` | a fake status source and snapshots for the dashboard |
+| ``fake_keyring`` | in-memory keyring backends (working, locked, none) |
+| ``fake_nvml`` | the few NVML calls the agent makes, for two GPUs |
 | ``service`` | a recording fake command runner and service specs |
 | ``secret_service`` | ``login``/``logout`` against a real Secret Service |
 | ``terminal`` | a real terminal (tmux) for full-screen commands |

@@ -16,7 +16,7 @@ from textual.widgets import Button, Input, Static
 
 from tests.support.backend import BackendProcess
 from tests.support.e2e import make_user_and_key
-from tests.unit.test_credentials import MemoryKeyring, use_backend
+from tests.support.fake_keyring import MemoryKeyring, use_backend
 from training_agent.commands.install import ENROLL_FILE_NAME, Installer
 from training_agent.paths import AgentPaths
 from training_agent.tui.setup_screen import SetupApp

@@ -7,11 +7,9 @@ import io
 import stat
 from pathlib import Path
 
-import keyring.errors
 import pytest
-from keyring.backend import KeyringBackend
-from keyring.backends import fail
 
+from tests.support.fake_keyring import LockedKeyring, MemoryKeyring, no_keyring, use_backend
 from training_agent.commands.login import read_api_key
 from training_agent.credentials import (
     SERVICE,
@@ -23,38 +21,6 @@ from training_agent.errors import CredentialError
 
 KEY = "wak_" + "A1b2" * 8
 URL = "https://Platform.Example/"
-
-
-class MemoryKeyring(KeyringBackend):
-    priority = 1
-
-    def __init__(self) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self.items: dict[tuple[str, str], str] = {}
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.items[(service, username)] = password
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.items.get((service, username))
-
-    def delete_password(self, service: str, username: str) -> None:
-        del self.items[(service, username)]
-
-
-class LockedKeyring(MemoryKeyring):
-    def set_password(self, service: str, username: str, password: str) -> None:
-        raise keyring.errors.KeyringLocked("Prompt dismissed")
-
-
-def no_keyring() -> KeyringBackend:
-    """keyring's own "nothing usable here" backend, as on a headless machine."""
-    backend: KeyringBackend = fail.Keyring()  # type: ignore[no-untyped-call]
-    return backend
-
-
-def use_backend(monkeypatch: pytest.MonkeyPatch, backend: KeyringBackend) -> None:
-    monkeypatch.setattr("keyring.core._keyring_backend", backend)
 
 
 def test_a_working_keyring_holds_the_key_and_no_file_is_written(

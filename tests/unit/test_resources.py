@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
 
+from tests.support.fake_nvml import FakeNvml
 from training_agent.errors import ConfigError
 from training_agent.resources import (
     MAX_AGENT_INFO_BYTES,
@@ -17,22 +16,6 @@ from training_agent.resources import (
     free_disk_bytes,
     read_gpus,
 )
-
-
-class FakeNvml:
-    """The few pynvml calls the monitor makes, for two GPUs."""
-
-    def nvmlDeviceGetCount(self) -> int:  # pynvml names
-        return 2
-
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
-        return index
-
-    def nvmlDeviceGetMemoryInfo(self, handle: int) -> Any:
-        return SimpleNamespace(total=24 * 1024**3, free=(20 - handle) * 1024**3)
-
-    def nvmlDeviceGetName(self, handle: int) -> bytes:
-        return b"NVIDIA A10"
 
 
 class Clock:

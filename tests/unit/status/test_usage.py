@@ -6,7 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from tests.unit.test_resources import FakeNvml
+from tests.support.fake_nvml import FakeNvml
 from training_agent.status.usage import UsageSampler, read_gpu_usage
 
 
