@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from training_backend.cli import main
-from training_backend.cli_passwords import choose_password
+from training_backend.cli.users import choose_password
 from training_backend.db import create_db_engine, create_session_factory
 from training_backend.errors import ApiError
 from training_backend.services.users import authenticate_password
