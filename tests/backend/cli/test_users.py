@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -22,11 +21,6 @@ from training_backend.errors import ApiError
 from training_backend.services.users import authenticate_password
 
 PTY_TIMEOUT_S = 60.0
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'cli.sqlite3'}"
 
 
 def can_sign_in(url: str, name: str, password: str) -> bool:
