@@ -27,9 +27,9 @@ from training_backend.routers import (
     jobs,
     pages,
 )
-from training_backend.routers.pages_support import STATIC_DIR
 from training_backend.services.wakeups import Wakeups
 from training_backend.settings import BackendSettings
+from training_backend.templating import STATIC_DIR
 
 
 @asynccontextmanager

@@ -1,13 +1,24 @@
-"""Typed FastAPI dependencies: the database session, the caller's API key or signed-in
-user, the job of a job token and the agent's identity headers.
+"""Typed FastAPI dependencies: the app's shared objects, the database session, the
+caller's API key or signed-in user, the job of a job token and the agent's identity headers.
 
-Use them as annotations: ``def route(db: DbSession, key: CurrentApiKey) -> ...``.
+Use them as annotations: ``def route(db: DbSession, key: CurrentApiKey) -> ...``. This
+module is the only reader of ``request.app.state`` (``app.create_app`` fills it; tests
+replace its objects to drive the clock):
+
+    SettingsDep         the ``BackendSettings`` the app was created with
+    SessionFactoryDep   makes sessions, for routes that must not hold one (long polls, uploads)
+    WakeupsDep          the long polls waiting in this process
+    ApiKeyRateLimitDep, LoginThrottleDep, EnrollRateLimitDep   the in-memory rate limits
 
     CurrentApiKey   an API key with the ``training`` scope (rate-limited per key); a key
                     an enrollment bound to an agent speaks only for that agent
     CurrentUser     a signed-in user: ``Authorization: Bearer sess_…`` or the session cookie
     ApiKeyOrUser    either of the two, as a ``Principal`` (API-key path when the request
                     carries ``X-API-Key``/``X-Workspace-API-Key`` or a ``wak_`` bearer)
+    PageUser        the signed-in user of a page, or ``None`` (the page asks to sign in)
+
+The app-state readers are ``async`` on purpose: a sync dependency costs a worker-thread
+hop, and these only read an attribute.
 """
 
 from __future__ import annotations
@@ -17,12 +28,13 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from training_backend.body import read_json_object
 from training_backend.db.models import ApiKey, TrainingJob, User
 from training_backend.db.types import utcnow
-from training_backend.ratelimit import ApiKeyRateLimit
+from training_backend.errors import ApiError
+from training_backend.ratelimit import AddressRateLimit, ApiKeyRateLimit, LoginThrottle
 from training_backend.services.agents import AgentIdentity, agent_identity_from_headers
 from training_backend.services.api_keys import (
     authenticate_api_key,
@@ -32,10 +44,55 @@ from training_backend.services.api_keys import (
 )
 from training_backend.services.job_tokens import authenticate_job, extract_job_token
 from training_backend.services.sessions import authenticate_session, session_token_of
-from training_backend.settings import BackendSettings, get_settings
+from training_backend.services.wakeups import Wakeups
+from training_backend.settings import BackendSettings
 
 
-async def get_db(request: Request) -> AsyncIterator[Session]:
+async def get_settings(request: Request) -> BackendSettings:
+    """The settings the app was created with (tests override this dependency)."""
+    settings: BackendSettings = request.app.state.settings
+    return settings
+
+
+async def get_session_factory(request: Request) -> sessionmaker[Session]:
+    """The app's session factory (made when the app starts, on the migrated database)."""
+    factory: sessionmaker[Session] = request.app.state.session_factory
+    return factory
+
+
+async def get_wakeups(request: Request) -> Wakeups:
+    """The long polls waiting in this process, to wake or to join."""
+    wakeups: Wakeups = request.app.state.wakeups
+    return wakeups
+
+
+async def get_api_key_rate_limit(request: Request) -> ApiKeyRateLimit:
+    """The per-key request budget."""
+    limit: ApiKeyRateLimit = request.app.state.api_key_rate_limit
+    return limit
+
+
+async def get_login_throttle(request: Request) -> LoginThrottle:
+    """What slows down repeated failed sign-ins."""
+    throttle: LoginThrottle = request.app.state.login_throttle
+    return throttle
+
+
+async def get_enroll_rate_limit(request: Request) -> AddressRateLimit:
+    """The per-address budget of the enrollment endpoint (it has no key to count by)."""
+    limit: AddressRateLimit = request.app.state.enroll_rate_limit
+    return limit
+
+
+SettingsDep = Annotated[BackendSettings, Depends(get_settings)]
+SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
+WakeupsDep = Annotated[Wakeups, Depends(get_wakeups)]
+ApiKeyRateLimitDep = Annotated[ApiKeyRateLimit, Depends(get_api_key_rate_limit)]
+LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
+EnrollRateLimitDep = Annotated[AddressRateLimit, Depends(get_enroll_rate_limit)]
+
+
+async def get_db(factory: SessionFactoryDep) -> AsyncIterator[Session]:
     """One session per request, closed (rolled back if uncommitted) after the route.
 
     Async on purpose: sync routes and dependencies each run in a worker thread, and a
@@ -44,7 +101,7 @@ async def get_db(request: Request) -> AsyncIterator[Session]:
     for a thread. So the session is closed here on the event loop (no thread needed),
     and each sync dependency that reads ends its transaction before returning.
     """
-    session: Session = request.app.state.session_factory()
+    session = factory()
     try:
         yield session
     finally:
@@ -52,17 +109,15 @@ async def get_db(request: Request) -> AsyncIterator[Session]:
 
 
 DbSession = Annotated[Session, Depends(get_db)]
-Settings = Annotated[BackendSettings, Depends(get_settings)]
 JsonObject = Annotated[dict[str, Any], Depends(read_json_object)]
 
 
-def current_api_key(request: Request, db: DbSession) -> ApiKey:
+def current_api_key(request: Request, db: DbSession, limit: ApiKeyRateLimitDep) -> ApiKey:
     """The caller's API key, checked for validity and for the ``training`` scope."""
     key = extract_api_key(request.headers)
     row = authenticate_api_key(db, key=key, scope="training", now=utcnow())
     db.commit()  # give the connection back before the next thread hop (see get_db)
     require_agent(row, request.headers.get("x-agent-id", "").strip() or None)
-    limit: ApiKeyRateLimit = request.app.state.api_key_rate_limit
     limit.check(row.id)  # 429 RATE_LIMITED; only after the key is known to be valid
     return row
 
@@ -70,19 +125,32 @@ def current_api_key(request: Request, db: DbSession) -> ApiKey:
 CurrentApiKey = Annotated[ApiKey, Depends(current_api_key)]
 
 
-def current_user(request: Request, db: DbSession) -> User:
+def current_user(request: Request, db: DbSession, settings: SettingsDep) -> User:
     """The signed-in user (401 ``UNAUTHENTICATED`` without a live session).
 
     A cookie-borne session on a state-changing request from another site's page is
     refused (403 ``CROSS_SITE_REQUEST``); a bearer token cannot be sent by another site.
     """
-    token = session_token_of(request)
+    token = session_token_of(request, public_url=settings.public_url)
     user = authenticate_session(db, token=token, now=utcnow())
     db.commit()  # give the connection back before the next thread hop (see get_db)
     return user
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def page_user(request: Request, db: DbSession, settings: SettingsDep) -> User | None:
+    """The signed-in user, or ``None`` (the page then asks to sign in)."""
+    try:
+        return current_user(request, db, settings)
+    except ApiError as exc:
+        if exc.status == 401:
+            return None
+        raise
+
+
+PageUser = Annotated[User | None, Depends(page_user)]
 
 
 @dataclass(frozen=True)
@@ -94,12 +162,14 @@ class Principal:
     """The key used, or ``None`` for a signed-in user."""
 
 
-def api_key_or_user(request: Request, db: DbSession) -> Principal:
+def api_key_or_user(
+    request: Request, db: DbSession, limit: ApiKeyRateLimitDep, settings: SettingsDep
+) -> Principal:
     """The caller by API key (``training`` scope) or by session, whichever it sent."""
     if uses_api_key(request.headers):
-        key = current_api_key(request, db)
+        key = current_api_key(request, db, limit)
         return Principal(user_id=key.user_id, api_key=key)
-    return Principal(user_id=current_user(request, db).id)
+    return Principal(user_id=current_user(request, db, settings).id)
 
 
 ApiKeyOrUser = Annotated[Principal, Depends(api_key_or_user)]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from fastapi import Request
 from platformdirs import user_data_dir
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -119,9 +118,3 @@ class BackendSettings(BaseSettings):
     @classmethod
     def _without_trailing_slash(cls, url: str | None) -> str | None:
         return None if url is None else url.rstrip("/")
-
-
-def get_settings(request: Request) -> BackendSettings:
-    """FastAPI dependency: the settings the app was created with (tests override it)."""
-    settings: BackendSettings = request.app.state.settings
-    return settings

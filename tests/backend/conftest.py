@@ -19,12 +19,13 @@ from typing import Any
 
 import httpx
 import pytest
+from argon2 import PasswordHasher, profiles
 from fastapi import FastAPI
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from tests.backend.helpers import AGENT_ID, Caller
+from tests.backend.support import AGENT_ID, Caller
 from tests.support.backend import BackendProcess, start_backend
 from training_backend.app import create_app
 from training_backend.db import create_db_engine, upgrade_database
@@ -32,6 +33,7 @@ from training_backend.db.base import Base
 from training_backend.db.models import TrainingJob, User
 from training_backend.db.types import utcnow
 from training_backend.security import generate_job_token, hash_secret
+from training_backend.services import passwords
 from training_backend.services.api_keys import create_api_key
 from training_backend.services.users import create_user
 from training_backend.settings import BackendSettings
@@ -109,6 +111,13 @@ def fresh_database_url(kind: str, tmp_path: Path) -> Iterator[str]:
         return
     with _postgres_database(postgres_admin_url()) as url:
         yield url
+
+
+@pytest.fixture(autouse=True)
+def cheap_passwords(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Argon2 at its cheapest: the real code path, a thousandth of the cost."""
+    monkeypatch.setattr(passwords, "HASHER", PasswordHasher.from_parameters(profiles.CHEAPEST))
+    yield
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session
 
-from tests.backend.helpers import AGENT_ID, Caller, MakeKey, MakeRunningJob, bearer
+from tests.backend.support import AGENT_ID, Caller, MakeKey, MakeRunningJob, bearer
 from training_backend.db.models import ApiKey
 from training_backend.db.types import utcnow
 from training_backend.security import hash_secret

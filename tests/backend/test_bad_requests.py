@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.backend.helpers import Caller, MakeRunningJob, bearer
+from tests.backend.support import Caller, MakeRunningJob, bearer
 
 MALFORMED = [b"{not json", b"", b"[1, 2]", b'"text"', b"null", b"\xff\xfe", b'{"a": 1}}']
 

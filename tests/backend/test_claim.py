@@ -8,7 +8,7 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session
 
-from tests.backend.helpers import AGENT_ID, Caller, MakeJob, MakeKey, bearer, reload
+from tests.backend.support import AGENT_ID, Caller, MakeJob, MakeKey, bearer, reload
 from training_backend.security import hash_secret
 
 

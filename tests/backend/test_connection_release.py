@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from sqlalchemy import create_engine
 from sqlalchemy.pool import QueuePool
 
-from tests.backend.helpers import Caller
+from tests.backend.support import Caller
 from training_backend.db import create_session_factory
 
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session
 
-from tests.backend.helpers import Caller, MakeJob, MakeKey, MakeRunningJob, bearer, reload
+from tests.backend.support import Caller, MakeJob, MakeKey, MakeRunningJob, bearer, reload
 from training_backend.db.models import TrainingAgent
 from training_backend.db.types import utcnow
 

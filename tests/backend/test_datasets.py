@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.backend.helpers import Caller, MakeKey, MakeRunningJob, bearer
+from tests.backend.support import Caller, MakeKey, MakeRunningJob, bearer
 from training_backend.services.datasets import clean_filename, datasets_dir
 from training_backend.settings import BackendSettings
 

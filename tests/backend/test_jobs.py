@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 
-from tests.backend.helpers import Caller, MakeJob, MakeKey, MakeRunningJob, bearer
+from tests.backend.support import Caller, MakeJob, MakeKey, MakeRunningJob, bearer
 from training_backend import __version__
 
 JOBS = "/api/training/jobs"

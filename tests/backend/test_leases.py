@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.backend.helpers import Caller, MakeJob, MakeRunningJob, bearer, reload
+from tests.backend.support import Caller, MakeJob, MakeRunningJob, bearer, reload
 from training_backend.db import create_db_engine, create_session_factory, upgrade_database
 from training_backend.db.models import TrainingAgent, TrainingJob
 from training_backend.db.types import utcnow

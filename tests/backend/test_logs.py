@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.backend.helpers import Caller, MakeKey, MakeRunningJob, bearer
+from tests.backend.support import Caller, MakeKey, MakeRunningJob, bearer
 from training_backend.services.logs import MAX_LINE_CHARS
 
 

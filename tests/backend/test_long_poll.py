@@ -19,7 +19,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
 
-from tests.backend.helpers import Caller, MakeJob, MakeKey
+from tests.backend.support import Caller, MakeJob, MakeKey
 from tests.support.backend import BackendProcess
 from training_backend.db import create_session_factory
 from training_backend.db.types import utcnow

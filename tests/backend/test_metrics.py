@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tests.backend.helpers import MakeRunningJob, bearer, reload
+from tests.backend.support import MakeRunningJob, bearer, reload
 from training_backend.db.models import TrainingMetric
 
 BATCH = "/api/training/local/metrics"

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tests.backend.helpers import Caller, reload
+from tests.backend.support import Caller, reload
 from training_backend.db.models import TrainingAgent, TrainingJob
 from training_backend.services.agent_versions import is_supported
 from training_backend.settings import BackendSettings

@@ -10,10 +10,11 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tests.backend.helpers import AGENT_ID, Caller, MakeJob, MakeKey
+from tests.backend.support import AGENT_ID, Caller, MakeJob, MakeKey
 from training_backend.db.models import TrainingAgent
 from training_backend.db.types import utcnow
-from training_backend.settings import BackendSettings, get_settings
+from training_backend.deps import get_settings
+from training_backend.settings import BackendSettings
 
 POLL = "/api/training/agent/poll"
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session
 
-from tests.backend.helpers import MakeRunningJob, bearer, reload
+from tests.backend.support import MakeRunningJob, bearer, reload
 from training_backend.job_status import ALLOWED_TRANSITIONS, JobStatus
 
 REPORTABLE = ["running", "completed", "failed", "cancelled", "paused"]

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from training_backend.db.models import TrainingAgent
 from training_backend.db.types import utcnow
-from training_backend.deps import CurrentUser, DbSession, Settings
+from training_backend.deps import CurrentUser, DbSession, SettingsDep
 from training_backend.routing import DbRoute
 from training_backend.schemas.accounts import (
     AgentAnswer,
@@ -50,7 +50,7 @@ def _detail(db: DbSession, agent: TrainingAgent, settings: BackendSettings) -> A
 
 
 @router.get("")
-def list_agents(user: CurrentUser, db: DbSession, settings: Settings) -> AgentList:
+def list_agents(user: CurrentUser, db: DbSession, settings: SettingsDep) -> AgentList:
     """Every agent of the caller, newest registration first, with its live state."""
     rows = [agent for agent, _ in service.list_agents(db, user_id=user.id)]
     ids = [agent.agent_id for agent in rows]
@@ -68,7 +68,9 @@ def list_agents(user: CurrentUser, db: DbSession, settings: Settings) -> AgentLi
 
 
 @router.get("/{agent_id}")
-def get_agent(agent_id: str, user: CurrentUser, db: DbSession, settings: Settings) -> AgentAnswer:
+def get_agent(
+    agent_id: str, user: CurrentUser, db: DbSession, settings: SettingsDep
+) -> AgentAnswer:
     """One agent with the counts of the caller's jobs it took (404 for others' agents)."""
     agent = service.get_agent(db, user_id=user.id, agent_id=agent_id)
     return _detail(db, agent, settings)
@@ -97,7 +99,7 @@ def agent_jobs(
 
 @router.delete("/{agent_id}")
 def revoke_agent(
-    agent_id: str, user: CurrentUser, db: DbSession, settings: Settings
+    agent_id: str, user: CurrentUser, db: DbSession, settings: SettingsDep
 ) -> AgentAnswer:
     """Revoke the agent: its polls and claims get 403 ``AGENT_REVOKED`` until enabled.
 
@@ -110,7 +112,7 @@ def revoke_agent(
 
 @router.post("/{agent_id}/enable")
 def enable_agent(
-    agent_id: str, user: CurrentUser, db: DbSession, settings: Settings
+    agent_id: str, user: CurrentUser, db: DbSession, settings: SettingsDep
 ) -> AgentAnswer:
     """Lift a revocation: the agent's next poll is answered as usual."""
     agent = service.enable_agent(db, user_id=user.id, agent_id=agent_id)

@@ -9,23 +9,17 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from training_backend.body import read_json_object_capped, validate
 from training_backend.db.types import utcnow
-from training_backend.deps import CurrentUser, DbSession, Settings
+from training_backend.deps import CurrentUser, DbSession, LoginThrottleDep, SettingsDep
 from training_backend.errors import ApiError
-from training_backend.ratelimit import LoginThrottle, client_address
+from training_backend.ratelimit import client_address
 from training_backend.routing import DbRoute
 from training_backend.schemas.accounts import Done, LoginAnswer, LoginRequest, UserPublic
-from training_backend.services.sessions import (
-    SESSION_COOKIE,
-    create_session,
-    end_session,
-    session_token_of,
-)
-from training_backend.services.users import authenticate_password
+from training_backend.services.sessions import SESSION_COOKIE, end_session, session_token_of
+from training_backend.services.sign_in import sign_in
 
 router = APIRouter(prefix="/api/auth", tags=["auth"], route_class=DbRoute)
 
 MAX_AUTH_BODY_BYTES = 16 * 1024
-INVALID_CREDENTIALS = "Invalid user name or password"
 
 
 async def _small_body(request: Request) -> dict[str, Any]:
@@ -37,7 +31,12 @@ SmallBody = Annotated[dict[str, Any], Depends(_small_body)]
 
 @router.post("/login")
 def login(
-    request: Request, response: Response, body: SmallBody, db: DbSession, settings: Settings
+    request: Request,
+    response: Response,
+    body: SmallBody,
+    db: DbSession,
+    settings: SettingsDep,
+    throttle: LoginThrottleDep,
 ) -> LoginAnswer:
     """Check a name and password; answer a session token and set the session cookie.
 
@@ -45,33 +44,37 @@ def login(
     one name or from one address are slowed down (429 ``LOGIN_THROTTLED``).
     """
     credentials = validate(LoginRequest, body)
-    throttle: LoginThrottle = request.app.state.login_throttle
-    address = client_address(request)
-    throttle.check(name=credentials.name, address=address)
-    user = authenticate_password(db, name=credentials.name, password=credentials.password)
-    if user is None:
-        throttle.failed(name=credentials.name, address=address)
-        raise ApiError(401, "INVALID_CREDENTIALS", INVALID_CREDENTIALS)
-    throttle.succeeded(name=credentials.name)
     lifetime = timedelta(hours=settings.session_lifetime_hours)
-    session, token = create_session(db, user_id=user.id, now=utcnow(), lifetime=lifetime)
+    signed_in = sign_in(
+        db,
+        name=credentials.name,
+        password=credentials.password,
+        address=client_address(request),
+        throttle=throttle,
+        now=utcnow(),
+        lifetime=lifetime,
+    )
     response.set_cookie(
         SESSION_COOKIE,
-        token,
+        signed_in.token,
         max_age=int(lifetime.total_seconds()),
         path="/",
         secure=request.url.scheme == "https",
         httponly=True,
         samesite="lax",
     )
-    return LoginAnswer(token=token, expires_at=session.expires_at, user=UserPublic.of(user))
+    return LoginAnswer(
+        token=signed_in.token,
+        expires_at=signed_in.session.expires_at,
+        user=UserPublic.of(signed_in.user),
+    )
 
 
 @router.post("/logout")
-def logout(request: Request, response: Response, db: DbSession) -> Done:
+def logout(request: Request, response: Response, db: DbSession, settings: SettingsDep) -> Done:
     """End the caller's session (if any) and clear the cookie; always succeeds."""
     try:
-        token = session_token_of(request)
+        token = session_token_of(request, public_url=settings.public_url)
     except ApiError as exc:
         if exc.status != 401:
             raise

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, Response, StreamingResponse
+from sqlalchemy.orm import Session, sessionmaker
 
-from training_backend.deps import CurrentUser, Settings
+from training_backend.db.types import utcnow
+from training_backend.deps import CurrentUser, SessionFactoryDep, SettingsDep, current_user
 from training_backend.errors import ApiError
-from training_backend.platforms import DISPLAY_NAMES, PLATFORMS, detect_platform, parse_platform
+from training_backend.platforms import PLATFORMS, detect_platform
 from training_backend.public_url import backend_url
-from training_backend.routers.enroll_download import enrolled_download
-from training_backend.schemas.downloads import ArtifactInfo, DownloadsList, SetupAnswer
+from training_backend.schemas.downloads import DownloadsList, SetupAnswer
 from training_backend.services import downloads as service
+from training_backend.services.enrolled_downloads import enrolled_archive
 from training_backend.settings import BackendSettings
 
 router = APIRouter(prefix="/api/workers", tags=["downloads"])
@@ -21,39 +24,35 @@ router = APIRouter(prefix="/api/workers", tags=["downloads"])
 ArchQuery = Annotated[str | None, Query(max_length=16)]
 
 
-def _artifact(settings: BackendSettings, platform: str, arch: str | None) -> service.Artifact:
-    checked = parse_platform(platform)
-    if checked is None:
-        raise service.invalid_platform(platform)
-    return service.artifact_for(
-        settings.releases_dir,
-        version=settings.agent_version,
-        platform=checked,
-        arch=service.parse_arch(arch, checked),
-    )
-
-
-def _info(artifact: service.Artifact, url: str) -> ArtifactInfo:
-    available = artifact.exists()
-    return ArtifactInfo(
-        platform=artifact.platform,
-        display_name=DISPLAY_NAMES[artifact.platform],
-        arch=artifact.arch,
-        version=artifact.version,
-        filename=artifact.filename,
-        available=available,
-        sha256=service.sha256_of(artifact) if available else None,
-        size_bytes=artifact.path.stat().st_size if available else None,
-        download_url=service.download_url(url, artifact),
-        message=None if available else artifact.missing_error().message,
-    )
+def _enrolled(
+    request: Request,
+    sessions: sessionmaker[Session],
+    settings: BackendSettings,
+    artifact: service.Artifact,
+) -> StreamingResponse:
+    # A session only here: a plain download needs neither the database nor a user.
+    with sessions() as db:
+        user = current_user(request, db, settings)
+        url = backend_url(request, settings)
+        ttl = timedelta(minutes=settings.enrollment_ttl_minutes)
+        archive = enrolled_archive(
+            db, user_id=user.id, artifact=artifact, backend_url=url, ttl=ttl, now=utcnow()
+        )
+    headers = {
+        "Cache-Control": "no-store",
+        "Content-Disposition": f'attachment; filename="{artifact.filename}"',
+    }
+    if archive.length is not None:
+        headers["Content-Length"] = str(archive.length)
+    return StreamingResponse(archive.chunks, media_type=artifact.media_type, headers=headers)
 
 
 @router.get("/download/{platform}")
 def download(
     request: Request,
     platform: str,
-    settings: Settings,
+    settings: SettingsDep,
+    sessions: SessionFactoryDep,
     arch: ArchQuery = None,
     enroll: Annotated[bool, Query()] = False,
 ) -> Response:
@@ -68,9 +67,9 @@ def download(
     installer needs no key. That archive is built as it is sent (no checksum header,
     ``Cache-Control: no-store``); the executable inside is the published one.
     """
-    artifact = _artifact(settings, platform, arch)
+    artifact = service.artifact_of(settings, platform, arch)
     if enroll:
-        return enrolled_download(request, settings, artifact)
+        return _enrolled(request, sessions, settings, artifact)
     try:
         stat = artifact.path.stat()
         sha256 = service.sha256_of(artifact)
@@ -85,28 +84,19 @@ def download(
     )
 
 
-def downloads_list(request: Request, settings: BackendSettings) -> DownloadsList:
-    """Every platform's default build, and the platform the request's browser runs on."""
-    url = backend_url(request, settings)
-    artifacts = [_artifact(settings, platform, None) for platform in PLATFORMS]
-    return DownloadsList(
-        version=settings.agent_version,
-        detected_platform=detect_platform(request.headers.get("user-agent")),
-        artifacts=[_info(artifact, url) for artifact in artifacts],
-    )
-
-
 @router.get("/downloads")
-def downloads(request: Request, settings: Settings) -> DownloadsList:
+def downloads(request: Request, settings: SettingsDep) -> DownloadsList:
     """Every platform's default build: version, file name, availability and checksum."""
-    return downloads_list(request, settings)
+    url = backend_url(request, settings)
+    user_agent = request.headers.get("user-agent")
+    return service.list_downloads(settings, backend_url=url, user_agent=user_agent)
 
 
 @router.get("/setup")
 def setup(
     request: Request,
     user: CurrentUser,
-    settings: Settings,
+    settings: SettingsDep,
     platform: Annotated[str | None, Query(max_length=16)] = None,
     arch: ArchQuery = None,
 ) -> SetupAnswer:
@@ -120,9 +110,9 @@ def setup(
     if chosen is None:
         message = f"Say which platform: add ?platform= with one of {', '.join(PLATFORMS)}"
         raise ApiError(400, "INVALID_PLATFORM", message)
-    artifact = _artifact(settings, chosen, arch)
+    artifact = service.artifact_of(settings, chosen, arch)
     url = backend_url(request, settings)
-    info = _info(artifact, url)
+    info = service.artifact_info(artifact, backend_url=url)
     commands = None
     if info.sha256 is not None:
         commands = service.install_commands(artifact, sha256=info.sha256, backend_url=url)

@@ -12,9 +12,9 @@ from fastapi import APIRouter, Depends, Request
 
 from training_backend.body import read_json_object_capped, validate
 from training_backend.db.types import utcnow
-from training_backend.deps import DbSession, Settings
+from training_backend.deps import DbSession, EnrollRateLimitDep, SettingsDep
 from training_backend.public_url import backend_url
-from training_backend.ratelimit import AddressRateLimit, client_address
+from training_backend.ratelimit import client_address
 from training_backend.routing import DbRoute
 from training_backend.schemas.enrollments import EnrollAnswer, EnrollRequest
 from training_backend.services.enrollments import spend_enrollment
@@ -24,8 +24,7 @@ router = APIRouter(prefix="/api/training/agent", tags=["enrollment"], route_clas
 MAX_ENROLL_BODY_BYTES = 4 * 1024
 
 
-async def _limited_body(request: Request) -> dict[str, Any]:
-    limit: AddressRateLimit = request.app.state.enroll_rate_limit
+async def _limited_body(request: Request, limit: EnrollRateLimitDep) -> dict[str, Any]:
     limit.check(client_address(request))
     return await read_json_object_capped(request, MAX_ENROLL_BODY_BYTES)
 
@@ -34,7 +33,9 @@ LimitedBody = Annotated[dict[str, Any], Depends(_limited_body)]
 
 
 @router.post("/enroll", status_code=201)
-def enroll(request: Request, body: LimitedBody, db: DbSession, settings: Settings) -> EnrollAnswer:
+def enroll(
+    request: Request, body: LimitedBody, db: DbSession, settings: SettingsDep
+) -> EnrollAnswer:
     """Spend the token once; answer a ``training`` key bound to the agent, and the URL.
 
     A malformed, unknown, used, revoked or expired token: 401 with a sentence that says

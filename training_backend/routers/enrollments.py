@@ -7,7 +7,7 @@ from datetime import timedelta
 from fastapi import APIRouter, Request
 
 from training_backend.db.types import utcnow
-from training_backend.deps import CurrentUser, DbSession, Settings
+from training_backend.deps import CurrentUser, DbSession, SettingsDep
 from training_backend.public_url import backend_url
 from training_backend.routing import DbRoute
 from training_backend.schemas.enrollments import (
@@ -22,7 +22,7 @@ router = APIRouter(prefix="/api/workers/enrollments", tags=["enrollment"], route
 
 @router.post("", status_code=201)
 def create_enrollment(
-    request: Request, user: CurrentUser, db: DbSession, settings: Settings
+    request: Request, user: CurrentUser, db: DbSession, settings: SettingsDep
 ) -> EnrollmentCreated:
     """A new single-use token for one agent; the answer is the only place it appears.
 
@@ -39,7 +39,7 @@ def create_enrollment(
 
 
 @router.get("")
-def list_enrollments(user: CurrentUser, db: DbSession, settings: Settings) -> EnrollmentList:
+def list_enrollments(user: CurrentUser, db: DbSession, settings: SettingsDep) -> EnrollmentList:
     """The caller's tokens of the last week (pending, used, revoked, expired), newest first."""
     now = utcnow()
     rows = service.list_enrollments(db, user_id=user.id)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from training_backend.body import read_json_object
 from training_backend.db.models import TrainingJob
 from training_backend.db.types import utcnow
-from training_backend.deps import DbSession, JobToken, JsonObject, Settings
+from training_backend.deps import DbSession, JobToken, JsonObject, SettingsDep
 from training_backend.routing import DbRoute
 from training_backend.schemas.agent import HeartbeatAnswer
 from training_backend.schemas.reports import (
@@ -42,7 +42,7 @@ router = APIRouter(prefix="/api/training/local", tags=["job reporting"], route_c
 MAX_POINTS_PER_BATCH = 5_000
 
 
-def leased_job(job_id: str, token: JobToken, db: DbSession, settings: Settings) -> TrainingJob:
+def leased_job(job_id: str, token: JobToken, db: DbSession, settings: SettingsDep) -> TrainingJob:
     """The job named in the path, if the bearer token is its token; renews its lease."""
     now = utcnow()
     job = authenticate_job(
@@ -86,7 +86,7 @@ def report_metric(job: LeasedJob, body: JsonObject, db: DbSession) -> MetricsRec
 
 @router.post("/metrics")
 def report_metrics_batch(
-    token: JobToken, body: JsonObject, db: DbSession, settings: Settings
+    token: JobToken, body: JsonObject, db: DbSession, settings: SettingsDep
 ) -> MetricsRecorded:
     """Store several points of the job named in the body (the token must be its token)."""
     batch = MetricsBatch.parse(body, max_points=MAX_POINTS_PER_BATCH)
@@ -117,7 +117,7 @@ def _append(db: Session, *, job: TrainingJob, request: LogAppend) -> LogsAppende
 
 @router.post("/{job_id}/heartbeat")
 def heartbeat(
-    job: LeasedJob, body: OptionalJsonObject, db: DbSession, settings: Settings
+    job: LeasedJob, body: OptionalJsonObject, db: DbSession, settings: SettingsDep
 ) -> HeartbeatAnswer:
     """Renew the lease; the answer says whether the owner wants the job cancelled or paused.
 
@@ -131,7 +131,7 @@ def heartbeat(
 
 
 @router.get("/{job_id}/dataset", response_class=FileResponse)
-def download_dataset(job: LeasedJob, db: DbSession, settings: Settings) -> FileResponse:
+def download_dataset(job: LeasedJob, db: DbSession, settings: SettingsDep) -> FileResponse:
     """The job's dataset file, with its SHA-256 in ``X-Checksum-SHA256``."""
     dataset, path = dataset_of_job(db, job=job, directory=datasets_dir(settings))
     return FileResponse(

@@ -13,8 +13,19 @@ from starlette.concurrency import run_in_threadpool
 
 from training_backend.body import validate
 from training_backend.db.types import utcnow
-from training_backend.deps import ApiKeyOrUser, DbSession, JsonObject, Principal, api_key_or_user
+from training_backend.deps import (
+    ApiKeyOrUser,
+    ApiKeyRateLimitDep,
+    DbSession,
+    JsonObject,
+    Principal,
+    SessionFactoryDep,
+    SettingsDep,
+    WakeupsDep,
+    api_key_or_user,
+)
 from training_backend.errors import ApiError
+from training_backend.ratelimit import ApiKeyRateLimit
 from training_backend.routing import DbRoute
 from training_backend.schemas.agent import ControlAnswer
 from training_backend.schemas.jobs import (
@@ -36,7 +47,6 @@ from training_backend.services.datasets import DatasetUpload, dataset_too_large,
 from training_backend.services.jobs import create_job, dataset_of, get_owned_job, list_jobs
 from training_backend.services.logs import read_logs
 from training_backend.services.metrics import list_metrics
-from training_backend.services.wakeups import Wakeups
 from training_backend.settings import BackendSettings
 
 router = APIRouter(prefix="/api/training", tags=["jobs"], route_class=DbRoute)
@@ -50,12 +60,11 @@ UPLOAD_WRITE_BYTES = 1024 * 1024
 
 @router.post("/jobs", status_code=201)
 def submit_job(
-    request: Request, caller: ApiKeyOrUser, body: JsonObject, db: DbSession
+    caller: ApiKeyOrUser, body: JsonObject, db: DbSession, wakeups: WakeupsDep
 ) -> JobCreated:
     """Queue a job for the caller's agents (and wake their long polls)."""
     spec = validate(JobCreate, body)
     job = create_job(db, user_id=caller.user_id, now=utcnow(), **spec.model_dump())
-    wakeups: Wakeups = request.app.state.wakeups
     wakeups.wake(caller.user_id)
     return JobCreated(job=JobPublic.of(job, dataset=dataset_of(db, job)))
 
@@ -119,10 +128,14 @@ def job_logs(
     return LogsPage(logs=lines, total_lines=job.log_line_count, offset=offset, limit=limit)
 
 
-def _caller(request: Request) -> Principal:
-    factory: sessionmaker[Session] = request.app.state.session_factory
-    with factory() as db:
-        return api_key_or_user(request, db)
+def _caller(
+    request: Request,
+    sessions: sessionmaker[Session],
+    limit: ApiKeyRateLimit,
+    settings: BackendSettings,
+) -> Principal:
+    with sessions() as db:
+        return api_key_or_user(request, db, limit, settings)
 
 
 def _check_upload(request: Request, max_bytes: int) -> None:
@@ -135,10 +148,9 @@ def _check_upload(request: Request, max_bytes: int) -> None:
 
 
 def _save(
-    request: Request, upload: DatasetUpload, user_id: str, filename: str | None
+    sessions: sessionmaker[Session], upload: DatasetUpload, user_id: str, filename: str | None
 ) -> DatasetPublic:
-    factory: sessionmaker[Session] = request.app.state.session_factory
-    with factory() as db:
+    with sessions() as db:
         dataset = upload.save(db, user_id=user_id, filename=filename, now=utcnow())
         return DatasetPublic.model_validate(dataset)
 
@@ -146,14 +158,16 @@ def _save(
 @router.post("/datasets", status_code=201)
 async def upload_dataset(
     request: Request,
+    settings: SettingsDep,
+    sessions: SessionFactoryDep,
+    rate_limit: ApiKeyRateLimitDep,
     filename: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> DatasetCreated:
     """Store the request body as a dataset of the caller; link it to jobs by its ``id``.
 
     The name shown for it comes from ``?filename=`` or the ``X-Filename`` header.
     """
-    settings: BackendSettings = request.app.state.settings
-    caller = await run_in_threadpool(_caller, request)
+    caller = await run_in_threadpool(_caller, request, sessions, rate_limit, settings)
     _check_upload(request, settings.max_dataset_bytes)
     directory = datasets_dir(settings)
     upload = await run_in_threadpool(DatasetUpload, directory, max_bytes=settings.max_dataset_bytes)
@@ -168,5 +182,5 @@ async def upload_dataset(
                 pending.clear()
         await run_in_threadpool(upload.write, bytes(pending))
         name = filename or request.headers.get("x-filename")
-        dataset = await run_in_threadpool(_save, request, upload, caller.user_id, name)
+        dataset = await run_in_threadpool(_save, sessions, upload, caller.user_id, name)
     return DatasetCreated(dataset=dataset)

@@ -9,23 +9,42 @@ without one it redirects to ``/login?next=<the page>``.
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from training_backend.deps import DbSession, Settings
+from training_backend.deps import DbSession, PageUser, SettingsDep
 from training_backend.errors import ApiError
 from training_backend.platforms import DISPLAY_NAMES, PLATFORMS
-from training_backend.routers.downloads import downloads_list
-from training_backend.routers.pages_support import PageUser, render, safe_next, sign_in_first
+from training_backend.public_url import backend_url
 from training_backend.routing import DbRoute
 from training_backend.services import agents as agents_service
+from training_backend.services.downloads import list_downloads
 from training_backend.services.enrollments import list_enrollments
 from training_backend.services.jobs import get_owned_job
+from training_backend.templating import render
 
 router = APIRouter(include_in_schema=False, route_class=DbRoute)
 
 NextPage = Annotated[str, Query(alias="next", max_length=2000)]
+
+
+def safe_next(target: str) -> str:
+    """``target`` if it is a path on this site, else the Training Agent page.
+
+    >>> safe_next("/jobs/42"), safe_next("//evil.example/"), safe_next("https://x")
+    ('/jobs/42', '/workers', '/workers')
+    """
+    if target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return "/workers"
+
+
+def sign_in_first(request: Request) -> RedirectResponse:
+    """303 to the sign-in page, coming back to this page afterwards."""
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(here, safe='/')}", status_code=303)
 
 
 @router.get("/")
@@ -50,7 +69,9 @@ def login_page(request: Request, user: PageUser, next_page: NextPage = "/workers
 
 
 @router.get("/workers")
-def workers_page(request: Request, user: PageUser, db: DbSession, settings: Settings) -> Response:
+def workers_page(
+    request: Request, user: PageUser, db: DbSession, settings: SettingsDep
+) -> Response:
     """Download the agent, make a key, install, and watch the agents come online.
 
     The ids of the user's enrollment tokens at render time go into the page, so that the
@@ -58,7 +79,9 @@ def workers_page(request: Request, user: PageUser, db: DbSession, settings: Sett
     """
     if user is None:
         return sign_in_first(request)
-    downloads = downloads_list(request, settings)
+    url = backend_url(request, settings)
+    user_agent = request.headers.get("user-agent")
+    downloads = list_downloads(settings, backend_url=url, user_agent=user_agent)
     detected = downloads.detected_platform
     primary = next((a for a in downloads.artifacts if a.platform == detected), None)
     data: dict[str, Any] = {

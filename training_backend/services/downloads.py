@@ -27,7 +27,15 @@ from pathlib import Path
 from typing import Literal, TypeAlias
 
 from training_backend.errors import ApiError
-from training_backend.platforms import DISPLAY_NAMES, PLATFORMS, Platform
+from training_backend.platforms import (
+    DISPLAY_NAMES,
+    PLATFORMS,
+    Platform,
+    detect_platform,
+    parse_platform,
+)
+from training_backend.schemas.downloads import ArtifactInfo, DownloadsList
+from training_backend.settings import BackendSettings
 
 Arch: TypeAlias = Literal["amd64", "arm64"]
 ARCHES: tuple[Arch, ...] = ("amd64", "arm64")
@@ -109,6 +117,49 @@ def parse_arch(value: str | None, platform: Platform) -> Arch:
 def artifact_for(releases_dir: Path, *, version: str, platform: Platform, arch: Arch) -> Artifact:
     """The archive of that build (whether or not it is there)."""
     return Artifact(version=version, platform=platform, arch=arch, releases_dir=releases_dir)
+
+
+def artifact_of(settings: BackendSettings, platform: str, arch: str | None) -> Artifact:
+    """The configured version's build a request names: ``platform`` (400 if unknown) and
+    ``arch`` (400 if unknown; ``None``: the platform's default)."""
+    checked = parse_platform(platform)
+    if checked is None:
+        raise invalid_platform(platform)
+    return artifact_for(
+        settings.releases_dir,
+        version=settings.agent_version,
+        platform=checked,
+        arch=parse_arch(arch, checked),
+    )
+
+
+def artifact_info(artifact: Artifact, *, backend_url: str) -> ArtifactInfo:
+    """The archive as the page lists it: availability, checksum, size and URL."""
+    available = artifact.exists()
+    return ArtifactInfo(
+        platform=artifact.platform,
+        display_name=DISPLAY_NAMES[artifact.platform],
+        arch=artifact.arch,
+        version=artifact.version,
+        filename=artifact.filename,
+        available=available,
+        sha256=sha256_of(artifact) if available else None,
+        size_bytes=artifact.path.stat().st_size if available else None,
+        download_url=download_url(backend_url, artifact),
+        message=None if available else artifact.missing_error().message,
+    )
+
+
+def list_downloads(
+    settings: BackendSettings, *, backend_url: str, user_agent: str | None
+) -> DownloadsList:
+    """Every platform's default build, and the platform of the browser ``user_agent`` names."""
+    artifacts = [artifact_of(settings, platform, None) for platform in PLATFORMS]
+    return DownloadsList(
+        version=settings.agent_version,
+        detected_platform=detect_platform(user_agent),
+        artifacts=[artifact_info(artifact, backend_url=backend_url) for artifact in artifacts],
+    )
 
 
 def sha256_of(artifact: Artifact) -> str:

@@ -45,12 +45,13 @@ def bearer_value(headers: Mapping[str, str]) -> str | None:
     return None if match is None else match.group(1).strip()
 
 
-def session_token_of(request: Request) -> str:
+def session_token_of(request: Request, *, public_url: str | None) -> str:
     """The session token a request carries: the bearer value, else the cookie.
 
     401 ``UNAUTHENTICATED`` without one, or when the bearer is an API key (these routes
     are for people, not agents). 403 ``CROSS_SITE_REQUEST`` for a cookie on a
-    state-changing request whose ``Origin`` is another site.
+    state-changing request whose ``Origin`` is another site (``public_url``, the
+    backend's configured URL, counts as this site).
     """
     bearer = bearer_value(request.headers)
     if bearer is not None:
@@ -60,13 +61,13 @@ def session_token_of(request: Request) -> str:
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         raise session_unauthorized()
-    if request.method not in _SAFE_METHODS and not _same_origin(request):
+    if request.method not in _SAFE_METHODS and not _same_origin(request, public_url):
         message = "Cross-site request refused; use the page served by this backend"
         raise ApiError(403, "CROSS_SITE_REQUEST", message)
     return cookie
 
 
-def _same_origin(request: Request) -> bool:
+def _same_origin(request: Request, public_url: str | None) -> bool:
     # SameSite=Lax already keeps the cookie off cross-site POSTs in current browsers;
     # this also covers older browsers and sibling subdomains. Behind a proxy that
     # rewrites Host, the configured public URL is this site too.
@@ -74,7 +75,6 @@ def _same_origin(request: Request) -> bool:
     if origin is None:
         return True  # not a browser's cross-origin request (or a same-origin GET form)
     ours = {request.headers.get("host", "").lower()}
-    public_url = getattr(request.app.state.settings, "public_url", None)
     if public_url:
         ours.add(urlsplit(public_url).netloc.lower())
     return urlsplit(origin).netloc.lower() in ours

@@ -1,31 +1,22 @@
-"""Fixtures for users, sessions, keys, agents and downloads: cheap password hashing and
-signed-in users."""
+"""Fixtures of the account tests (users, sessions, keys, agents, downloads): members, that
+is users with a password and a live session."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
-from argon2 import PasswordHasher, profiles
 from sqlalchemy.orm import Session
 
 from training_backend.db.models import User
 from training_backend.db.types import utcnow
-from training_backend.services import passwords
 from training_backend.services.sessions import create_session
 from training_backend.services.users import create_user
 
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture(autouse=True)
-def cheap_passwords(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Argon2 at its cheapest: the real code path, a thousandth of the cost."""
-    monkeypatch.setattr(passwords, "HASHER", PasswordHasher.from_parameters(profiles.CHEAPEST))
-    yield
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from tests.backend.helpers import AGENT_ID, Caller, MakeJob
+from tests.backend.support import AGENT_ID, Caller, MakeJob
 from training_backend.db.models import TrainingAgent
 from training_backend.db.types import utcnow
 from training_backend.services.agent_identity import parse_agent_info, parse_current_jobs

@@ -11,7 +11,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from tests.backend.accounts.conftest import MakeMember, Member
-from tests.backend.helpers import MakeJob, MakeKey
+from tests.backend.support import MakeJob, MakeKey
 from training_backend.db.models import TrainingAgent
 from training_backend.db.types import utcnow
 from training_backend.services.agents import AgentIdentity, record_poll

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tests.backend.accounts.conftest import MakeMember, Member
-from tests.backend.helpers import AGENT_ID
+from tests.backend.support import AGENT_ID
 from training_backend.db.models import ApiKey
 from training_backend.security import hash_secret
 

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from tests.backend.accounts.conftest import MakeMember, Member
-from tests.backend.helpers import MakeJob, MakeKey
+from tests.backend.support import MakeJob, MakeKey
 
 LOGIN = "/api/auth/login"
 KEYS = "/api/user/api-keys"

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tests.backend.accounts.conftest import PASSWORD, MakeMember, Member
-from tests.backend.helpers import Caller
+from tests.backend.support import Caller
 from training_backend.db.models import User, UserSession
 from training_backend.db.types import utcnow
 from training_backend.ratelimit import LoginThrottle

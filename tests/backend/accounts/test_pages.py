@@ -10,8 +10,8 @@ import pytest
 from fastapi import FastAPI
 
 from tests.backend.accounts.conftest import MakeMember, Member
-from tests.backend.helpers import AGENT_ID, Caller, MakeJob, MakeRunningJob, bearer
-from training_backend.routers.pages_support import safe_next
+from tests.backend.support import AGENT_ID, Caller, MakeJob, MakeRunningJob, bearer
+from training_backend.routers.pages import safe_next
 from training_backend.services.sessions import SESSION_COOKIE
 from training_backend.settings import BackendSettings
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tests.backend.accounts.conftest import MakeMember, Member
-from tests.backend.helpers import AGENT_ID, MakeKey
+from tests.backend.support import AGENT_ID, MakeKey
 from training_backend.db.models import ApiKey, TrainingAgent
 from training_backend.db.types import utcnow
 from training_backend.ratelimit import LoginThrottle

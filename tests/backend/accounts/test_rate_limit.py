@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from tests.backend.helpers import AGENT_ID, Caller, MakeKey
+from tests.backend.support import AGENT_ID, Caller, MakeKey
 from training_backend import ratelimit
 from training_backend.app import create_app
 from training_backend.db.types import utcnow

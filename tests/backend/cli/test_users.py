@@ -11,22 +11,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from training_backend.cli import main
-from training_backend.cli_passwords import choose_password
+from training_backend.cli.users import choose_password
 from training_backend.db import create_db_engine, create_session_factory
 from training_backend.errors import ApiError
 from training_backend.services.users import authenticate_password
 
 PTY_TIMEOUT_S = 60.0
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'cli.sqlite3'}"
 
 
 def can_sign_in(url: str, name: str, password: str) -> bool:

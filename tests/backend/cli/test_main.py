@@ -15,11 +15,6 @@ from training_backend.services.agents import AgentIdentity, record_poll
 from training_backend.services.users import get_user_by_name
 
 
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'cli.sqlite3'}"
-
-
 def run(capsys: pytest.CaptureFixture[str], url: str, *args: str) -> tuple[int, str, str]:
     code = main([*args, "--database-url", url])
     out, err = capsys.readouterr()

@@ -1,4 +1,4 @@
-"""``GET /api/workers/download/{platform}?enroll=1``: the archive with an enrollment file.
+"""The agent archive with an enrollment file (``GET /api/workers/download/…?enroll=1``).
 
 The file, ``training-agent.enroll.json`` beside the executable, holds this backend's
 URL, a new single-use enrollment token of the signed-in user and its expiry. The
@@ -10,27 +10,22 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from fastapi import Request
-from fastapi.responses import StreamingResponse
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from training_backend.db.types import utcnow
-from training_backend.deps import current_user
 from training_backend.errors import ApiError
-from training_backend.public_url import backend_url
 from training_backend.services.downloads import Artifact
 from training_backend.services.enrollments import create_enrollment
 from training_backend.services.tar_append import ExtraFile, TarGzAppender, UnreadableArchive
 from training_backend.services.zip_append import ZipAppender
-from training_backend.settings import BackendSettings
 
 logger = logging.getLogger(__name__)
 
 ENROLL_FILE_NAME = "training-agent.enroll.json"
 ENROLL_FILE_MODE = 0o600  # it holds a secret: owner only once unpacked
-_HEADERS = {"Cache-Control": "no-store"}
 
 
 def enroll_file(*, url: str, token: str, expires_at: datetime) -> bytes:
@@ -39,36 +34,42 @@ def enroll_file(*, url: str, token: str, expires_at: datetime) -> bytes:
     return (json.dumps(document, indent=2) + "\n").encode("utf-8")
 
 
-def enrolled_download(
-    request: Request, settings: BackendSettings, artifact: Artifact
-) -> StreamingResponse:
-    """The archive of ``artifact`` with a new enrollment file; 401 without a session."""
-    factory: sessionmaker[Session] = request.app.state.session_factory
-    with factory() as db:
-        user = current_user(request, db)
-        url = backend_url(request, settings)
-        if not artifact.exists():
-            raise artifact.missing_error()
-        appender = _appender(artifact)  # check the archive before a token is made for it
-        try:
-            ttl = timedelta(minutes=settings.enrollment_ttl_minutes)
-            row, token = create_enrollment(db, user_id=user.id, now=utcnow(), ttl=ttl)
-        except BaseException:
-            appender.close()
-            raise
+@dataclass(frozen=True)
+class EnrolledArchive:
+    """An archive with its enrollment file, built as it is read."""
+
+    artifact: Artifact
+    chunks: Iterator[bytes]
+    length: int | None
+    """Known in advance for a zip; a tar.gz is compressed as it is sent."""
+
+
+def enrolled_archive(
+    db: Session,
+    *,
+    user_id: str,
+    artifact: Artifact,
+    backend_url: str,
+    ttl: timedelta,
+    now: datetime,
+) -> EnrolledArchive:
+    """``artifact`` with a new enrollment token of ``user_id`` inside (404 when the archive
+    is missing, 500 when it is damaged: in both cases before a token is made)."""
+    if not artifact.exists():
+        raise artifact.missing_error()
+    appender = _appender(artifact)  # check the archive before a token is made for it
+    try:
+        row, token = create_enrollment(db, user_id=user_id, now=now, ttl=ttl)
+    except BaseException:
+        appender.close()
+        raise
     extra = ExtraFile(
         ENROLL_FILE_NAME,
-        enroll_file(url=url, token=token, expires_at=row.expires_at),
+        enroll_file(url=backend_url, token=token, expires_at=row.expires_at),
         ENROLL_FILE_MODE,
         row.created_at.timestamp(),
     )
-    headers = {**_HEADERS, "Content-Disposition": f'attachment; filename="{artifact.filename}"'}
-    length = appender.length(extra)
-    if length is not None:
-        headers["Content-Length"] = str(length)
-    return StreamingResponse(
-        appender.stream(extra), media_type=artifact.media_type, headers=headers
-    )
+    return EnrolledArchive(artifact, appender.stream(extra), appender.length(extra))
 
 
 def _appender(artifact: Artifact) -> TarGzAppender | ZipAppender:

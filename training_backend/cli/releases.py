@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from training_backend.cli.common import Subcommands
 from training_backend.services.releases import add_releases
 from training_backend.settings import BackendSettings
 
@@ -35,7 +36,7 @@ def releases_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_releases_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_releases_parser(commands: Subcommands) -> None:
     """``releases add`` on the ``training-backend`` command line."""
     releases = commands.add_parser("releases", help="Manage the agent downloads.")
     group = releases.add_subparsers(required=True)

@@ -1,4 +1,5 @@
-"""Small helpers for the backend tests (the fixtures live in conftest.py)."""
+"""What the backend tests share besides fixtures (those live in conftest.py): the caller
+of an agent route, job-token headers, and the fixture factories' types."""
 
 from __future__ import annotations
 
