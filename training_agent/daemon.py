@@ -34,7 +34,7 @@ from training_agent.errors import HttpStatusError, StateError
 from training_agent.executor.dataset import DatasetFetcher
 from training_agent.executor.runner import JobRunner
 from training_agent.jobs import ClaimedJob, JobOutcome, JobSink, JobStatus
-from training_agent.journal import JobJournal, recover_jobs
+from training_agent.journal import JobJournal, JournalStatus, recover_jobs
 from training_agent.poller import Poller
 from training_agent.reporting.outbox import Outbox
 from training_agent.reporting.sink import OutboxSink
@@ -46,7 +46,7 @@ from training_agent.resources import (
     ResourceMonitor,
     free_disk_bytes,
 )
-from training_agent.state import AgentState
+from training_agent.state import AgentState, JobViewStatus
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ class Daemon:
             return False
         running.runner.request_cancel(reason)
         if self._state is not None:
-            self._state.job_status(job_id, "cancelling", reason=reason)
+            self._state.job_status(job_id, JobViewStatus.CANCELLING, reason=reason)
         return True
 
     # -- stops --------------------------------------------------------------------------
@@ -358,17 +358,17 @@ class Daemon:
         if lost is not None:
             self._outbox.finish_job(job_id)  # whatever is left can never be delivered
             if running.journal is not None:
-                running.journal.finish("lost")
+                running.journal.finish(JournalStatus.LOST)
                 running.journal.remove()
-            self._finished_in_state(job_id, JobStatus.FAILED.value, lost)
+            self._finished_in_state(job_id, JobViewStatus.FAILED, lost)
             log.warning("job %s stopped: %s", job_id, lost)
             return
         outcome = self._as_reported(outcome)
         running.sink.status(outcome.status, error=outcome.reason, details=_details(outcome))
         if running.journal is not None:
-            running.journal.finish(outcome.status.value)  # removed once delivered
+            running.journal.finish(JournalStatus(outcome.status))  # removed once delivered
             self._journals[job_id] = running.journal
-        self._finished_in_state(job_id, outcome.status.value, outcome.reason)
+        self._finished_in_state(job_id, JobViewStatus(outcome.status), outcome.reason)
         reason = f": {outcome.reason}" if outcome.reason else ""
         log.info("job %s %s%s", job_id, outcome.status.value, reason)
 
@@ -399,7 +399,7 @@ class Daemon:
         sink.status(status)
         log.info("job %s %s", job_id, "paused" if status is JobStatus.PAUSED else "resumed")
         if self._state is not None:
-            self._state.job_status(job_id, status.value)
+            self._state.job_status(job_id, JobViewStatus(status))
 
     def _on_control(self, job_id: str, control: str) -> None:
         if running := self._running.get(job_id):
@@ -412,13 +412,13 @@ class Daemon:
     def _on_lost(self, job_id: str) -> None:
         self._outbox.finish_job(job_id)  # not even the lines of its last seconds go out
         if self._state is not None:
-            self._state.job_status(job_id, "cancelling", reason=LEASE_LOST)
+            self._state.job_status(job_id, JobViewStatus.CANCELLING, reason=LEASE_LOST)
 
     def _on_delivered(self, job_id: str) -> None:
         if journal := self._journals.pop(job_id, None):
             journal.remove()
 
-    def _finished_in_state(self, job_id: str, status: str, error: str | None) -> None:
+    def _finished_in_state(self, job_id: str, status: JobViewStatus, error: str | None) -> None:
         if self._state is not None:
             self._state.job_finished(job_id, status=status, error=error)
 

@@ -11,6 +11,7 @@ from typing import Any, cast
 from training_agent.state import (
     KEPT_JOB_DETAILS,
     AgentState,
+    JobViewStatus,
     MetricHistory,
 )
 
@@ -61,8 +62,8 @@ def test_snapshot_of_a_running_job_is_json_with_progress_and_eta() -> None:
 def test_a_finished_job_moves_to_recent_and_is_counted() -> None:
     state = make_state()
     state.job_started("job-1", model_name=None)
-    state.job_finished("job-1", status="failed", error="exit code 3")
-    state.job_finished("job-1", status="failed", error="twice")  # unknown now: ignored
+    state.job_finished("job-1", status=JobViewStatus.FAILED, error="exit code 3")
+    state.job_finished("job-1", status=JobViewStatus.FAILED, error="twice")  # unknown now: ignored
 
     snapshot = state.snapshot()
     assert snapshot["jobs"] == []
@@ -148,7 +149,7 @@ def test_details_of_old_finished_jobs_are_forgotten() -> None:
     for i in range(KEPT_JOB_DETAILS + 3):
         state.job_started(f"job-{i}", model_name=None)
         state.job_log(f"job-{i}", "x")
-        state.job_finished(f"job-{i}", status="completed", error=None)
+        state.job_finished(f"job-{i}", status=JobViewStatus.COMPLETED, error=None)
     state.job_started("last", model_name=None)
     assert state.log_tail("job-0") is None
     assert state.history("job-0") is None

@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from training_agent.errors import AgentNotRunningError, StatusApiError
-from training_agent.state import AgentState
+from training_agent.state import AgentState, JobViewStatus
 from training_agent.status_api import StatusApi, controller_for, create_app, start_status_api
 from training_agent.status_client import StatusClient, StatusEvent, find_agent
 from training_agent.status_events import EventStream
@@ -235,7 +235,7 @@ async def test_metrics_in_prometheus_text_format(
     http: httpx.AsyncClient, state: AgentState
 ) -> None:
     state.poll_failed(state="unreachable", reason="down", retry_in_s=5)
-    state.job_finished("job-1", status="completed", error=None)
+    state.job_finished("job-1", status=JobViewStatus.COMPLETED, error=None)
 
     response = await http.get("/metrics")
 
