@@ -123,6 +123,10 @@ class Poller:
         self.revoked: str | None = None  # why the platform revoked this agent, once it did
         self.outdated: AgentOutdatedError | None = None  # the 426 that stopped polling
 
+    def known_features(self) -> frozenset[str] | None:
+        """The backend's extensions; None until a poll was answered."""
+        return self.features if self.features_known else None
+
     def wake(self) -> None:
         """Poll again now (a job finished)."""
         self._wake.set()

@@ -25,8 +25,6 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from training_agent.jobs import JobSink
-
 RECENT_JOBS = 20
 HISTORY_POINTS = 500  # metric points kept per job for a chart (thinned evenly past that)
 LOG_TAIL_LINES = 2000  # log lines kept per job (the dashboard's log view)
@@ -313,10 +311,6 @@ class AgentState:
             self.jobs_finished[status.value] += 1
             self._changed("job")
 
-    def observe(self, job_id: str, sink: JobSink) -> JobSink:
-        """``sink``, with every log line, metric point and progress also recorded here."""
-        return _ObservedSink(self, job_id, sink)
-
     # -- readers ------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
@@ -392,28 +386,3 @@ class AgentState:
         finished = [key for key in store if key not in self.jobs and key != job_id]
         for key in finished[: max(0, len(finished) - KEPT_JOB_DETAILS)]:
             del store[key]
-
-
-class _ObservedSink:
-    """A ``JobSink`` that records into an ``AgentState`` and passes everything on."""
-
-    def __init__(self, state: AgentState, job_id: str, inner: JobSink) -> None:
-        self._state = state
-        self._job_id = job_id
-        self._inner = inner
-
-    def log(self, line: str) -> None:
-        self._inner.log(line)
-        self._state.job_log(self._job_id, line)
-
-    def metric(self, point: dict[str, Any]) -> None:
-        self._inner.metric(point)
-        self._state.job_metric(self._job_id, point)
-
-    def progress(self, *, total_steps: int | None, total_epochs: float | None) -> None:
-        self._inner.progress(total_steps=total_steps, total_epochs=total_epochs)
-        self._state.job_progress(self._job_id, total_steps=total_steps, total_epochs=total_epochs)
-
-    def __getattr__(self, name: str) -> Any:
-        # Anything else the wrapped sink offers (OutboxSink.status) passes straight on.
-        return getattr(self._inner, name)

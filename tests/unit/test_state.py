@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import json
 from collections.abc import AsyncGenerator
-from typing import Any, cast
+from typing import cast
 
 from training_agent.state import (
     KEPT_JOB_DETAILS,
@@ -18,23 +18,6 @@ from training_agent.state import (
 
 def make_state() -> AgentState:
     return AgentState(agent_id="agent_0123456789abcdef", version="1.2.3", backend_url="http://b")
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Any]] = []
-
-    def log(self, line: str) -> None:
-        self.calls.append(("log", line))
-
-    def metric(self, point: dict[str, Any]) -> None:
-        self.calls.append(("metric", point))
-
-    def progress(self, *, total_steps: int | None, total_epochs: float | None) -> None:
-        self.calls.append(("progress", (total_steps, total_epochs)))
-
-    def status(self, status: str) -> None:
-        self.calls.append(("status", status))
 
 
 def test_snapshot_of_a_running_job_is_json_with_progress_and_eta() -> None:
@@ -97,29 +80,6 @@ def test_poll_failures_are_counted_with_the_retry_time() -> None:
     assert connection["reason"] == "connection refused"
     assert connection["next_retry_at"] > state.snapshot()["now"] + 29
     assert (state.polls_total, state.poll_errors_total) == (1, 1)
-
-
-def test_observed_sink_records_and_passes_everything_on() -> None:
-    state = make_state()
-    state.job_started("job-1", model_name=None)
-    inner = ListSink()
-    sink: Any = state.observe("job-1", inner)
-
-    sink.progress(total_steps=10, total_epochs=1.0)
-    sink.metric({"step": 1, "epoch": 0.1, "train_loss": 2.0})
-    sink.log("hello")
-    sink.status("running")  # not part of JobSink: passed straight through
-
-    assert inner.calls == [
-        ("progress", (10, 1.0)),
-        ("metric", {"step": 1, "epoch": 0.1, "train_loss": 2.0}),
-        ("log", "hello"),
-        ("status", "running"),
-    ]
-    assert state.jobs["job-1"].total_steps == 10
-    assert state.history("job-1") == [{"step": 1, "epoch": 0.1, "train_loss": 2.0}]
-    assert state.log_tail("job-1") == (0, ["hello"])
-    assert state.jobs["job-1"].log_lines == 1
 
 
 def test_log_tail_keeps_the_last_lines_with_their_numbers() -> None:
