@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import httpx
 import pytest
+from keyring.backends import fail
 from pydantic import SecretStr
 
 from tests.unit.executor.support import command_job
@@ -19,6 +20,7 @@ from tests.unit.fake_backend import API_KEY, IDENTITY, FakeBackend, job
 from training_agent.config import Settings
 from training_agent.control import CANCELLED_ON_PLATFORM
 from training_agent.daemon import EXIT_OK, EXIT_REVOKED, Daemon
+from training_agent.errors import ConfigError
 from training_agent.jobs import JobStatus
 from training_agent.journal import AGENT_RESTARTED, JobJournal
 from training_agent.paths import AgentPaths
@@ -357,3 +359,16 @@ async def test_polls_carry_the_running_jobs(
     assert current[0] == "" and "job-1" in current
     journal_dirs = list(journals(agent.paths).iterdir())
     assert journal_dirs == []  # removed once the last report was delivered
+
+
+def test_an_agent_without_an_api_key_is_not_built(
+    paths: AgentPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("keyring.core._keyring_backend", fail.Keyring())  # type: ignore[no-untyped-call]
+    for name in ("API_KEY", "TRAINING_AGENT_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+    with pytest.raises(ConfigError, match="run 'training-agent login' \\(or set API_KEY\\)"):
+        build_agent(Settings(backend_url="http://backend.test"), paths)
+
+    assert not paths.outbox_file.exists()
