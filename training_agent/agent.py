@@ -1,29 +1,52 @@
-"""Builds a running agent from settings and paths: the one place the parts are wired."""
+"""Builds a running agent from settings and paths: the one place the parts are wired.
+
+``build_agent`` is used by ``training-agent start`` (through ``run_agent``) and by the
+tests alike; a test passes what it fakes (the transport, the clock, the sleep):
+
+    agent = build_agent(settings, paths, api_key=key, transport=httpx.MockTransport(fake))
+    try:
+        code = await agent.daemon.run()
+    finally:
+        await agent.aclose()
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
+import httpx
 from pydantic import SecretStr
 
 from training_agent.api import BackendClient
 from training_agent.config import Settings, load_settings
 from training_agent.daemon import Daemon, DaemonOptions, install_signal_handlers
+from training_agent.dataset_cache import DatasetCache
 from training_agent.errors import ConfigError, TrainingAgentError
+from training_agent.executor.dataset import DatasetFetcher
 from training_agent.identity import (
     LEGACY_AGENT_ID_FILE,
+    AgentIdentity,
     detect_identity,
     load_or_create_agent_id,
 )
+from training_agent.job_slot import JobOptions, JobSlots
 from training_agent.logs import setup_logging
 from training_agent.paths import AgentPaths
 from training_agent.poller import Poller
 from training_agent.reporting.outbox import Outbox
-from training_agent.resources import GpuPool, ResourceMonitor
+from training_agent.reporting.uploader import Uploader
+from training_agent.resources import GpuPool, ResourceMonitor, load_nvml
 from training_agent.status.state import AgentState
 
 log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
 
 
 def stored_api_key(backend_url: str, paths: AgentPaths) -> SecretStr | None:
@@ -47,61 +70,105 @@ def reread_api_key(paths: AgentPaths) -> SecretStr | None:
         return None
 
 
-async def run_agent(settings: Settings, paths: AgentPaths) -> int:
-    """Run the daemon in the foreground until it drains; the process exit code."""
-    if settings.backend_url is None:
-        raise ConfigError(
-            "no backend URL: set BACKEND_URL (or backend_url in "
-            f"{paths.config_file}) to your platform's address"
-        )
-    secret = settings.api_key or stored_api_key(settings.backend_url, paths)
+def require_api_key(settings: Settings, paths: AgentPaths) -> SecretStr:
+    """The API key to use (``API_KEY``, else the stored one); raises ``ConfigError`` saying
+    what to do when the backend URL or the key is missing."""
+    secret = settings.api_key or stored_api_key(_backend_url(settings, paths), paths)
     if secret is None:
         raise ConfigError(
             "no API key: run 'training-agent login' (or set API_KEY) with a key that has "
             "the 'training' scope from the platform's Training Agent page"
         )
+    return secret
+
+
+@dataclass
+class Agent:
+    """One agent's parts as ``build_agent`` wired them."""
+
+    settings: Settings
+    paths: AgentPaths
+    identity: AgentIdentity
+    client: BackendClient
+    outbox: Outbox
+    state: AgentState
+    daemon: Daemon
+
+    async def run(self) -> int:
+        """Serve the status API, route stop signals, and run the daemon until it drains;
+        the process exit code. Closes the agent's parts at the end."""
+        # Imported here: starlette, uvicorn and prometheus_client are the daemon's cost only.
+        from training_agent.status_api import start_status_api
+        from training_agent.status_usage import UsageSampler
+
+        try:
+            status_api = await start_status_api(
+                state=self.state,
+                daemon=self.daemon,
+                status_path=self.paths.status_file,
+                outbox_path=self.paths.outbox_file,
+                metrics_without_token=self.settings.metrics_without_token,
+                usage=UsageSampler(work_dir=self.paths.jobs_dir).sample,
+            )
+            loop = asyncio.get_running_loop()
+            remove_handlers = install_signal_handlers(loop, self.daemon.request_stop)
+            try:
+                return await self.daemon.run()
+            finally:
+                remove_handlers()
+                if status_api is not None:
+                    await status_api.stop()
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool and the outbox."""
+        await self.client.aclose()
+        self.outbox.close()
+
+
+def build_agent(
+    settings: Settings,
+    paths: AgentPaths,
+    *,
+    api_key: SecretStr | None = None,
+    identity: AgentIdentity | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Sleep = asyncio.sleep,
+    rng: Callable[[], float] = random.random,
+    nvml_loader: Callable[[], Any] = load_nvml,
+) -> Agent:
+    """Wire one agent from ``settings`` and ``paths``; nothing runs until ``Agent.run``.
+
+    ``api_key`` defaults to ``require_api_key``'s, ``identity`` to this machine's with the
+    agent id stored in ``paths`` (created on first use). A test overrides the transport
+    to the backend, the clock, the sleeps, the jitter's random numbers and the GPU probe.
+    Raises ``ConfigError`` when the backend URL or the API key is missing.
+    """
+    backend_url = _backend_url(settings, paths)
+    secret = api_key or require_api_key(settings, paths)
     paths.ensure()
-    api_key = secret.get_secret_value()
-    setup_logging(settings.log_level, log_file=paths.log_file, secrets=(api_key,))
-    # Under TRAINING_AGENT_HOME nothing outside it is read, not even a FineTune Lab id.
-    legacy = None if paths.isolated else LEGACY_AGENT_ID_FILE
-    agent_id = load_or_create_agent_id(paths.agent_id_file, legacy_path=legacy)
-    identity = detect_identity(agent_id)
-    log.info(
-        "agent %s (training-agent %s on %s/%s) for %s",
-        agent_id,
-        identity.version,
-        identity.platform,
-        identity.hostname,
-        settings.backend_url,
-    )
-    outbox = Outbox(paths.outbox_file, max_log_lines=settings.max_log_lines_per_job)
-    client = BackendClient(
-        base_url=settings.backend_url,
-        api_key=secret,
-        identity=identity,
-        timeout_s=settings.request_timeout_seconds,
-    )
-    options = DaemonOptions(
-        allow_command_jobs=settings.allow_command_jobs,
-        cancel_grace_s=settings.cancel_grace_seconds,
-        training_python=settings.training_python,
-        max_jobs=settings.max_jobs,
-        max_concurrent_jobs=settings.max_concurrent_jobs,
-        idle_exit_s=settings.idle_exit_seconds,
-        heartbeat_interval_s=settings.heartbeat_interval_seconds,
-        min_free_disk_gb=settings.min_free_disk_gb,
-        dataset_cache_dir=paths.cache_dir / "datasets",
-    )
-    state = AgentState(
-        agent_id=agent_id, version=identity.version, backend_url=settings.backend_url
-    )
-    resources = ResourceMonitor(work_dir=paths.jobs_dir)
+    identity = identity or _identity(paths)
+    resources = ResourceMonitor(work_dir=paths.jobs_dir, clock=clock, nvml_loader=nvml_loader)
     gpus = GpuPool.from_setting(
         settings.gpus,
         max_concurrent_jobs=settings.max_concurrent_jobs,
         detect=resources.gpu_indices,
     )
+    journals_dir = paths.state_dir / "jobs"
+    outbox = Outbox(paths.outbox_file, max_log_lines=settings.max_log_lines_per_job)
+    client = BackendClient(
+        base_url=backend_url,
+        api_key=secret,
+        identity=identity,
+        transport=transport,
+        timeout_s=settings.request_timeout_seconds,
+    )
+    state = AgentState(
+        agent_id=identity.agent_id, version=identity.version, backend_url=backend_url
+    )
+    daemon: Daemon
     poller = Poller(
         client=client,
         state=state,
@@ -109,36 +176,99 @@ async def run_agent(settings: Settings, paths: AgentPaths) -> int:
         auth_retry_s=settings.auth_retry_seconds,
         reload_key=lambda: reread_api_key(paths),
         headers=lambda: daemon.poll_headers(),
+        sleep=sleep,
+        rng=rng,
+        clock=clock,
     )
-    daemon = Daemon(
+    uploader: Uploader
+    jobs = JobSlots(
         client=client,
         outbox=outbox,
+        state=state,
+        options=_job_options(settings),
         jobs_dir=paths.jobs_dir,
-        options=options,
-        poller=poller,
-        state=state,
-        journals_dir=paths.state_dir / "jobs",
-        resources=resources,
+        journals_dir=journals_dir,
         gpus=gpus,
+        datasets=DatasetFetcher(
+            client=client, cache=DatasetCache(paths.cache_dir / "datasets"), sleep=sleep
+        ),
+        features=lambda: poller.features,
+        wake_uploader=lambda: uploader.wake(),
+        sleep=sleep,
     )
-    # Imported here: starlette, uvicorn and prometheus_client are the daemon's cost only.
-    from training_agent.status.server import start_status_api
-    from training_agent.status.usage import UsageSampler
-
-    status_api = await start_status_api(
+    uploader = Uploader(
+        outbox=outbox,
+        client=client,
+        features=poller.known_features,
+        on_control=jobs.on_control,
+        on_gone=jobs.on_gone,
+        on_delivered=jobs.on_delivered,
+        sleep=sleep,
+        rng=rng,
+        clock=clock,
+    )
+    daemon = Daemon(
+        options=_daemon_options(settings),
+        poller=poller,
+        uploader=uploader,
+        jobs=jobs,
+        outbox=outbox,
         state=state,
-        daemon=daemon,
-        status_path=paths.status_file,
-        outbox_path=paths.outbox_file,
-        metrics_without_token=settings.metrics_without_token,
-        usage=UsageSampler(work_dir=paths.jobs_dir).sample,
+        resources=resources,
+        jobs_dir=paths.jobs_dir,
+        journals_dir=journals_dir,
+        clock=clock,
+        sleep=sleep,
     )
-    remove_handlers = install_signal_handlers(asyncio.get_running_loop(), daemon.request_stop)
-    try:
-        return await daemon.run()
-    finally:
-        remove_handlers()
-        if status_api is not None:
-            await status_api.stop()
-        await client.aclose()
-        outbox.close()
+    return Agent(settings, paths, identity, client, outbox, state, daemon)
+
+
+async def run_agent(settings: Settings, paths: AgentPaths) -> int:
+    """Run the daemon in the foreground until it drains; the process exit code."""
+    secret = require_api_key(settings, paths)
+    paths.ensure()
+    setup_logging(settings.log_level, log_file=paths.log_file, secrets=(secret.get_secret_value(),))
+    agent = build_agent(settings, paths, api_key=secret)
+    identity = agent.identity
+    log.info(
+        "agent %s (training-agent %s on %s/%s) for %s",
+        identity.agent_id,
+        identity.version,
+        identity.platform,
+        identity.hostname,
+        settings.backend_url,
+    )
+    return await agent.run()
+
+
+def _job_options(settings: Settings) -> JobOptions:
+    return JobOptions(
+        allow_command_jobs=settings.allow_command_jobs,
+        cancel_grace_s=settings.cancel_grace_seconds,
+        training_python=settings.training_python,
+        heartbeat_interval_s=settings.heartbeat_interval_seconds,
+    )
+
+
+def _daemon_options(settings: Settings) -> DaemonOptions:
+    return DaemonOptions(
+        max_jobs=settings.max_jobs,
+        max_concurrent_jobs=settings.max_concurrent_jobs,
+        idle_exit_s=settings.idle_exit_seconds,
+        min_free_disk_gb=settings.min_free_disk_gb,
+    )
+
+
+def _backend_url(settings: Settings, paths: AgentPaths) -> str:
+    if settings.backend_url is None:
+        raise ConfigError(
+            "no backend URL: set BACKEND_URL (or backend_url in "
+            f"{paths.config_file}) to your platform's address"
+        )
+    return settings.backend_url
+
+
+def _identity(paths: AgentPaths) -> AgentIdentity:
+    # Under TRAINING_AGENT_HOME nothing outside it is read, not even a FineTune Lab id.
+    legacy = None if paths.isolated else LEGACY_AGENT_ID_FILE
+    return detect_identity(load_or_create_agent_id(paths.agent_id_file, legacy_path=legacy))

@@ -1,4 +1,4 @@
-"""The agent daemon: wires poller, job runners, control and uploader together.
+"""The agent daemon: claims jobs, runs each in a ``job_slot``, delivers reports, stops.
 
 Stops come in two kinds (after buildkite's agent): the first SIGTERM/SIGINT *drains*
 (finish the running jobs, claim nothing new, deliver every report, exit 0); the second
@@ -27,25 +27,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from training_agent.api import BackendClient
-from training_agent.control import LEASE_LOST, JobControl
-from training_agent.dataset_cache import DatasetCache
-from training_agent.errors import HttpStatusError, StateError
-from training_agent.executor.dataset import DatasetFetcher
-from training_agent.executor.runner import JobRunner
-from training_agent.jobs import ClaimedJob, JobOutcome, JobSink, JobStatus
-from training_agent.journal import JobJournal, recover_jobs
+from training_agent.job_slot import AGENT_STOPPED, JobSlots
+from training_agent.jobs import ClaimedJob
+from training_agent.journal import recover_jobs
 from training_agent.poller import Poller
 from training_agent.reporting.outbox import Outbox
-from training_agent.reporting.sink import OutboxSink
 from training_agent.reporting.uploader import Uploader
-from training_agent.resources import (
-    CUDA_VISIBLE_DEVICES,
-    GIB,
-    GpuPool,
-    ResourceMonitor,
-    free_disk_bytes,
-)
+from training_agent.resources import GIB, ResourceMonitor, free_disk_bytes
 from training_agent.status.state import AgentState
 
 log = logging.getLogger(__name__)
@@ -53,7 +41,6 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_REVOKED = 4
 EXIT_OUTDATED = 5  # the CLI's code for AgentOutdatedError: install the new version first
-AGENT_STOPPED = "agent stopped"
 # How long a stopping agent keeps trying to deliver reports before it exits; what is
 # left stays in the outbox and goes out at the next start.
 FINAL_FLUSH_S = 30.0
@@ -65,85 +52,53 @@ Sleep = Callable[[float], Awaitable[None]]
 
 @dataclass(frozen=True)
 class DaemonOptions:
-    """What the daemon needs from the settings."""
+    """What the daemon needs from the settings (a job's own needs: ``JobOptions``)."""
 
-    allow_command_jobs: bool
-    cancel_grace_s: float
-    training_python: str | None = None
     max_jobs: int | None = None
     max_concurrent_jobs: int = 1
     idle_exit_s: float | None = None
-    heartbeat_interval_s: float = 10.0
     min_free_disk_gb: float = 0.0
     flush_timeout_s: float = FINAL_FLUSH_S
     startup_drain_s: float = STARTUP_DRAIN_S
-    dataset_cache_dir: Path | None = None  # None: no backend-held datasets are fetched
-
-
-@dataclass
-class _Running:
-    """One job between its claim and its end."""
-
-    job: ClaimedJob
-    sink: OutboxSink
-    runner: JobRunner
-    control: JobControl
-    journal: JobJournal | None
 
 
 class Daemon:
     """One agent: polls, runs up to ``max_concurrent_jobs`` jobs, reports, stops cleanly.
 
-    Implements ``state.Controller`` (``drain``, ``resume``, ``cancel_job``).
+    Implements ``state.Controller`` (``drain``, ``resume``, ``cancel_job``). Built by
+    ``runtime.build_agent``, which wires its parts.
     """
 
     def __init__(
         self,
         *,
-        client: BackendClient,
-        outbox: Outbox,
-        jobs_dir: Path,
         options: DaemonOptions,
-        poller: Poller | None = None,
-        state: AgentState | None = None,
-        journals_dir: Path | None = None,
-        resources: ResourceMonitor | None = None,
-        gpus: GpuPool | None = None,
+        poller: Poller,
+        uploader: Uploader,
+        jobs: JobSlots,
+        outbox: Outbox,
+        state: AgentState,
+        resources: ResourceMonitor,
+        jobs_dir: Path,
+        journals_dir: Path,
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        self._client = client
-        self._outbox = outbox
-        self._jobs_dir = jobs_dir
         self._options = options
+        self.poller = poller
+        self.uploader = uploader
+        self._jobs = jobs
+        self._outbox = outbox
         self._state = state
-        self._journals_dir = journals_dir
         self._resources = resources
-        self._gpus = gpus
+        self._jobs_dir = jobs_dir
+        self._journals_dir = journals_dir
         self._clock = clock
         self._sleep = sleep
-        self.poller = poller or Poller(client=client, state=state)
-        self.uploader = Uploader(
-            outbox=outbox,
-            client=client,
-            features=self._known_features,
-            on_control=self._on_control,
-            on_gone=self._on_gone,
-            on_delivered=self._on_delivered,
-        )
-        cache_dir = options.dataset_cache_dir
-        self._datasets = (
-            None
-            if cache_dir is None
-            else DatasetFetcher(client=client, cache=DatasetCache(cache_dir), sleep=sleep)
-        )
         self._active: set[str] = set()  # claimed and not yet finished
-        self._running: dict[str, _Running] = {}
-        self._journals: dict[str, JobJournal] = {}  # finished jobs until delivered
         self._started = 0
         self._draining = False  # claim nothing new
         self._stopping = False  # and exit once no job runs
-        self._forced = False
         self._ready = False  # the reports of the last run had their chance first
         self._disk_low = False
         self._idle_since = clock()
@@ -162,8 +117,7 @@ class Daemon:
                 "draining: finishing %d running job(s), claiming no new ones", len(self._active)
             )
         self._draining = True
-        if self._state is not None:
-            self._state.set_draining(True)
+        self._state.set_draining(True)
 
     def resume(self) -> None:
         """Claim jobs again after ``drain``; refused once the agent is stopping."""
@@ -173,19 +127,12 @@ class Daemon:
         if self._draining:
             log.info("resuming: taking jobs again")
         self._draining = False
-        if self._state is not None:
-            self._state.set_draining(False)
+        self._state.set_draining(False)
         self.poller.wake()
 
     def cancel_job(self, job_id: str, reason: str) -> bool:
         """Cancel a running job with the kill ladder; False when it does not run here."""
-        running = self._running.get(job_id)
-        if running is None:
-            return False
-        running.runner.request_cancel(reason)
-        if self._state is not None:
-            self._state.job_status(job_id, "cancelling", reason=reason)
-        return True
+        return self._jobs.cancel(job_id, reason)
 
     # -- stops --------------------------------------------------------------------------
 
@@ -198,10 +145,8 @@ class Daemon:
 
     def force_stop(self) -> None:
         """Cancel running jobs now; they are reported failed with "agent stopped"."""
-        self._forced = True
         self.stop()
-        for running in self._running.values():
-            running.runner.request_cancel(AGENT_STOPPED)
+        self._jobs.cancel_all(AGENT_STOPPED)
 
     def request_stop(self) -> None:
         """A stop signal: drain the first time, force the second."""
@@ -250,21 +195,18 @@ class Daemon:
 
     def poll_headers(self) -> dict[str, str]:
         """``X-Agent-Info`` and ``X-Agent-Current-Jobs`` for the next poll."""
-        headers = {"X-Agent-Current-Jobs": ",".join(sorted(self._active))}
-        if self._resources is not None:
-            headers["X-Agent-Info"] = self._resources.info_header(
-                busy_jobs=len(self._active), max_jobs=self._options.max_concurrent_jobs
-            )
-            if self._state is not None:
-                self._state.set_resources(self._resources.sample())
-        return headers
+        info = self._resources.info_header(
+            busy_jobs=len(self._active), max_jobs=self._options.max_concurrent_jobs
+        )
+        self._state.set_resources(self._resources.sample())
+        return {"X-Agent-Current-Jobs": ",".join(sorted(self._active)), "X-Agent-Info": info}
 
     def _has_room(self) -> bool:
         if self._draining or not self._ready:
             return False
         if len(self._active) >= self._options.max_concurrent_jobs:
             return False
-        if self._gpus is not None and not self._gpus.has_free_share():
+        if not self._jobs.has_free_gpus():
             return False
         return self._disk_ok()
 
@@ -288,145 +230,18 @@ class Daemon:
     # -- one job ------------------------------------------------------------------------
 
     async def _run_job(self, job: ClaimedJob) -> None:
-        running = self._start(job)
-        watch = asyncio.create_task(running.control.watch(), name=f"control-{job.id}")
         try:
-            outcome = await self._execute(running.runner)
+            await self._jobs.run(job)
         finally:
-            watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watch
-            self._running.pop(job.id, None)
             self._active.discard(job.id)
-            if self._gpus is not None:
-                self._gpus.release(job.id)
             self._idle_since = self._clock()
             self._changed.set()
-        self._finish(running, outcome)
         self.poller.wake()
         self._stop_polling_when_idle()
-
-    def _start(self, job: ClaimedJob) -> _Running:
-        self._outbox.open_job(job.id, job.job_token)
-        journal = self._journal(job.id)
-        if journal is not None:
-            journal.start()
-        sink = OutboxSink(self._outbox, job.id, wake=self.uploader.wake)
-        job_sink: JobSink = sink
-        if self._state is not None:
-            self._state.job_started(job.id, model_name=job.model_name)
-            job_sink = self._state.observe(job.id, sink)
-        sink.status(JobStatus.RUNNING)
-        gpu = self._gpus.acquire(job.id) if self._gpus is not None else None
-        runner = JobRunner(
-            job=job,
-            jobs_dir=self._jobs_dir,
-            sink=job_sink,
-            allow_command_jobs=self._options.allow_command_jobs,
-            cancel_grace_s=self._options.cancel_grace_s,
-            training_python=self._options.training_python,
-            extra_env={CUDA_VISIBLE_DEVICES: gpu} if gpu is not None else None,
-            on_started=journal.started if journal is not None else None,
-            on_status=lambda status: self._trainer_status(job.id, sink, status),
-            datasets=self._datasets,
-        )
-        control = JobControl(
-            job=job,
-            runner=runner,
-            client=self._client,
-            features=lambda: self.poller.features,
-            interval_s=self._options.heartbeat_interval_s,
-            sleep=self._sleep,
-            on_lost=self._on_lost,
-        )
-        running = _Running(job, sink, runner, control, journal)
-        self._running[job.id] = running
-        if self._forced:
-            runner.request_cancel(AGENT_STOPPED)
-        return running
-
-    async def _execute(self, runner: JobRunner) -> JobOutcome:
-        try:
-            return await runner.run()
-        except Exception as exc:  # a bug in the agent must not leave the job "running"
-            log.exception("the agent failed while running a job")
-            return JobOutcome(JobStatus.FAILED, reason=f"internal error in the agent: {exc!r}")
-
-    def _finish(self, running: _Running, outcome: JobOutcome) -> None:
-        job_id = running.job.id
-        lost = running.control.lost
-        if lost is not None:
-            self._outbox.finish_job(job_id)  # whatever is left can never be delivered
-            if running.journal is not None:
-                running.journal.finish("lost")
-                running.journal.remove()
-            self._finished_in_state(job_id, JobStatus.FAILED.value, lost)
-            log.warning("job %s stopped: %s", job_id, lost)
-            return
-        outcome = self._as_reported(outcome)
-        running.sink.status(outcome.status, error=outcome.reason, details=_details(outcome))
-        if running.journal is not None:
-            running.journal.finish(outcome.status.value)  # removed once delivered
-            self._journals[job_id] = running.journal
-        self._finished_in_state(job_id, outcome.status.value, outcome.reason)
-        reason = f": {outcome.reason}" if outcome.reason else ""
-        log.info("job %s %s%s", job_id, outcome.status.value, reason)
-
-    def _as_reported(self, outcome: JobOutcome) -> JobOutcome:
-        # A job the agent cancelled because it was stopped did not fail of its own
-        # accord, but it did not finish either: "failed" lets the user retry it.
-        if outcome.status is JobStatus.CANCELLED and outcome.reason == AGENT_STOPPED:
-            return JobOutcome(
-                JobStatus.FAILED, outcome.exit_code, outcome.signal, AGENT_STOPPED, outcome.outputs
-            )
-        return outcome
-
-    def _journal(self, job_id: str) -> JobJournal | None:
-        if self._journals_dir is None:
-            return None
-        try:
-            return JobJournal(self._journals_dir, job_id)
-        except StateError as exc:
-            log.warning("job %s: no journal: %s", job_id, exc)
-            return None
-
-    # -- what the parts report ----------------------------------------------------------
-
-    def _known_features(self) -> frozenset[str] | None:
-        return self.poller.features if self.poller.features_known else None
-
-    def _trainer_status(self, job_id: str, sink: OutboxSink, status: JobStatus) -> None:
-        sink.status(status)
-        log.info("job %s %s", job_id, "paused" if status is JobStatus.PAUSED else "resumed")
-        if self._state is not None:
-            self._state.job_status(job_id, status.value)
-
-    def _on_control(self, job_id: str, control: str) -> None:
-        if running := self._running.get(job_id):
-            running.control.apply(control)
-
-    def _on_gone(self, job_id: str, exc: HttpStatusError) -> None:
-        if running := self._running.get(job_id):
-            running.control.lose(f"{LEASE_LOST}: {exc}")
-
-    def _on_lost(self, job_id: str) -> None:
-        self._outbox.finish_job(job_id)  # not even the lines of its last seconds go out
-        if self._state is not None:
-            self._state.job_status(job_id, "cancelling", reason=LEASE_LOST)
-
-    def _on_delivered(self, job_id: str) -> None:
-        if journal := self._journals.pop(job_id, None):
-            journal.remove()
-
-    def _finished_in_state(self, job_id: str, status: str, error: str | None) -> None:
-        if self._state is not None:
-            self._state.job_finished(job_id, status=status, error=error)
 
     # -- start and end ------------------------------------------------------------------
 
     def _recover(self) -> None:
-        if self._journals_dir is None:
-            return
         reported = recover_jobs(self._journals_dir, self._outbox)
         if reported:
             log.warning(
@@ -491,15 +306,6 @@ class Daemon:
                 "go out at the next start",
                 self._options.flush_timeout_s,
             )
-
-
-def _details(outcome: JobOutcome) -> dict[str, object]:
-    details: dict[str, object] = {}
-    if outcome.exit_code is not None:
-        details["exit_code"] = outcome.exit_code
-    if outcome.outputs:
-        details["outputs"] = list(outcome.outputs)
-    return details
 
 
 def install_signal_handlers(

@@ -6,8 +6,8 @@ replaced atomically, so it is always a whole old or a whole new file)::
     {"job_id": "...", "pid": 4242, "tracking_id": "9f0c...", "started_at": 1767225600.0,
      "status": "running"}
 
-``status`` is ``starting`` (claimed, trainer not yet started), ``running`` (``pid``
-and ``tracking_id`` known), or the terminal status once the job ended; the file is
+``status`` is a ``JournalStatus``: ``starting`` (claimed, trainer not yet started),
+``running`` (``pid`` and ``tracking_id`` known), or how the job ended; the file is
 removed once the backend has the job's last report.
 
 After a crash, SIGKILL or power loss, ``recover_jobs`` runs before the agent claims
@@ -21,6 +21,7 @@ reported again, so a crash during recovery never reports twice.
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import os
@@ -40,6 +41,21 @@ JOURNAL_NAME = "journal.json"
 AGENT_RESTARTED = "agent restarted during the job"
 
 
+class JournalStatus(enum.StrEnum):
+    """Where a job stands in its journal (the file's ``status``)."""
+
+    STARTING = "starting"  # claimed; the trainer is not started yet
+    RUNNING = "running"  # the trainer runs: pid and tracking_id are known
+    COMPLETED = "completed"  # ended: its end is in the outbox
+    FAILED = "failed"  # ended: its end is in the outbox
+    CANCELLED = "cancelled"  # ended: its end is in the outbox
+    LOST = "lost"  # ended: the backend gave the job up, nothing more is reported
+
+    @property
+    def ended(self) -> bool:
+        return self not in (JournalStatus.STARTING, JournalStatus.RUNNING)
+
+
 @dataclass(frozen=True)
 class JournalEntry:
     """One journal's content."""
@@ -48,11 +64,11 @@ class JournalEntry:
     pid: int | None
     tracking_id: str | None
     started_at: float
-    status: str  # starting | running | completed | failed | cancelled | lost
+    status: JournalStatus
 
     @property
     def ended(self) -> bool:
-        return self.status not in ("starting", "running")
+        return self.status.ended
 
 
 class JobJournal:
@@ -62,7 +78,7 @@ class JobJournal:
         if not is_safe_job_id(job_id):
             raise StateError(f"job id {job_id!r} cannot be used as a directory name")
         self.path = journals_dir / job_id / JOURNAL_NAME
-        self._entry = JournalEntry(job_id, None, None, time.time(), "starting")
+        self._entry = JournalEntry(job_id, None, None, time.time(), JournalStatus.STARTING)
 
     def start(self) -> None:
         """The job was claimed: write the journal before anything runs."""
@@ -71,11 +87,11 @@ class JobJournal:
     def started(self, pid: int, tracking_id: str) -> None:
         """The trainer runs as ``pid``, its processes carry ``tracking_id``."""
         self._entry = JournalEntry(
-            self._entry.job_id, pid, tracking_id, self._entry.started_at, "running"
+            self._entry.job_id, pid, tracking_id, self._entry.started_at, JournalStatus.RUNNING
         )
         self._write(self._entry)
 
-    def finish(self, status: str) -> None:
+    def finish(self, status: JournalStatus) -> None:
         """The job ended with ``status``; its end is in the outbox."""
         entry = self._entry
         self._entry = JournalEntry(
@@ -128,7 +144,7 @@ def load_journals(journals_dir: Path) -> list[tuple[Path, JournalEntry | None]]:
                 pid=data.get("pid"),
                 tracking_id=data.get("tracking_id"),
                 started_at=float(data.get("started_at") or 0.0),
-                status=str(data["status"]),
+                status=JournalStatus(data["status"]),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("cannot read the job journal %s, removing it: %s", path, exc)

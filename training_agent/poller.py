@@ -8,10 +8,12 @@ room. After a job it polls again at once (``wake``).
 How it answers trouble (the request budget is in docs/operations.md):
 
 - no answer, 408, 429 or 5xx: exponential backoff, 2 s doubling to 60 s, full jitter
-  applied after the cap, never below ``min_interval_s``; a ``Retry-After`` is a floor;
+  applied after the cap, never below ``min_interval_s``; a ``Retry-After`` is a floor
+  (``retry.poll_backoff_s``);
 - 401 or 403 on the key: the key is re-read once (``reload_key``: the environment,
   the config, the credential store); an unchanged key parks the poller in ``rejected``
-  ("API key rejected") with one try per ``auth_retry_s`` (5 min) at most;
+  ("API key rejected") with one try per ``auth_retry_s`` (5 min) at most
+  (``retry.refused_poll_wait_s``);
 - 403 ``AGENT_REVOKED``: the agent was removed on the platform; polling stops for good
   (``revoked`` says why) and the daemon exits with ``EXIT_REVOKED`` once its jobs end;
 - 426 (poll or claim): the backend needs a newer agent; polling stops for good
@@ -44,7 +46,14 @@ from training_agent.errors import (
 )
 from training_agent.jobs import ClaimedJob, JobDataset
 from training_agent.logs import register_secret
-from training_agent.retry import CLAIM, RetryPolicy, backoff_s, call_with_retry, is_retryable
+from training_agent.retry import (
+    AUTH_RETRY_S,
+    CLAIM,
+    call_with_retry,
+    is_retryable,
+    poll_backoff_s,
+    refused_poll_wait_s,
+)
 from training_agent.status.state import AgentState
 
 log = logging.getLogger(__name__)
@@ -54,9 +63,6 @@ KeyReader = Callable[[], SecretStr | str | None]
 """Reads the API key again from where it came from; None when there is none now."""
 
 LONG_POLL_WAIT_S = 30.0  # the most DESIGN.md section 3 lets a backend hold a poll
-# Backoff while the backend is unreachable or failing: 2 s doubling to 60 s, full jitter.
-ERROR_BACKOFF = RetryPolicy(max_attempts=None, initial_s=2.0, max_s=60.0)
-AUTH_RETRY_S = 300.0  # at most one request per 5 minutes with a rejected key
 REVOKED_CODE = "AGENT_REVOKED"
 
 
@@ -116,6 +122,10 @@ class Poller:
         self.features_known = False  # a poll was answered: ``features`` is the backend's
         self.revoked: str | None = None  # why the platform revoked this agent, once it did
         self.outdated: AgentOutdatedError | None = None  # the 426 that stopped polling
+
+    def known_features(self) -> frozenset[str] | None:
+        """The backend's extensions; None until a poll was answered."""
+        return self.features if self.features_known else None
 
     def wake(self) -> None:
         """Poll again now (a job finished)."""
@@ -230,16 +240,18 @@ class Poller:
             return 0.0
         if isinstance(exc, TransportError | ProtocolError) or is_retryable(exc):
             state = Connection.UNREACHABLE
-            backoff = backoff_s(
-                self._failures, ERROR_BACKOFF, retry_after_s=retry_after, rng=self._rng
+            delay = poll_backoff_s(
+                self._failures,
+                min_s=self._min_interval_s,
+                retry_after_s=retry_after,
+                rng=self._rng,
             )
-            delay = max(backoff, self._min_interval_s)
             reason = str(exc)
         else:
-            # A rejected key or a refused request will not fix itself in seconds: one try
-            # per auth_retry_s (5 min) at most, so a fleet with a dead key stays quiet.
             state = Connection.REJECTED if isinstance(exc, AuthError) else Connection.REFUSED
-            delay = max(self._auth_retry_s * (1.0 + 0.2 * self._rng()), retry_after or 0.0)
+            delay = refused_poll_wait_s(
+                self._auth_retry_s, retry_after_s=retry_after, rng=self._rng
+            )
             reason = _rejected_reason(exc) if state is Connection.REJECTED else str(exc)
         if state is not self.connection or reason != self.reason:
             log.error("poll failed: %s; next try in %.0fs", reason, delay)

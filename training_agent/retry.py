@@ -1,12 +1,14 @@
 """Retry policy: what is worth retrying, how long to wait, and the loop that does it.
 
 This is the only module that decides retries (STYLE.md items 5 and 6): ``api/`` makes
-single calls, loops call ``call_with_retry`` with one of the named policies below.
+single calls; loops call ``call_with_retry`` with one of the named policies below, and
+the poll loop, which never gives up, asks ``poll_backoff_s`` and ``refused_poll_wait_s``
+how long to wait after a failed poll. docs/operations.md lists these budgets.
 
     await call_with_retry(
-        lambda: backend.update_status(job_id, token, JobStatus.COMPLETED),
-        policy=FINAL_STATUS,
-        describe=f"final status of job {job_id}",
+        lambda: backend.claim(job_id),
+        policy=CLAIM,
+        describe=f"claim of job {job_id}",
     )
 """
 
@@ -59,15 +61,12 @@ class RetryPolicy:
     min_s: float = 0.0
 
 
-# Log and metric batches: the outbox holds them durably, so they are retried forever,
-# 1 s doubling to 60 s with full jitter (Buildkite stream reconnect 1 s -> 64 s; GitLab's
-# per-request retry caps at 60 s). Non-retryable answers still stop at once.
+# Every report of a job (status changes, the terminal status included, log and metric
+# batches): the outbox holds them durably, so they are retried forever, 1 s doubling to
+# 60 s with full jitter (Buildkite stream reconnect 1 s -> 64 s; GitLab's per-request
+# retry caps at 60 s). Non-retryable answers still stop at once. A stopping agent waits
+# ``daemon.FINAL_FLUSH_S`` for them; what is left goes out at the next start.
 REPORT = RetryPolicy(max_attempts=None, initial_s=1.0, max_s=60.0, min_s=0.5)
-
-# The terminal status PATCH is the one report a user must see: 12 attempts, 2 s doubling
-# to 90 s, at most ~10 min of waiting in all (Buildkite: 12 attempts, about 10 min; GitLab:
-# 10 retries). See test_final_status_gives_up_after_about_ten_minutes.
-FINAL_STATUS = RetryPolicy(max_attempts=12, initial_s=2.0, max_s=90.0)
 
 # A claim races other agents for the job; a few quick retries (at most 1 + 2 + 4 s) cover
 # a blip or a 500 CLAIM_FAILED, and the next poll covers the rest. Buildkite retries its
@@ -78,10 +77,16 @@ CLAIM = RetryPolicy(max_attempts=4, initial_s=1.0, max_s=4.0)
 # of waiting) ride out a backend restart; after that the job fails and says why.
 DATASET_DOWNLOAD = RetryPolicy(max_attempts=5, initial_s=2.0, max_s=30.0, min_s=0.5)
 
-# One attempt: the poll loop paces itself (long poll, jittered interval, its own error
-# backoff). initial_s/max_s are Azure's progressive poll backoff, 1.5 s doubling to 300 s,
-# for a loop that wants backoff_s with them.
-POLL = RetryPolicy(max_attempts=1, initial_s=1.5, max_s=300.0)
+# A failed poll (no answer, 408, 429, 5xx, a malformed answer): the poll loop never gives
+# up; it waits 2 s doubling to 60 s, full jitter, never below its own floor
+# (``poll_backoff_s``).
+POLL_ERROR = RetryPolicy(max_attempts=None, initial_s=2.0, max_s=60.0)
+
+# A poll with a rejected key (401/403) or refused (another 4xx) will not succeed in
+# seconds: one try per 5 minutes (the ``auth_retry_seconds`` setting) plus 0-20 %, so a
+# fleet with a dead key stays quiet (``refused_poll_wait_s``).
+AUTH_RETRY_S = 300.0
+AUTH_RETRY_JITTER = 0.2
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -129,6 +134,22 @@ def backoff_s(
         floor = min(max(retry_after_s, 0.0), RETRY_AFTER_MAX_S)
         delay = max(delay, floor * (1.0 + RETRY_AFTER_JITTER * _unit(rng)))
     return delay
+
+
+def poll_backoff_s(
+    failures: int, *, min_s: float, retry_after_s: float | None, rng: Callable[[], float]
+) -> float:
+    """Seconds to wait after the ``failures``-th failed poll in a row: ``POLL_ERROR``'s
+    backoff, never below ``min_s`` (the poll floor)."""
+    return max(backoff_s(failures, POLL_ERROR, retry_after_s=retry_after_s, rng=rng), min_s)
+
+
+def refused_poll_wait_s(
+    retry_s: float, *, retry_after_s: float | None, rng: Callable[[], float]
+) -> float:
+    """Seconds to wait after a poll with a rejected key or a refused request: ``retry_s``
+    (``auth_retry_seconds``) plus 0-20 %, or a longer ``Retry-After``."""
+    return max(retry_s * (1.0 + AUTH_RETRY_JITTER * _unit(rng)), retry_after_s or 0.0)
 
 
 async def call_with_retry(

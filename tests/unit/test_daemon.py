@@ -6,23 +6,26 @@ import asyncio
 import logging
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import pytest
+from keyring.backends import fail
+from pydantic import SecretStr
 
 from tests.support.executor import command_job
-from tests.support.fake_backend import FakeBackend, job
+from tests.support.fake_backend import API_KEY, IDENTITY, FakeBackend, job
+from training_agent.config import Settings
 from training_agent.control import CANCELLED_ON_PLATFORM
-from training_agent.daemon import EXIT_OK, EXIT_REVOKED, Daemon, DaemonOptions
+from training_agent.daemon import EXIT_OK, EXIT_REVOKED, Daemon
+from training_agent.errors import ConfigError
 from training_agent.jobs import JobStatus
 from training_agent.journal import AGENT_RESTARTED, JobJournal
-from training_agent.poller import Poller
+from training_agent.paths import AgentPaths
 from training_agent.reporting.outbox import Outbox
-from training_agent.resources import GpuPool
-from training_agent.status.state import AgentState
+from training_agent.agent import Agent, build_agent
 
 POLL = "GET /api/training/agent/poll"
 FEATURES = ["heartbeat", "leases", "log_offsets", "job_details"]
@@ -82,40 +85,53 @@ def statuses(backend: FakeBackend, job_id: str) -> list[dict[str, Any]]:
     return backend.calls(f"PATCH /api/training/local/{job_id}/status")
 
 
-def make_daemon(
-    tmp_path: Path,
-    backend: FakeBackend,
-    time: VirtualTime,
-    *,
-    state: AgentState | None = None,
-    gpus: GpuPool | None = None,
-    **options: Any,
-) -> Daemon:
-    client = backend.client()
-    daemon: Daemon
-    poller = Poller(
-        client=client,
-        state=state,
-        headers=lambda: daemon.poll_headers(),
-        min_interval_s=0.1,
-        sleep=time.sleep,
+def wired_agent(
+    paths: AgentPaths, backend: FakeBackend, time: VirtualTime, **settings: Any
+) -> Agent:
+    """An agent as ``training-agent start`` wires it, on the fake backend and virtual time."""
+    defaults: dict[str, Any] = {
+        "backend_url": "http://backend.test",
+        "allow_command_jobs": True,
+        "cancel_grace_seconds": 1.0,
+        "min_poll_interval_seconds": 0.1,
+        "min_free_disk_gb": 0.0,
+    }
+    return build_agent(
+        Settings(**{**defaults, **settings}),
+        paths,
+        api_key=SecretStr(API_KEY),
+        identity=IDENTITY,
+        transport=httpx.MockTransport(backend),
         clock=time.clock,
+        sleep=time.sleep,
         rng=lambda: 0.5,
+        nvml_loader=lambda: None,
     )
-    settings: dict[str, Any] = {"allow_command_jobs": True, "cancel_grace_s": 1.0, **options}
-    daemon = Daemon(
-        client=client,
-        outbox=Outbox(tmp_path / "outbox.sqlite3", max_log_lines=1000),
-        jobs_dir=tmp_path / "jobs",
-        options=DaemonOptions(**settings),
-        poller=poller,
-        state=state,
-        journals_dir=tmp_path / "journals",
-        gpus=gpus,
-        clock=time.clock,
-        sleep=time.sleep,
-    )
-    return daemon
+
+
+class MakeAgent(Protocol):
+    def __call__(self, **settings: Any) -> Agent: ...
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> AgentPaths:
+    return AgentPaths.under(tmp_path / "agent")
+
+
+@pytest.fixture
+async def make_agent(
+    paths: AgentPaths, backend: FakeBackend, time: VirtualTime
+) -> AsyncIterator[MakeAgent]:
+    """``wired_agent`` with this test's paths, backend and time; closed after the test."""
+    agents: list[Agent] = []
+
+    def make(**settings: Any) -> Agent:
+        agents.append(wired_agent(paths, backend, time, **settings))
+        return agents[-1]
+
+    yield make
+    for agent in agents:
+        await agent.aclose()
 
 
 async def run(daemon: Daemon, timeout_s: float = 60) -> int:
@@ -133,15 +149,19 @@ def time() -> VirtualTime:
     return VirtualTime()
 
 
+def journals(paths: AgentPaths) -> Path:
+    return paths.state_dir / "jobs"
+
+
 async def test_a_backend_down_at_start_is_waited_for(
-    tmp_path: Path, backend: FakeBackend, time: VirtualTime
+    make_agent: MakeAgent, backend: FakeBackend, time: VirtualTime
 ) -> None:
     def down(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused")
 
     offers = offer(backend, "job-1", config=command_job("print-lines", "2"))
     backend.on(POLL, *([down] * 8), offers)
-    daemon = make_daemon(tmp_path, backend, time, max_jobs=1)
+    daemon = make_agent(max_jobs=1).daemon
 
     assert await run(daemon) == EXIT_OK
 
@@ -150,7 +170,7 @@ async def test_a_backend_down_at_start_is_waited_for(
 
 
 async def test_a_cancel_from_the_platform_is_reported_cancelled(
-    tmp_path: Path, backend: FakeBackend, time: VirtualTime
+    make_agent: MakeAgent, backend: FakeBackend, time: VirtualTime
 ) -> None:
     offer(backend, "job-1", config=command_job("graceful-sigterm"))
     backend.on(
@@ -158,7 +178,7 @@ async def test_a_cancel_from_the_platform_is_reported_cancelled(
         httpx.Response(200, json={"control": None}),
         httpx.Response(200, json={"control": "cancel"}),
     )
-    daemon = make_daemon(tmp_path, backend, time, max_jobs=1)
+    daemon = make_agent(max_jobs=1).daemon
 
     assert await run(daemon) == EXIT_OK
 
@@ -167,29 +187,29 @@ async def test_a_cancel_from_the_platform_is_reported_cancelled(
 
 
 async def test_a_lost_lease_stops_the_job_and_reports_nothing_more(
-    tmp_path: Path, backend: FakeBackend, time: VirtualTime
+    make_agent: MakeAgent, backend: FakeBackend, time: VirtualTime
 ) -> None:
     offer(backend, "job-1", config=command_job("graceful-sigterm"))
     lost = httpx.Response(409, json={"error": "Lease expired", "code": "LEASE_EXPIRED"})
     backend.on("POST /api/training/local/job-1/heartbeat", lost)
-    state = AgentState(agent_id="agent_0123456789abcdef", version="1", backend_url="x")
-    daemon = make_daemon(tmp_path, backend, time, state=state, max_jobs=1)
+    agent = make_agent(max_jobs=1)
 
-    assert await run(daemon) == EXIT_OK
+    assert await run(agent.daemon) == EXIT_OK
 
     assert all(s["status"] == "running" for s in statuses(backend, "job-1"))
-    assert state.recent[0].status == "failed" and "lease lost" in (state.recent[0].error or "")
-    assert daemon._outbox.unfinished_jobs() == []
-    assert not list((tmp_path / "journals").glob("*/journal.json"))
+    recent = agent.state.recent[0]
+    assert recent.status == "failed" and "lease lost" in (recent.error or "")
+    assert agent.outbox.unfinished_jobs() == []
+    assert not list(journals(agent.paths).glob("*/journal.json"))
 
 
 async def test_a_revoked_agent_finishes_its_job_then_exits_4(
-    tmp_path: Path, backend: FakeBackend, time: VirtualTime
+    make_agent: MakeAgent, backend: FakeBackend, time: VirtualTime
 ) -> None:
     revoked = httpx.Response(403, json={"error": "revoked", "code": "AGENT_REVOKED"})
     offers = offer(backend, "job-1", config=command_job("print-lines", "3"))
     backend.on(POLL, offers, revoked)
-    daemon = make_daemon(tmp_path, backend, time)
+    daemon = make_agent().daemon
 
     assert await run(daemon) == EXIT_REVOKED
 
@@ -198,11 +218,14 @@ async def test_a_revoked_agent_finishes_its_job_then_exits_4(
 
 
 async def test_idle_exit_stops_an_agent_without_work(
-    tmp_path: Path, backend: FakeBackend, time: VirtualTime, caplog: pytest.LogCaptureFixture
+    make_agent: MakeAgent,
+    backend: FakeBackend,
+    time: VirtualTime,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="training_agent.daemon")
     offer(backend, config={})
-    daemon = make_daemon(tmp_path, backend, time, idle_exit_s=120)
+    daemon = make_agent(idle_exit_seconds=120).daemon
 
     assert await run(daemon) == EXIT_OK
 
@@ -211,18 +234,19 @@ async def test_idle_exit_stops_an_agent_without_work(
 
 
 async def test_a_crashed_run_is_reported_failed_before_anything_is_claimed(
-    tmp_path: Path, backend: FakeBackend, time: VirtualTime
+    make_agent: MakeAgent, paths: AgentPaths, backend: FakeBackend, time: VirtualTime
 ) -> None:
-    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    paths.ensure()
+    outbox = Outbox(paths.outbox_file)
     outbox.open_job("old", "tok-old")
     outbox.append_status("old", JobStatus.RUNNING)
     outbox.append_logs("old", ["the last line before the crash"])
     outbox.close()
-    journal = JobJournal(tmp_path / "journals", "old")
+    journal = JobJournal(journals(paths), "old")
     journal.start()
     journal.started(999_999_999, "f" * 32)  # a pid that does not exist
     offer(backend, "job-1", config=command_job("exit", "0"))
-    daemon = make_daemon(tmp_path, backend, time, max_jobs=1)
+    daemon = make_agent(max_jobs=1).daemon
 
     assert await run(daemon) == EXIT_OK
 
@@ -237,11 +261,11 @@ async def test_a_crashed_run_is_reported_failed_before_anything_is_claimed(
 
 
 async def test_drain_resume_and_cancel_job_through_the_controller(
-    tmp_path: Path, backend: FakeBackend, time: VirtualTime
+    make_agent: MakeAgent, backend: FakeBackend, time: VirtualTime
 ) -> None:
     offer(backend, "job-1", "job-2", config=command_job("graceful-sigterm"))
-    state = AgentState(agent_id="agent_0123456789abcdef", version="1", backend_url="x")
-    daemon = make_daemon(tmp_path, backend, time, state=state, max_jobs=2)
+    agent = make_agent(max_jobs=2)
+    daemon, state = agent.daemon, agent.state
     task = asyncio.create_task(run(daemon))
     await until(lambda: "job-1" in state.jobs)
 
@@ -264,10 +288,13 @@ async def test_drain_resume_and_cancel_job_through_the_controller(
 
 
 async def test_no_claim_while_the_disk_is_too_full(
-    tmp_path: Path, backend: FakeBackend, time: VirtualTime, caplog: pytest.LogCaptureFixture
+    make_agent: MakeAgent,
+    backend: FakeBackend,
+    time: VirtualTime,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     offer(backend, "job-1", config=command_job("exit", "0"))
-    daemon = make_daemon(tmp_path, backend, time, min_free_disk_gb=10.0**9, idle_exit_s=60)
+    daemon = make_agent(min_free_disk_gb=10.0**9, idle_exit_seconds=60).daemon
 
     assert await run(daemon) == EXIT_OK
 
@@ -292,14 +319,13 @@ OVERLAP = textwrap.dedent(
 
 
 async def test_two_jobs_at_once_each_get_their_own_gpus(
-    tmp_path: Path, backend: FakeBackend, time: VirtualTime
+    make_agent: MakeAgent, backend: FakeBackend, time: VirtualTime, tmp_path: Path
 ) -> None:
     meeting = tmp_path / "meeting"
     meeting.mkdir()
     config = {"type": "command", "command": [sys.executable, "-c", OVERLAP, str(meeting)]}
     offer(backend, "job-1", "job-2", config=config)
-    gpus = GpuPool.from_setting("0,1,2,3", max_concurrent_jobs=2, detect=list)
-    daemon = make_daemon(tmp_path, backend, time, gpus=gpus, max_jobs=2, max_concurrent_jobs=2)
+    daemon = make_agent(gpus="0,1,2,3", max_jobs=2, max_concurrent_jobs=2).daemon
 
     assert await run(daemon) == EXIT_OK
 
@@ -316,10 +342,11 @@ async def test_two_jobs_at_once_each_get_their_own_gpus(
 
 
 async def test_polls_carry_the_running_jobs(
-    tmp_path: Path, backend: FakeBackend, time: VirtualTime
+    make_agent: MakeAgent, backend: FakeBackend, time: VirtualTime
 ) -> None:
     offer(backend, "job-1", config=command_job("graceful-sigterm"))
-    daemon = make_daemon(tmp_path, backend, time, max_jobs=1)
+    agent = make_agent(max_jobs=1)
+    daemon = agent.daemon
     task = asyncio.create_task(run(daemon))
     await until(lambda: len(backend.calls(POLL)) >= 3)
     daemon.cancel_job("job-1", "enough")
@@ -330,5 +357,18 @@ async def test_polls_carry_the_running_jobs(
         if r.url.path.endswith("/poll")
     ]
     assert current[0] == "" and "job-1" in current
-    journal_dirs = list((tmp_path / "journals").iterdir())
+    journal_dirs = list(journals(agent.paths).iterdir())
     assert journal_dirs == []  # removed once the last report was delivered
+
+
+def test_an_agent_without_an_api_key_is_not_built(
+    paths: AgentPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("keyring.core._keyring_backend", fail.Keyring())  # type: ignore[no-untyped-call]
+    for name in ("API_KEY", "TRAINING_AGENT_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+    with pytest.raises(ConfigError, match="run 'training-agent login' \\(or set API_KEY\\)"):
+        build_agent(Settings(backend_url="http://backend.test"), paths)
+
+    assert not paths.outbox_file.exists()

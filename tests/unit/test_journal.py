@@ -18,7 +18,13 @@ from tests.support.executor import CHILD_SCRIPT, alive
 from training_agent.errors import StateError
 from training_agent.executor.process import TRACKING_ENV
 from training_agent.jobs import JobStatus
-from training_agent.journal import AGENT_RESTARTED, JobJournal, load_journals, recover_jobs
+from training_agent.journal import (
+    AGENT_RESTARTED,
+    JobJournal,
+    JournalStatus,
+    load_journals,
+    recover_jobs,
+)
 from training_agent.reporting.outbox import Outbox
 
 
@@ -54,7 +60,7 @@ def test_a_journal_is_written_whole_and_owner_only(tmp_path: Path) -> None:
     assert (data["pid"], data["tracking_id"]) == (4242, "abc")
     assert stat.S_IMODE(journal.path.stat().st_mode) == 0o600
     assert not list(journal.path.parent.glob("*.tmp"))
-    journal.finish("completed")
+    journal.finish(JournalStatus.COMPLETED)
     assert json.loads(journal.path.read_text())["status"] == "completed"
     journal.remove()
     assert not journal.path.parent.exists()
@@ -105,7 +111,7 @@ def test_ended_unknown_and_unreadable_journals_are_only_removed(
     jobs = tmp_path / "jobs"
     ended = JobJournal(jobs, "ended")
     ended.start()
-    ended.finish("completed")
+    ended.finish(JournalStatus.COMPLETED)
     JobJournal(jobs, "never-opened").start()  # claimed, crashed before the outbox knew it
     (jobs / "broken").mkdir()
     (jobs / "broken" / "journal.json").write_text("{half")

@@ -11,11 +11,12 @@ import pytest
 
 from tests.support.executor import command_job
 from tests.support.fake_backend import FakeBackend, job
-from tests.unit.test_daemon import VirtualTime, make_daemon, offer, run, statuses
+from tests.unit.test_daemon import VirtualTime, offer, run, statuses, wired_agent
 from tests.unit.test_poller import POLL, poller_with
 from training_agent import cli
 from training_agent.api import BackendClient
 from training_agent.errors import AgentOutdatedError
+from training_agent.paths import AgentPaths
 from training_agent.poller import Connection
 from training_agent.status.state import AgentState
 
@@ -88,10 +89,13 @@ async def test_the_daemon_finishes_its_job_then_raises_the_426(
 ) -> None:
     offers = offer(backend, "job-1", config=command_job("print-lines", "3"))
     backend.on(POLL, offers, TOO_OLD)
-    daemon = make_daemon(tmp_path, backend, VirtualTime())
+    agent = wired_agent(AgentPaths.under(tmp_path), backend, VirtualTime())
 
     with pytest.raises(AgentOutdatedError):
-        await run(daemon)
+        try:
+            await run(agent.daemon)
+        finally:
+            await agent.aclose()
 
     assert statuses(backend, "job-1")[-1]["status"] == "completed"
     assert len(backend.calls(POLL)) == 2  # nothing after the 426

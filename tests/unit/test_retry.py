@@ -18,16 +18,18 @@ from training_agent.errors import (
 )
 from training_agent.retry import (
     CLAIM,
-    FINAL_STATUS,
-    POLL,
+    POLL_ERROR,
     REPORT,
     RetryPolicy,
     backoff_s,
     call_with_retry,
     is_retryable,
+    poll_backoff_s,
+    refused_poll_wait_s,
 )
 
 FAST = RetryPolicy(max_attempts=5, initial_s=1.0, max_s=8.0)
+ONCE = RetryPolicy(max_attempts=1, initial_s=1.0, max_s=8.0)
 
 
 class Clock:
@@ -139,20 +141,23 @@ def test_an_absurd_retry_after_is_capped_at_an_hour() -> None:
     assert backoff_s(1, FAST, retry_after_s=10**9, rng=constant(0.0)) == 3600.0
 
 
-def test_final_status_gives_up_after_about_ten_minutes() -> None:
-    assert FINAL_STATUS.max_attempts is not None
-    worst = sum(
-        backoff_s(n, FINAL_STATUS, retry_after_s=None, rng=constant(1.0))
-        for n in range(1, FINAL_STATUS.max_attempts)
-    )
-    assert 8 * 60 <= worst <= 12 * 60
-
-
 def test_named_policies_have_the_intended_shape() -> None:
-    assert REPORT.max_attempts is None
-    assert POLL.max_attempts == 1
+    assert REPORT.max_attempts is None and POLL_ERROR.max_attempts is None
     assert CLAIM.max_attempts is not None and 2 <= CLAIM.max_attempts <= 5
     assert CLAIM.max_s <= 10
+
+
+def test_a_failed_poll_backs_off_to_a_minute_but_never_below_the_floor() -> None:
+    waits = [poll_backoff_s(n, min_s=3.0, retry_after_s=None, rng=constant(1.0)) for n in (1, 6)]
+    assert waits == [3.0, 60.0]
+    assert poll_backoff_s(9, min_s=3.0, retry_after_s=None, rng=constant(0.0)) == 3.0
+    assert poll_backoff_s(1, min_s=3.0, retry_after_s=90.0, rng=constant(0.0)) == 90.0
+
+
+def test_a_refused_poll_waits_the_auth_retry_plus_up_to_a_fifth() -> None:
+    assert refused_poll_wait_s(300.0, retry_after_s=None, rng=constant(0.0)) == 300.0
+    assert refused_poll_wait_s(300.0, retry_after_s=None, rng=constant(1.0)) == 360.0
+    assert refused_poll_wait_s(300.0, retry_after_s=900.0, rng=constant(1.0)) == 900.0
 
 
 # --- the retry loop -------------------------------------------------------------------------
@@ -193,7 +198,7 @@ async def test_single_attempt_policy_never_sleeps() -> None:
     clock = Clock()
     call = Flaky(TransportError("refused"))
     with pytest.raises(TransportError):
-        await call_with_retry(call, policy=POLL, sleep=clock.sleep)
+        await call_with_retry(call, policy=ONCE, sleep=clock.sleep)
     assert (call.calls, clock.delays) == (1, [])
 
 

@@ -16,6 +16,7 @@ status token, and the dashboard shows all of it.
 from __future__ import annotations
 
 import asyncio
+import enum
 import os
 import time
 from collections import Counter, OrderedDict, deque
@@ -23,8 +24,6 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
-
-from training_agent.jobs import JobSink
 
 RECENT_JOBS = 20
 HISTORY_POINTS = 500  # metric points kept per job for a chart (thinned evenly past that)
@@ -36,13 +35,25 @@ WATCH_BACKLOG = 5000
 SNAPSHOT_VERSION = 1
 
 
+class JobViewStatus(enum.StrEnum):
+    """A job's status as this agent shows it: the wire statuses it runs through, plus
+    ``cancelling``."""
+
+    RUNNING = "running"  # the trainer runs
+    CANCELLING = "cancelling"  # the kill ladder is under way (a cancel, a stop, a lost lease)
+    PAUSED = "paused"  # the trainer paused at the user's request
+    COMPLETED = "completed"  # the trainer exited 0
+    FAILED = "failed"  # the trainer failed, the agent could not run it, or the job was lost
+    CANCELLED = "cancelled"  # stopped on request
+
+
 @dataclass
 class JobView:
     """One job as the agent sees it."""
 
     id: str
     model_name: str | None
-    status: str  # running | cancelling | paused | completed | failed | cancelled
+    status: JobViewStatus
     started_at: float
     finished_at: float | None = None
     total_steps: int | None = None
@@ -258,12 +269,12 @@ class AgentState:
         self._changed("agent")
 
     def job_started(self, job_id: str, *, model_name: str | None) -> None:
-        self.jobs[job_id] = JobView(job_id, model_name, "running", time.time())
+        self.jobs[job_id] = JobView(job_id, model_name, JobViewStatus.RUNNING, time.time())
         self._keep(self._histories, job_id, MetricHistory())
         self._keep(self._logs, job_id, LogTail())
         self._changed("job")
 
-    def job_status(self, job_id: str, status: str, *, reason: str | None = None) -> None:
+    def job_status(self, job_id: str, status: JobViewStatus, *, reason: str | None = None) -> None:
         """A running job's status changed (``cancelling``, ``paused``, ``running``)."""
         if view := self.jobs.get(job_id):
             view.status = status
@@ -293,16 +304,12 @@ class AgentState:
             view.log_lines = tail.total
             self._changed("log", job_id, line=line)
 
-    def job_finished(self, job_id: str, *, status: str, error: str | None) -> None:
+    def job_finished(self, job_id: str, *, status: JobViewStatus, error: str | None) -> None:
         if view := self.jobs.pop(job_id, None):
             view.status, view.error, view.finished_at = status, error, time.time()
             self.recent.appendleft(view)
-            self.jobs_finished[status] += 1
+            self.jobs_finished[status.value] += 1
             self._changed("job")
-
-    def observe(self, job_id: str, sink: JobSink) -> JobSink:
-        """``sink``, with every log line, metric point and progress also recorded here."""
-        return _ObservedSink(self, job_id, sink)
 
     # -- readers ------------------------------------------------------------------------
 
@@ -379,28 +386,3 @@ class AgentState:
         finished = [key for key in store if key not in self.jobs and key != job_id]
         for key in finished[: max(0, len(finished) - KEPT_JOB_DETAILS)]:
             del store[key]
-
-
-class _ObservedSink:
-    """A ``JobSink`` that records into an ``AgentState`` and passes everything on."""
-
-    def __init__(self, state: AgentState, job_id: str, inner: JobSink) -> None:
-        self._state = state
-        self._job_id = job_id
-        self._inner = inner
-
-    def log(self, line: str) -> None:
-        self._inner.log(line)
-        self._state.job_log(self._job_id, line)
-
-    def metric(self, point: dict[str, Any]) -> None:
-        self._inner.metric(point)
-        self._state.job_metric(self._job_id, point)
-
-    def progress(self, *, total_steps: int | None, total_epochs: float | None) -> None:
-        self._inner.progress(total_steps=total_steps, total_epochs=total_epochs)
-        self._state.job_progress(self._job_id, total_steps=total_steps, total_epochs=total_epochs)
-
-    def __getattr__(self, name: str) -> Any:
-        # Anything else the wrapped sink offers (OutboxSink.status) passes straight on.
-        return getattr(self._inner, name)

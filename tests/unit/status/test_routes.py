@@ -14,7 +14,7 @@ import pytest
 from tests.unit.status.conftest import FakeController
 from training_agent.status.routes import create_app
 from training_agent.status.server import controller_for
-from training_agent.status.state import AgentState
+from training_agent.status.state import AgentState, JobViewStatus
 
 TOKEN = "t" * 43
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -188,7 +188,7 @@ async def test_metrics_in_prometheus_text_format(
     http: httpx.AsyncClient, state: AgentState
 ) -> None:
     state.poll_failed(state="unreachable", reason="down", retry_in_s=5)
-    state.job_finished("job-1", status="completed", error=None)
+    state.job_finished("job-1", status=JobViewStatus.COMPLETED, error=None)
 
     response = await http.get("/metrics")
 

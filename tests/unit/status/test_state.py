@@ -6,34 +6,18 @@ import asyncio
 import itertools
 import json
 from collections.abc import AsyncGenerator
-from typing import Any, cast
+from typing import cast
 
 from training_agent.status.state import (
     KEPT_JOB_DETAILS,
     AgentState,
+    JobViewStatus,
     MetricHistory,
 )
 
 
 def make_state() -> AgentState:
     return AgentState(agent_id="agent_0123456789abcdef", version="1.2.3", backend_url="http://b")
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Any]] = []
-
-    def log(self, line: str) -> None:
-        self.calls.append(("log", line))
-
-    def metric(self, point: dict[str, Any]) -> None:
-        self.calls.append(("metric", point))
-
-    def progress(self, *, total_steps: int | None, total_epochs: float | None) -> None:
-        self.calls.append(("progress", (total_steps, total_epochs)))
-
-    def status(self, status: str) -> None:
-        self.calls.append(("status", status))
 
 
 def test_snapshot_of_a_running_job_is_json_with_progress_and_eta() -> None:
@@ -61,8 +45,8 @@ def test_snapshot_of_a_running_job_is_json_with_progress_and_eta() -> None:
 def test_a_finished_job_moves_to_recent_and_is_counted() -> None:
     state = make_state()
     state.job_started("job-1", model_name=None)
-    state.job_finished("job-1", status="failed", error="exit code 3")
-    state.job_finished("job-1", status="failed", error="twice")  # unknown now: ignored
+    state.job_finished("job-1", status=JobViewStatus.FAILED, error="exit code 3")
+    state.job_finished("job-1", status=JobViewStatus.FAILED, error="twice")  # unknown now: ignored
 
     snapshot = state.snapshot()
     assert snapshot["jobs"] == []
@@ -98,29 +82,6 @@ def test_poll_failures_are_counted_with_the_retry_time() -> None:
     assert (state.polls_total, state.poll_errors_total) == (1, 1)
 
 
-def test_observed_sink_records_and_passes_everything_on() -> None:
-    state = make_state()
-    state.job_started("job-1", model_name=None)
-    inner = ListSink()
-    sink: Any = state.observe("job-1", inner)
-
-    sink.progress(total_steps=10, total_epochs=1.0)
-    sink.metric({"step": 1, "epoch": 0.1, "train_loss": 2.0})
-    sink.log("hello")
-    sink.status("running")  # not part of JobSink: passed straight through
-
-    assert inner.calls == [
-        ("progress", (10, 1.0)),
-        ("metric", {"step": 1, "epoch": 0.1, "train_loss": 2.0}),
-        ("log", "hello"),
-        ("status", "running"),
-    ]
-    assert state.jobs["job-1"].total_steps == 10
-    assert state.history("job-1") == [{"step": 1, "epoch": 0.1, "train_loss": 2.0}]
-    assert state.log_tail("job-1") == (0, ["hello"])
-    assert state.jobs["job-1"].log_lines == 1
-
-
 def test_log_tail_keeps_the_last_lines_with_their_numbers() -> None:
     state = make_state()
     state.job_started("job-1", model_name=None)
@@ -148,7 +109,7 @@ def test_details_of_old_finished_jobs_are_forgotten() -> None:
     for i in range(KEPT_JOB_DETAILS + 3):
         state.job_started(f"job-{i}", model_name=None)
         state.job_log(f"job-{i}", "x")
-        state.job_finished(f"job-{i}", status="completed", error=None)
+        state.job_finished(f"job-{i}", status=JobViewStatus.COMPLETED, error=None)
     state.job_started("last", model_name=None)
     assert state.log_tail("job-0") is None
     assert state.history("job-0") is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from training_agent.status.state import AgentState
+from training_agent.status.state import AgentState, JobViewStatus
 from training_agent.status.text import duration, render
 
 
@@ -17,7 +17,9 @@ def test_a_connected_agent_with_a_running_and_a_failed_job() -> None:
     state.poll_succeeded(latency_s=0.012, features=frozenset({"long_poll"}))
     state.poll_started(long_poll=True)
     state.job_started("old", model_name=None)
-    state.job_finished("old", status="failed", error="exit code 3: CUDA out of memory\nmore")
+    state.job_finished(
+        "old", status=JobViewStatus.FAILED, error="exit code 3: CUDA out of memory\nmore"
+    )
     state.job_started("job-1", model_name="llama-tiny")
     state.jobs["job-1"].started_at -= 62
     state.job_progress("job-1", total_steps=600, total_epochs=3)
