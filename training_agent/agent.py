@@ -98,8 +98,8 @@ class Agent:
         """Serve the status API, route stop signals, and run the daemon until it drains;
         the process exit code. Closes the agent's parts at the end."""
         # Imported here: starlette, uvicorn and prometheus_client are the daemon's cost only.
-        from training_agent.status_api import start_status_api
-        from training_agent.status_usage import UsageSampler
+        from training_agent.status.server import start_status_api
+        from training_agent.status.usage import UsageSampler
 
         try:
             status_api = await start_status_api(

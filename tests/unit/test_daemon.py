@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from tests.support.executor import command_job
 from tests.support.fake_backend import API_KEY, IDENTITY, FakeBackend, job
+from training_agent.agent import Agent, build_agent
 from training_agent.config import Settings
 from training_agent.control import CANCELLED_ON_PLATFORM
 from training_agent.daemon import EXIT_OK, EXIT_REVOKED, Daemon
@@ -25,7 +26,6 @@ from training_agent.jobs import JobStatus
 from training_agent.journal import AGENT_RESTARTED, JobJournal
 from training_agent.paths import AgentPaths
 from training_agent.reporting.outbox import Outbox
-from training_agent.agent import Agent, build_agent
 
 POLL = "GET /api/training/agent/poll"
 FEATURES = ["heartbeat", "leases", "log_offsets", "job_details"]
