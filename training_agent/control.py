@@ -31,7 +31,7 @@ from training_agent.retry import is_job_gone
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_MAX_S = 15.0  # DESIGN.md section 3: at least every 15 s
+HEARTBEAT_MAX_S = 15.0  # docs/protocol.md (heartbeat): at least every 15 s
 STATUS_WATCH_MAX_S = 10.0  # v1: read the job's status at least every 10 s
 CANCELLED_ON_PLATFORM = "cancelled on the platform"
 LEASE_LOST = "the backend gave the job up (lease lost)"

@@ -62,7 +62,7 @@ Sleep = Callable[[float], Awaitable[None]]
 KeyReader = Callable[[], SecretStr | str | None]
 """Reads the API key again from where it came from; None when there is none now."""
 
-LONG_POLL_WAIT_S = 30.0  # the most DESIGN.md section 3 lets a backend hold a poll
+LONG_POLL_WAIT_S = 30.0  # the most docs/protocol.md (long_poll) lets a backend hold a poll
 REVOKED_CODE = "AGENT_REVOKED"
 
 

@@ -1,9 +1,10 @@
 """Retry policy: what is worth retrying, how long to wait, and the loop that does it.
 
-This is the only module that decides retries (STYLE.md items 5 and 6): ``api/`` makes
-single calls; loops call ``call_with_retry`` with one of the named policies below, and
-the poll loop, which never gives up, asks ``poll_backoff_s`` and ``refused_poll_wait_s``
-how long to wait after a failed poll. docs/operations.md lists these budgets.
+This is the only module that decides retries (docs/architecture.md, "Three client
+layers"): ``api/`` makes single calls; loops call ``call_with_retry`` with one of the
+named policies below, and the poll loop, which never gives up, asks ``poll_backoff_s``
+and ``refused_poll_wait_s`` how long to wait after a failed poll.
+docs/operations.md lists these budgets.
 
     await call_with_retry(
         lambda: backend.claim(job_id),

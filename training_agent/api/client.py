@@ -1,4 +1,4 @@
-"""One async method per backend endpoint (DESIGN.md sections 2 and 3); no retries here.
+"""One async method per backend endpoint (docs/protocol.md); no retries here.
 
 Every failure leaves this module as an ``ApiError`` (see ``training_agent.errors``);
 ``training_agent.retry`` decides what to do about it.
@@ -36,7 +36,7 @@ from training_agent.identity import AgentIdentity
 from training_agent.jobs import JobStatus
 from training_agent.tls import ssl_context
 
-# A long poll's read timeout is the hold plus this margin (DESIGN.md section 3; GitHub's
+# A long poll's read timeout is the hold plus this margin (docs/protocol.md, long_poll; GitHub's
 # runner uses the same 10 s over its 50 s hold).
 LONG_POLL_MARGIN_S = 10.0
 

@@ -1,7 +1,7 @@
 """The JSON bodies the backend answers with, as pydantic models.
 
 Every model ignores unknown fields and takes ``null`` for an optional field as "absent":
-a backend may add keys at any time (DESIGN.md section 3), and FineTune Lab sends
+a backend may add keys at any time (docs/protocol.md), and FineTune Lab sends
 ``null`` for columns it never filled.
 """
 

@@ -1,6 +1,6 @@
 """What to run for a job's config: the argv and the job's own environment overrides.
 
-A config selects how the job runs (DESIGN.md section 4):
+A config selects how the job runs (docs/protocol.md, "The trainer process"):
 
 - ``{"type": "command", "command": [argv...], "env": {...}}`` runs any program, only when
   the agent allows command jobs: a stolen API key must not mean remote code execution
