@@ -1,101 +1,32 @@
-"""BackendClient against a fake server (httpx.MockTransport): wire shapes and error mapping."""
+"""BackendClient against a fake server (httpx.MockTransport): its requests and what it reads."""
 
 from __future__ import annotations
 
-import json
-import socket
-from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
 from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
+from tests.support.fake_server import (
+    API_KEY,
+    BASE_URL,
+    IDENTITY,
+    JOB,
+    JOB_TOKEN,
+    FakeServer,
+    assert_api_key_auth,
+)
 from training_agent.api import BackendClient, ClaimResponse, PollResponse
-from training_agent.api.responses import parse_retry_after
-from training_agent.errors import (
-    AuthError,
-    ConfigError,
-    ConflictError,
-    HttpStatusError,
-    ProtocolError,
-    TransportError,
-)
-from training_agent.identity import AgentIdentity
 from training_agent.jobs import JobStatus
-
-API_KEY = "wak_0123456789abcdefghijKLMNOPQRSTuv"
-JOB_TOKEN = "tok_ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopq"
-BASE_URL = "http://backend.test"
-IDENTITY = AgentIdentity(
-    agent_id="agent_0123456789abcdef", hostname="gpu-box-1", platform="linux", version="1.2.3"
-)
-JOB = {
-    "id": "job-1",
-    "model_name": "tiny",
-    "dataset_path": "u/private/d.jsonl.gz",
-    "config": {"model": {"name": "gpt2"}},
-    "total_epochs": None,
-    "total_steps": None,
-    "created_at": "2026-01-01T00:00:00Z",
-}
-
-Handler = Callable[[httpx.Request], httpx.Response]
-
-
-class FakeServer:
-    """Answers every request with the next queued response and records the requests."""
-
-    def __init__(self) -> None:
-        self.requests: list[httpx.Request] = []
-        self.answer: Handler = lambda _request: httpx.Response(200, json={})
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        return self.answer(request)
-
-    def reply(self, status: int = 200, **kwargs: Any) -> None:
-        self.answer = lambda _request: httpx.Response(status, **kwargs)
-
-    @property
-    def last(self) -> httpx.Request:
-        return self.requests[-1]
-
-    def last_json(self) -> Any:
-        return json.loads(self.last.content)
-
-
-@pytest.fixture
-def server() -> FakeServer:
-    return FakeServer()
-
-
-@pytest.fixture
-async def client(server: FakeServer) -> AsyncIterator[BackendClient]:
-    async with BackendClient(
-        base_url=BASE_URL, api_key=API_KEY, identity=IDENTITY, transport=httpx.MockTransport(server)
-    ) as backend:
-        yield backend
-
-
-def assert_api_key_auth(request: httpx.Request) -> None:
-    assert request.headers["Authorization"] == f"Bearer {API_KEY}"
-    assert request.headers["X-Agent-ID"] == "agent_0123456789abcdef"
-    assert request.headers["X-Agent-Hostname"] == "gpu-box-1"
-    assert request.headers["X-Agent-Platform"] == "linux"
-    assert request.headers["X-Agent-Version"] == "1.2.3"
-
 
 # --- requests -------------------------------------------------------------------------------
 
 
 async def test_poll_sends_key_and_agent_headers_and_parses_job(
-    client: BackendClient, server: FakeServer
+    wire_client: BackendClient, server: FakeServer
 ) -> None:
     server.reply(json={"job": JOB, "poll_interval_seconds": 5})
-    answer = await client.poll()
+    answer = await wire_client.poll()
     assert (server.last.method, server.last.url.path) == ("GET", "/api/training/agent/poll")
     assert server.last.url.query == b""
     assert_api_key_auth(server.last)
@@ -107,19 +38,19 @@ async def test_poll_sends_key_and_agent_headers_and_parses_job(
 
 
 async def test_poll_without_wait_uses_the_default_timeouts(
-    client: BackendClient, server: FakeServer
+    wire_client: BackendClient, server: FakeServer
 ) -> None:
     server.reply(json={"job": None})
-    await client.poll()
+    await wire_client.poll()
     timeout = server.last.extensions["timeout"]
     assert (timeout["connect"], timeout["read"]) == (10.0, 30.0)
 
 
 async def test_long_poll_adds_wait_seconds_and_extends_the_read_timeout(
-    client: BackendClient, server: FakeServer
+    wire_client: BackendClient, server: FakeServer
 ) -> None:
     server.reply(json={"job": None, "features": ["long_poll"]})
-    answer = await client.poll(wait_s=25)
+    answer = await wire_client.poll(wait_s=25)
     assert server.last.url.params["wait_seconds"] == "25"
     assert server.last.extensions["timeout"]["read"] == 35.0
     assert server.last.extensions["timeout"]["connect"] == 10.0
@@ -127,10 +58,10 @@ async def test_long_poll_adds_wait_seconds_and_extends_the_read_timeout(
 
 
 async def test_claim_posts_with_the_api_key_and_quotes_the_job_id(
-    client: BackendClient, server: FakeServer
+    wire_client: BackendClient, server: FakeServer
 ) -> None:
     server.reply(json={"success": True, "job_token": JOB_TOKEN, "job": JOB, "lease_seconds": 60})
-    answer = await client.claim("a/b c")
+    answer = await wire_client.claim("a/b c")
     assert server.last.method == "POST"
     assert server.last.url.raw_path == b"/api/training/agent/claim/a%2Fb%20c"
     assert_api_key_auth(server.last)
@@ -140,9 +71,9 @@ async def test_claim_posts_with_the_api_key_and_quotes_the_job_id(
 
 
 async def test_update_status_uses_the_job_token_and_sends_only_given_keys(
-    client: BackendClient, server: FakeServer
+    wire_client: BackendClient, server: FakeServer
 ) -> None:
-    await client.update_status("job-1", JOB_TOKEN, JobStatus.RUNNING)
+    await wire_client.update_status("job-1", JOB_TOKEN, JobStatus.RUNNING)
     assert (server.last.method, server.last.url.path) == (
         "PATCH",
         "/api/training/local/job-1/status",
@@ -152,10 +83,12 @@ async def test_update_status_uses_the_job_token_and_sends_only_given_keys(
 
 
 async def test_update_status_sends_error_and_details_without_nones(
-    client: BackendClient, server: FakeServer
+    wire_client: BackendClient, server: FakeServer
 ) -> None:
     details = {"exit_code": 3, "outputs": ["out/model"], "total_steps": None}
-    await client.update_status("job-1", JOB_TOKEN, JobStatus.FAILED, error="boom", details=details)
+    await wire_client.update_status(
+        "job-1", JOB_TOKEN, JobStatus.FAILED, error="boom", details=details
+    )
     assert server.last_json() == {
         "status": "failed",
         "error": "boom",
@@ -165,15 +98,15 @@ async def test_update_status_sends_error_and_details_without_nones(
 
 
 async def test_update_status_refuses_details_that_override_the_status(
-    client: BackendClient, server: FakeServer
+    wire_client: BackendClient, server: FakeServer
 ) -> None:
     with pytest.raises(ValueError, match="status"):
-        await client.update_status("j", JOB_TOKEN, JobStatus.RUNNING, details={"status": "x"})
+        await wire_client.update_status("j", JOB_TOKEN, JobStatus.RUNNING, details={"status": "x"})
     assert server.requests == []
 
 
-async def test_put_metric_drops_none_values(client: BackendClient, server: FakeServer) -> None:
-    await client.put_metric("job-1", JOB_TOKEN, {"step": 3, "epoch": 0.5, "eval_loss": None})
+async def test_put_metric_drops_none_values(wire_client: BackendClient, server: FakeServer) -> None:
+    await wire_client.put_metric("job-1", JOB_TOKEN, {"step": 3, "epoch": 0.5, "eval_loss": None})
     assert (server.last.method, server.last.url.path) == (
         "PUT",
         "/api/training/local/job-1/metrics",
@@ -182,12 +115,12 @@ async def test_put_metric_drops_none_values(client: BackendClient, server: FakeS
     assert server.last_json() == {"step": 3, "epoch": 0.5}
 
 
-async def test_post_metrics_sends_a_batch(client: BackendClient, server: FakeServer) -> None:
+async def test_post_metrics_sends_a_batch(wire_client: BackendClient, server: FakeServer) -> None:
     points: list[dict[str, Any]] = [
         {"step": 1, "epoch": 0.1, "train_loss": 2.0},
         {"step": 2, "epoch": 0.2, "x": None},
     ]
-    await client.post_metrics("job-1", JOB_TOKEN, points)
+    await wire_client.post_metrics("job-1", JOB_TOKEN, points)
     assert (server.last.method, server.last.url.path) == ("POST", "/api/training/local/metrics")
     assert server.last.headers["Authorization"] == f"Bearer {JOB_TOKEN}"
     assert server.last_json() == {
@@ -197,32 +130,34 @@ async def test_post_metrics_sends_a_batch(client: BackendClient, server: FakeSer
 
 
 async def test_post_logs_sends_offset_only_when_given(
-    client: BackendClient, server: FakeServer
+    wire_client: BackendClient, server: FakeServer
 ) -> None:
     server.reply(json={"success": True, "logs_appended": 2, "total_logs": 7})
-    answer = await client.post_logs("job-1", JOB_TOKEN, ["a", "b"])
+    answer = await wire_client.post_logs("job-1", JOB_TOKEN, ["a", "b"])
     assert (server.last.method, server.last.url.path) == ("POST", "/api/training/local/job-1/logs")
     assert server.last.headers["Authorization"] == f"Bearer {JOB_TOKEN}"
     assert server.last_json() == {"logs": ["a", "b"]}
     assert (answer.logs_appended, answer.total_logs) == (2, 7)
 
-    await client.post_logs("job-1", JOB_TOKEN, ["c"], offset=0)
+    await wire_client.post_logs("job-1", JOB_TOKEN, ["c"], offset=0)
     assert server.last_json() == {"logs": ["c"], "offset": 0}
 
 
 async def test_post_logs_tolerates_an_answer_without_counts(
-    client: BackendClient, server: FakeServer
+    wire_client: BackendClient, server: FakeServer
 ) -> None:
     server.reply(json={"success": True, "message": "No logs to append"})
-    answer = await client.post_logs("job-1", JOB_TOKEN, [])
+    answer = await wire_client.post_logs("job-1", JOB_TOKEN, [])
     assert (answer.logs_appended, answer.total_logs) == (None, None)
 
 
-async def test_get_job_state_uses_the_api_key(client: BackendClient, server: FakeServer) -> None:
+async def test_get_job_state_uses_the_api_key(
+    wire_client: BackendClient, server: FakeServer
+) -> None:
     server.reply(
         json={"job_id": "job-1", "status": "cancelled", "progress": 0, "control": "cancel"}
     )
-    state = await client.get_job_state("job-1")
+    state = await wire_client.get_job_state("job-1")
     assert (server.last.method, server.last.url.path) == ("GET", "/api/training/local/job-1/status")
     assert_api_key_auth(server.last)
     assert (state.status, state.error, state.control) == ("cancelled", None, "cancel")
@@ -258,11 +193,11 @@ async def test_aclose_closes_the_transport() -> None:
 
 
 async def test_unknown_fields_and_nulls_are_tolerated(
-    client: BackendClient, server: FakeServer
+    wire_client: BackendClient, server: FakeServer
 ) -> None:
     job = {**JOB, "config": None, "priority": 3, "total_steps": 400}
     server.reply(json={"job": job, "poll_interval_seconds": None, "features": None, "new": {}})
-    answer = await client.poll()
+    answer = await wire_client.poll()
     assert answer.job is not None
     assert (answer.job.config, answer.job.total_steps) == ({}, 400)
     assert answer.poll_interval_seconds == 10
@@ -285,296 +220,3 @@ def test_a_config_sent_as_a_json_string_is_decoded() -> None:
     answer = PollResponse.model_validate({"job": {**JOB, "config": '{"type": "command"}'}})
     assert answer.job is not None
     assert answer.job.config == {"type": "command"}
-
-
-# --- errors ---------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("status", "body", "code"),
-    [
-        (401, {"error": "Invalid API key"}, None),
-        (403, {"error": "Agent revoked on the page", "code": "AGENT_REVOKED"}, "AGENT_REVOKED"),
-    ],
-)
-async def test_rejected_key_on_poll_is_an_auth_error(
-    client: BackendClient, server: FakeServer, status: int, body: dict[str, str], code: str | None
-) -> None:
-    server.reply(status, json=body)
-    with pytest.raises(AuthError) as caught:
-        await client.poll()
-    assert str(caught.value) == f"the backend rejected the API key: {body['error']}"
-    assert (caught.value.status, caught.value.code) == (status, code)
-
-
-async def test_scope_error_on_claim_is_an_auth_error(
-    client: BackendClient, server: FakeServer
-) -> None:
-    server.reply(403, json={"error": "API key does not have 'training' scope. Key scopes: x"})
-    with pytest.raises(AuthError, match=r"^the backend rejected the API key: API key does not"):
-        await client.claim("job-1")
-
-
-async def test_claim_of_another_users_job_is_not_an_auth_error(
-    client: BackendClient, server: FakeServer
-) -> None:
-    server.reply(403, json={"error": "Job belongs to another user", "code": "ACCESS_DENIED"})
-    with pytest.raises(HttpStatusError) as caught:
-        await client.claim("job-1")
-    assert not isinstance(caught.value, AuthError)
-    assert (caught.value.status, caught.value.code) == (403, "ACCESS_DENIED")
-
-
-async def test_rejected_job_token_is_not_an_auth_error(
-    client: BackendClient, server: FakeServer
-) -> None:
-    server.reply(401, json={"error": "Unauthorized: Invalid token"})
-    with pytest.raises(HttpStatusError) as caught:
-        await client.put_metric("job-1", JOB_TOKEN, {"step": 1, "epoch": 0})
-    assert not isinstance(caught.value, AuthError)
-    assert caught.value.status == 401
-    assert "Unauthorized: Invalid token" in str(caught.value)
-
-
-async def test_conflict_carries_its_code(client: BackendClient, server: FakeServer) -> None:
-    server.reply(
-        409, json={"error": "Job already claimed by another agent", "code": "ALREADY_CLAIMED"}
-    )
-    with pytest.raises(ConflictError) as caught:
-        await client.claim("job-1")
-    assert (caught.value.status, caught.value.code) == (409, "ALREADY_CLAIMED")
-    assert str(caught.value) == (
-        "the backend answered 409 to POST /api/training/agent/claim/job-1: "
-        "Job already claimed by another agent"
-    )
-
-
-async def test_log_gap_body_is_kept_for_the_caller(
-    client: BackendClient, server: FakeServer
-) -> None:
-    body = {"error": "gap", "code": "LOG_GAP", "expected_offset": 12}
-    server.reply(409, json=body)
-    with pytest.raises(ConflictError) as caught:
-        await client.post_logs("job-1", JOB_TOKEN, ["x"], offset=20)
-    assert caught.value.body == body
-
-
-async def test_server_error_is_a_plain_status_error(
-    client: BackendClient, server: FakeServer
-) -> None:
-    server.reply(500, json={"error": "Failed to claim job", "code": "CLAIM_FAILED"})
-    with pytest.raises(HttpStatusError) as caught:
-        await client.claim("job-1")
-    assert type(caught.value) is HttpStatusError
-    assert (caught.value.status, caught.value.code, caught.value.retry_after_s) == (
-        500,
-        "CLAIM_FAILED",
-        None,
-    )
-
-
-async def test_rate_limit_with_retry_after_seconds(
-    client: BackendClient, server: FakeServer
-) -> None:
-    server.reply(
-        429, json={"error": "Rate limit exceeded. Try again later."}, headers={"Retry-After": "7"}
-    )
-    with pytest.raises(HttpStatusError) as caught:
-        await client.poll()
-    assert (caught.value.status, caught.value.retry_after_s) == (429, 7.0)
-
-
-async def test_rate_limit_with_retry_after_http_date(
-    client: BackendClient, server: FakeServer
-) -> None:
-    when = datetime.now(UTC) + timedelta(seconds=120)
-    server.reply(429, headers={"Retry-After": format_datetime(when, usegmt=True)})
-    with pytest.raises(HttpStatusError) as caught:
-        await client.post_logs("job-1", JOB_TOKEN, ["x"])
-    assert caught.value.retry_after_s is not None
-    assert 100 <= caught.value.retry_after_s <= 120
-
-
-def test_parse_retry_after_forms() -> None:
-    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
-    assert parse_retry_after("Thu, 01 Jan 2026 12:01:30 GMT", now=now) == 90.0
-    assert parse_retry_after("Thu, 01 Jan 2026 11:00:00 GMT", now=now) == 0.0
-    assert parse_retry_after("2.5") == 2.5
-    assert parse_retry_after("-3") == 0.0
-    assert parse_retry_after("soon") is None
-    assert parse_retry_after("") is None
-    assert parse_retry_after(None) is None
-
-
-async def test_non_json_error_body_gives_the_status_line(
-    client: BackendClient, server: FakeServer
-) -> None:
-    server.reply(502, text="<html><body>upstream down</body></html>")
-    with pytest.raises(HttpStatusError) as caught:
-        await client.poll()
-    assert str(caught.value) == (
-        "the backend answered 502 to GET /api/training/agent/poll: 502 Bad Gateway"
-    )
-    assert caught.value.code is None
-
-
-@pytest.mark.parametrize(
-    "body",
-    [{"detail": "Not Found"}, {"error": {"message": "Not Found", "code": "NOPE"}}, ["Not Found"]],
-)
-async def test_other_error_body_shapes_are_tolerated(
-    client: BackendClient, server: FakeServer, body: object
-) -> None:
-    server.reply(404, json=body)
-    with pytest.raises(HttpStatusError, match=r"404 .*: (404 )?Not Found$") as caught:
-        await client.get_job_state("job-1")
-    assert caught.value.status == 404
-
-
-async def test_redirect_is_not_followed_and_says_where(
-    client: BackendClient, server: FakeServer
-) -> None:
-    server.reply(308, headers={"Location": "https://backend.test/api/training/agent/poll"})
-    with pytest.raises(HttpStatusError, match=r"redirected to https://backend\.test") as caught:
-        await client.poll()
-    assert caught.value.status == 308
-    assert len(server.requests) == 1
-
-
-async def test_success_that_is_not_json_is_a_protocol_error(
-    client: BackendClient, server: FakeServer
-) -> None:
-    server.reply(200, text="<html>login</html>", headers={"Content-Type": "text/html"})
-    with pytest.raises(ProtocolError, match=r"GET /api/training/agent/poll .*not JSON \(text/html"):
-        await client.poll()
-
-
-@pytest.mark.parametrize(
-    ("body", "problem"),
-    [
-        ({"success": True, "job": JOB}, "'job_token' is missing"),
-        ({"job_token": JOB_TOKEN, "job": {"model_name": "x"}}, "'job.id' is missing"),
-        ({"job_token": "has space"}, "'job_token' is invalid"),
-        ([1, 2], "the body is not a JSON object"),
-    ],
-)
-async def test_success_of_the_wrong_shape_is_a_protocol_error(
-    client: BackendClient, server: FakeServer, body: object, problem: str
-) -> None:
-    server.reply(200, json=body)
-    with pytest.raises(ProtocolError) as caught:
-        await client.claim("job-1")
-    message = str(caught.value)
-    assert message.startswith("the backend's answer to POST /api/training/agent/claim/job-1")
-    assert message.endswith(problem) or problem + " (" in message
-    assert "pydantic" not in message
-    assert "has space" not in message
-
-
-async def test_connect_error_names_the_host_and_reason(
-    client: BackendClient, server: FakeServer
-) -> None:
-    def refuse(request: httpx.Request) -> httpx.Response:
-        try:
-            raise ConnectionRefusedError(111, "Connect call failed")
-        except ConnectionRefusedError as exc:
-            raise httpx.ConnectError("All connection attempts failed", request=request) from exc
-
-    server.answer = refuse
-    with pytest.raises(TransportError) as caught:
-        await client.poll()
-    assert str(caught.value) == "cannot reach http://backend.test: connection refused"
-    assert isinstance(caught.value.__cause__, httpx.ConnectError)
-
-
-async def test_real_refused_connection_is_a_transport_error() -> None:
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    async with BackendClient(base_url=url, api_key=API_KEY, identity=IDENTITY) as backend:
-        with pytest.raises(TransportError) as caught:
-            await backend.poll()
-    assert str(caught.value) == f"cannot reach {url}: connection refused"
-
-
-@pytest.mark.parametrize(
-    ("failure", "message"),
-    [
-        (httpx.ReadTimeout, "http://backend.test did not answer within 30s"),
-        (httpx.ConnectTimeout, "cannot reach http://backend.test: no connection within 10s"),
-        (httpx.RemoteProtocolError, "lost the connection to http://backend.test: server hung up"),
-    ],
-)
-async def test_timeouts_and_dropped_connections_are_transport_errors(
-    client: BackendClient, server: FakeServer, failure: type[httpx.TransportError], message: str
-) -> None:
-    def fail(request: httpx.Request) -> httpx.Response:
-        raise failure("server hung up", request=request)
-
-    server.answer = fail
-    with pytest.raises(TransportError) as caught:
-        await client.post_logs("job-1", JOB_TOKEN, ["x"])
-    assert str(caught.value) == message
-
-
-async def test_long_poll_timeout_names_the_extended_read_timeout(
-    client: BackendClient, server: FakeServer
-) -> None:
-    def fail(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("timed out", request=request)
-
-    server.answer = fail
-    with pytest.raises(TransportError, match="did not answer within 40s"):
-        await client.poll(wait_s=30)
-
-
-# --- secrets --------------------------------------------------------------------------------
-
-
-async def test_secrets_never_appear_in_errors_or_repr(server: FakeServer) -> None:
-    """Every error path, with a server that echoes the credentials it got back."""
-    server.answer = lambda request: httpx.Response(
-        401, json={"error": f"bad credentials {request.headers['Authorization']}", "code": "X"}
-    )
-    transport = httpx.MockTransport(server)
-    backend = BackendClient(
-        base_url=BASE_URL, api_key=SecretStr(API_KEY), identity=IDENTITY, transport=transport
-    )
-    texts = [repr(backend), str(backend)]
-    calls = [
-        backend.poll(),
-        backend.claim("j"),
-        backend.get_job_state("j"),
-        backend.post_logs("j", JOB_TOKEN, ["x"]),
-        backend.update_status("j", JOB_TOKEN, JobStatus.FAILED, error="e"),
-    ]
-    for call in calls:
-        with pytest.raises(HttpStatusError) as caught:
-            await call
-        texts += [str(caught.value), repr(caught.value)]
-    server.reply(200, json={"job_token": "not a token"})
-    with pytest.raises(ProtocolError) as bad_token:
-        await backend.claim("j")
-    texts += [str(bad_token.value), repr(bad_token.value.__cause__)]
-    await backend.aclose()
-    assert "[redacted]" in texts[2]
-    for text in texts:
-        assert API_KEY not in text
-        assert JOB_TOKEN not in text
-        assert "not a token" not in text
-
-
-def test_a_pasted_key_is_stripped_and_a_broken_key_refused() -> None:
-    BackendClient(base_url=BASE_URL, api_key=f"  {API_KEY}\n", identity=IDENTITY)
-    with pytest.raises(ConfigError) as caught:
-        BackendClient(base_url=BASE_URL, api_key="wak_abc def", identity=IDENTITY)
-    assert "wak_abc" not in str(caught.value)
-    with pytest.raises(ConfigError, match="no API key"):
-        BackendClient(base_url=BASE_URL, api_key=SecretStr(" "), identity=IDENTITY)
-
-
-@pytest.mark.parametrize("url", ["backend.test", "ftp://backend.test", "http://"])
-def test_a_base_url_without_http_scheme_and_host_is_refused(url: str) -> None:
-    with pytest.raises(ConfigError, match="must start with http"):
-        BackendClient(base_url=url, api_key=API_KEY, identity=IDENTITY)
