@@ -2,11 +2,12 @@
 
     packaging/build [--dist DIR] [--work DIR]
 
-1. PyInstaller builds the one-file executable from ``packaging/training-agent.spec``
-   with this checkout's version and commit baked in;
-2. the executable and this platform's installers go into one folder named like the
-   archive, ``training-agent-<version>-<os>-<arch>`` (os: linux, darwin, windows; arch:
-   amd64, arm64);
+1. PyInstaller builds the one-folder executable (``training-agent`` and its ``_internal``
+   folder) from ``packaging/training-agent.spec`` with this checkout's version and
+   commit baked in;
+2. that build and this platform's installers go into one folder named like the archive,
+   ``training-agent-<version>-<os>-<arch>`` (os: linux, darwin, windows; arch: amd64,
+   arm64);
 3. that folder becomes ``<name>.tar.gz`` (``.zip`` on Windows) in ``--dist`` (default
    ``dist``), and ``SHA256SUMS`` there gets the archive's line (other lines are kept,
    so several builds can share one folder).
@@ -110,7 +111,7 @@ def source_commit() -> str:
 
 
 def run_pyinstaller(target: Target, work: Path) -> Path:
-    """Build the one-file executable under ``work``; its path."""
+    """Build the one-folder executable under ``work``; the folder it is in."""
     env = {
         **os.environ,
         "TRAINING_AGENT_BUILD_VERSION": target.version,
@@ -121,39 +122,85 @@ def run_pyinstaller(target: Target, work: Path) -> Path:
     done = subprocess.run(command, env=env, check=False)
     if done.returncode != 0:
         raise SystemExit(f"packaging/build: PyInstaller failed (exit {done.returncode})")
-    return work / "dist" / target.executable_name
+    return work / "dist" / "training-agent"
 
 
-def folder_files(target: Target, executable: Path) -> list[tuple[str, bytes, bool]]:
-    """``(name, content, executable)`` of every file in the archive's folder."""
-    files = [(target.executable_name, executable.read_bytes(), True)]
+@dataclass(frozen=True)
+class Member:
+    """One entry of the archive's folder: a file (from ``source`` or ``content``), a
+    folder, or a symbolic link (``link``: its target, as PyInstaller wrote it)."""
+
+    name: str
+    mode: int = 0o644
+    source: Path | None = None
+    content: bytes | None = None
+    link: str | None = None
+    folder: bool = False
+
+    def data(self) -> bytes | None:
+        """The file's bytes; None for a folder or a link."""
+        if self.content is not None:
+            return self.content
+        return None if self.source is None else self.source.read_bytes()
+
+
+def build_members(built: Path) -> list[Member]:
+    """Everything PyInstaller put in ``built`` (the executable, ``_internal``), in a
+    stable order, with executable bits kept and symbolic links kept as links."""
+    members: list[Member] = []
+    for path in sorted(built.rglob("*")):
+        name = path.relative_to(built).as_posix()
+        if path.is_symlink():
+            members.append(Member(name, 0o777, link=os.readlink(path)))
+        elif path.is_dir():
+            members.append(Member(name, 0o755, folder=True))
+        else:
+            executable = os.access(path, os.X_OK)
+            members.append(Member(name, 0o755 if executable else 0o644, source=path))
+    return members
+
+
+def folder_members(target: Target, built: Path) -> list[Member]:
+    """Every entry of the archive's folder: the build, the installers, a README."""
+    members = build_members(built)
     for source, name, is_executable in _EXTRAS[target.os]:
-        files.append((name, (INSTALLERS / source).read_bytes(), is_executable))
+        members.append(Member(name, 0o755 if is_executable else 0o644, source=INSTALLERS / source))
     readme = f"training-agent {target.version}\n\n{_README[target.os]}\n"
-    files.append(("README.txt", readme.encode(), False))
-    return files
+    members.append(Member("README.txt", content=readme.encode()))
+    return members
 
 
-def write_archive(target: Target, files: list[tuple[str, bytes, bool]], dist: Path) -> Path:
-    """The archive with one top-level folder; tar keeps the exec bits, zip for Windows."""
+def write_archive(target: Target, members: list[Member], dist: Path) -> Path:
+    """The archive with one top-level folder; tar keeps the exec bits and links, zip for
+    Windows (whose builds have no links)."""
     dist.mkdir(parents=True, exist_ok=True)
     path = dist / target.archive_name
     mtime = int(os.environ.get("SOURCE_DATE_EPOCH", time.time()))
     if target.os == "windows":
         with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for name, content, _ in files:
-                archive.writestr(f"{target.stem}/{name}", content)
+            for member in members:
+                if (data := member.data()) is not None:
+                    archive.writestr(f"{target.stem}/{member.name}", data)
         return path
     with tarfile.open(path, "w:gz") as archive:
-        folder = tarfile.TarInfo(target.stem)
-        folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, 0o755, mtime
-        archive.addfile(folder)
-        for name, content, is_executable in files:
-            info = tarfile.TarInfo(f"{target.stem}/{name}")
-            info.size, info.mtime = len(content), mtime
-            info.mode = 0o755 if is_executable else 0o644
-            archive.addfile(info, io.BytesIO(content))
+        archive.addfile(_tar_info(target.stem, Member("", 0o755, folder=True), mtime, None))
+        for member in members:
+            data = member.data()
+            info = _tar_info(f"{target.stem}/{member.name}", member, mtime, data)
+            archive.addfile(info, None if data is None else io.BytesIO(data))
     return path
+
+
+def _tar_info(name: str, member: Member, mtime: int, data: bytes | None) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mode, info.mtime = member.mode, mtime
+    if member.folder:
+        info.type = tarfile.DIRTYPE
+    elif member.link is not None:
+        info.type, info.linkname = tarfile.SYMTYPE, member.link
+    else:
+        info.size = len(data or b"")
+    return info
 
 
 def sha256_file(path: Path) -> str:
@@ -180,8 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=ROOT / "build", help="PyInstaller's work dir")
     args = parser.parse_args(argv)
     target = this_target()
-    executable = run_pyinstaller(target, args.work.resolve())
-    archive = write_archive(target, folder_files(target, executable), args.dist.resolve())
+    built = run_pyinstaller(target, args.work.resolve())
+    archive = write_archive(target, folder_members(target, built), args.dist.resolve())
     record_checksum(archive.parent / SUMS_FILE, archive)
     print(archive)
     return 0
