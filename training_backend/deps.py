@@ -9,6 +9,7 @@ replace its objects to drive the clock):
     SessionFactoryDep   makes sessions, for routes that must not hold one (long polls, uploads)
     WakeupsDep          the long polls waiting in this process
     ApiKeyRateLimitDep, LoginThrottleDep, EnrollRateLimitDep   the in-memory rate limits
+    ReleaseMirrorDep    fetches agent releases from ``releases_url`` on first use
 
     CurrentApiKey   an API key with the ``training`` scope (rate-limited per key); a key
                     an enrollment bound to an agent speaks only for that agent
@@ -43,6 +44,7 @@ from training_backend.services.api_keys import (
     uses_api_key,
 )
 from training_backend.services.job_tokens import authenticate_job, extract_job_token
+from training_backend.services.release_mirror import ReleaseMirror
 from training_backend.services.sessions import authenticate_session, session_token_of
 from training_backend.services.wakeups import Wakeups
 from training_backend.settings import BackendSettings
@@ -84,12 +86,19 @@ async def get_enroll_rate_limit(request: Request) -> AddressRateLimit:
     return limit
 
 
+async def get_release_mirror(request: Request) -> ReleaseMirror:
+    """This process's fetches of agent releases (their locks and recent failures)."""
+    mirror: ReleaseMirror = request.app.state.release_mirror
+    return mirror
+
+
 SettingsDep = Annotated[BackendSettings, Depends(get_settings)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 WakeupsDep = Annotated[Wakeups, Depends(get_wakeups)]
 ApiKeyRateLimitDep = Annotated[ApiKeyRateLimit, Depends(get_api_key_rate_limit)]
 LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
 EnrollRateLimitDep = Annotated[AddressRateLimit, Depends(get_enroll_rate_limit)]
+ReleaseMirrorDep = Annotated[ReleaseMirror, Depends(get_release_mirror)]
 
 
 async def get_db(factory: SessionFactoryDep) -> AsyncIterator[Session]:

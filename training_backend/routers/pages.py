@@ -14,7 +14,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from training_backend.deps import DbSession, PageUser, SettingsDep
+from training_backend.deps import DbSession, PageUser, ReleaseMirrorDep, SettingsDep
 from training_backend.errors import ApiError
 from training_backend.platforms import DISPLAY_NAMES, PLATFORMS
 from training_backend.public_url import backend_url
@@ -70,7 +70,11 @@ def login_page(request: Request, user: PageUser, next_page: NextPage = "/workers
 
 @router.get("/workers")
 def workers_page(
-    request: Request, user: PageUser, db: DbSession, settings: SettingsDep
+    request: Request,
+    user: PageUser,
+    db: DbSession,
+    settings: SettingsDep,
+    mirror: ReleaseMirrorDep,
 ) -> Response:
     """Download the agent, make a key, install, and watch the agents come online.
 
@@ -81,7 +85,8 @@ def workers_page(
         return sign_in_first(request)
     url = backend_url(request, settings)
     user_agent = request.headers.get("user-agent")
-    downloads = list_downloads(settings, backend_url=url, user_agent=user_agent)
+    upstream = mirror.upstream_for(settings)
+    downloads = list_downloads(settings, backend_url=url, user_agent=user_agent, upstream=upstream)
     detected = downloads.detected_platform
     primary = next((a for a in downloads.artifacts if a.platform == detected), None)
     data: dict[str, Any] = {

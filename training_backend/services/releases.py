@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,9 +84,20 @@ def _copy_atomically(source: Path, target: Path) -> None:
 
 
 def _record(sums: Path, added: list[AddedRelease]) -> None:
-    lines = parse_sums(sums.read_text(encoding="utf-8")) if sums.is_file() else {}
-    lines.update({release.filename: release.sha256 for release in added})
-    text = "".join(f"{digest}  {name}\n" for name, digest in sorted(lines.items()))
-    partial = sums.with_name(f".{sums.name}.partial")
-    partial.write_text(text, encoding="utf-8", newline="\n")
-    os.replace(partial, sums)
+    record_checksums(sums.parent, {release.filename: release.sha256 for release in added})
+
+
+_RECORDING = threading.Lock()  # the mirror records from request threads
+
+
+def record_checksums(releases_dir: Path, digests: dict[str, str]) -> None:
+    """Add or replace these files' lines in the directory's ``SHA256SUMS`` (written to a
+    temporary name and renamed, so a reader never sees half of it)."""
+    sums = releases_dir / CHECKSUMS_FILE
+    with _RECORDING:
+        lines = parse_sums(sums.read_text(encoding="utf-8")) if sums.is_file() else {}
+        lines.update(digests)
+        text = "".join(f"{digest}  {name}\n" for name, digest in sorted(lines.items()))
+        partial = sums.with_name(f".{sums.name}.partial")
+        partial.write_text(text, encoding="utf-8", newline="\n")
+        os.replace(partial, sums)
