@@ -14,7 +14,12 @@ from training_backend.errors import ApiError
 from training_backend.ratelimit import client_address
 from training_backend.routing import DbRoute
 from training_backend.schemas.accounts import Done, LoginAnswer, LoginRequest, UserPublic
-from training_backend.services.sessions import SESSION_COOKIE, end_session, session_token_of
+from training_backend.services.sessions import (
+    SESSION_COOKIE,
+    end_session,
+    session_token_of,
+    set_session_cookie,
+)
 from training_backend.services.sign_in import sign_in
 
 router = APIRouter(prefix="/api/auth", tags=["auth"], route_class=DbRoute)
@@ -54,15 +59,8 @@ def login(
         now=utcnow(),
         lifetime=lifetime,
     )
-    response.set_cookie(
-        SESSION_COOKIE,
-        signed_in.token,
-        max_age=int(lifetime.total_seconds()),
-        path="/",
-        secure=request.url.scheme == "https",
-        httponly=True,
-        samesite="lax",
-    )
+    secure = request.url.scheme == "https"
+    set_session_cookie(response, signed_in.token, lifetime=lifetime, secure=secure)
     return LoginAnswer(
         token=signed_in.token,
         expires_at=signed_in.session.expires_at,

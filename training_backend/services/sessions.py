@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from fastapi import Request
+from fastapi import Request, Response
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -65,6 +65,21 @@ def session_token_of(request: Request, *, public_url: str | None) -> str:
         message = "Cross-site request refused; use the page served by this backend"
         raise ApiError(403, "CROSS_SITE_REQUEST", message)
     return cookie
+
+
+def set_session_cookie(
+    response: Response, token: str, *, lifetime: timedelta, secure: bool
+) -> None:
+    """Hand the browser its session: HttpOnly, SameSite=Lax, Secure over https."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(lifetime.total_seconds()),
+        path="/",
+        secure=secure,
+        httponly=True,
+        samesite="lax",
+    )
 
 
 def _same_origin(request: Request, public_url: str | None) -> bool:
