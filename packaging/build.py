@@ -1,6 +1,7 @@
 """Build this machine's release archive of the agent (run through ``packaging/build``).
 
-    packaging/build [--dist DIR] [--work DIR]
+    packaging/build [--dist DIR] [--work DIR] [--sign KEYFILE] [--trust PUBKEY]…
+                    [--version V] [--repack FOLDER]
 
 1. PyInstaller builds the one-folder executable (``training-agent`` and its ``_internal``
    folder) from ``packaging/training-agent.spec`` with this checkout's version and
@@ -12,8 +13,17 @@
    ``dist``), and ``SHA256SUMS`` there gets the archive's line (other lines are kept,
    so several builds can share one folder).
 
-Prints the archive's path last. Standard library only, plus PyInstaller in the same
-Python (the ``build`` extra).
+With ``--sign KEYFILE`` (an Ed25519 key from ``packaging/sign.py genkey``) the archive
+gets ``<archive>.sig`` beside it, and the build trusts that key (and each ``--trust``
+public key) for its self-update: their public halves are baked into
+``training_agent/_build.json``. ``--version V`` bakes another version than the
+source's; ``--repack FOLDER`` skips PyInstaller and packs an existing one-folder build
+(the ``training-agent`` folder PyInstaller made) with this version and these keys:
+how a release candidate becomes the release without a second, different build, and
+how the release tests make version B of the build they already have.
+
+Prints the archive's path last. Standard library only, plus PyInstaller and this
+project (for ``--sign``) in the same Python (the ``build`` extra).
 """
 
 from __future__ import annotations
@@ -21,9 +31,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -110,12 +122,13 @@ def source_commit() -> str:
     return done.stdout.strip() or "unknown"
 
 
-def run_pyinstaller(target: Target, work: Path) -> Path:
+def run_pyinstaller(target: Target, work: Path, trusted: list[str]) -> Path:
     """Build the one-folder executable under ``work``; the folder it is in."""
     env = {
         **os.environ,
         "TRAINING_AGENT_BUILD_VERSION": target.version,
         "TRAINING_AGENT_BUILD_COMMIT": source_commit(),
+        "TRAINING_AGENT_BUILD_TRUSTED_KEYS": ",".join(trusted),
     }
     command = [sys.executable, "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN"]
     command += ["--distpath", str(work / "dist"), "--workpath", str(work / "build"), str(SPEC)]
@@ -221,15 +234,67 @@ def record_checksum(sums: Path, archive: Path) -> None:
     sums.write_text(text, encoding="utf-8", newline="\n")
 
 
+def repack(folder: Path, work: Path, target: Target, trusted: list[str]) -> Path:
+    """A copy of the one-folder build ``folder`` under ``work`` with ``target``'s version
+    and these trusted keys in its ``_build.json``; the copy."""
+    build_file = Path("_internal") / "training_agent" / "_build.json"
+    if not (folder / build_file).is_file():
+        raise SystemExit(f"packaging/build: {folder} is not a one-folder build (no {build_file})")
+    copy = work / "repacked" / "training-agent"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(folder, copy, symlinks=True)
+    info = json.loads((copy / build_file).read_text(encoding="utf-8"))
+    info.update(version=target.version, trusted_keys=trusted)
+    (copy / build_file).write_text(json.dumps(info) + "\n", encoding="utf-8")
+    return copy
+
+
+def public_keys(sign: Path | None, trust: list[str]) -> list[str]:
+    """The signing key's public half and the ``--trust`` keys (text, or files holding it)."""
+    keys = []
+    if sign is not None:
+        keys.append(_run_sign_tool("pubkey", str(sign)))
+    for value in trust:
+        keys.append(Path(value).read_text().strip() if Path(value).is_file() else value.strip())
+    return keys
+
+
+def _run_sign_tool(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "packaging" / "sign.py"), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"packaging/build: packaging/sign.py {args[0]} failed: {done.stderr}")
+    return done.stdout.strip().splitlines()[-1]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="packaging/build", description=__doc__.splitlines()[0])
     parser.add_argument("--dist", type=Path, default=ROOT / "dist", help="where archives go")
     parser.add_argument("--work", type=Path, default=ROOT / "build", help="PyInstaller's work dir")
+    parser.add_argument("--sign", type=Path, metavar="KEYFILE", help="sign with this Ed25519 key")
+    parser.add_argument("--trust", action="append", default=[], metavar="PUBKEY")
+    parser.add_argument("--version", help="the version to bake in (default: the source's)")
+    parser.add_argument("--repack", type=Path, metavar="FOLDER", help="pack this build again")
     args = parser.parse_args(argv)
     target = this_target()
-    built = run_pyinstaller(target, args.work.resolve())
+    if args.version:
+        if not re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+[0-9A-Za-z.+-]{0,32}", args.version):
+            raise SystemExit(f"packaging/build: {args.version!r} is not a release version")
+        target = Target(version=args.version, os=target.os, arch=target.arch)
+    trusted = public_keys(args.sign, args.trust)
+    work = args.work.resolve()
+    if args.repack is not None:
+        built = repack(args.repack.resolve(), work, target, trusted)
+    else:
+        built = run_pyinstaller(target, work, trusted)
     archive = write_archive(target, folder_members(target, built), args.dist.resolve())
     record_checksum(archive.parent / SUMS_FILE, archive)
+    if args.sign is not None:
+        _run_sign_tool("sign", str(args.sign), str(archive))
     print(archive)
     return 0
 

@@ -8,8 +8,9 @@ When an archive the page or an installer asks for is not in the releases directo
    is fetched;
 2. downloads the archive into a hidden file of the releases directory, hashing it as it
    arrives (at most :data:`MAX_ARCHIVE_BYTES`);
-3. keeps it only when its SHA-256 is the one listed, renaming it into place and adding
-   its line to the directory's own ``SHA256SUMS`` (what ``releases add`` does), so from
+3. keeps it only when its SHA-256 is the one listed, with its signature
+   (``<archive>.sig``) when the release has one, renaming it into place and adding its
+   line to the directory's own ``SHA256SUMS`` (what ``releases add`` does), so from
    then on it is served from disk like any other.
 
 Every failure (the server down, no ``SHA256SUMS``, the archive not listed, a tampered or
@@ -39,7 +40,7 @@ from training_backend.services.downloads import (
     UpstreamSha256,
     parse_sums,
 )
-from training_backend.services.releases import record_checksums
+from training_backend.services.releases import SIGNATURE_SUFFIX, record_checksums
 from training_backend.settings import BackendSettings
 
 logger = logging.getLogger(__name__)
@@ -163,6 +164,7 @@ class ReleaseMirror:
                     f"{url} does not match its line in {folder}/{CHECKSUMS_FILE} (a damaged, "
                     "truncated or tampered download); nothing was kept: check that release"
                 )
+            self._fetch_signature(folder, artifact)
             os.replace(partial, artifact.path)
             record_checksums(artifact.releases_dir, {artifact.filename: expected})
         except OSError as exc:
@@ -174,6 +176,17 @@ class ReleaseMirror:
             with contextlib.suppress(OSError):
                 partial.unlink(missing_ok=True)
         logger.info("release mirror: fetched %s from %s", artifact.filename, url)
+
+    def _fetch_signature(self, folder: str, artifact: Artifact) -> None:
+        """Keep ``<archive>.sig`` when the release has one (agents check it, not we)."""
+        name = artifact.filename + SIGNATURE_SUFFIX
+        try:
+            with self._client() as client:
+                signature = b"".join(_download(client, f"{folder}/{name}", MAX_SUMS_BYTES))
+        except FetchFailed as exc:
+            logger.info("release mirror: no signature for %s (%s)", artifact.filename, exc)
+            return
+        (artifact.releases_dir / name).write_bytes(signature)
 
     def _client(self) -> httpx.Client:
         return httpx.Client(timeout=TIMEOUT, follow_redirects=True, transport=self.transport)

@@ -65,7 +65,7 @@ def clock() -> Clock:
 @pytest.fixture
 def upstream() -> Iterator[ReleaseServer]:
     """A release v0.3.0 holding the Linux archive and its SHA256SUMS line."""
-    files = {"SHA256SUMS": sums(**{LINUX: ARCHIVE}), LINUX: ARCHIVE}
+    files = {"SHA256SUMS": sums(**{LINUX: ARCHIVE}), LINUX: ARCHIVE, f"{LINUX}.sig": b"c2ln\n"}
     with release_server(files, prefix="/owner/repo/releases/download/v0.3.0") as server:
         yield server
 
@@ -104,7 +104,9 @@ async def test_setup_offers_the_release_before_it_is_fetched_then_the_first_down
     assert first.headers["x-checksum-sha256"] == sha256(ARCHIVE)
     assert (releases / LINUX).read_bytes() == ARCHIVE
     assert (releases / "SHA256SUMS").read_text() == f"{sha256(ARCHIVE)}  {LINUX}\n"
-    assert sorted(path.name for path in releases.iterdir()) == ["SHA256SUMS", LINUX]
+    # the release's signature came along, for the agents to check
+    assert (releases / f"{LINUX}.sig").read_bytes() == b"c2ln\n"
+    assert sorted(path.name for path in releases.iterdir()) == ["SHA256SUMS", LINUX, f"{LINUX}.sig"]
 
     upstream.stop()  # from now on it is served from the releases directory
     again = await client.get(DOWNLOAD)
