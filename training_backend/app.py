@@ -27,6 +27,7 @@ from training_backend.routers import (
     jobs,
     pages,
 )
+from training_backend.services.agent_updates import UpdateOffers
 from training_backend.services.release_mirror import ReleaseMirror
 from training_backend.services.wakeups import Wakeups
 from training_backend.settings import BackendSettings
@@ -61,7 +62,8 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     app.state.login_throttle = LoginThrottle()
     app.state.enroll_rate_limit = AddressRateLimit()
     app.state.wakeups = Wakeups()  # long polls waiting in this process
-    app.state.release_mirror = ReleaseMirror()  # releases fetched from releases_url
+    app.state.release_mirror = mirror = ReleaseMirror()  # releases fetched from releases_url
+    app.state.update_offers = UpdateOffers(mirror)  # agent_update in poll answers
     install_error_handlers(app)
     routers = (health, agent_protocol, job_reporting, jobs, auth, agents, api_keys, downloads)
     for module in (*routers, pages):

@@ -10,6 +10,7 @@ replace its objects to drive the clock):
     WakeupsDep          the long polls waiting in this process
     ApiKeyRateLimitDep, LoginThrottleDep, EnrollRateLimitDep   the in-memory rate limits
     ReleaseMirrorDep    fetches agent releases from ``releases_url`` on first use
+    UpdateOffersDep     the ``agent_update`` poll answers offer (cached per platform)
 
     CurrentApiKey   an API key with the ``training`` scope (rate-limited per key); a key
                     an enrollment bound to an agent speaks only for that agent
@@ -36,6 +37,7 @@ from training_backend.db.models import ApiKey, TrainingJob, User
 from training_backend.db.types import utcnow
 from training_backend.errors import ApiError
 from training_backend.ratelimit import AddressRateLimit, ApiKeyRateLimit, LoginThrottle
+from training_backend.services.agent_updates import UpdateOffers
 from training_backend.services.agents import AgentIdentity, agent_identity_from_headers
 from training_backend.services.api_keys import (
     authenticate_api_key,
@@ -92,6 +94,12 @@ async def get_release_mirror(request: Request) -> ReleaseMirror:
     return mirror
 
 
+async def get_update_offers(request: Request) -> UpdateOffers:
+    """The updates this process offers agents in poll answers."""
+    offers: UpdateOffers = request.app.state.update_offers
+    return offers
+
+
 SettingsDep = Annotated[BackendSettings, Depends(get_settings)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 WakeupsDep = Annotated[Wakeups, Depends(get_wakeups)]
@@ -99,6 +107,7 @@ ApiKeyRateLimitDep = Annotated[ApiKeyRateLimit, Depends(get_api_key_rate_limit)]
 LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
 EnrollRateLimitDep = Annotated[AddressRateLimit, Depends(get_enroll_rate_limit)]
 ReleaseMirrorDep = Annotated[ReleaseMirror, Depends(get_release_mirror)]
+UpdateOffersDep = Annotated[UpdateOffers, Depends(get_update_offers)]
 
 
 async def get_db(factory: SessionFactoryDep) -> AsyncIterator[Session]:

@@ -99,6 +99,10 @@ class BackendSettings(BaseSettings):
     agent_version: str = Field(default="0.2.0", pattern=AGENT_VERSION_PATTERN)
     """Version of the agent the download endpoint serves (at least 0.2.0)."""
 
+    allow_agent_downgrade: bool = False
+    """Offer agents newer than ``agent_version`` that version too (``agent_update`` with
+    ``"downgrade": true``); off: newer agents are left alone."""
+
     min_agent_version: str | None = Field(default=None, pattern=AGENT_VERSION_PATTERN)
     """Oldest agent allowed to poll and claim, e.g. ``0.3.0`` (compared on major.minor.patch
     with ``X-Agent-Version``); older agents, and agents that send no version, get 426

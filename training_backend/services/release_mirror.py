@@ -75,6 +75,7 @@ class ReleaseMirror:
     _fetching: dict[str, threading.Lock] = field(default_factory=dict)
     _sums: dict[str, tuple[float, dict[str, str]]] = field(default_factory=dict)
     _failed: dict[str, tuple[float, str]] = field(default_factory=dict)
+    _signatures: dict[str, tuple[float, str | None]] = field(default_factory=dict)
 
     def upstream_for(self, settings: BackendSettings) -> UpstreamSha256 | None:
         """How the listings learn the checksum of an archive not fetched yet (None
@@ -87,6 +88,21 @@ class ReleaseMirror:
         """The archive's SHA-256 as the upstream ``SHA256SUMS`` lists it (502 if it cannot)."""
         folder = self._folder(settings)
         return self._guarded(f"sums {folder}", lambda: self._listed(folder, artifact))
+
+    def upstream_signature(self, settings: BackendSettings, artifact: Artifact) -> str | None:
+        """The release's ``<archive>.sig`` (kept in memory like the sums); None without one."""
+        url = f"{self._folder(settings)}/{artifact.filename}{SIGNATURE_SUFFIX}"
+        cached = self._signatures.get(url)
+        if cached is not None and self.clock() - cached[0] < SUMS_TTL_S:
+            return cached[1]
+        try:
+            with self._client() as client:
+                body = b"".join(_download(client, url, MAX_SUMS_BYTES))
+            signature: str | None = body.decode("ascii", errors="replace").strip()
+        except FetchFailed:
+            signature = None
+        self._signatures[url] = (self.clock(), signature)
+        return signature
 
     def ensure(self, settings: BackendSettings, artifact: Artifact) -> None:
         """Make sure ``artifact`` is in the releases directory: fetch it when it is not
