@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from training_agent.api import BackendClient
 from training_agent.config import Settings, load_settings
-from training_agent.daemon import Daemon, DaemonOptions, install_signal_handlers
+from training_agent.daemon import EXIT_UPDATE, Daemon, DaemonOptions, install_signal_handlers
 from training_agent.dataset_cache import DatasetCache
 from training_agent.errors import ConfigError, TrainingAgentError
 from training_agent.executor.dataset import DatasetFetcher
@@ -44,6 +44,8 @@ from training_agent.reporting.outbox import Outbox
 from training_agent.reporting.uploader import Uploader
 from training_agent.resources import GpuPool, ResourceMonitor
 from training_agent.status.state import AgentState
+from training_agent.update.setup import build_updater
+from training_agent.update.updater import Updater
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,7 @@ class Agent:
     outbox: Outbox
     state: AgentState
     daemon: Daemon
+    updater: Updater
 
     async def run(self) -> int:
         """Serve the status API, route stop signals, and run the daemon until it drains;
@@ -113,9 +116,11 @@ class Agent:
             )
             loop = asyncio.get_running_loop()
             remove_handlers = install_signal_handlers(loop, self.daemon.request_stop)
+            trial = asyncio.create_task(self.updater.watch_trial(), name="update-trial")
             try:
                 return await self.daemon.run()
             finally:
+                trial.cancel()
                 remove_handlers()
                 if status_api is not None:
                     await status_api.stop()
@@ -178,6 +183,7 @@ def build_agent(
         auth_retry_s=settings.auth_retry_seconds,
         reload_key=lambda: reread_api_key(paths),
         headers=lambda: daemon.poll_headers(),
+        on_answer=lambda answer: updater.observe(answer),
         sleep=sleep,
         rng=rng,
         clock=clock,
@@ -222,7 +228,14 @@ def build_agent(
         clock=clock,
         sleep=sleep,
     )
-    return Agent(settings, paths, identity, client, outbox, state, daemon)
+    updater = build_updater(
+        settings, paths, client=client, version=identity.version, platform=identity.platform
+    )
+    updater.on_ready = daemon.stop_for_update
+    updater.on_change = lambda status: state.set_update(status.as_info())
+    daemon.update_info = lambda: updater.status.as_info()
+    state.set_update(updater.status.as_info())
+    return Agent(settings, paths, identity, client, outbox, state, daemon, updater)
 
 
 async def run_agent(settings: Settings, paths: AgentPaths) -> int:
@@ -240,7 +253,10 @@ async def run_agent(settings: Settings, paths: AgentPaths) -> int:
         identity.hostname,
         settings.backend_url,
     )
-    return await agent.run()
+    code = await agent.run()
+    if code == EXIT_UPDATE and agent.updater.wants_restart:
+        agent.updater.restart()  # switches builds and re-executes: does not return
+    return code
 
 
 def _job_options(settings: Settings) -> JobOptions:

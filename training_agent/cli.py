@@ -238,9 +238,16 @@ def _start(args: argparse.Namespace) -> int:
             "training-agent: no terminal for the dashboard; running the agent alone",
             file=sys.stderr,
         )
-    from training_agent.agent import run_agent  # the daemon's imports, only when needed
+    from training_agent import __version__
+    from training_agent.update.guard import guarded_start
 
-    return asyncio.run(run_agent(settings, paths))
+    def start() -> int:
+        from training_agent.agent import run_agent  # the daemon's imports, only when needed
+
+        return asyncio.run(run_agent(settings, paths))
+
+    # A new build on trial that fails to start is rolled back (update/guard.py).
+    return guarded_start(start, state_dir=paths.state_dir, version=__version__)
 
 
 def _dashboard(args: argparse.Namespace) -> int:

@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     """Level of the agent's own log: DEBUG, INFO, WARNING or ERROR."""
 
+    auto_update: bool | None = None
+    """Install the version the backend offers (``agent_update``) by itself: verified
+    (SHA-256 and the release signature), after the running jobs, rolled back when it does
+    not poll within 2 minutes. Default: on for the executable the installers put in place,
+    off for a pip or pipx install (it logs how to upgrade) and an unpacked archive."""
+
     metrics_without_token: bool = False
     """Serve the status API's ``/metrics`` without the bearer token, so a local Prometheus
     can scrape it; every other endpoint still needs the token. Loopback only either way."""

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_REVOKED = 4
 EXIT_OUTDATED = 5  # the CLI's code for AgentOutdatedError: install the new version first
+EXIT_UPDATE = 75  # stopped for the self-update: run_agent switches builds and re-executes
 # How long a stopping agent keeps trying to deliver reports before it exits; what is
 # left stays in the outbox and goes out at the next start.
 FINAL_FLUSH_S = 30.0
@@ -100,6 +101,8 @@ class Daemon:
         self._started = 0
         self._draining = False  # claim nothing new
         self._stopping = False  # and exit once no job runs
+        self._for_update = False  # the stop is the self-update's: exit EXIT_UPDATE
+        self.update_info: Callable[[], dict[str, object] | None] = lambda: None
         self._ready = False  # the reports of the last run had their chance first
         self._disk_low = False
         self._idle_since = clock()
@@ -143,6 +146,13 @@ class Daemon:
         self.drain()
         self._changed.set()
         self._stop_polling_when_idle()
+
+    def stop_for_update(self) -> None:
+        """The new build is ready: finish the running jobs, then exit ``EXIT_UPDATE``."""
+        if not self._stopping:
+            log.info("stopping for the update once %d running job(s) ended", len(self._active))
+            self._for_update = True
+        self.stop()
 
     def force_stop(self) -> None:
         """Cancel running jobs now; they are reported failed with "agent stopped"."""
@@ -192,12 +202,14 @@ class Daemon:
         if self.poller.outdated is not None:
             raise self.poller.outdated
         log.info("agent stopped after %d job(s)", self._started)
-        return EXIT_OK
+        return EXIT_UPDATE if self._for_update else EXIT_OK
 
     def poll_headers(self) -> dict[str, str]:
         """``X-Agent-Info`` and ``X-Agent-Current-Jobs`` for the next poll."""
         info = self._resources.info_header(
-            busy_jobs=len(self._active), max_jobs=self._options.max_concurrent_jobs
+            busy_jobs=len(self._active),
+            max_jobs=self._options.max_concurrent_jobs,
+            update=self.update_info(),
         )
         self._state.set_resources(self._resources.sample())
         return {"X-Agent-Current-Jobs": ",".join(sorted(self._active)), "X-Agent-Info": info}

@@ -98,17 +98,20 @@ class Poller:
         auth_retry_s: float = AUTH_RETRY_S,
         reload_key: KeyReader | None = None,
         headers: Callable[[], dict[str, str]] | None = None,
+        on_answer: Callable[[PollResponse], None] | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``headers()`` gives extra poll headers (``X-Agent-Info``...), asked per poll."""
+        """``headers()`` gives extra poll headers (``X-Agent-Info``...), asked per poll;
+        ``on_answer`` sees every successful poll's answer (the self-update)."""
         self._client = client
         self._state = state
         self._min_interval_s = min_interval_s
         self._auth_retry_s = auth_retry_s
         self._reload_key = reload_key
         self._headers = headers
+        self._on_answer = on_answer
         self._sleep = sleep
         self._rng = rng
         self._clock = clock
@@ -169,6 +172,8 @@ class Poller:
             self._inflight.cancel()
             self._inflight = None
         self._connected(answer, latency_s=self._clock() - started, long_poll=wait_s is not None)
+        if self._on_answer is not None:
+            self._on_answer(answer)
         interval = max(answer.poll_interval_seconds, self._min_interval_s)
         delay = interval * (0.8 + 0.4 * self._rng())  # spread a fleet's polls apart
         if answer.job is None or not can_claim:

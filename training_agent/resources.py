@@ -95,9 +95,14 @@ class ResourceMonitor:
         self.sample()
         return self._last_gpus
 
-    def info_header(self, *, busy_jobs: int, max_jobs: int) -> str:
-        """The ``X-Agent-Info`` value: the last sample plus the job slots, compact JSON."""
+    def info_header(
+        self, *, busy_jobs: int, max_jobs: int, update: dict[str, object] | None = None
+    ) -> str:
+        """The ``X-Agent-Info`` value: the last sample plus the job slots (and the
+        self-update's state when there is one), compact JSON."""
         info = {**self.sample(), "max_jobs": max_jobs, "busy_jobs": busy_jobs}
+        if update:
+            info["update"] = update
         return json.dumps(info, separators=(",", ":"))
 
     def _read(self) -> dict[str, Any]:

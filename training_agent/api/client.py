@@ -203,6 +203,13 @@ class BackendClient:
         async with self._stream("GET", path, job_token) as response:
             return await save_body(response, target, what=f"GET {path}")
 
+    async def download_release(self, platform: str, arch: str, target: Path) -> DownloadedFile:
+        """Stream this backend's agent archive for ``platform`` and ``arch`` (the build an
+        ``agent_update`` offers) into the new file ``target``; the caller verifies it."""
+        path = f"/api/workers/download/{_seg(platform)}?arch={_seg(arch)}"
+        async with self._stream("GET", path) as response:
+            return await save_body(response, target, what=f"GET {path}")
+
     async def _send(
         self,
         method: str,
@@ -231,7 +238,7 @@ class BackendClient:
 
     @contextlib.asynccontextmanager
     async def _stream(
-        self, method: str, path: str, job_token: str
+        self, method: str, path: str, job_token: str | None = None
     ) -> AsyncIterator[httpx.Response]:
         """Like ``_send``, but the 2xx body is left unread for the caller to stream."""
         headers = self._headers(path, job_token, None)

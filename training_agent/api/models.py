@@ -86,6 +86,23 @@ class PolledJob(_Body):
         return value
 
 
+class UpdateArchive(_Body):
+    """One build an ``agent_update`` offers (the backend's word only: verified later)."""
+
+    arch: str
+    filename: str
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+    signature: str | None = None
+
+
+class AgentUpdateOffer(_Body):
+    """``agent_update``: the version the backend wants this agent on, and its builds."""
+
+    version: str = Field(min_length=1, max_length=64)
+    downgrade: bool = False
+    archives: list[UpdateArchive] = []
+
+
 class PollResponse(_Body):
     """The answer to a poll: at most one job, the pacing, and the backend's extensions.
 
@@ -95,6 +112,16 @@ class PollResponse(_Body):
     job: PolledJob | None = None
     poll_interval_seconds: float = DEFAULT_POLL_INTERVAL_S
     features: frozenset[str] = frozenset()
+    agent_update: AgentUpdateOffer | None = None
+
+    @field_validator("agent_update", mode="wrap")
+    @classmethod
+    def _ignore_a_malformed_offer(cls, value: object, handler: Any) -> object:
+        # An offer the agent cannot read is no reason to lose the job beside it.
+        try:
+            return handler(value)
+        except ValueError:
+            return None
 
     @field_validator("poll_interval_seconds", mode="before")
     @classmethod

@@ -45,6 +45,25 @@ export function gpuText(agent) {
   return listed.join(", ") + driver;
 }
 
+const UPDATE_WORDS = {
+  available: "update available",
+  pending: "update pending",
+  ready: "update ready, after the running job",
+  updating: "updating",
+  trial: "new version, until its first poll",
+  failed: "update failed",
+};
+
+/** The agent's self-update as it reports it: "update pending: 0.3.0", "update failed: 0.3.0 (why)". */
+export function updateText(agent) {
+  const info = (agent.metadata && agent.metadata.info) || {};
+  const update = info.update;
+  if (!update || typeof update.state !== "string" || !(update.state in UPDATE_WORDS)) return "";
+  const version = typeof update.version === "string" ? ` ${update.version}` : "";
+  const reason = typeof update.reason === "string" && update.reason ? ` (${update.reason})` : "";
+  return `${UPDATE_WORDS[update.state]}:${version}${reason}`;
+}
+
 class AgentCard {
   constructor(agent, panel) {
     this.agent = agent;
@@ -83,7 +102,7 @@ class AgentCard {
     setText(this.name, agent.hostname || agent.agent_id);
     setText(this.facts.id, agent.agent_id);
     setText(this.facts.platform, PLATFORM_NAMES[agent.platform] || agent.platform || "unknown");
-    setText(this.facts.version, agent.version || "unknown");
+    setText(this.facts.version, [agent.version || "unknown", updateText(agent)].filter(Boolean).join(" · "));
     setText(this.facts.seen, ago(agent.last_poll_at));
     setText(this.facts.gpus, gpuText(agent));
     this.renderJobs(agent.current_jobs);
