@@ -43,6 +43,8 @@ MAX_BATCH_METRICS = 500
 # still goes out at once. Buildkite's log streamer sends once a second; a quarter keeps
 # the page live. See docs/benchmarks.md (the trainer overhead).
 BATCH_WINDOW_S = 1.0
+# The one refusal a caller mends instead of dropping the report (docs/protocol.md).
+LOG_GAP = "LOG_GAP"
 
 
 def _ignore(*_args: object) -> None:
@@ -190,7 +192,7 @@ class Uploader:
                     ),
                 )
             except ConflictError as exc:
-                if exc.code != "LOG_GAP":
+                if exc.code != LOG_GAP:
                     raise
                 sent_below = await self._after_gap(job_id, token, lines, batch.offset, exc)
             self._outbox.ack_logs(job_id, below=sent_below)
@@ -230,13 +232,9 @@ class Uploader:
             answer = await call_with_retry(
                 call, policy=self._policy, sleep=self._sleep, rng=self._rng, describe=what
             )
-        except ConflictError as exc:
-            if exc.code == "LOG_GAP":
-                raise  # the caller can mend a gap
-            self._refused(what, exc)
         except HttpStatusError as exc:
-            if is_retryable(exc):
-                raise
+            if exc.code == LOG_GAP or is_retryable(exc):
+                raise  # the caller can mend a gap; a retryable one ran out of attempts
             self._refused(what, exc)
             return None
         control = getattr(answer, "control", None)

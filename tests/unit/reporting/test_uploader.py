@@ -248,3 +248,56 @@ async def test_passes_of_a_busy_job_are_a_batch_window_apart(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert slept[0] == pytest.approx(0.7)  # the rest of the window, then the next pass
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(409, "INVALID_TRANSITION"), (409, "CONFLICT"), (400, "INVALID_REQUEST"), (413, None)],
+)
+async def test_a_status_refused_for_good_is_dropped_and_delivery_goes_on(
+    tmp_path: Path,
+    client: BackendClient,
+    backend: FakeBackend,
+    caplog: pytest.LogCaptureFixture,
+    status: int,
+    code: str | None,
+) -> None:
+    # The regression of issue 16: a 409 other than LOG_GAP fell through to an unbound
+    # answer, the uploader died, and no report of any job went out from then on.
+    box = Outbox(tmp_path / "outbox.sqlite3")
+    box.open_job("j1", "token-1")
+    box.open_job("j2", "token-2")
+    box.append_status("j1", JobStatus.PAUSED)
+    box.append_logs("j1", ["after the refused status"])
+    box.append_status("j1", JobStatus.COMPLETED)
+    box.append_logs("j2", ["the next job"])
+    box.append_status("j2", JobStatus.COMPLETED)
+    refused = {"error": "Cannot change job status from paused to completed"}
+    if code is not None:
+        refused["code"] = code
+    backend.on(
+        STATUS,
+        httpx.Response(200, json={"status": "paused"}),
+        httpx.Response(status, json=refused),
+    )
+    delivered: list[str] = []
+    up = Uploader(
+        outbox=box,
+        client=client,
+        features=lambda: frozenset({"log_offsets"}),
+        sleep=no_sleep,
+        on_delivered=delivered.append,
+    )
+    assert await up.drain_once()
+
+    assert [c["status"] for c in backend.calls(STATUS)] == ["paused", "completed"]
+    assert backend.calls(LOGS) == [{"logs": ["after the refused status"], "offset": 0}]
+    assert backend.calls("POST /api/training/local/j2/logs") == [
+        {"logs": ["the next job"], "offset": 0}
+    ]
+    assert backend.calls("PATCH /api/training/local/j2/status") == [{"status": "completed"}]
+    assert delivered == ["j1", "j2"]
+    assert box.unfinished_jobs() == []
+    dropped = [r for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(dropped) == 1, caplog.text
+    assert "job j1 status completed" in dropped[0].getMessage()
