@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from training_agent.api import BackendClient
-from training_agent.control import LEASE_LOST, JobControl
+from training_agent.control import LEASE_LOST, JobControl, gone_reason
 from training_agent.errors import HttpStatusError, StateError
 from training_agent.executor.dataset import DatasetFetcher
 from training_agent.executor.runner import JobRunner
@@ -139,7 +139,7 @@ class JobSlots:
     def on_gone(self, job_id: str, exc: HttpStatusError) -> None:
         """The backend refuses the job's reports for good."""
         if slot := self._running.get(job_id):
-            slot.control.lose(f"{LEASE_LOST}: {exc}")
+            slot.control.lose(f"{gone_reason(exc)}: {exc}")
 
     def on_delivered(self, job_id: str) -> None:
         """The job's last report went out: its journal is no longer needed."""

@@ -104,15 +104,19 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 # Answers after which a job's reports will never be accepted again: the lease was lost
-# (the backend failed or re-queued the job), the job or its token is gone.
-JOB_GONE_CODES = frozenset({"LEASE_EXPIRED", "JOB_NOT_FOUND", "INVALID_TOKEN", "MISSING_TOKEN"})
+# (the backend failed or re-queued the job), the job or its token is gone, or the token
+# was retired because its agent or that agent's key was revoked.
+TOKEN_REVOKED_CODE = "JOB_TOKEN_REVOKED"
+JOB_GONE_CODES = frozenset(
+    {"LEASE_EXPIRED", "JOB_NOT_FOUND", "INVALID_TOKEN", "MISSING_TOKEN", TOKEN_REVOKED_CODE}
+)
 
 
 def is_job_gone(exc: BaseException) -> bool:
     """True when the backend will never again accept reports for the job of a job-token call.
 
     A coded answer (``LEASE_EXPIRED``, ``JOB_NOT_FOUND``, ``INVALID_TOKEN``,
-    ``MISSING_TOKEN``), or a bare 401 or 404 to a job-token call.
+    ``MISSING_TOKEN``, ``JOB_TOKEN_REVOKED``), or a bare 401 or 404 to a job-token call.
     """
     if not isinstance(exc, HttpStatusError):
         return False

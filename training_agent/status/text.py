@@ -13,7 +13,12 @@ the dashboard shows too.
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+# Characters a terminal would act on rather than show: C0 and C1 controls (escape
+# sequences among them) and the bidirectional overrides that can reorder a line.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 _LINK = {
     "starting": "starting (no poll answered yet)",
@@ -26,12 +31,32 @@ _LINK = {
 }
 
 
+def printable(value: object) -> str:
+    """``value`` as one line a terminal shows as it is: controls become escapes.
+
+    Every text from a job or the backend (ids, model names, errors, reasons) goes
+    through this before it reaches a terminal: it must not be able to move the cursor,
+    retitle the window, hide part of a line or start a line of its own.
+
+    >>> printable("job\\x1b[2Jname\\tx")
+    'job\\\\x1b[2Jname x'
+    """
+    return _UNPRINTABLE.sub(_escape, str(value).replace("\t", " "))
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def render(snapshot: dict[str, Any]) -> str:
+    """The snapshot as the lines ``training-agent status`` prints (every text printable)."""
     now = float(snapshot.get("now") or 0.0)
     lines = [
-        f"agent     {snapshot['agent_id']}  training-agent {snapshot['version']}"
+        f"agent     {printable(snapshot['agent_id'])}  training-agent "
+        f"{printable(snapshot['version'])}"
         f"  pid {snapshot.get('pid', '?')}  up {duration(now - snapshot['started_at'])}",
-        f"backend   {snapshot['backend_url']}",
+        f"backend   {printable(snapshot['backend_url'])}",
         f"link      {_link(snapshot['connection'], now)}",
         f"claiming  {'no (draining: finishing running jobs)' if snapshot['draining'] else 'yes'}",
     ]
@@ -47,12 +72,12 @@ def render(snapshot: dict[str, Any]) -> str:
 
 def _link(connection: dict[str, Any], now: float) -> str:
     state = str(connection.get("state"))
-    text = _LINK.get(state, state)
+    text = _LINK.get(state, printable(state))
     if state == "connected" and connection.get("long_poll"):
         held = connection.get("poll_started_at")
         text += f" (long poll, held {duration(now - held)})" if held else " (long poll)"
     if connection.get("reason") and state != "connected":
-        text += f": {connection['reason']}"
+        text += f": {printable(connection['reason'])}"
     if connection.get("next_retry_at") and state != "connected":
         text += f"; next try in {duration(connection['next_retry_at'] - now)}"
     if connection.get("last_poll_at"):
@@ -63,7 +88,11 @@ def _link(connection: dict[str, Any], now: float) -> str:
 
 
 def _running(job: dict[str, Any]) -> str:
-    parts = [job["id"], job.get("model_name") or "-", job["status"]]
+    parts = [
+        printable(job["id"]),
+        printable(job.get("model_name") or "-"),
+        printable(job["status"]),
+    ]
     if job.get("step") is not None:
         step = f"step {job['step']}"
         if job.get("total_steps"):
@@ -87,12 +116,12 @@ def _running(job: dict[str, Any]) -> str:
 
 
 def _finished(job: dict[str, Any], now: float) -> str:
-    parts = [job["id"], job["status"], duration(job["elapsed_s"])]
+    parts = [printable(job["id"]), printable(job["status"]), duration(job["elapsed_s"])]
     if job.get("finished_at"):
         parts.append(f"ended {duration(now - job['finished_at'])} ago")
     if job.get("error"):
         error = str(job["error"]).splitlines()[0] if str(job["error"]).strip() else ""
-        parts.append(f"({error[:80]})")
+        parts.append(f"({printable(error[:80])})")
     return "  ".join(parts)
 
 
