@@ -4,6 +4,10 @@ Runs inside the trainer process only (it imports transformers). It reports ``pro
 before the first step, one ``metric`` per log with the platform's names, a ``checkpoint``
 per save, and stops the run with a checkpoint once ``stop_requested`` is set (SIGTERM).
 It also pauses between steps when the agent asks (see ``training_agent.report``).
+
+Every other number a trainer logs (TRL's ``rewards/margins``, ``logps/chosen``, ``kl``,
+``reward``, ``accuracy``...) goes out as the point's ``extra`` series, up to
+``MAX_EXTRA`` names; run bookkeeping (runtimes, FLOPs, ``epoch``) does not.
 """
 
 from __future__ import annotations
@@ -20,13 +24,33 @@ from training_agent import report
 PAUSE_POLL_S = 0.5
 # Keys of the Trainer's log dict and the platform's metric names.
 _RENAMES = {"loss": "train_loss", "eval_loss": "eval_loss", "learning_rate": "learning_rate"}
+MAX_EXTRA = 48
+MAX_EXTRA_NAME = 64
+# Logged by the Trainer about the run, not the model: never a series on the chart.
+_BOOKKEEPING = {
+    "grad_norm",
+    "epoch",
+    "step",
+    "total_flos",
+    "step_time",
+    "num_input_tokens_seen",
+    "train_runtime",
+    "train_samples_per_second",
+    "train_steps_per_second",
+    "train_tokens_per_second",
+    "eval_runtime",
+    "eval_samples_per_second",
+    "eval_steps_per_second",
+}
 
 
 class AgentCallback(TrainerCallback):
     """Reports a Trainer's progress, metrics and checkpoints through ``training_agent.report``."""
 
-    def __init__(self, samples_per_step: int) -> None:
+    def __init__(self, samples_per_step: int, *, perplexity: bool = True) -> None:
         self.samples_per_step = samples_per_step
+        # exp(loss) is a perplexity only when the loss is a language-modelling loss.
+        self.perplexity = perplexity
         self.stop_requested = False
         self._last_time = time.monotonic()
         self._last_step = 0
@@ -73,14 +97,16 @@ class AgentCallback(TrainerCallback):
         if "grad_norm" in logs and math.isfinite(float(logs["grad_norm"])):
             values["grad_norm"] = float(logs["grad_norm"])
         if "train_loss" in values:
-            values["train_perplexity"] = _perplexity(values["train_loss"])
+            if self.perplexity:
+                values["train_perplexity"] = _perplexity(values["train_loss"])
             values.update(self._throughput(state))
-        if "eval_loss" in values:
+        if "eval_loss" in values and self.perplexity:
             values["perplexity"] = _perplexity(values["eval_loss"])
         values.update(_gpu_metrics())
-        if values:
+        extra = extra_series(logs)
+        if values or extra:
             epoch = float(state.epoch or 0.0)
-            report.metric(state.global_step, epoch=epoch, **values)
+            report.metric(state.global_step, epoch=epoch, extra=extra, **values)
 
     def on_save(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any
@@ -100,6 +126,19 @@ class AgentCallback(TrainerCallback):
                 result["tokens_per_second"] = (tokens - self._last_tokens) / elapsed
         self._last_time, self._last_step, self._last_tokens = now, state.global_step, tokens
         return result
+
+
+def extra_series(logs: dict[str, float]) -> dict[str, float]:
+    """The logged numbers beyond the platform's keys, in the order logged, bounded."""
+    extra: dict[str, float] = {}
+    for name, value in logs.items():
+        if name in _RENAMES or name in _BOOKKEEPING or len(name) > MAX_EXTRA_NAME:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if math.isfinite(float(value)) and len(extra) < MAX_EXTRA:
+            extra[name] = float(value)
+    return extra
 
 
 def _perplexity(loss: float) -> float:
