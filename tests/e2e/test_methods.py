@@ -9,6 +9,7 @@ other (``--max-jobs``), so the cost of starting them is paid once.
 from __future__ import annotations
 
 import json
+import re
 import string
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ DATASETS = {
     "reward": "preference.jsonl",
     "rlhf": "prompts.jsonl",
 }
+
+
 @dataclass
 class Run:
     backend: BackendProcess
@@ -84,6 +87,18 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         checkpoint = home / "data" / "jobs" / jobs["first"] / "checkpoints" / "checkpoint-2"
         resumed["training"] = {**resumed["training"], "checkpoint_resume": str(checkpoint)}
         jobs["resumed"] = submit(backend, root, "alice", resumed, dataset=DATA / DATASETS["dpo"])
+        # Two jobs a user got wrong, queued before the last good one: each fails with
+        # its sentence and the agent goes on.
+        misfit = method_config(root, "dpo")
+        jobs["misfit"] = submit(backend, root, "alice", misfit, dataset=DATA / "kto.jsonl")
+        no_scorer = method_config(root, "rlhf")
+        del no_scorer["training"]["reward_model"]
+        jobs["no_scorer"] = submit(
+            backend, root, "alice", no_scorer, dataset=DATA / "prompts.jsonl"
+        )
+        jobs["after"] = submit(
+            backend, root, "alice", method_config(root, "cpt"), dataset=DATA / "orchard.txt"
+        )
         env = agent_env(home, backend_url=backend.url, api_key=key)
         code, output = wait_agent(start_agent(env, "--max-jobs", str(len(jobs))), timeout_s=840)
         assert code == 0, output
@@ -113,3 +128,23 @@ def test_a_job_resumes_from_the_checkpoint_it_names(run: Run) -> None:
     first, resumed = run.metrics(run.jobs["first"]), run.metrics(run.jobs["resumed"])
     assert [p["step"] for p in first] == [1, 2, 3, 4]
     assert [p["step"] for p in resumed] == [3, 4]
+
+
+def test_jobs_a_user_got_wrong_fail_with_one_sentence_and_the_agent_goes_on(run: Run) -> None:
+    misfit = job_json(run.backend, run.jobs["misfit"])["job"]
+    assert misfit["status"] == "failed"
+    # the trainer names the file it read: the agent's downloaded copy
+    assert re.fullmatch(
+        r"exit code 2: method dpo needs rows with columns prompt, chosen and rejected \(prompt "
+        r"may be left out when chosen and rejected hold the whole conversation\); the dataset "
+        r"/\S+/kto\.jsonl has columns \['completion', 'label', 'prompt'\]",
+        misfit["error"],
+    ), misfit["error"]
+    no_scorer = job_json(run.backend, run.jobs["no_scorer"])["job"]
+    assert no_scorer["status"] == "failed"
+    assert no_scorer["error"] == (
+        "exit code 2: invalid training config: method rlhf needs a reward model and the "
+        "config has no training.reward_model: set it to the directory or hub id of a "
+        "sequence-classification model (train one with method reward)"
+    ), no_scorer["error"]
+    assert job_json(run.backend, run.jobs["after"])["job"]["status"] == "completed"
