@@ -61,6 +61,11 @@ def build_scorer(
     return directory
 
 
+def tokenizer() -> Any:
+    """The character tokenizer of the tiny models (printable ASCII and newline)."""
+    return _parts(32, 1)[0]
+
+
 def _parts(hidden_size: int, layers: int) -> tuple[Any, Any]:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import LlamaConfig, PreTrainedTokenizerFast
