@@ -13,6 +13,8 @@ checkpoint.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -22,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from training_agent.trainers import hf_config, hf_data
+from training_agent.trainers import distributed, hf_config, hf_data
 from training_agent.trainers.hf_model import DeviceError, ModelLoadError
 from training_agent.trainers.methods import MethodError
 from training_agent.trainers.methods import rows as method_rows
@@ -60,10 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for name, value in QUIET_ENV.items():
         os.environ.setdefault(name, value)
-    for module in RUNTIME_MODULES:
-        try:
-            __import__(module)
-        except ImportError:
+    for module in RUNTIME_MODULES:  # found, not imported: a launcher needs only torch
+        if importlib.util.find_spec(module) is None:
             print(RUNTIME_MISSING.format(python=sys.executable, module=module), file=sys.stderr)
             return EXIT_NO_RUNTIME
     try:
@@ -75,6 +75,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     for key in ignored:
         print(_ignored_note(key, settings.method))
     job_dir = Path(os.environ.get("TRAINING_AGENT_JOB_DIR") or args.config.parent)
+    if settings.distributed and not distributed.is_rank():
+        import torch
+
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        try:
+            ranks = distributed.processes(settings.distributed, gpus)
+        except ValueError as exc:
+            print(f"invalid training config: {exc}", file=sys.stderr)
+            return EXIT_INVALID
+        if ranks > 1:
+            return distributed.launch(ranks, args.config.resolve(), job_dir)
     return run(settings, job_dir)
 
 
@@ -85,13 +96,17 @@ def run(settings: hf_config.HfSettings, job_dir: Path) -> int:
     try:
         return _train(settings, job_dir)
     except (hf_data.DatasetError, DeviceError, ModelLoadError, MethodError) as exc:
-        print(str(exc), file=sys.stderr)
+        message = str(exc)
     except torch.cuda.OutOfMemoryError as exc:
         detail = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else "CUDA"
         message = OUT_OF_MEMORY.format(
             detail=detail, batch_size=settings.batch_size, max_length=settings.max_length
         )
-        print(message, file=sys.stderr)
+    print(message, file=sys.stderr)
+    if distributed.is_rank():  # the launcher repeats it after torchrun's own report
+        failure = job_dir / distributed.FAILURE_FILE
+        with contextlib.suppress(FileExistsError), failure.open("x", encoding="utf-8") as out:
+            out.write(message + "\n")
     return EXIT_INVALID
 
 
@@ -145,7 +160,9 @@ def _train(settings: hf_config.HfSettings, job_dir: Path) -> int:
         print(f"stopped by SIGTERM at step {trainer.state.global_step} after a checkpoint")
         return EXIT_TERMINATED
     final = job_dir / ("final_adapter" if settings.lora else "final_model")
-    trainer.save_model(str(final))
+    trainer.save_model(str(final))  # every rank takes part; rank 0 writes
+    if not trainer.is_world_process_zero():
+        return 0
     job.tokenizer.save_pretrained(str(final))
     report.output(final)
     what = "LoRA adapter" if settings.lora else "model"

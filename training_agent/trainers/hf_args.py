@@ -55,4 +55,6 @@ def common(
         "disable_tqdm": True,
         "include_num_input_tokens_seen": True,
         "dataloader_num_workers": 0,
+        # every weight that trains is used in every step; DDP need not search for others
+        "ddp_find_unused_parameters": False,
     }

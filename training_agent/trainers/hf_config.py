@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from training_agent.trainers.distributed import DistributedSettings
+from training_agent.trainers.distributed import parse as parse_distributed
 from training_agent.trainers.methods.options import OPTION_KEYS, MethodOptions, parse_options
 
 # Keys read from each section; anything else there is reported as ignored.
@@ -44,6 +46,7 @@ _TRAINING_KEYS = {
     "save_total_limit",
     "packing",
     "checkpoint_resume",
+    "distributed",
     *OPTION_KEYS,
 }
 _DATA_KEYS = {"max_samples", "train_split", "eval_split"}
@@ -99,6 +102,7 @@ class HfSettings:
     train_split: str | float | None = None
     eval_split: str | float | None = None
     options: MethodOptions = field(default_factory=MethodOptions)
+    distributed: DistributedSettings | None = None
 
 
 def parse(config: dict[str, Any]) -> tuple[HfSettings, list[str]]:
@@ -176,6 +180,7 @@ def parse(config: dict[str, Any]) -> tuple[HfSettings, list[str]]:
         train_split=_split(data, "train_split"),
         eval_split=_split(data, "eval_split"),
         options=options,
+        distributed=parse_distributed(training.get("distributed")),
     )
     return settings, sorted(ignored)
 
