@@ -37,7 +37,9 @@ Metric names the platform charts: ``train_loss``, ``eval_loss``, ``learning_rate
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
@@ -55,13 +57,25 @@ EVENTS_FILE_ENV = "TRAINING_AGENT_EVENTS_FILE"
 CONTROL_FILE_ENV = "TRAINING_AGENT_CONTROL_FILE"
 
 
-def metric(step: int, epoch: float, **values: float) -> None:
+def metric(step: int, epoch: float, **values: float | Mapping[str, float]) -> None:
     """Report the metrics of step ``step`` (counted from 1) at ``epoch`` (may be fractional).
 
-    Raises ``ValueError`` when ``step`` is below 1: the platform numbers steps from 1.
+    ``extra={"rewards/margins": 0.4, ...}`` carries series beyond the platform's names;
+    the agent sends them to a backend that offers ``metrics_extra`` and drops them
+    otherwise (values that are not finite are left out). Raises ``ValueError`` when
+    ``step`` is below 1: the platform numbers steps from 1.
     """
     step_no = _step(step)
-    point = {name: float(value) for name, value in values.items()}
+    extra = values.pop("extra", None)
+    point: dict[str, Any] = {}
+    for name, value in values.items():
+        if isinstance(value, Mapping):
+            raise TypeError(f"metric {name} must be a number; only extra takes a mapping")
+        point[name] = float(value)
+    if isinstance(extra, Mapping):
+        series = {str(k): float(v) for k, v in extra.items() if math.isfinite(float(v))}
+        if series:
+            point["extra"] = series
     _append({"type": "metric", "step": step_no, "epoch": float(epoch), **point})
 
 

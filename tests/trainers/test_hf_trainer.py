@@ -129,12 +129,15 @@ def test_sigterm_checkpoints_and_resume_continues_from_its_step(
     assert steps and steps[0] == stopped_at + 1
 
 
-def test_unsupported_method_fails_with_the_promised_message(
+def test_an_unknown_method_fails_with_the_methods_there_are(
     tiny_model: Path, tmp_path: Path, run_trainer: RunTrainer
 ) -> None:
-    run = run_trainer(training_config(tiny_model, tmp_path / "x.jsonl", method="dpo"))
+    run = run_trainer(training_config(tiny_model, tmp_path / "x.jsonl", method="ppo"))
     assert run.returncode == 2
-    assert "method dpo is not supported yet" in run.stderr
+    assert run.stderr.strip() == (
+        "invalid training config: training.method 'ppo' is not a method this trainer runs; "
+        "use one of sft, cpt, dpo, orpo, kto, reward, rlhf"
+    )
 
 
 def test_missing_dataset_fails_with_its_path(
@@ -150,7 +153,8 @@ def test_four_bit_on_cpu_is_a_clear_error(
     tiny_model: Path, tmp_path: Path, run_trainer: RunTrainer
 ) -> None:
     data = write_chat(tmp_path / "chat.jsonl", 4)
-    run = run_trainer(training_config(tiny_model, data, quantization={"load_in_4bit": True}))
+    quantization = {"load_in_4bit": True}
+    run = run_trainer(training_config(tiny_model, data, use_lora=True, quantization=quantization))
     assert run.returncode == 2
     assert "4-bit loading, which needs a CUDA GPU" in run.stderr
 

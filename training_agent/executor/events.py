@@ -10,7 +10,8 @@ The trainer appends one JSON object per line (``training_agent.report`` writes t
     {"type": "paused"} / {"type": "resumed"}                               -> on_state
 
 A metric needs an integer ``step`` >= 1 and a numeric ``epoch``; it keeps only finite
-numbers under the backend's key names (``eval_perplexity`` is sent as ``perplexity``).
+numbers under the backend's key names (``eval_perplexity`` is sent as ``perplexity``),
+plus the bounded ``extra`` series (``training_agent.reporting.extra``).
 What cannot be used is skipped with one job log line saying why; unknown types are
 ignored so trainers can write events a newer agent understands.
 """
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from training_agent.jobs import JobSink
+from training_agent.reporting import extra
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +145,8 @@ class EventReader:
                 point[key] = float(value)
             elif isinstance(value, float):
                 self.skip(f"events line {line_no}: {key} is {value}, not reported")
+        if series := extra.clean(event.get("extra")):
+            point["extra"] = series
         self._sink.metric(point)
 
     def _progress(self, line_no: int, event: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from training_agent.api import BackendClient
 from training_agent.errors import ApiError, ConflictError, HttpStatusError
+from training_agent.reporting import extra
 from training_agent.reporting.outbox import Outbox, PendingStatus
 from training_agent.retry import (
     REPORT,
@@ -217,10 +218,11 @@ class Uploader:
 
     async def _send_metrics(self, job_id: str, token: str) -> None:
         while points := self._outbox.pending_metrics(job_id, limit=MAX_BATCH_METRICS):
+            sent = extra.for_backend(points, self._features())
             await self._call(
                 job_id,
                 f"job {job_id} metrics",
-                lambda points=points: self._client.post_metrics(job_id, token, points),  # type: ignore[misc]
+                lambda sent=sent: self._client.post_metrics(job_id, token, sent),  # type: ignore[misc]
             )
             self._outbox.ack_metrics(job_id, points)
             if len(points) < MAX_BATCH_METRICS:

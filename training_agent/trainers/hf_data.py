@@ -2,9 +2,10 @@
 
 Sources: a local file, a local directory (its data files; ``train_split`` / ``eval_split``
 name a file by its stem), or an http(s) URL (downloaded once into the agent's dataset cache,
-kept by content SHA-256). Formats by file name: ``.jsonl``, ``.json``, ``.csv``, ``.parquet``, each
-optionally ``.gz``. Row shapes: ``text``; chat ``messages`` (role/content, rendered with the
-tokenizer's chat template, loss on the assistant turns only); ShareGPT ``conversations``
+kept by content SHA-256). Formats by file name: ``.jsonl``, ``.json``, ``.csv``, ``.parquet``,
+``.txt`` (one ``text`` row per file), each optionally ``.gz``. Row shapes: ``text``; chat
+``messages`` (role/content, rendered with the tokenizer's chat template, loss on the
+assistant turns only); ShareGPT ``conversations``
 (from/value); ``prompt``/``completion``; ``instruction``/``input``/``output`` (loss on the
 completion or output only). Anything else raises ``DatasetError`` with the path, the
 detected format and the columns found.
@@ -21,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-FORMATS = ("jsonl", "json", "csv", "parquet")
+FORMATS = ("jsonl", "json", "csv", "parquet", "txt")
 IGNORE_INDEX = -100
 ALPACA_PROMPT = "### Instruction:\n{instruction}\n\n{input_block}### Response:\n"
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
@@ -108,7 +109,7 @@ def data_files(path: Path, split: str | None) -> list[Path]:
     if not files:
         wanted = f" for split {split!r}" if split else ""
         raise DatasetError(
-            f"the dataset directory {path} has no jsonl, json, csv or parquet file{wanted}"
+            f"the dataset directory {path} has no jsonl, json, csv, parquet or txt file{wanted}"
         )
     return files
 
@@ -131,10 +132,12 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
             import pyarrow.parquet as pq
 
             rows = pq.read_table(io.BytesIO(raw)).to_pylist()
+        elif fmt == "txt":
+            rows = [{"text": raw.decode("utf-8")}]  # one document per file
         else:
             raise DatasetError(
                 f"cannot read the dataset {path}: unknown format (name it .jsonl, .json, "
-                ".csv or .parquet, optionally .gz)"
+                ".csv, .parquet or .txt, optionally .gz)"
             )
     except DatasetError:
         raise
@@ -160,12 +163,18 @@ def row_shape(rows: list[dict[str, Any]]) -> str | None:
     return None
 
 
-def load_rows(files: Iterable[Path]) -> list[dict[str, Any]]:
-    """The rows of ``files``; raises ``DatasetError`` when their shape is not one we train on."""
+def read_all(files: Iterable[Path]) -> list[dict[str, Any]]:
+    """The rows of every file in ``files``, in order (the methods check their shape)."""
     rows: list[dict[str, Any]] = []
-    files = list(files)
     for path in files:
         rows += read_rows(path)
+    return rows
+
+
+def load_rows(files: Iterable[Path]) -> list[dict[str, Any]]:
+    """The rows of ``files``; raises ``DatasetError`` when their shape is not one sft trains on."""
+    files = list(files)
+    rows = read_all(files)
     if row_shape(rows) is None:
         columns = sorted(rows[0]) if rows else []
         raise DatasetError(
