@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.agent import agent_env, start_agent, wait_agent
-from tests.e2e.support import job_json, make_user_and_key, submit
+from tests.support.agent import agent_env, start_agent, wait_agent
 from tests.support.backend import BackendProcess, start_backend
+from tests.support.e2e import job_json, make_user_and_key, submit
 from tests.trainers.conftest import DATA, training_config
 from training_agent.trainers import tiny
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.trainers.conftest import cuda_available
-from training_agent.train_runtime import CUDA_PINS
+from training_agent.commands.runtime_setup import CUDA_PINS
 from training_agent.trainers import gpu_bench, gpu_check
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,15 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.fake_backend import FakeBackend
+from tests.support.executor import RecordingSink
+from tests.support.fake_backend import FakeBackend
 from training_agent import report
 from training_agent.api import BackendClient
 from training_agent.executor.events import EventFollower, EventReader
 from training_agent.reporting import extra
 from training_agent.reporting.outbox import Outbox
 from training_agent.reporting.uploader import Uploader
-
-from .support import RecordingSink
 
 METRICS = "POST /api/training/local/metrics"
 
