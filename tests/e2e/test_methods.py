@@ -37,6 +37,15 @@ DATASETS = {
     "rlhf": "prompts.jsonl",
 }
 
+# What each method reports beyond the platform's keys (TRL's names): extra series.
+EXTRAS = {
+    "dpo": {"rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected"},
+    "orpo": {"rewards/margins", "log_odds_ratio", "nll_loss"},
+    "kto": {"rewards/margins", "kl"},
+    "reward": {"accuracy", "margin"},
+    "rlhf": {"reward", "kl"},
+}
+
 
 @dataclass
 class Run:
@@ -122,6 +131,11 @@ def test_each_method_completes_and_its_metrics_land(run: Run, method: str) -> No
     steps = [p["step"] for p in points]
     assert steps == list(range(1, len(steps) + 1)) and steps, points
     assert all(p.get("train_loss") is not None for p in points), points
+    names = {name for p in points for name in (p.get("extra") or {})}
+    assert names >= EXTRAS.get(method, set()), names
+    if method == "dpo":  # what the method optimises, as the backend holds it
+        margins = [p["extra"]["rewards/margins"] for p in points]
+        assert margins[0] == 0.0 and margins[-1] > margins[0], margins
 
 
 def test_a_job_resumes_from_the_checkpoint_it_names(run: Run) -> None:

@@ -235,3 +235,18 @@ METRIC_FIELDS: tuple[str, ...] = (
     "gpu_memory_reserved_gb",
     "gpu_utilization_percent",
 )
+
+
+class MetricSeries(Base):
+    """One value of a point's ``extra`` series (feature ``metrics_extra``), by name.
+
+    A row per ``(job_id, step, name)``: a re-sent point replaces the values it carries
+    and keeps the others, as its fixed metrics do.
+    """
+
+    __tablename__ = "training_metric_series"
+
+    job_id: Mapped[str] = mapped_column(_ID, _job_fk(), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)

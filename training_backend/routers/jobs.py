@@ -46,6 +46,7 @@ from training_backend.services.control import ControlAction, request_control
 from training_backend.services.datasets import DatasetUpload, dataset_too_large, datasets_dir
 from training_backend.services.jobs import create_job, dataset_of, get_owned_job, list_jobs
 from training_backend.services.logs import read_logs
+from training_backend.services.metric_series import series_by_step
 from training_backend.services.metrics import list_metrics
 from training_backend.settings import BackendSettings
 
@@ -111,7 +112,9 @@ def job_metrics(
     that already holds the earlier points asks for the rest)."""
     job = get_owned_job(db, job_id=job_id, user_id=caller.user_id)
     rows = list_metrics(db, job_id=job.id, after_step=after_step)
-    return MetricsPage(job_id=job.id, metrics=[MetricRow.of(row) for row in rows])
+    series = series_by_step(db, job_id=job.id, after_step=after_step)
+    metrics = [MetricRow.of(row, series.get(row.step)) for row in rows]
+    return MetricsPage(job_id=job.id, metrics=metrics)
 
 
 @router.get("/local/{job_id}/logs")

@@ -1,6 +1,7 @@
 // A job's page: status, progress and time left, the loss chart, the last metrics, the
 // log tail, and cancel / pause / resume. Refreshed every 2 s until the job ends.
 import { drawLossChart } from "./chart.js";
+import { drawExtraCharts } from "./extra_chart.js";
 import {
   api,
   confirmAction,
@@ -134,6 +135,7 @@ function drawChart() {
       ? "No metrics yet."
       : `${counts.train_loss} train and ${counts.eval_loss} eval points up to step ${last.step}.`,
   );
+  drawExtraCharts($("extra-series"), rows);
 }
 
 // ---- log tail ----------------------------------------------------------------------
