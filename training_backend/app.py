@@ -29,7 +29,7 @@ from training_backend.routers import (
 )
 from training_backend.services.wakeups import Wakeups
 from training_backend.settings import BackendSettings
-from training_backend.templating import STATIC_DIR
+from training_backend.templating import STATIC_DIR, StrictTransportSecurity
 
 
 @asynccontextmanager
@@ -51,8 +51,17 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     The database is opened and migrated when the app starts (its lifespan), not here, so
     creating an app is cheap and never touches the disk.
     """
-    app = FastAPI(title="training-backend", version=__version__, lifespan=_lifespan)
-    app.state.settings = settings = settings or BackendSettings()
+    settings = settings or BackendSettings()
+    docs = settings.api_docs  # off unless asked for: no public map of the API
+    app = FastAPI(
+        title="training-backend",
+        version=__version__,
+        lifespan=_lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    app.state.settings = settings
     # In-memory, per process (see ratelimit.py); tests replace them to drive the clock.
     app.state.api_key_rate_limit = ApiKeyRateLimit(
         per_minute=settings.rate_limit_per_minute, burst=settings.rate_limit_burst
@@ -61,6 +70,7 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     app.state.enroll_rate_limit = AddressRateLimit()
     app.state.wakeups = Wakeups()  # long polls waiting in this process
     install_error_handlers(app)
+    app.add_middleware(StrictTransportSecurity, always=settings.cookie_secure)
     routers = (health, agent_protocol, job_reporting, jobs, auth, agents, api_keys, downloads)
     for module in (*routers, pages):
         app.include_router(module.router)

@@ -107,6 +107,22 @@ class BackendSettings(BaseSettings):
     """This backend's URL as agents reach it, e.g. ``https://train.example.com``
     (default: taken from each request)."""
 
+    api_docs: bool = False
+    """Serve the interactive API documentation (``/docs``, ``/redoc``, ``/openapi.json``);
+    off by default, so a public backend does not hand out a map of its API. Env
+    ``TRAINING_BACKEND_API_DOCS=1``."""
+
+    cookie_secure: bool = False
+    """Always mark the session cookie ``Secure`` and send ``Strict-Transport-Security``:
+    set it when TLS ends at a proxy that does not pass ``X-Forwarded-Proto``. Without it
+    both follow the request's scheme (https, as uvicorn sees it)."""
+
+    forwarded_allow_ips: str = "127.0.0.1"
+    """Addresses of the reverse proxies whose ``X-Forwarded-For`` and
+    ``X-Forwarded-Proto`` headers `serve` believes (comma-separated, or ``*``): the
+    client address the sign-in throttle counts, and the scheme, come from them. Set it
+    to your proxy's address; never ``*`` when clients can reach the backend directly."""
+
     @field_validator("agent_version")
     @classmethod
     def _at_least_0_2_0(cls, version: str) -> str:

@@ -159,6 +159,10 @@ class TrainingJob(Base):
     last_heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Hashes of tokens whose lease expired: a late report with one gets 409 LEASE_EXPIRED.
     retired_token_hashes: Mapped[list[str] | None] = mapped_column(JsonDocument)
+    # Hashes of tokens revoked with their agent or key: a report gets 403 JOB_TOKEN_REVOKED.
+    revoked_token_hashes: Mapped[list[str] | None] = mapped_column(JsonDocument)
+    # The API key that claimed the job: revoking it revokes the job's token.
+    claimed_by_key_id: Mapped[str | None] = mapped_column(String(36))
     error_message: Mapped[str | None] = mapped_column(Text)
     exit_code: Mapped[int | None] = mapped_column(Integer)
     outputs: Mapped[Any | None] = mapped_column(JsonDocument)

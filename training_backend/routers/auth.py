@@ -13,13 +13,31 @@ from training_backend.deps import CurrentUser, DbSession, LoginThrottleDep, Sett
 from training_backend.errors import ApiError
 from training_backend.ratelimit import client_address
 from training_backend.routing import DbRoute
-from training_backend.schemas.accounts import Done, LoginAnswer, LoginRequest, UserPublic
-from training_backend.services.sessions import SESSION_COOKIE, end_session, session_token_of
+from training_backend.schemas.accounts import (
+    Done,
+    LoginAnswer,
+    LoginRequest,
+    SessionsEnded,
+    UserPublic,
+)
+from training_backend.services.sessions import (
+    SESSION_COOKIE,
+    end_all_sessions,
+    end_session,
+    refuse_cross_site,
+    session_token_of,
+)
 from training_backend.services.sign_in import sign_in
+from training_backend.settings import BackendSettings
 
 router = APIRouter(prefix="/api/auth", tags=["auth"], route_class=DbRoute)
 
 MAX_AUTH_BODY_BYTES = 16 * 1024
+
+
+def secure_cookies(request: Request, settings: BackendSettings) -> bool:
+    """Whether cookies get ``Secure``: over https, or always with ``cookie_secure``."""
+    return settings.cookie_secure or request.url.scheme == "https"
 
 
 async def _small_body(request: Request) -> dict[str, Any]:
@@ -40,9 +58,12 @@ def login(
 ) -> LoginAnswer:
     """Check a name and password; answer a session token and set the session cookie.
 
-    Every wrong name or password gets the same 401 sentence, and repeated failures for
-    one name or from one address are slowed down (429 ``LOGIN_THROTTLED``).
+    Every wrong name or password gets the same 401 sentence, and repeated tries at one
+    name from one address, or from one address at all, are slowed down (429
+    ``LOGIN_THROTTLED``). A browser's request from another site's page is refused (403
+    ``CROSS_SITE_REQUEST``), so no page can sign a visitor in to another account.
     """
+    refuse_cross_site(request, public_url=settings.public_url)
     credentials = validate(LoginRequest, body)
     lifetime = timedelta(hours=settings.session_lifetime_hours)
     signed_in = sign_in(
@@ -59,7 +80,7 @@ def login(
         signed_in.token,
         max_age=int(lifetime.total_seconds()),
         path="/",
-        secure=request.url.scheme == "https",
+        secure=secure_cookies(request, settings),
         httponly=True,
         samesite="lax",
     )
@@ -82,6 +103,14 @@ def logout(request: Request, response: Response, db: DbSession, settings: Settin
         end_session(db, token=token, now=utcnow())
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
     return Done()
+
+
+@router.post("/sessions/revoke-all")
+def sign_out_everywhere(response: Response, user: CurrentUser, db: DbSession) -> SessionsEnded:
+    """End every session of the caller, this one included ("Sign out everywhere")."""
+    ended = end_all_sessions(db, user_id=user.id, now=utcnow())
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
+    return SessionsEnded(sessions_ended=ended)
 
 
 @router.get("/me")

@@ -31,6 +31,7 @@ from training_backend.services.agent_identity import (
     AgentIdentity,
     agent_identity_from_headers,
 )
+from training_backend.services.job_revocation import revoke_job_tokens
 
 __all__ = [  # the header reading lives in agent_identity; callers import it from here too
     "AgentIdentity",
@@ -189,13 +190,15 @@ def get_agent(db: Session, *, user_id: str, agent_id: str) -> TrainingAgent:
 def revoke_agent(db: Session, *, user_id: str, agent_id: str, now: datetime) -> TrainingAgent:
     """Refuse the agent's polls and claims from now on (idempotent); returns its row.
 
-    The API keys an enrollment bound to the agent are revoked with it.
+    The API keys an enrollment bound to the agent are revoked with it, and so are the
+    job tokens of the jobs it holds (``job_revocation``).
     """
     agent = get_agent(db, user_id=user_id, agent_id=agent_id)
     if agent.revoked_at is None:
         agent.revoked_at = now
         agent.status = "offline"
         revoke_agent_keys(db, user_id=user_id, agent_id=agent_id, now=now)
+        revoke_job_tokens(db, user_id=user_id, agent_id=agent_id, now=now)
         db.commit()
     return agent
 
