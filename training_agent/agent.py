@@ -13,6 +13,7 @@ tests alike; a test passes what it fakes (the transport, the clock, the sleep):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -43,10 +44,12 @@ from training_agent.reporting.outbox import Outbox
 from training_agent.reporting.uploader import Uploader
 from training_agent.resources import GpuPool, ResourceMonitor, load_nvml
 from training_agent.status.state import AgentState
+from training_agent.supervise import supervise
 
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
+EXIT_CRASHED = 1  # an unexpected error ended the agent (the CLI's "1 error")
 
 
 def stored_api_key(backend_url: str, paths: AgentPaths) -> SecretStr | None:
@@ -110,6 +113,14 @@ class Agent:
                 metrics_without_token=self.settings.metrics_without_token,
                 usage=UsageSampler(work_dir=self.paths.jobs_dir).sample,
             )
+            keeper = None
+            if status_api is not None:
+                keeper = asyncio.create_task(
+                    supervise(
+                        "the status API", status_api.serve, on_problem=self.state.set_problem
+                    ),
+                    name="status-api-keeper",
+                )
             loop = asyncio.get_running_loop()
             remove_handlers = install_signal_handlers(loop, self.daemon.request_stop)
             try:
@@ -118,6 +129,10 @@ class Agent:
                 remove_handlers()
                 if status_api is not None:
                     await status_api.stop()
+                if keeper is not None:
+                    keeper.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await keeper
         finally:
             await self.aclose()
 
@@ -238,7 +253,20 @@ async def run_agent(settings: Settings, paths: AgentPaths) -> int:
         identity.hostname,
         settings.backend_url,
     )
-    return await agent.run()
+    try:
+        return await agent.run()
+    except TrainingAgentError:
+        raise  # a sentence the CLI prints, with its own exit code
+    except Exception:
+        # Never a silent stop: the log gets the traceback, and a service manager sees a
+        # failure and starts the agent again (the outbox and the journals carry over).
+        log.critical(
+            "the agent stopped on an unexpected error (a bug: please report it with this "
+            "traceback); exiting with code %d",
+            EXIT_CRASHED,
+            exc_info=True,
+        )
+        return EXIT_CRASHED
 
 
 def _job_options(settings: Settings) -> JobOptions:

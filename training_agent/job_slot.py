@@ -32,6 +32,7 @@ from training_agent.reporting.outbox import Outbox
 from training_agent.reporting.sink import JobReports
 from training_agent.resources import CUDA_VISIBLE_DEVICES, GpuPool
 from training_agent.status.state import AgentState
+from training_agent.supervise import supervise
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,10 @@ class JobSlots:
     async def run(self, job: ClaimedJob) -> None:
         """Run ``job`` to its end and put its end in the outbox."""
         slot = self._start(job)
-        watch = asyncio.create_task(slot.control.watch(), name=f"control-{job.id}")
+        watch = asyncio.create_task(
+            supervise(f"the heartbeat of job {job.id}", slot.control.watch, sleep=self._sleep),
+            name=f"control-{job.id}",
+        )
         try:
             outcome = await _execute(slot.runner)
         finally:

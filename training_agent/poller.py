@@ -148,7 +148,7 @@ class Poller:
             if step.job is not None:
                 yield step.job
                 continue  # poll again at once: there may be more work
-            await self._pause(step.delay_s)
+            await self.pause(step.delay_s)
 
     async def step(self, *, can_claim: bool) -> Step:
         """Poll once and, when there is a job and room for it, claim it."""
@@ -317,8 +317,8 @@ class Poller:
             )
         self.stop()
 
-    async def _pause(self, delay_s: float) -> None:
-        """Sleep ``delay_s`` unless woken first."""
+    async def pause(self, delay_s: float) -> None:
+        """Sleep ``delay_s`` unless woken first (``wake``, ``stop``)."""
         if self._wake.is_set():
             if not self._stopped:
                 self._wake.clear()

@@ -83,6 +83,11 @@ DATASET_DOWNLOAD = RetryPolicy(max_attempts=5, initial_s=2.0, max_s=30.0, min_s=
 # (``poll_backoff_s``).
 POLL_ERROR = RetryPolicy(max_attempts=None, initial_s=2.0, max_s=60.0)
 
+# A long-lived task of the daemon (uploader, poll loop, heartbeats, status API) that died
+# of an unexpected error is started again 1 s doubling to 60 s later, full jitter, for
+# ever (``supervise.supervise``): a crash loop logs at most one traceback a minute.
+TASK_RESTART = RetryPolicy(max_attempts=None, initial_s=1.0, max_s=60.0, min_s=0.5)
+
 # A poll with a rejected key (401/403) or refused (another 4xx) will not succeed in
 # seconds: one try per 5 minutes (the ``auth_retry_seconds`` setting) plus 0-20 %, so a
 # fleet with a dead key stays quiet (``refused_poll_wait_s``).

@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 SLEEP_S = 60.0
@@ -120,32 +121,28 @@ def print_env() -> None:
         print(f"{name}={os.environ[name]}", flush=True)
 
 
+# Each mode, called with the rest of argv (strings; a mode converts what it needs).
+MODES: dict[str, Callable[..., None]] = {
+    "print-lines": lambda count: print_lines(int(count)),
+    "stderr-fail": stderr_fail,
+    "stderr-flood": lambda count: stderr_flood(int(count)),
+    "ignore-sigterm": ignore_sigterm,
+    "graceful-sigterm": graceful_sigterm,
+    "spawn-grandchild": spawn_grandchild,
+    "emit-metrics": lambda count: emit_metrics(int(count)),
+    "progress-redraw": progress_redraw,
+    "malformed-events": malformed_events,
+    "exit": lambda code: exit_with(int(code)),
+    "print-env": print_env,
+}
+
+
 def main(argv: list[str]) -> None:
     mode, args = argv[0], argv[1:]
-    if mode == "print-lines":
-        print_lines(int(args[0]))
-    elif mode == "stderr-fail":
-        stderr_fail()
-    elif mode == "stderr-flood":
-        stderr_flood(int(args[0]))
-    elif mode == "ignore-sigterm":
-        ignore_sigterm()
-    elif mode == "graceful-sigterm":
-        graceful_sigterm()
-    elif mode == "spawn-grandchild":
-        spawn_grandchild(args[0], args[1])
-    elif mode == "emit-metrics":
-        emit_metrics(int(args[0]))
-    elif mode == "progress-redraw":
-        progress_redraw()
-    elif mode == "malformed-events":
-        malformed_events()
-    elif mode == "exit":
-        exit_with(int(args[0]))
-    elif mode == "print-env":
-        print_env()
-    else:
+    run = MODES.get(mode)
+    if run is None:
         sys.exit(f"unknown mode {mode!r}")
+    run(*args)
 
 
 if __name__ == "__main__":

@@ -220,6 +220,7 @@ class AgentState:
         self.jobs: dict[str, JobView] = {}
         self.recent: deque[JobView] = deque(maxlen=RECENT_JOBS)
         self.resources: dict[str, Any] = {}
+        self.problems: dict[str, str] = {}  # what fails inside the agent now, by part
         # Counters since the agent started, for /metrics.
         self.polls_total = 0
         self.poll_errors_total = 0
@@ -266,6 +267,14 @@ class AgentState:
     def set_resources(self, resources: Mapping[str, Any]) -> None:
         """The machine's resources as last sampled (JSON-ready; see docs/operations.md)."""
         self.resources = dict(resources)
+        self._changed("agent")
+
+    def set_problem(self, part: str, sentence: str | None) -> None:
+        """``part`` of the agent fails (a sentence) or works again (None)."""
+        if sentence is None:
+            self.problems.pop(part, None)
+        else:
+            self.problems[part] = sentence
         self._changed("agent")
 
     def job_started(self, job_id: str, *, model_name: str | None) -> None:
@@ -333,6 +342,7 @@ class AgentState:
             "jobs": [view.to_dict(now) for view in self.jobs.values()],
             "recent_jobs": [view.to_dict(now) for view in self.recent],
             "resources": dict(self.resources),
+            "problems": dict(self.problems),
             "counters": {
                 "polls": self.polls_total,
                 "poll_errors": self.poll_errors_total,

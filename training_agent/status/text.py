@@ -60,6 +60,7 @@ def render(snapshot: dict[str, Any]) -> str:
         f"link      {_link(snapshot['connection'], now)}",
         f"claiming  {'no (draining: finishing running jobs)' if snapshot['draining'] else 'yes'}",
     ]
+    lines += [f"problem   {sentence}" for sentence in (snapshot.get("problems") or {}).values()]
     jobs = snapshot.get("jobs") or []
     lines.append(f"running   {len(jobs)} job{'' if len(jobs) == 1 else 's'}")
     lines += [f"  {_running(job)}" for job in jobs]
