@@ -190,6 +190,8 @@ def start_backend(
     """
     tmp_path.mkdir(parents=True, exist_ok=True)
     database_url = database_url or f"sqlite:///{tmp_path / 'backend.sqlite3'}"
+    # Artifacts in the test's folder, whatever the database (PostgreSQL has no folder).
+    env = {"TRAINING_BACKEND_ARTIFACTS_DIR": str(tmp_path / "artifacts"), **(env or {})}
     backend = _start(tmp_path, database_url, port, env)
     try:
         yield backend
