@@ -89,6 +89,7 @@ class BackendProcess:
             capture_output=True,
             text=True,
             timeout=CLI_TIMEOUT_S,
+            env={**os.environ, **(self.env or {})},  # the server's settings, its store
         )
         if done.returncode != 0:
             raise CliFailed(args, done.returncode, done.stderr.strip())

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 
 import pytest
 from fastapi import FastAPI
 
 from tests.backend.artifacts.support import SpyStore
 from tests.backend.support import MakeRunningJob
+from tests.support.s3 import S3Server, start_s3_server
 from training_backend.db.models import TrainingJob
+from training_backend.services.artifact_store.s3 import S3Store
 
 
 @pytest.fixture
@@ -34,3 +37,18 @@ def configure(app: FastAPI) -> Callable[..., None]:
         app.state.settings = app.state.settings.model_copy(update=values)
 
     return change
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """One S3-compatible server process for the whole run (it takes seconds to start)."""
+    with start_s3_server(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_store(s3_server: S3Server) -> S3Store:
+    """A store in a new bucket of its own, under the prefix ``artifacts``."""
+    bucket = f"test-{uuid.uuid4().hex[:16]}"
+    s3_server.create_bucket(bucket)
+    return S3Store(bucket, "artifacts", s3_server.client())
