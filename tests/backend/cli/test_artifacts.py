@@ -25,9 +25,13 @@ def backend(tmp_path: Path) -> Iterator[BackendProcess]:
         yield process
 
 
+def artifacts_dir(backend: BackendProcess) -> Path:
+    assert backend.env is not None  # start_backend always names the folder
+    return Path(backend.env["TRAINING_BACKEND_ARTIFACTS_DIR"])
+
+
 def stored(backend: BackendProcess) -> list[str]:
-    folder = Path(backend.env["TRAINING_BACKEND_ARTIFACTS_DIR"]) if backend.env else None
-    assert folder is not None
+    folder = artifacts_dir(backend)
     return sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
 
 
@@ -71,8 +75,8 @@ def test_gc_removes_abandoned_uploads_and_orphaned_bytes_and_keeps_the_rest(
         content=CONTENT[:1000],
         headers=auth,
     )
-    folder = Path(str(backend.env and backend.env["TRAINING_BACKEND_ARTIFACTS_DIR"]))
-    (folder / "0123456789abcdef0123456789abcdef").write_bytes(b"left by a deleted job")
+    orphan = artifacts_dir(backend) / "0123456789abcdef0123456789abcdef"
+    orphan.write_bytes(b"left by a deleted job")
     before = stored(backend)
 
     looked = backend.cli("artifacts", "gc", "--dry-run")
