@@ -46,6 +46,7 @@ async def test_no_job_answers_null_with_interval_features_and_message(
             "agent_info",
             "revocation",
             "metrics_extra",
+            "artifacts",
         ],
         "message": "No pending jobs available",
     }

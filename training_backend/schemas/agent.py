@@ -21,6 +21,7 @@ FEATURES: tuple[str, ...] = (
     "agent_info",
     "revocation",
     "metrics_extra",
+    "artifacts",
 )
 
 

@@ -37,6 +37,7 @@ def test_upgrading_twice_is_a_no_op(tmp_path: Path) -> None:
         engine.dispose()
     expected = {"users", "sessions", "api_keys", "training_jobs", "training_metrics", "job_logs"}
     expected |= {"datasets", "enrollment_tokens", "training_metric_series"}
+    expected |= {"artifacts"}
     assert expected | {"training_agents", "alembic_version"} == tables
 
 
