@@ -56,19 +56,8 @@ def check(method: str, rows: list[dict[str, Any]], source: str) -> list[dict[str
         for name in columns:
             if name == "label":
                 picked[name] = _label(row[name], index, source)
-                continue
-            kind = _kind(row[name])
-            if kind is None:
-                raise DatasetError(
-                    f"method {method} reads {name} as a string or a list of chat messages "
-                    f"(role, content), and row {index} of the dataset {source} has "
-                    f"{type(row[name]).__name__}"
-                )
-            if kinds.setdefault(name, kind) != kind:
-                raise DatasetError(
-                    f"row {index} of the dataset {source} has {name} as {kind} where row 1 "
-                    f"has {kinds[name]}; method {method} needs one kind per column"
-                )
+            else:
+                _check_kind(method, name, row[name], kinds, index, source)
         if index == 1 and len({kinds[n] for n in columns if n != "label"}) > 1:
             found = ", ".join(f"{n} as {kinds[n]}" for n in columns if n != "label")
             raise DatasetError(
@@ -77,6 +66,24 @@ def check(method: str, rows: list[dict[str, Any]], source: str) -> list[dict[str
             )
         checked.append(picked)
     return checked
+
+
+def _check_kind(
+    method: str, name: str, value: Any, kinds: dict[str, str], index: int, source: str
+) -> None:
+    """A text column holds a string or a chat list, the same kind in every row."""
+    kind = _kind(value)
+    if kind is None:
+        raise DatasetError(
+            f"method {method} reads {name} as a string or a list of chat messages "
+            f"(role, content), and row {index} of the dataset {source} has "
+            f"{type(value).__name__}"
+        )
+    if kinds.setdefault(name, kind) != kind:
+        raise DatasetError(
+            f"row {index} of the dataset {source} has {name} as {kind} where row 1 "
+            f"has {kinds[name]}; method {method} needs one kind per column"
+        )
 
 
 def _shape(method: str, row: dict[str, Any], index: int, source: str) -> tuple[str, ...]:
