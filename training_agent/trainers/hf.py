@@ -102,7 +102,7 @@ def _train(settings: hf_config.HfSettings, job_dir: Path) -> int:
     final = job_dir / ("final_adapter" if settings.lora else "final_model")
     trainer.save_model(str(final))
     tokenizer.save_pretrained(str(final))
-    report.output(final)
+    report.output(final, kind="adapter" if settings.lora else "model")
     print(f"saved the {'LoRA adapter' if settings.lora else 'model'} to {final}")
     return 0
 
