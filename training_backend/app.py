@@ -18,6 +18,7 @@ from training_backend.routers import (
     agent_protocol,
     agents,
     api_keys,
+    artifacts,
     auth,
     downloads,
     enroll,
@@ -27,6 +28,8 @@ from training_backend.routers import (
     jobs,
     pages,
 )
+from training_backend.services.artifact_store import open_store
+from training_backend.services.upload_hashes import UploadHashes
 from training_backend.services.wakeups import Wakeups
 from training_backend.settings import BackendSettings
 from training_backend.templating import STATIC_DIR
@@ -60,11 +63,13 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     app.state.login_throttle = LoginThrottle()
     app.state.enroll_rate_limit = AddressRateLimit()
     app.state.wakeups = Wakeups()  # long polls waiting in this process
+    app.state.artifact_store = open_store(settings)  # opens no connection and no file yet
+    app.state.upload_hashes = UploadHashes()
     install_error_handlers(app)
     routers = (health, agent_protocol, job_reporting, jobs, auth, agents, api_keys, downloads)
     for module in (*routers, pages):
         app.include_router(module.router)
-    for module in (enroll, enrollments):
+    for module in (enroll, enrollments, artifacts):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -8,6 +8,8 @@ replace its objects to drive the clock):
     SettingsDep         the ``BackendSettings`` the app was created with
     SessionFactoryDep   makes sessions, for routes that must not hold one (long polls, uploads)
     WakeupsDep          the long polls waiting in this process
+    ArtifactStoreDep    where artifact bytes live (a directory or an S3 bucket)
+    UploadHashesDep     running SHA-256s and per-artifact locks of this process's uploads
     ApiKeyRateLimitDep, LoginThrottleDep, EnrollRateLimitDep   the in-memory rate limits
 
     CurrentApiKey   an API key with the ``training`` scope (rate-limited per key); a key
@@ -42,8 +44,10 @@ from training_backend.services.api_keys import (
     require_agent,
     uses_api_key,
 )
+from training_backend.services.artifact_store import ArtifactStore
 from training_backend.services.job_tokens import authenticate_job, extract_job_token
 from training_backend.services.sessions import authenticate_session, session_token_of
+from training_backend.services.upload_hashes import UploadHashes
 from training_backend.services.wakeups import Wakeups
 from training_backend.settings import BackendSettings
 
@@ -64,6 +68,18 @@ async def get_wakeups(request: Request) -> Wakeups:
     """The long polls waiting in this process, to wake or to join."""
     wakeups: Wakeups = request.app.state.wakeups
     return wakeups
+
+
+async def get_artifact_store(request: Request) -> ArtifactStore:
+    """Where artifact bytes are kept."""
+    store: ArtifactStore = request.app.state.artifact_store
+    return store
+
+
+async def get_upload_hashes(request: Request) -> UploadHashes:
+    """This process's running hashes of artifact uploads."""
+    hashes: UploadHashes = request.app.state.upload_hashes
+    return hashes
 
 
 async def get_api_key_rate_limit(request: Request) -> ApiKeyRateLimit:
@@ -87,6 +103,8 @@ async def get_enroll_rate_limit(request: Request) -> AddressRateLimit:
 SettingsDep = Annotated[BackendSettings, Depends(get_settings)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 WakeupsDep = Annotated[Wakeups, Depends(get_wakeups)]
+ArtifactStoreDep = Annotated[ArtifactStore, Depends(get_artifact_store)]
+UploadHashesDep = Annotated[UploadHashes, Depends(get_upload_hashes)]
 ApiKeyRateLimitDep = Annotated[ApiKeyRateLimit, Depends(get_api_key_rate_limit)]
 LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
 EnrollRateLimitDep = Annotated[AddressRateLimit, Depends(get_enroll_rate_limit)]

@@ -71,6 +71,26 @@ class BackendSettings(BaseSettings):
     max_dataset_bytes: int = Field(default=1024**3, ge=1)
     """Largest dataset upload accepted (default 1 GiB)."""
 
+    artifacts_dir: Path | None = None
+    """Where artifacts (the files jobs send back) are kept when ``artifacts_url`` is unset
+    (default: ``artifacts`` next to the SQLite file, else in the user data directory)."""
+
+    artifacts_url: str | None = Field(
+        default=None, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
+    )
+    """An S3-compatible bucket for artifacts instead of the directory, ``s3://bucket/prefix``;
+    replicas sharing one database share it. Credentials, region and endpoint come from the
+    usual ``AWS_*`` variables or files (``AWS_ENDPOINT_URL`` for a non-AWS server)."""
+
+    artifact_quota_gb: float = Field(default=100.0, gt=0)
+    """Artifact bytes each user may keep, in GB (10^9 bytes), unfinished uploads included."""
+
+    artifact_max_chunk_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=64 * 1024**2)
+    """Largest chunk of an artifact upload one request may carry (default 8 MiB)."""
+
+    artifact_abandoned_hours: float = Field(default=72.0, gt=0)
+    """An unfinished upload untouched for this long is removed by ``artifacts gc``."""
+
     housekeeping_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     """How often the background task looks for expired leases."""
 

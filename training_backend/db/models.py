@@ -1,4 +1,4 @@
-"""The tables: people and their credentials, jobs with their reports, and agents."""
+"""The tables: people and their credentials, jobs with reports and artifacts, and agents."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Float,
     ForeignKey,
     Index,
@@ -199,6 +200,34 @@ class JobLog(Base):
     job_id: Mapped[str] = mapped_column(_ID, _job_fk(), primary_key=True)
     line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
     text: Mapped[str] = mapped_column(Text)
+
+
+class Artifact(Base):
+    """A file a job sent back (an adapter, a model...); its bytes live in the artifact store.
+
+    ``received_bytes`` counts the bytes stored from offset 0; ``complete`` is set only once
+    all ``size_bytes`` arrived and their SHA-256 matched ``sha256``. ``upload_state`` is
+    what the store needs to go on with an unfinished upload (an S3 multipart upload's id).
+    """
+
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("job_id", "name"),)
+
+    id: Mapped[str] = mapped_column(_ID, primary_key=True, default=new_id)
+    job_id: Mapped[str] = mapped_column(_ID, _job_fk())
+    user_id: Mapped[str] = mapped_column(_ID, _user_fk(), index=True)  # the quota's owner
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))  # adapter, model, checkpoint or file
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    received_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The object's name in the store: chosen by the backend, never by a request.
+    storage_key: Mapped[str] = mapped_column(String(255), unique=True)
+    upload_state: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class TrainingAgent(Base):

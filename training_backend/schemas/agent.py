@@ -20,6 +20,7 @@ FEATURES: tuple[str, ...] = (
     "dataset_download",
     "agent_info",
     "revocation",
+    "artifacts",
 )
 
 

@@ -34,16 +34,21 @@ DEFAULT_FILENAME = "dataset"
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\"\\/]")
 
 
-def datasets_dir(settings: BackendSettings) -> Path:
-    """Where datasets are kept: the setting, else beside the SQLite file, else the data dir."""
-    if settings.datasets_dir is not None:
-        return settings.datasets_dir.expanduser()
+def backend_data_dir(settings: BackendSettings) -> Path:
+    """The folder of the SQLite file, else the user data directory (PostgreSQL)."""
     url = make_url(settings.database_url)
     database = url.database
     is_file = bool(database) and database != ":memory:" and not str(database).startswith("file:")
     if url.get_backend_name() == "sqlite" and database and is_file:
-        return Path(database).expanduser().resolve().parent / "datasets"
-    return Path(user_data_dir(APP_NAME, appauthor=False)) / "datasets"
+        return Path(database).expanduser().resolve().parent
+    return Path(user_data_dir(APP_NAME, appauthor=False))
+
+
+def datasets_dir(settings: BackendSettings) -> Path:
+    """Where datasets are kept: the setting, else beside the SQLite file, else the data dir."""
+    if settings.datasets_dir is not None:
+        return settings.datasets_dir.expanduser()
+    return backend_data_dir(settings) / "datasets"
 
 
 def clean_filename(name: str | None) -> str:

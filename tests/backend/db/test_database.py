@@ -36,7 +36,7 @@ def test_upgrading_twice_is_a_no_op(tmp_path: Path) -> None:
     finally:
         engine.dispose()
     expected = {"users", "sessions", "api_keys", "training_jobs", "training_metrics", "job_logs"}
-    expected |= {"datasets", "enrollment_tokens"}
+    expected |= {"datasets", "enrollment_tokens", "artifacts"}
     assert expected | {"training_agents", "alembic_version"} == tables
 
 
