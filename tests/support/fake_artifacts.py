@@ -58,6 +58,7 @@ class FakeArtifactServer:
     corrupt_next: int = 0  # flip a byte of the next N artifacts at their last chunk
     statuses: list[dict[str, Any]] = field(default_factory=list)
     on_status: Callable[[httpx.Request], httpx.Response] | None = None
+    max_chunk_bytes: int | None = None  # what declarations answer (None: not said)
 
     def client(self) -> BackendClient:
         return BackendClient(
@@ -91,7 +92,7 @@ class FakeArtifactServer:
     def _declare(self, job_id: str, body: dict[str, Any]) -> httpx.Response:
         for artifact in self.artifacts.values():
             if artifact.name == body["name"] and artifact.sha256 == body["sha256"]:
-                return _answer(artifact)
+                return self._answer(artifact)
         artifact = StoredArtifact(
             id=f"art_{len(self.artifacts) + 1}",
             job_id=job_id,
@@ -101,7 +102,13 @@ class FakeArtifactServer:
             sha256=body["sha256"],
         )
         self.artifacts[artifact.id] = artifact
-        return _answer(artifact)
+        return self._answer(artifact)
+
+    def _answer(self, artifact: StoredArtifact) -> httpx.Response:
+        body = {"artifact_id": artifact.id, "offset": len(artifact.data)}
+        if self.max_chunk_bytes is not None:
+            body["max_chunk_bytes"] = self.max_chunk_bytes
+        return httpx.Response(200, json=body)
 
     def _chunk(self, artifact_id: str, offset: int, chunk: bytes) -> httpx.Response:
         artifact = self.artifacts.get(artifact_id)
@@ -131,11 +138,6 @@ class FakeArtifactServer:
             return _error(422, "ARTIFACT_CORRUPT", "the upload's SHA-256 does not match")
         artifact.complete = True
         return httpx.Response(200, json={"offset": artifact.size_bytes, "complete": True})
-
-
-def _answer(artifact: StoredArtifact) -> httpx.Response:
-    body = {"artifact_id": artifact.id, "offset": len(artifact.data)}
-    return httpx.Response(200, json=body)
 
 
 def _error(status: int, code: str, sentence: str, **extra: Any) -> httpx.Response:

@@ -177,12 +177,14 @@ class JobState(_Controlled):
 
 
 class ArtifactDeclared(_Controlled):
-    """The answer to declaring an upload (``artifacts``): its id and how many of its
-    bytes the server already holds (0 for a new one; all of them for a complete one)."""
+    """The answer to declaring an upload (``artifacts``): its id, how many of its bytes
+    the server already holds (0 for a new one; all of them for a complete one), and the
+    largest chunk it takes."""
 
     artifact_id: str = Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")
     offset: int = Field(ge=0)
     complete: bool | None = None
+    max_chunk_bytes: int | None = Field(default=None, ge=1)
 
 
 class ArtifactChunkStored(_Controlled):

@@ -242,9 +242,10 @@ class ArtifactUploader:
         if declared.complete or offset >= size:
             return _Step.COMPLETE
         self._board.sent(row.seq, offset=offset, size=size)
+        chunk_bytes = min(self._chunk_bytes, declared.max_chunk_bytes or self._chunk_bytes)
         checked_at = self._clock()
         while offset < size:
-            length = min(self._chunk_bytes, size - offset)
+            length = min(chunk_bytes, size - offset)
             if offset + length >= size or self._clock() - checked_at >= FINGERPRINT_EVERY_S:
                 if await asyncio.to_thread(source.current_fingerprint) != row.fingerprint:
                     return _Step.CHANGED

@@ -354,3 +354,16 @@ async def test_nothing_goes_out_before_the_features_are_known_or_without_the_fea
     assert server.requests == []
     [row] = outbox.artifacts.of_job("j1")
     assert row.error == "the backend no longer takes artifacts"
+
+
+async def test_chunks_stay_within_what_the_server_takes(
+    tmp_path: Path, outbox: Outbox, api: BackendClient, server: FakeArtifactServer
+) -> None:
+    path = model_file(tmp_path, size=5000)
+    plan(outbox, path)
+    server.max_chunk_bytes = 1000
+
+    assert await artifacts(outbox, api).drain_once()
+
+    assert server.chunk_offsets() == [0, 1000, 2000, 3000, 4000]
+    assert bytes(only(server).data) == path.read_bytes()
