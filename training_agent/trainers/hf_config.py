@@ -46,7 +46,17 @@ _TRAINING_KEYS = {
     "checkpoint_resume",
 }
 _DATA_KEYS = {"max_samples", "train_split", "eval_split"}
-_TOP_KEYS = {"model", "tokenizer", "training", "data", "dataset_path", "seed", "lora", "type"}
+_TOP_KEYS = {
+    "model",
+    "tokenizer",
+    "training",
+    "data",
+    "dataset_path",
+    "seed",
+    "lora",
+    "type",
+    "outputs",
+}
 
 
 @dataclass(frozen=True)
