@@ -40,6 +40,7 @@ from training_agent.job_slot import JobOptions, JobSlots
 from training_agent.logs import setup_logging
 from training_agent.paths import AgentPaths
 from training_agent.poller import Poller
+from training_agent.reporting.artifacts import ArtifactUploader
 from training_agent.reporting.outbox import Outbox
 from training_agent.reporting.uploader import Uploader
 from training_agent.resources import GpuPool, ResourceMonitor, load_nvml
@@ -196,6 +197,7 @@ def build_agent(
         clock=clock,
     )
     uploader: Uploader
+    artifacts: ArtifactUploader
     jobs = JobSlots(
         client=client,
         outbox=outbox,
@@ -209,6 +211,7 @@ def build_agent(
         ),
         features=lambda: poller.features,
         wake_uploader=lambda: uploader.wake(),
+        wake_artifacts=lambda: artifacts.wake(),
         sleep=sleep,
     )
     uploader = Uploader(
@@ -222,10 +225,22 @@ def build_agent(
         rng=rng,
         clock=clock,
     )
+    artifacts = ArtifactUploader(
+        outbox=outbox,
+        client=client,
+        features=poller.known_features,
+        board=state.uploads,
+        on_settled=lambda _job_id: uploader.wake(),
+        sleep=sleep,
+        rng=rng,
+        clock=clock,
+        heartbeat_interval_s=settings.heartbeat_interval_seconds,
+    )
     daemon = Daemon(
         options=_daemon_options(settings),
         poller=poller,
         uploader=uploader,
+        artifacts=artifacts,
         jobs=jobs,
         outbox=outbox,
         state=state,
@@ -275,6 +290,8 @@ def _job_options(settings: Settings) -> JobOptions:
         cancel_grace_s=settings.cancel_grace_seconds,
         training_python=settings.training_python,
         heartbeat_interval_s=settings.heartbeat_interval_seconds,
+        upload_artifacts=settings.upload_artifacts,
+        max_artifact_bytes=int(settings.max_artifact_gb * 1024**3),
     )
 
 

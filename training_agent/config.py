@@ -97,6 +97,13 @@ class Settings(BaseSettings):
     """A longer job log keeps its first and last lines around one notice saying how many
     lines were skipped."""
 
+    upload_artifacts: bool = True
+    """Upload a completed job's declared outputs (adapter, model, files) to a backend that
+    takes artifacts; off: they stay in the job's work directory."""
+
+    max_artifact_gb: float = Field(default=100.0, gt=0)
+    """An output larger than this is not uploaded (the job log says so and names its path)."""
+
     heartbeat_interval_seconds: float = Field(default=10.0, ge=1, le=15)
     """How often a running job's heartbeat goes out (a v1 backend: its status is read)."""
 

@@ -31,6 +31,7 @@ from training_agent.job_slot import AGENT_STOPPED, JobSlots
 from training_agent.jobs import ClaimedJob
 from training_agent.journal import recover_jobs
 from training_agent.poller import Poller
+from training_agent.reporting.artifacts import ArtifactUploader
 from training_agent.reporting.outbox import Outbox
 from training_agent.reporting.uploader import Uploader
 from training_agent.resources import GIB, ResourceMonitor, free_disk_bytes
@@ -85,8 +86,12 @@ class Daemon:
         journals_dir: Path,
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        artifacts: ArtifactUploader | None = None,
     ) -> None:
+        """``artifacts`` uploads finished jobs' outputs (None: never, as in a test of the
+        daemon alone)."""
         self._options = options
+        self.artifacts = artifacts
         self.poller = poller
         self.uploader = uploader
         self._jobs = jobs
@@ -165,6 +170,8 @@ class Daemon:
         self._recover()
         self._ready = not self._outbox.unfinished_jobs()
         helpers = [self._supervised("the uploader", self.uploader.run)]
+        if self.artifacts is not None:
+            helpers.append(self._supervised("the artifact uploader", self.artifacts.run))
         helpers.append(self._supervised("the start-up delivery", self._startup_drain))
         if self._options.idle_exit_s is not None:
             helpers.append(self._supervised("the --idle-exit watch", self._idle_watch))

@@ -9,7 +9,7 @@ Import this in your own training script; it needs only the standard library::
         loss = train_step(batch)
         report.metric(step, epoch=step / len(loader), train_loss=loss, learning_rate=lr)
     report.checkpoint(step, "checkpoints/last.pt")
-    report.output("model.safetensors")
+    report.output("final_model", kind="model")   # a directory goes up as one tar archive
 
 Each call appends one JSON line to the file named by ``$TRAINING_AGENT_EVENTS_FILE``,
 which the agent follows and sends to the platform. Outside the agent that variable is
@@ -94,9 +94,24 @@ def checkpoint(step: int, path: str | os.PathLike[str]) -> None:
     _append({"type": "checkpoint", "step": _step(step), "path": os.path.abspath(path)})
 
 
-def output(path: str | os.PathLike[str]) -> None:
-    """Report a result file or directory (the trained model, an adapter, an export)."""
-    _append({"type": "output", "path": os.path.abspath(path)})
+OUTPUT_KINDS = ("adapter", "model", "checkpoint", "file")
+
+
+def output(path: str | os.PathLike[str], kind: str = "file", name: str | None = None) -> None:
+    """Report a result file or directory: ``kind`` is ``"adapter"`` (LoRA), ``"model"``,
+    ``"checkpoint"`` or ``"file"``; ``name`` is what the platform calls it (default: the
+    file's name, a directory's name plus ``.tar``).
+
+    On a platform that takes artifacts, the agent uploads it when the job ends (which
+    kinds: the job's ``outputs.upload`` setting); it must lie inside the job's work dir.
+    Raises ``ValueError`` for an unknown ``kind``.
+    """
+    if kind not in OUTPUT_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(OUTPUT_KINDS)}, got {kind!r}")
+    event: dict[str, Any] = {"type": "output", "path": os.path.abspath(path), "kind": kind}
+    if name is not None:
+        event["name"] = str(name)
+    _append(event)
 
 
 def capabilities(*, pause: bool = False) -> None:

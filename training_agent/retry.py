@@ -78,6 +78,12 @@ CLAIM = RetryPolicy(max_attempts=4, initial_s=1.0, max_s=4.0)
 # of waiting) ride out a backend restart; after that the job fails and says why.
 DATASET_DOWNLOAD = RetryPolicy(max_attempts=5, initial_s=2.0, max_s=30.0, min_s=0.5)
 
+# An artifact's declaration and each of its chunks: like a report, retried for as long
+# as it takes (the outbox holds where the upload stands), 1 s doubling to 60 s with full
+# jitter. 507 (the backend's disk is full) is a 5xx: it is retried the same way, so
+# an upload waits for space instead of failing. Non-retryable answers stop at once.
+ARTIFACT = RetryPolicy(max_attempts=None, initial_s=1.0, max_s=60.0, min_s=0.5)
+
 # A failed poll (no answer, 408, 429, 5xx, a malformed answer): the poll loop never gives
 # up; it waits 2 s doubling to 60 s, full jitter, never below its own floor
 # (``poll_backoff_s``).

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.backend.helpers import Caller, MakeRunningJob, bearer
+from tests.backend.support import Caller, MakeRunningJob, bearer
 
 BATCH = "/api/training/local/metrics"
 

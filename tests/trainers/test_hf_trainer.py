@@ -44,7 +44,8 @@ def test_loss_falls_and_every_metric_is_reported(
     assert any("tokens_per_second" in m for m in train)
     evals = [m for m in metrics if "eval_loss" in m]
     assert [m["step"] for m in evals] == [10, 20, 30] and all("perplexity" in m for m in evals)
-    assert run.of("output") == [{"type": "output", "path": str(run.job_dir / "final_model")}]
+    final = str(run.job_dir / "final_model")
+    assert run.of("output") == [{"type": "output", "path": final, "kind": "model"}]
     assert (run.job_dir / "final_model" / "model.safetensors").exists()
 
 
@@ -81,7 +82,7 @@ def test_lora_adapter_is_saved_and_loadable(
     run = run_trainer(config)
     assert run.returncode == 0, run.stderr
     adapter = run.job_dir / "final_adapter"
-    assert run.of("output") == [{"type": "output", "path": str(adapter)}]
+    assert run.of("output") == [{"type": "output", "path": str(adapter), "kind": "adapter"}]
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 

@@ -37,7 +37,7 @@ from training_agent.executor.events import EventFollower, EventReader
 from training_agent.executor.plan import plan_launch
 from training_agent.executor.process import ChildProcess, kill_tracked
 from training_agent.executor.workspace import Workspace
-from training_agent.jobs import ClaimedJob, JobOutcome, JobSink, JobStatus
+from training_agent.jobs import ClaimedJob, JobOutcome, JobOutput, JobSink, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ class JobRunner:
         if leftovers:
             log.info("job %s: killed %d leftover processes", self._job.id, len(leftovers))
         follower.read_new(final=True)
-        return self._outcome(returncode, cancelled, reader.outputs)
+        return self._outcome(returncode, cancelled, reader.declared)
 
     async def _wait_or_cancel(
         self, child: ChildProcess, follower: EventFollower
@@ -233,7 +233,9 @@ class JobRunner:
             for task in (follow, exited, cancel):
                 task.cancel()
 
-    def _outcome(self, returncode: int, cancelled: bool, outputs: tuple[str, ...]) -> JobOutcome:
+    def _outcome(
+        self, returncode: int, cancelled: bool, declared: tuple[JobOutput, ...]
+    ) -> JobOutcome:
         exit_code = returncode if returncode >= 0 else None
         signum = -returncode if returncode < 0 else None
         if cancelled:
@@ -242,7 +244,8 @@ class JobRunner:
             status, reason = JobStatus.COMPLETED, None
         else:
             status, reason = JobStatus.FAILED, self._failure_reason(exit_code, signum)
-        return JobOutcome(status, exit_code, signum, reason, outputs)
+        outputs = tuple(output.path for output in declared)
+        return JobOutcome(status, exit_code, signum, reason, outputs, declared)
 
     def _failure_reason(self, exit_code: int | None, signum: int | None) -> str:
         if signum is None:

@@ -2,7 +2,9 @@
 
 Per job, one pass sends the leading status changes (``running``), then every pending log
 line and metric point, and the terminal status only once nothing else is left, so the
-platform never shows a job completed with half its log. Delivered rows are deleted; a
+platform never shows a job completed with half its log, and only once the job's
+artifact uploads (``reporting.artifacts``) settled, so its ``outputs`` can carry their
+ids. Delivered rows are deleted; a
 row is deleted only after the backend accepted it, so a crash at any point re-sends,
 and the backend's offsets (``log_offsets``) and per-step keys make re-sending harmless.
 """
@@ -208,8 +210,8 @@ class Uploader:
             await self._send_status(job_id, token, statuses.pop(0))
         await self._send_logs(job_id, token)
         await self._send_metrics(job_id, token)
-        if self._outbox.has_data(job_id):
-            return False  # more arrived meanwhile; the terminal status waits
+        if self._outbox.has_data(job_id) or self._outbox.artifacts.unsettled(job_id):
+            return False  # more arrived meanwhile, or outputs upload: the terminal status waits
         for status in statuses:
             await self._send_status(job_id, token, status)
             if status.status.is_terminal:
@@ -221,6 +223,9 @@ class Uploader:
 
     async def _send_status(self, job_id: str, token: str, pending: PendingStatus) -> None:
         details: dict[str, Any] | None = pending.details or None
+        if details and isinstance(details.get("outputs"), list):
+            outputs = self._outbox.artifacts.outputs_detail(job_id, details["outputs"])
+            details = {**details, "outputs": outputs}
         if details and "job_details" not in (self._features() or ()):
             if not pending.status.is_terminal:
                 self._outbox.ack_status(pending.seq)  # only totals: a v1 backend has no use

@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from training_agent.status.uploads import UploadBoard
+
 RECENT_JOBS = 20
 HISTORY_POINTS = 500  # metric points kept per job for a chart (thinned evenly past that)
 LOG_TAIL_LINES = 2000  # log lines kept per job (the dashboard's log view)
@@ -150,7 +152,7 @@ class LogTail:
 class Changes:
     """What changed since a watcher last looked."""
 
-    kinds: set[str] = field(default_factory=set)  # connection | agent | job | metric | log
+    kinds: set[str] = field(default_factory=set)  # connection|agent|job|metric|log|upload
     points: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # new, per job
     lines: dict[str, list[str]] = field(default_factory=dict)  # new log lines, per job
     dropped: int = 0  # points and lines dropped because the reader fell behind
@@ -228,6 +230,7 @@ class AgentState:
         self._histories: OrderedDict[str, MetricHistory] = OrderedDict()
         self._logs: OrderedDict[str, LogTail] = OrderedDict()
         self._watchers: set[Watcher] = set()
+        self.uploads = UploadBoard(on_change=lambda: self._changed("upload"))
 
     # -- reports ------------------------------------------------------------------------
 
@@ -341,6 +344,7 @@ class AgentState:
             "connection": asdict(self.connection),
             "jobs": [view.to_dict(now) for view in self.jobs.values()],
             "recent_jobs": [view.to_dict(now) for view in self.recent],
+            "uploads": self.uploads.snapshot(),
             "resources": dict(self.resources),
             "problems": dict(self.problems),
             "counters": {

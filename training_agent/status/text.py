@@ -7,6 +7,8 @@ the dashboard shows too.
     claiming  yes
     running   1 job
       7c1e…  demo-model  running  step 120/600 (20%)  epoch 0.40/2  loss 0.6931  1m 02s, 4m 10s left
+    uploads
+      7c1e…  final_adapter.tar  adapter  uploading 24.0 MiB of 64.0 MiB (38%)  91.3 MB/s  0s left
     recent
       5b0d…  completed  3m 12s  ended 5m ago
 """
@@ -64,6 +66,10 @@ def render(snapshot: dict[str, Any]) -> str:
     jobs = snapshot.get("jobs") or []
     lines.append(f"running   {len(jobs)} job{'' if len(jobs) == 1 else 's'}")
     lines += [f"  {_running(job)}" for job in jobs]
+    uploads = snapshot.get("uploads") or []
+    if uploads:
+        lines.append("uploads")
+        lines += [f"  {upload_line(upload)}" for upload in uploads]
     recent = snapshot.get("recent_jobs") or []
     if recent:
         lines.append("recent")
@@ -124,6 +130,42 @@ def _finished(job: dict[str, Any], now: float) -> str:
         error = str(job["error"]).splitlines()[0] if str(job["error"]).strip() else ""
         parts.append(f"({printable(error[:80])})")
     return "  ".join(parts)
+
+
+def upload_line(upload: dict[str, Any]) -> str:
+    """One artifact upload: its job, name, kind, and bytes, rate and time left."""
+    parts = [str(upload.get("job_id")), str(upload.get("name")), str(upload.get("kind"))]
+    state, size = upload.get("state"), upload.get("size_bytes")
+    sent = int(upload.get("sent_bytes") or 0)
+    if state == "hashing" and size:
+        parts.append(f"checksumming {int(upload.get('hashed_bytes') or 0) / size:.0%}")
+    elif state in ("uploading", "waiting") and size:
+        text = f"{state} {byte_size(sent)} of {byte_size(size)} ({sent / size:.0%})"
+        if state == "waiting":
+            text += ", the backend did not take it yet"
+        parts.append(text)
+        if upload.get("rate_bps"):
+            parts.append(f"{upload['rate_bps'] / 1e6:.1f} MB/s")
+        if upload.get("eta_s") is not None:
+            parts.append(f"{duration(upload['eta_s'])} left")
+    elif state == "complete":
+        parts.append(f"uploaded {byte_size(size or sent)}")
+    elif state == "failed":
+        parts.append(f"not uploaded: {str(upload.get('error') or '')[:100]}")
+    else:
+        parts.append(str(state))
+    return "  ".join(parts)
+
+
+def byte_size(count: float) -> str:
+    """``512 B``, ``3.2 KiB``, ``64.0 MiB``, ``1.50 GiB``."""
+    if count < 1024:
+        return f"{int(count)} B"
+    if count < 1024**2:
+        return f"{count / 1024:.1f} KiB"
+    if count < 1024**3:
+        return f"{count / 1024**2:.1f} MiB"
+    return f"{count / 1024**3:.2f} GiB"
 
 
 def duration(seconds: float) -> str:

@@ -164,7 +164,8 @@ def _train(settings: hf_config.HfSettings, job_dir: Path) -> int:
     if not trainer.is_world_process_zero():
         return 0
     job.tokenizer.save_pretrained(str(final))
-    report.output(final)
+    kind = "adapter" if settings.lora else "model"
+    report.output(final, kind=kind)
     what = "LoRA adapter" if settings.lora else "model"
     print(f"saved the {settings.method} {what} to {final}")
     return 0

@@ -50,7 +50,17 @@ _TRAINING_KEYS = {
     *OPTION_KEYS,
 }
 _DATA_KEYS = {"max_samples", "train_split", "eval_split"}
-_TOP_KEYS = {"model", "tokenizer", "training", "data", "dataset_path", "seed", "lora", "type"}
+_TOP_KEYS = {
+    "model",
+    "tokenizer",
+    "training",
+    "data",
+    "dataset_path",
+    "seed",
+    "lora",
+    "type",
+    "outputs",
+}
 
 
 @dataclass(frozen=True)

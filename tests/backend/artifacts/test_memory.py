@@ -25,6 +25,7 @@ async def test_a_96_mib_upload_peaks_at_a_few_chunks_of_memory(
     content = os.urandom(96 * MIB)
     artifact_id = (await declare(client, job.id, token, content)).json()["artifact_id"]
     tracemalloc.start()
+    answer = None
     try:
         for offset in range(0, len(content), CHUNK):
             chunk = content[offset : offset + CHUNK]
@@ -35,7 +36,7 @@ async def test_a_96_mib_upload_peaks_at_a_few_chunks_of_memory(
     finally:
         tracemalloc.stop()
 
-    assert answer.json()["complete"] is True
+    assert answer is not None and answer.json()["complete"] is True
     # The test's slice of each chunk, the request body and the server's copy of it: a few
     # chunks. Holding the file would take 96 MiB.
     assert peak < 4 * CHUNK, f"peak {peak / MIB:.0f} MiB"

@@ -37,6 +37,7 @@ def test_replicas_sharing_a_bucket_continue_each_others_uploads(
         uploads = f"/api/training/local/{job_id}/artifacts"
         declared = httpx.post(f"{first.url}{uploads}", json=declaration(content), headers=auth)
         artifact_id = declared.json()["artifact_id"]
+        answer = declared
         for index, offset in enumerate(range(0, len(content), 8 * MIB)):
             replica = (first, second)[index % 2]
             answer = httpx.put(
