@@ -59,7 +59,8 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     )
     app.state.login_throttle = LoginThrottle()
     app.state.enroll_rate_limit = AddressRateLimit()
-    app.state.wakeups = Wakeups()  # long polls waiting in this process
+    # Long polls held in this process.
+    app.state.wakeups = Wakeups(max_per_key=settings.max_long_polls_per_key)
     install_error_handlers(app)
     routers = (health, agent_protocol, job_reporting, jobs, auth, agents, api_keys, downloads)
     for module in (*routers, pages):

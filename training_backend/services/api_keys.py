@@ -20,6 +20,7 @@ from training_backend.security import (
     is_api_key_format,
 )
 from training_backend.services.agents import REVOKED_MESSAGE
+from training_backend.services.wakeups import Signal, announce
 
 #: Scopes a key may carry; ``all`` grants every other one.
 VALID_SCOPES = ("all", "training", "production", "testing")
@@ -83,6 +84,7 @@ def revoke_user_api_key(db: Session, *, user_id: str, key_id: str, now: datetime
         raise ApiError(404, "KEY_NOT_FOUND", "API key not found")
     if row.revoked_at is None:
         row.revoked_at = now
+        announce(db, [Signal.key(user_id, row.id)])  # held polls elsewhere answer 401
         db.commit()
     return row
 
