@@ -71,7 +71,8 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     )
     app.state.login_throttle = LoginThrottle()
     app.state.enroll_rate_limit = AddressRateLimit()
-    app.state.wakeups = Wakeups()  # long polls waiting in this process
+    # Long polls held in this process.
+    app.state.wakeups = Wakeups(max_per_key=settings.max_long_polls_per_key)
     app.state.artifact_store = open_store(settings)  # opens no connection and no file yet
     app.state.upload_hashes = UploadHashes()
     install_error_handlers(app)

@@ -112,6 +112,11 @@ class BackendSettings(BaseSettings):
     rate_limit_burst: int = Field(default=600, ge=1)
     """Requests one API key may make in a burst (the bucket's size)."""
 
+    max_long_polls_per_key: int = Field(default=16, ge=0, le=100_000)
+    """Long polls one API key may hold at once in one backend process (0: no cap); a poll
+    beyond it is answered at once, like a plain poll, and its agent polls again after
+    ``poll_interval_seconds``."""
+
     agent_version: str = Field(default="0.2.0", pattern=AGENT_VERSION_PATTERN)
     """Version of the agent the download endpoint serves (at least 0.2.0)."""
 

@@ -69,7 +69,7 @@ class ApiKey(Base):
     scopes: Mapped[list[str]] = mapped_column(JsonDocument)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     # The agent an enrollment made this key for: revoking that agent revokes the key.
     agent_id: Mapped[str | None] = mapped_column(String(128))
 
@@ -121,6 +121,7 @@ class TrainingJob(Base):
         Index("ix_training_jobs_poll", "user_id", "status", "created_at"),
         Index("ix_training_jobs_agent", "agent_id", "status"),
         Index("ix_training_jobs_lease", "status", "lease_expires_at"),
+        Index("ix_training_jobs_available", "status", "available_at"),
     )
 
     id: Mapped[str] = mapped_column(_ID, primary_key=True, default=new_id)
@@ -171,6 +172,12 @@ class TrainingJob(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Which agents may take it: ``{"agent_id", "labels", "min_gpus", "min_gpu_memory_gb"}``.
+    requirements: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
+    # A pending job is on offer from this moment: when it was submitted or re-queued, or
+    # when the reservation of the agent it was last offered to (``offered_to``) lapses.
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    offered_to: Mapped[str | None] = mapped_column(String(128))
 
 
 class TrainingMetric(Base):
@@ -251,7 +258,7 @@ class TrainingAgent(Base):
     registered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # ``metadata`` is reserved on declarative classes, hence the trailing underscore.
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JsonDocument, default=dict)
-    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
 
 #: Metric keys a point may carry besides ``step`` and ``epoch``.

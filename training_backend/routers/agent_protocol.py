@@ -28,7 +28,12 @@ from training_backend.schemas.agent import FEATURES, ClaimAnswer, PollAnswer
 from training_backend.schemas.jobs import JobDispatch
 from training_backend.services.agents import agent_identity_from_headers
 from training_backend.services.claims import claim_job
-from training_backend.services.dispatch import check_in_agent, clamp_wait, poll_for_job
+from training_backend.services.dispatch import (
+    CheckedIn,
+    check_in_agent,
+    clamp_wait,
+    poll_for_job,
+)
 from training_backend.services.jobs import dataset_of
 from training_backend.settings import BackendSettings
 
@@ -65,14 +70,14 @@ async def poll(
     """
     wait_s = clamp_wait(wait_seconds)
 
-    def check_in(db: Session) -> str:
+    def check_in(db: Session) -> CheckedIn:
         key = current_api_key(request, db, rate_limit)
         agent = agent_identity_from_headers(request.headers)
         url = _backend_url(request, settings)
         check_in_agent(
             db, user_id=key.user_id, agent=agent, settings=settings, backend_url=url, now=utcnow()
         )
-        return key.user_id
+        return CheckedIn(user_id=key.user_id, agent_id=agent.agent_id, key_id=key.id)
 
     job = await poll_for_job(sessions=sessions, wakeups=wakeups, wait_s=wait_s, check_in=check_in)
     return _answer(job, settings)

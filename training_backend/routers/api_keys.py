@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 
 from training_backend.body import read_json_object_capped, validate
 from training_backend.db.types import utcnow
-from training_backend.deps import CurrentUser, DbSession
+from training_backend.deps import CurrentUser, DbSession, WakeupsDep
 from training_backend.routing import DbRoute
 from training_backend.schemas.accounts import (
     ApiKeyCreate,
@@ -19,6 +19,7 @@ from training_backend.schemas.accounts import (
     Done,
 )
 from training_backend.services import api_keys as service
+from training_backend.services.wakeups import Signal
 
 router = APIRouter(prefix="/api/user/api-keys", tags=["api keys"], route_class=DbRoute)
 
@@ -53,7 +54,9 @@ def list_keys(user: CurrentUser, db: DbSession) -> ApiKeyList:
 
 
 @router.delete("/{key_id}")
-def revoke_key(key_id: str, user: CurrentUser, db: DbSession) -> Done:
-    """Revoke one of the caller's keys: its next request gets 401 ``INVALID_API_KEY``."""
+def revoke_key(key_id: str, user: CurrentUser, db: DbSession, wakeups: WakeupsDep) -> Done:
+    """Revoke one of the caller's keys: its next request gets 401 ``INVALID_API_KEY``
+    (and a poll it holds, at once)."""
     service.revoke_user_api_key(db, user_id=user.id, key_id=key_id, now=utcnow())
+    wakeups.deliver(Signal.key(user.id, key_id))
     return Done()

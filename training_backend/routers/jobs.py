@@ -44,10 +44,17 @@ from training_backend.schemas.jobs import (
 from training_backend.schemas.reports import ControlRequest
 from training_backend.services.control import ControlAction, request_control
 from training_backend.services.datasets import DatasetUpload, dataset_too_large, datasets_dir
-from training_backend.services.jobs import create_job, dataset_of, get_owned_job, list_jobs
+from training_backend.services.jobs import (
+    create_job,
+    dataset_of,
+    get_owned_job,
+    job_signal,
+    list_jobs,
+)
 from training_backend.services.logs import read_logs
 from training_backend.services.metric_series import series_by_step
 from training_backend.services.metrics import list_metrics
+from training_backend.services.wakeups import Signal
 from training_backend.settings import BackendSettings
 
 router = APIRouter(prefix="/api/training", tags=["jobs"], route_class=DbRoute)
@@ -66,7 +73,7 @@ def submit_job(
     """Queue a job for the caller's agents (and wake their long polls)."""
     spec = validate(JobCreate, body)
     job = create_job(db, user_id=caller.user_id, now=utcnow(), **spec.model_dump())
-    wakeups.wake(caller.user_id)
+    wakeups.deliver(job_signal(job))
     return JobCreated(job=JobPublic.of(job, dataset=dataset_of(db, job)))
 
 
@@ -85,12 +92,15 @@ def jobs_page(
 
 @router.post("/local/{job_id}/control")
 def control_job(
-    job_id: str, caller: ApiKeyOrUser, body: JsonObject, db: DbSession
+    job_id: str, caller: ApiKeyOrUser, body: JsonObject, db: DbSession, wakeups: WakeupsDep
 ) -> ControlAnswer:
     """Cancel, pause or resume a job: a pending job is cancelled at once; a held job's
-    agent sees the request as ``control`` in its next heartbeat or report."""
+    agent sees the request as ``control`` in its next heartbeat or report (and a poll it
+    holds answers at once, so it polls again with its capacity as it now is)."""
     action = ControlAction(ControlRequest.parse(body).action)
     job = request_control(db, job_id=job_id, user_id=caller.user_id, action=action, now=utcnow())
+    if action == ControlAction.CANCEL and job.agent_id is not None:
+        wakeups.deliver(Signal.agent(job.user_id, job.agent_id))
     return ControlAnswer(job_id=job.id, action=action.value, status=job.status, control=job.control)
 
 

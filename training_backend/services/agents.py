@@ -32,6 +32,7 @@ from training_backend.services.agent_identity import (
     agent_identity_from_headers,
 )
 from training_backend.services.job_revocation import revoke_job_tokens
+from training_backend.services.wakeups import Signal, announce
 
 __all__ = [  # the header reading lives in agent_identity; callers import it from here too
     "AgentIdentity",
@@ -199,6 +200,7 @@ def revoke_agent(db: Session, *, user_id: str, agent_id: str, now: datetime) -> 
         agent.status = "offline"
         revoke_agent_keys(db, user_id=user_id, agent_id=agent_id, now=now)
         revoke_job_tokens(db, user_id=user_id, agent_id=agent_id, now=now)
+        announce(db, [Signal.agent(user_id, agent_id)])  # held polls elsewhere answer 403
         db.commit()
     return agent
 
@@ -212,6 +214,7 @@ def enable_agent(db: Session, *, user_id: str, agent_id: str) -> TrainingAgent:
     if agent.revoked_at is not None:
         restore_agent_keys(db, user_id=user_id, agent_id=agent_id, revoked_at=agent.revoked_at)
         agent.revoked_at = None
+        announce(db, [Signal.agent(user_id, agent_id)])  # caches forget the revocation
         db.commit()
     return agent
 

@@ -21,6 +21,7 @@ from training_backend.security import (
 )
 from training_backend.services.agents import REVOKED_MESSAGE
 from training_backend.services.job_revocation import revoke_job_tokens
+from training_backend.services.wakeups import Signal, announce
 
 #: Scopes a key may carry; ``all`` grants every other one.
 VALID_SCOPES = ("all", "training", "production", "testing")
@@ -89,6 +90,7 @@ def revoke_user_api_key(db: Session, *, user_id: str, key_id: str, now: datetime
     if row.revoked_at is None:
         row.revoked_at = now
         _revoke_its_jobs(db, row=row, now=now)
+        announce(db, [Signal.key(user_id, row.id)])  # held polls elsewhere answer 401
         db.commit()
     return row
 
