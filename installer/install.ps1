@@ -10,9 +10,11 @@ From a releases folder or URL holding the archives and SHA256SUMS (downloads thi
 machine's archive, checks it against SHA256SUMS, refuses it when it does not match):
     .\install.ps1 -From https://github.com/OWNER/REPO/releases/latest/download
 
-The executable goes to $env:TRAINING_AGENT_INSTALL_DIR (default
-%LOCALAPPDATA%\training-agent\bin), replacing an older one, and that folder joins the
-user's PATH; then `training-agent install` stores the key (read from API_KEY, or asked
+The build (training-agent.exe and its _internal folder) becomes the folder
+$env:TRAINING_AGENT_INSTALL_DIR (default %LOCALAPPDATA%\training-agent\bin): it is copied
+to a new folder beside it first, then the old folder is renamed aside and the new one
+into place (Windows cannot rename a folder whose agent is running: stop it first), and
+that folder joins the user's PATH; then `training-agent install` stores the key (read from API_KEY, or asked
 for, never from the command line) and writes the settings. Upgrades keep every setting,
 the stored key, the agent id, state, logs and job data; without API_KEY and BACKEND_URL
 an upgrade only replaces the executable. Exit code 0 installed, 1 failed.
@@ -50,7 +52,7 @@ function Get-ReleaseFile([string]$Name, [string]$Destination) {
     }
 }
 
-function Get-VerifiedExecutable([string]$Work) {
+function Get-VerifiedBuild([string]$Work) {
     Get-ReleaseFile 'SHA256SUMS' (Join-Path $Work 'SHA256SUMS')
     $pattern = "^([0-9a-fA-F]{64}) [ *]training-agent-(.+)-windows-$arch\.zip$"
     $listed = @{}
@@ -74,9 +76,11 @@ function Get-VerifiedExecutable([string]$Work) {
     }
     Write-Host "Checked $stem.zip against SHA256SUMS."
     Expand-Archive -LiteralPath $zip -DestinationPath $Work -Force
-    $exe = Join-Path $Work "$stem\training-agent.exe"
-    if (-not (Test-Path -LiteralPath $exe)) { Fail "$stem.zip holds no $stem\training-agent.exe; it is not an agent release" }
-    return $exe
+    $folder = Join-Path $Work $stem
+    if (-not (Test-Path -LiteralPath (Join-Path $folder 'training-agent.exe')) -or -not (Test-Path -LiteralPath (Join-Path $folder '_internal'))) {
+        Fail "$stem.zip holds no $stem\training-agent.exe with its _internal folder; it is not an agent release"
+    }
+    return $folder
 }
 
 $work = Join-Path ([IO.Path]::GetTempPath()) ("training-agent-install-" + [guid]::NewGuid())
@@ -84,22 +88,43 @@ New-Item -ItemType Directory -Path $work | Out-Null
 try {
     if ($From) {
         $From = $From.TrimEnd('/', '\')
-        $source = Get-VerifiedExecutable $work
-    } elseif (Test-Path -LiteralPath (Join-Path $PSScriptRoot 'training-agent.exe')) {
-        $source = Join-Path $PSScriptRoot 'training-agent.exe'
+        $source = Get-VerifiedBuild $work
+    } elseif ((Test-Path -LiteralPath (Join-Path $PSScriptRoot 'training-agent.exe')) -and (Test-Path -LiteralPath (Join-Path $PSScriptRoot '_internal'))) {
+        $source = $PSScriptRoot
     } else {
-        Fail 'no training-agent.exe next to this script; run it from the unpacked release folder or give -From'
+        Fail 'no training-agent.exe with its _internal folder next to this script; run it from the unpacked release folder or give -From'
     }
 
-    New-Item -ItemType Directory -Force -Path $installDir | Out-Null
+    # The new build is copied in full beside the install folder, then two renames swap
+    # the folders: a failed copy (a full disk) leaves the installed agent as it was.
+    $installDir = $installDir.TrimEnd('\')
+    $staged = "$installDir.new"
+    $previous = "$installDir.old"
+    foreach ($leftover in @($staged, $previous)) {
+        if (Test-Path -LiteralPath $leftover) { Remove-Item -LiteralPath $leftover -Recurse -Force -ErrorAction SilentlyContinue }
+    }
+    New-Item -ItemType Directory -Force -Path $staged | Out-Null
+    try {
+        Copy-Item -LiteralPath (Join-Path $source 'training-agent.exe') -Destination $staged
+        Copy-Item -LiteralPath (Join-Path $source '_internal') -Destination $staged -Recurse
+    } catch {
+        Remove-Item -LiteralPath $staged -Recurse -Force -ErrorAction SilentlyContinue
+        Fail "cannot copy the build to $staged (is the disk full?); nothing was changed"
+    }
+    Get-ChildItem -LiteralPath $staged -Recurse -File | Unblock-File  # drop the downloaded-from-the-internet mark
+    if (Test-Path -LiteralPath $installDir) {
+        try { Move-Item -LiteralPath $installDir -Destination $previous }
+        catch {
+            Remove-Item -LiteralPath $staged -Recurse -Force -ErrorAction SilentlyContinue
+            Fail "the agent in $installDir is running; stop it (training-agent service stop) and run the installer again"
+        }
+    }
+    Move-Item -LiteralPath $staged -Destination $installDir
+    if (Test-Path -LiteralPath $previous) {
+        # The old build is gone for good once the new one is in place.
+        Remove-Item -LiteralPath $previous -Recurse -Force -ErrorAction SilentlyContinue
+    }
     $target = Join-Path $installDir 'training-agent.exe'
-    $previous = "$target.old"
-    # A running executable cannot be overwritten on Windows, but it can be renamed: the
-    # running agent keeps the old file until it restarts.
-    if (Test-Path -LiteralPath $previous) { Remove-Item -LiteralPath $previous -Force -ErrorAction SilentlyContinue }
-    if (Test-Path -LiteralPath $target) { Move-Item -LiteralPath $target -Destination $previous -Force }
-    Copy-Item -LiteralPath $source -Destination $target
-    Unblock-File -LiteralPath $target  # drop the downloaded-from-the-internet mark
     Write-Host "Installed $(& $target --version) to $installDir."
     # An enrollment file (the platform's enrolled download) must sit next to the
     # executable that runs `install`, which deletes it once used: move it.

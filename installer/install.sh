@@ -11,10 +11,14 @@
 # Options: --from DIR|URL (env TRAINING_AGENT_RELEASES), --version V (default: the newest
 # in SHA256SUMS), --service user|system|none (default user, env TRAINING_AGENT_SERVICE),
 # --yes (never ask).
-# The executable goes to TRAINING_AGENT_INSTALL_DIR (default ~/.local/share/training-agent/bin,
-# on macOS ~/Library/Application Support/training-agent/bin), replacing an older one;
-# then `training-agent install` stores the key (read from API_KEY, or asked for, never
-# from the command line), writes the settings and the launcher ~/.local/bin/training-agent.
+# The build (the training-agent executable and its _internal folder) goes to a new folder
+# versions/<version>-<id> of TRAINING_AGENT_INSTALL_DIR (default
+# ~/.local/share/training-agent/bin, on macOS ~/Library/Application Support/training-agent/bin);
+# then the link TRAINING_AGENT_INSTALL_DIR/training-agent is replaced by one to it in a
+# single rename (a running agent keeps its own folder; the previous one is kept for a
+# rollback, older ones are removed: training_agent/update/layout.py). Then
+# `training-agent install` stores the key (read from API_KEY, or asked for, never from
+# the command line), writes the settings and the launcher ~/.local/bin/training-agent.
 # An enrollment file (training-agent.enroll.json, from the platform's enrolled download)
 # beside this script moves next to the installed executable, where `install` reads it.
 # Upgrades keep every setting, the stored key, the agent id, state, logs and job data;
@@ -93,7 +97,7 @@ newest_version() {
         awk -F'[.+-]' '{ printf "%09d%09d%09d %s\n", $1, $2, $3, $0 }' | sort | tail -n 1 | cut -d' ' -f2
 }
 
-# download_and_check: the executable from a verified archive, unpacked under $work.
+# download_and_check: the build folder from a verified archive, unpacked under $work.
 download_and_check() {
     fetch SHA256SUMS "$work/SHA256SUMS"
     [ -n "$version" ] || version=$(newest_version "$work/SHA256SUMS")
@@ -109,8 +113,9 @@ download_and_check() {
     fi
     say "Checked $stem.tar.gz against SHA256SUMS."
     tar -xzf "$work/$stem.tar.gz" -C "$work" || fail "cannot unpack $stem.tar.gz; download it again"
-    source_bin="$work/$stem/training-agent"
-    [ -f "$source_bin" ] || fail "$stem.tar.gz holds no $stem/training-agent; it is not an agent release"
+    source_dir="$work/$stem"
+    [ -f "$source_dir/training-agent" ] && [ -d "$source_dir/_internal" ] ||
+        fail "$stem.tar.gz holds no $stem/training-agent with its _internal folder; it is not an agent release"
 }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/training-agent-install.XXXXXX")
@@ -119,29 +124,55 @@ trap 'exit 130' INT TERM
 if [ -n "$from" ]; then
     from=${from%/}
     download_and_check
-elif [ -f "$here/training-agent" ]; then
-    source_bin="$here/training-agent"
+elif [ -f "$here/training-agent" ] && [ -d "$here/_internal" ]; then
+    source_dir=$here
 else
-    fail "no training-agent next to this script; run it from the unpacked release folder or give --from"
+    fail "no training-agent with its _internal folder next to this script; run it from the unpacked release folder or give --from"
 fi
 
-# Replace the executable atomically: a running agent keeps the old file until it restarts.
-mkdir -p "$install_dir" || fail "cannot create $install_dir; check that it is writable"
-cp "$source_bin" "$install_dir/.training-agent.new"
-chmod 755 "$install_dir/.training-agent.new"
+# The new build goes to its own folder first (hidden while it is copied), then one rename
+# of a new link over $install_dir/training-agent makes it the current one.
+versions="$install_dir/versions"
+link="$install_dir/training-agent"
+mkdir -p "$versions" || fail "cannot create $versions; check that it is writable"
+previous=
+if [ -L "$link" ]; then
+    previous=$(readlink "$link")
+    previous=${previous%/training-agent}
+    previous=${previous##*/}
+fi
+built=$("$source_dir/training-agent" --version 2>/dev/null | sed -n 's/^training-agent \([^ ]*\).*/\1/p')
+[ -n "$built" ] || fail "$source_dir/training-agent does not start on this machine; download the build for $os-$arch"
+staging=$(mktemp -d "$versions/.$built-XXXXXX") || fail "cannot write to $versions; check that it is writable"
+chmod 755 "$staging"
+if ! cp -pR "$source_dir/training-agent" "$source_dir/_internal" "$staging/"; then
+    rm -rf "$staging"
+    fail "cannot copy the build to $versions (is the disk full?); nothing was changed"
+fi
 if [ "$os" = darwin ] && command -v xattr >/dev/null 2>&1; then
     # A browser download carries the quarantine flag; Gatekeeper would block the copy.
-    xattr -d com.apple.quarantine "$install_dir/.training-agent.new" 2>/dev/null || true
+    xattr -dr com.apple.quarantine "$staging" 2>/dev/null || true
 fi
-mv -f "$install_dir/.training-agent.new" "$install_dir/training-agent"
+folder=${staging##*/}
+folder=${folder#.}
+mv "$staging" "$versions/$folder"
+ln -s "versions/$folder/training-agent" "$install_dir/.training-agent.new"
+mv -f "$install_dir/.training-agent.new" "$link"
+for old in "$versions"/* "$versions"/.[!.]*; do
+    name=${old##*/}
+    if [ -d "$old" ] && [ "$name" != "$folder" ] && [ "$name" != "$previous" ]; then
+        rm -rf "$old"
+    fi
+done
 # An enrollment file (the platform's enrolled download) must sit next to the executable
 # that runs `install`, which deletes it once used: move it, never leave a copy behind.
 enroll_file=training-agent.enroll.json
+enroll_target="$versions/$folder/$enroll_file"
 if [ -z "$from" ] && [ -f "$here/$enroll_file" ]; then
-    mv -f "$here/$enroll_file" "$install_dir/$enroll_file"
-    chmod 600 "$install_dir/$enroll_file"
+    mv -f "$here/$enroll_file" "$enroll_target"
+    chmod 600 "$enroll_target"
 fi
-say "Installed $("$install_dir/training-agent" --version) to $install_dir."
+say "Installed $("$link" --version) to $install_dir."
 
 # An upgrade without a new key or URL keeps the configuration as it is: the launcher
 # already points at the executable just replaced.
@@ -153,12 +184,12 @@ else
     config="${XDG_CONFIG_HOME:-$HOME/.config}/training-agent/config.toml"
 fi
 if [ -f "$config" ] && [ -z "${API_KEY:-}" ] && [ -z "${BACKEND_URL:-}" ] &&
-    [ ! -f "$install_dir/$enroll_file" ]; then
+    [ ! -f "$enroll_target" ]; then
     say "Upgraded; kept the settings in $config and the stored key (restart a running agent to use the new version)."
     exit 0
 fi
 
 # The key travels in the environment (API_KEY) or is asked for: never on a command line.
 status=0
-"$install_dir/training-agent" install --service "$service" $yes || status=$?
+"$link" install --service "$service" $yes || status=$?
 exit "$status"

@@ -30,6 +30,7 @@ from training_agent.daemon import Daemon, DaemonOptions, install_signal_handlers
 from training_agent.dataset_cache import DatasetCache
 from training_agent.errors import ConfigError, TrainingAgentError
 from training_agent.executor.dataset import DatasetFetcher
+from training_agent.gpus import load_nvml
 from training_agent.identity import (
     LEGACY_AGENT_ID_FILE,
     AgentIdentity,
@@ -43,7 +44,7 @@ from training_agent.poller import Poller
 from training_agent.reporting.artifacts import ArtifactUploader
 from training_agent.reporting.outbox import Outbox
 from training_agent.reporting.uploader import Uploader
-from training_agent.resources import GpuPool, ResourceMonitor, load_nvml
+from training_agent.resources import GpuPool, ResourceMonitor
 from training_agent.status.state import AgentState
 from training_agent.supervise import supervise
 
@@ -172,6 +173,7 @@ def build_agent(
         max_concurrent_jobs=settings.max_concurrent_jobs,
         detect=resources.gpu_indices,
     )
+    log.info("gpus: %s; %s", resources.last_gpus.summary(), gpus.describe())
     journals_dir = paths.state_dir / "jobs"
     outbox = Outbox(paths.outbox_file, max_log_lines=settings.max_log_lines_per_job)
     client = BackendClient(

@@ -86,6 +86,21 @@ def _parser() -> argparse.ArgumentParser:
         "demo", help="run a backend, an agent and one real training job on this machine"
     )
     demo.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="then keep the backend up and print the page's URL with a one-time sign-in",
+    )
+    demo.add_argument(
+        "--port", type=int, default=0, help="the backend's port (default: a free one)"
+    )
+    demo.add_argument(
+        "--trainer",
+        choices=("auto", "hf", "logreg"),
+        default="auto",
+        help="the job: the Hugging Face trainer when installed (auto), or the quick "
+        "logistic-regression demo",
+    )
     demo.set_defaults(handler=_demo)
 
     runtime = commands.add_parser("runtime", help="the training runtime (torch, transformers)")
@@ -327,4 +342,6 @@ def _version(_args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from training_agent.commands.demo import run_demo
 
-    return asyncio.run(run_demo(keep=args.keep))
+    return asyncio.run(
+        run_demo(keep=args.keep, serve=args.serve, port=args.port, trainer=args.trainer)
+    )

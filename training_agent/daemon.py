@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from training_agent.gpus import GIB
 from training_agent.job_slot import AGENT_STOPPED, JobSlots
 from training_agent.jobs import ClaimedJob
 from training_agent.journal import recover_jobs
@@ -34,7 +35,7 @@ from training_agent.poller import Poller
 from training_agent.reporting.artifacts import ArtifactUploader
 from training_agent.reporting.outbox import Outbox
 from training_agent.reporting.uploader import Uploader
-from training_agent.resources import GIB, ResourceMonitor, free_disk_bytes
+from training_agent.resources import ResourceMonitor, free_disk_bytes
 from training_agent.status.state import AgentState
 from training_agent.supervise import supervise
 

@@ -8,8 +8,9 @@ under the backend's 4 KiB)::
      "gpus":[{"index":0,"name":"NVIDIA A10","memory_gb":22.5,"memory_free_gb":22.1}],
      "disk_free_gb":120.4,"max_jobs":1,"busy_jobs":0}
 
-GPUs are read through nvidia-ml-py (``pynvml``) when it is installed and a driver
-answers; it is never required: without it ``gpus`` is simply empty.
+GPUs come from ``gpus.GpuProbe`` (NVIDIA's through NVML, Apple silicon's as ``mps``);
+where there are none, ``gpus`` is empty and ``gpu_note`` says why (``no NVIDIA
+driver``); ``gpu_driver`` is the NVIDIA driver's version when one answers.
 
 ``GpuPool`` hands GPUs to jobs from the ``gpus`` setting (``all``, ``none`` or a list
 like ``0,1``); see its docstring for when ``CUDA_VISIBLE_DEVICES`` is set.
@@ -18,7 +19,6 @@ like ``0,1``); see its docstring for when ``CUDA_VISIBLE_DEVICES`` is set.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -31,51 +31,17 @@ from typing import Any
 import psutil
 
 from training_agent.errors import ConfigError
+from training_agent.gpus import GIB, GpuProbe, GpuReading, load_nvml
 
 log = logging.getLogger(__name__)
 
-GIB = 1024**3
 SAMPLE_MAX_AGE_S = 30.0
-MAX_GPUS_REPORTED = 16  # keeps the header small on a 64-GPU box
 MAX_AGENT_INFO_BYTES = 4096  # what the backend stores at most
 CUDA_VISIBLE_DEVICES = "CUDA_VISIBLE_DEVICES"
 
 
 def _gb(value: float) -> float:
     return round(value / GIB, 1)
-
-
-def load_nvml() -> Any:
-    """The ``pynvml`` module, initialised; None when it is missing or no driver answers."""
-    try:
-        nvml = importlib.import_module("pynvml")
-        nvml.nvmlInit()
-    except Exception:  # ImportError, or NVMLError: no driver, no GPU, a broken install
-        return None
-    return nvml
-
-
-def read_gpus(nvml: Any) -> list[dict[str, Any]]:
-    """Index, name and memory of every GPU ``nvml`` sees; [] when it cannot say."""
-    if nvml is None:
-        return []
-    gpus: list[dict[str, Any]] = []
-    try:
-        for index in range(min(int(nvml.nvmlDeviceGetCount()), MAX_GPUS_REPORTED)):
-            handle = nvml.nvmlDeviceGetHandleByIndex(index)
-            memory = nvml.nvmlDeviceGetMemoryInfo(handle)
-            name = nvml.nvmlDeviceGetName(handle)
-            gpus.append(
-                {
-                    "index": index,
-                    "name": (name.decode() if isinstance(name, bytes) else str(name))[:64],
-                    "memory_gb": _gb(memory.total),
-                    "memory_free_gb": _gb(memory.free),
-                }
-            )
-    except Exception as exc:  # a GPU fell off the bus, the driver was upgraded underneath
-        log.debug("reading GPUs failed: %s", exc)
-    return gpus
 
 
 def free_disk_bytes(path: Path) -> int | None:
@@ -99,14 +65,14 @@ class ResourceMonitor:
         max_age_s: float = SAMPLE_MAX_AGE_S,
         clock: Callable[[], float] = time.monotonic,
         nvml_loader: Callable[[], Any] = load_nvml,
+        gpu_probe: GpuProbe | None = None,
     ) -> None:
         self._work_dir = work_dir
         self._max_age_s = max_age_s
         self._clock = clock
-        self._nvml_loader = nvml_loader
-        self._nvml: Any = None
-        self._nvml_loaded = False
+        self._gpus = gpu_probe or GpuProbe(nvml_loader)
         self._sample: dict[str, Any] | None = None
+        self._last_gpus = GpuReading()
         self._sampled_at = 0.0
         self.samples_taken = 0
 
@@ -120,8 +86,14 @@ class ResourceMonitor:
         return self._sample
 
     def gpu_indices(self) -> list[str]:
-        """The indices of the GPUs nvidia-ml-py sees (empty without it)."""
-        return [str(gpu["index"]) for gpu in self.sample()["gpus"]]
+        """The indices of the NVIDIA GPUs NVML sees (empty without a driver)."""
+        return self.last_gpus.cuda_indices()
+
+    @property
+    def last_gpus(self) -> GpuReading:
+        """The GPUs of the latest sample (taken now if it is too old)."""
+        self.sample()
+        return self._last_gpus
 
     def info_header(self, *, busy_jobs: int, max_jobs: int) -> str:
         """The ``X-Agent-Info`` value: the last sample plus the job slots, compact JSON."""
@@ -129,8 +101,7 @@ class ResourceMonitor:
         return json.dumps(info, separators=(",", ":"))
 
     def _read(self) -> dict[str, Any]:
-        if not self._nvml_loaded:
-            self._nvml, self._nvml_loaded = self._nvml_loader(), True
+        self._last_gpus = gpus = self._gpus.read()
         memory = None
         with contextlib.suppress(OSError, RuntimeError):
             memory = psutil.virtual_memory()
@@ -139,9 +110,16 @@ class ResourceMonitor:
             "cpu_count": os.cpu_count() or 1,
             "memory_gb": None if memory is None else _gb(memory.total),
             "memory_available_gb": None if memory is None else _gb(memory.available),
-            "gpus": read_gpus(self._nvml),
+            "gpus": gpus.gpus,
+            **gpu_facts(gpus),
             "disk_free_gb": None if free is None else _gb(free),
         }
+
+
+def gpu_facts(reading: GpuReading) -> dict[str, str]:
+    """``gpu_driver`` and ``gpu_note`` of a reading, only those it has (a small header)."""
+    facts = {"gpu_driver": reading.driver, "gpu_note": reading.note}
+    return {name: value for name, value in facts.items() if value}
 
 
 class GpuPool:
@@ -151,9 +129,9 @@ class GpuPool:
     - a list such as ``0,1``: those GPUs are shared out. Each job gets
       ``len(list) // max_concurrent_jobs`` of them (at least one), free ones only; a
       job is not claimed while its share is not free.
-    - ``all``: like a list of every GPU nvidia-ml-py sees, but with one job at a time
+    - ``all``: like a list of every NVIDIA GPU NVML sees, but with one job at a time
       the variable is left as the agent found it (the job sees what the agent sees);
-      without nvidia-ml-py the GPUs are not managed at all.
+      without a driver (or on Apple silicon's ``mps``) the GPUs are not managed at all.
 
     ``acquire`` returns the value for ``CUDA_VISIBLE_DEVICES`` (None: leave it alone).
     """
@@ -182,6 +160,14 @@ class GpuPool:
     @property
     def managed(self) -> bool:
         return self._devices is not None
+
+    def describe(self) -> str:
+        """What jobs get, for the start-up log line."""
+        if self._devices is None:
+            return "jobs see the GPUs the agent sees"
+        if not self._devices:
+            return "jobs get no GPU"
+        return f"jobs get {self._share} each of {','.join(self._devices)}"
 
     def has_free_share(self) -> bool:
         """Whether a new job would get its share now."""

@@ -28,7 +28,9 @@ from training_backend.routers import (
     jobs,
     pages,
 )
+from training_backend.services.agent_updates import UpdateOffers
 from training_backend.services.artifact_store import open_store
+from training_backend.services.release_mirror import ReleaseMirror
 from training_backend.services.upload_hashes import UploadHashes
 from training_backend.services.wakeups import Wakeups
 from training_backend.settings import BackendSettings
@@ -75,6 +77,8 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     app.state.wakeups = Wakeups(max_per_key=settings.max_long_polls_per_key)
     app.state.artifact_store = open_store(settings)  # opens no connection and no file yet
     app.state.upload_hashes = UploadHashes()
+    app.state.release_mirror = mirror = ReleaseMirror()  # releases fetched from releases_url
+    app.state.update_offers = UpdateOffers(mirror)  # agent_update in poll answers
     install_error_handlers(app)
     app.add_middleware(StrictTransportSecurity, always=settings.cookie_secure)
     routers = (health, agent_protocol, job_reporting, jobs, auth, agents, api_keys, downloads)

@@ -11,6 +11,8 @@ replace its objects to drive the clock):
     ArtifactStoreDep    where artifact bytes live (a directory or an S3 bucket)
     UploadHashesDep     running SHA-256s and per-artifact locks of this process's uploads
     ApiKeyRateLimitDep, LoginThrottleDep, EnrollRateLimitDep   the in-memory rate limits
+    ReleaseMirrorDep    fetches agent releases from ``releases_url`` on first use
+    UpdateOffersDep     the ``agent_update`` poll answers offer (cached per platform)
 
     CurrentApiKey   an API key with the ``training`` scope (rate-limited per key); a key
                     an enrollment bound to an agent speaks only for that agent
@@ -37,6 +39,7 @@ from training_backend.db.models import ApiKey, TrainingJob, User
 from training_backend.db.types import utcnow
 from training_backend.errors import ApiError
 from training_backend.ratelimit import AddressRateLimit, ApiKeyRateLimit, LoginThrottle
+from training_backend.services.agent_updates import UpdateOffers
 from training_backend.services.agents import AgentIdentity, agent_identity_from_headers
 from training_backend.services.api_keys import (
     authenticate_api_key,
@@ -46,6 +49,7 @@ from training_backend.services.api_keys import (
 )
 from training_backend.services.artifact_store import ArtifactStore
 from training_backend.services.job_tokens import authenticate_job, extract_job_token
+from training_backend.services.release_mirror import ReleaseMirror
 from training_backend.services.sessions import authenticate_session, session_token_of
 from training_backend.services.upload_hashes import UploadHashes
 from training_backend.services.wakeups import Wakeups
@@ -100,6 +104,18 @@ async def get_enroll_rate_limit(request: Request) -> AddressRateLimit:
     return limit
 
 
+async def get_release_mirror(request: Request) -> ReleaseMirror:
+    """This process's fetches of agent releases (their locks and recent failures)."""
+    mirror: ReleaseMirror = request.app.state.release_mirror
+    return mirror
+
+
+async def get_update_offers(request: Request) -> UpdateOffers:
+    """The updates this process offers agents in poll answers."""
+    offers: UpdateOffers = request.app.state.update_offers
+    return offers
+
+
 SettingsDep = Annotated[BackendSettings, Depends(get_settings)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 WakeupsDep = Annotated[Wakeups, Depends(get_wakeups)]
@@ -108,6 +124,8 @@ UploadHashesDep = Annotated[UploadHashes, Depends(get_upload_hashes)]
 ApiKeyRateLimitDep = Annotated[ApiKeyRateLimit, Depends(get_api_key_rate_limit)]
 LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
 EnrollRateLimitDep = Annotated[AddressRateLimit, Depends(get_enroll_rate_limit)]
+ReleaseMirrorDep = Annotated[ReleaseMirror, Depends(get_release_mirror)]
+UpdateOffersDep = Annotated[UpdateOffers, Depends(get_update_offers)]
 
 
 async def get_db(factory: SessionFactoryDep) -> AsyncIterator[Session]:

@@ -26,6 +26,10 @@ AGENT_VERSION_PATTERN = r"^[0-9]+\.[0-9]+\.[0-9]+[0-9A-Za-z.+-]{0,32}$"
 PUBLIC_URL_PATTERN = r"^https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/%-]*)?$"
 
 
+#: An http(s) URL of a releases folder, ``{version}`` allowed (no quotes, spaces, query).
+RELEASES_URL_PATTERN = r"^https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/%{}-]*)?$"
+
+
 def version_tuple(version: str) -> tuple[int, int, int]:
     """The numeric major, minor and patch of a release version.
 
@@ -120,6 +124,10 @@ class BackendSettings(BaseSettings):
     agent_version: str = Field(default="0.2.0", pattern=AGENT_VERSION_PATTERN)
     """Version of the agent the download endpoint serves (at least 0.2.0)."""
 
+    allow_agent_downgrade: bool = False
+    """Offer agents newer than ``agent_version`` that version too (``agent_update`` with
+    ``"downgrade": true``); off: newer agents are left alone."""
+
     min_agent_version: str | None = Field(default=None, pattern=AGENT_VERSION_PATTERN)
     """Oldest agent allowed to poll and claim, e.g. ``0.3.0`` (compared on major.minor.patch
     with ``X-Agent-Version``); older agents, and agents that send no version, get 426
@@ -127,6 +135,13 @@ class BackendSettings(BaseSettings):
 
     releases_dir: Path = Field(default_factory=default_releases_dir)
     """Folder of agent release archives and their ``SHA256SUMS``."""
+
+    releases_url: str | None = Field(default=None, pattern=RELEASES_URL_PATTERN)
+    """Where to fetch agent releases that are not in ``releases_dir`` yet, e.g.
+    ``https://github.com/OWNER/REPO/releases/download/v{version}`` (``{version}`` becomes
+    ``agent_version``): the folder holding the archives and their ``SHA256SUMS``. An
+    archive is fetched the first time it is asked for, checked against that file and
+    kept in ``releases_dir``. Unset: only what ``releases add`` put there is served."""
 
     public_url: str | None = Field(default=None, pattern=PUBLIC_URL_PATTERN)
     """This backend's URL as agents reach it, e.g. ``https://train.example.com``
@@ -155,7 +170,7 @@ class BackendSettings(BaseSettings):
             raise ValueError(f"agent_version must be 0.2.0 or newer, not {version}")
         return version
 
-    @field_validator("public_url")
+    @field_validator("public_url", "releases_url")
     @classmethod
     def _without_trailing_slash(cls, url: str | None) -> str | None:
         return None if url is None else url.rstrip("/")

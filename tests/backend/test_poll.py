@@ -47,6 +47,7 @@ async def test_no_job_answers_null_with_interval_features_and_message(
             "revocation",
             "metrics_extra",
             "artifacts",
+            "agent_update",
         ],
         "message": "No pending jobs available",
     }

@@ -59,8 +59,9 @@ def test_windows_is_detected_and_its_missing_build_is_explained(
 
     expect(page.locator("#primary-download")).to_have_text("Your computer runs Windows.")
     expect(page.locator("#primary-missing")).to_contain_text(
-        "The training agent 0.2.0 for Windows (amd64) is not available on this server; "
-        "ask its administrator to put training-agent-0.2.0-windows-amd64.zip"
+        "The training agent 0.2.0 for Windows (amd64) is not on this server yet; its "
+        "administrator adds it with: training-backend releases add "
+        "training-agent-0.2.0-windows-amd64.zip"
     )
     expect(page.get_by_role("link", name="Download for macOS")).to_have_count(0)
     expect(
@@ -74,7 +75,12 @@ def test_windows_is_detected_and_its_missing_build_is_explained(
         )
     ).to_be_visible()
     expect(page.locator("#setup-platform")).to_have_value("windows")
-    expect(page.locator("#setup-note")).to_contain_text("not available on this server")
+    expect(page.locator("#setup-note")).to_contain_text("not on this server yet")
+    # never an empty command box: the administrator's exact command is in it
+    expect(page.locator("#setup-commands")).to_contain_text(
+        "training-backend releases add training-agent-0.2.0-windows-amd64.zip"
+    )
+    expect(page.locator("#copy-commands")).to_be_enabled()
     shots.take(page, "download-windows-missing")
 
 

@@ -4,7 +4,7 @@ typed anywhere. Then every bad enrollment: one sentence, nothing stored.
 
 The release archive is a small fake: its ``training-agent`` is a Python script that runs
 the agent from this source tree, so the installer finds the enrollment file beside "the
-executable" exactly as the one-file build does.
+executable" exactly as the built executable does.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ STEM = "training-agent-0.2.0-linux-amd64"
 PASSWORD = "a long password"
 INSTALL = ("install", "--service", "none", "--yes")
 EXECUTABLE = b'''#!/usr/bin/env python3
-"""Stands in for the one-file build: the agent from the source tree."""
+"""Stands in for the built executable: the agent from the source tree."""
 import sys
 
 from training_agent.cli import main

@@ -1,5 +1,5 @@
-"""What ``packaging/build`` makes: the archive's layout, its checksum, and what the one-file
-executable holds (everything the daemon needs, nothing of the training stack)."""
+"""What ``packaging/build`` makes: the archive's layout, its checksum, and what the one-folder
+build holds (everything the daemon needs, nothing of the training stack)."""
 
 from __future__ import annotations
 
@@ -23,27 +23,28 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 NEVER_BUNDLED = ("torch", "transformers", "datasets", "peft", "accelerate", "training_backend")
 
 
-def bundled_names(executable: Path) -> tuple[set[str], set[str]]:
-    """The executable's data files and the modules in its Python archive."""
+def bundled_names(release: Release) -> tuple[set[str], set[str]]:
+    """The build's files in ``_internal`` and the modules in its Python archive (which
+    PyInstaller appends to the executable)."""
     from PyInstaller.archive.readers import CArchiveReader
 
-    archive = CArchiveReader(str(executable))
+    archive = CArchiveReader(str(release.executable))
     modules = set(archive.open_embedded_archive("PYZ.pyz").toc)
-    return set(archive.toc), modules
+    internal = release.unpacked / "_internal"
+    files = {path.relative_to(internal).as_posix() for path in internal.rglob("*")}
+    return files, modules
 
 
-def test_the_archive_is_one_folder_with_the_executable_and_the_installer(release: Release) -> None:
+def test_the_archive_is_one_folder_with_the_build_and_the_installer(release: Release) -> None:
     with tarfile.open(release.archive) as archive:
         members = {member.name: member for member in archive.getmembers()}
 
     stem = release.stem
     assert {name.split("/")[0] for name in members} == {stem}
-    assert set(members) == {
-        stem,
-        f"{stem}/training-agent",
-        f"{stem}/install.sh",
-        f"{stem}/README.txt",
-    }
+    top = {name.split("/")[1] for name in members if name != stem}
+    assert top == {"training-agent", "_internal", "install.sh", "README.txt"}
+    assert members[f"{stem}/_internal"].isdir()
+    assert f"{stem}/_internal/base_library.zip" in members
     for name in ("training-agent", "install.sh"):
         assert members[f"{stem}/{name}"].mode & stat.S_IXUSR, name
     assert (release.unpacked / "install.sh").read_bytes() == (
@@ -70,24 +71,26 @@ def test_version_names_the_build_commit_and_says_frozen(release: Release) -> Non
     assert lines[1] == f"commit    {head}"
     assert lines[2].startswith("python    3.")
     assert lines[3].startswith("platform  linux-")
-    assert lines[4] == "frozen    yes (one-file executable)"
+    assert lines[4] == "frozen    yes (one-folder executable)"
 
 
 def test_the_training_stack_and_the_backend_stay_out(release: Release) -> None:
-    _, modules = bundled_names(release.executable)
+    files, modules = bundled_names(release)
 
     tops = {name.split(".")[0] for name in modules}
+    assert not {name.split("/")[0] for name in files} & set(NEVER_BUNDLED)
     assert not tops & set(NEVER_BUNDLED)
     assert not [name for name in modules if name.startswith("training_agent.trainers")]
     assert {
         "training_agent.cli",
         "training_agent.daemon",
         "training_agent.status.server",
+        "pynvml",  # GPUs out of the box, imported by name
     } <= modules
 
 
 def test_every_keyring_backend_and_every_package_data_file_is_bundled(release: Release) -> None:
-    files, modules = bundled_names(release.executable)
+    files, modules = bundled_names(release)
 
     backends = {"SecretService", "Windows", "macOS", "kwallet", "libsecret", "chainer", "fail"}
     assert {f"keyring.backends.{name}" for name in backends} <= modules

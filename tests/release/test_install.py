@@ -57,8 +57,23 @@ def run(
     )
 
 
+def install_dir(tmp_path: Path) -> Path:
+    return tmp_path / "home" / ".local" / "share" / "training-agent" / "bin"
+
+
 def installed_binary(tmp_path: Path) -> Path:
-    return tmp_path / "home" / ".local" / "share" / "training-agent" / "bin" / "training-agent"
+    """The install directory's stable link to the current build's executable."""
+    return install_dir(tmp_path) / "training-agent"
+
+
+def builds(tmp_path: Path) -> list[str]:
+    """The build folders in the install directory, by name."""
+    return sorted(path.name for path in (install_dir(tmp_path) / "versions").iterdir())
+
+
+def current_build(tmp_path: Path) -> str:
+    """The build folder the stable link points at."""
+    return installed_binary(tmp_path).resolve().parent.name
 
 
 def launcher(tmp_path: Path) -> Path:
@@ -102,7 +117,10 @@ def test_the_setup_commands_install_the_executable_which_completes_a_command_job
 
         assert installed.returncode == 0, installed.stdout + installed.stderr
         assert key not in installed.stdout + installed.stderr
-        assert launcher(tmp_path).resolve() == installed_binary(tmp_path)
+        assert os.readlink(launcher(tmp_path)) == str(installed_binary(tmp_path))
+        assert installed_binary(tmp_path).is_symlink()
+        assert builds(tmp_path) == [current_build(tmp_path)]
+        assert current_build(tmp_path).startswith(f"{__version__}-")
         job_id, agent = complete_a_command_job(backend, tmp_path, "ada")
 
         assert f"frozen agent ran {job_id}" in Owner(backend, key).logs(job_id)
@@ -154,11 +172,15 @@ def test_install_sh_checks_sha256sums_refuses_a_tampered_archive_and_upgrades_in
     )
     assert not (tmp_path / "home").exists() and not (tmp_path / "agent").exists()
 
+    # an install of the one-file days: the executable itself where the link goes now
+    install_dir(tmp_path).mkdir(parents=True)
+    installed_binary(tmp_path).write_text("#!/bin/sh\necho an old one-file build\n")
     first = run(["sh", script, "--from", str(good)], env)
     assert first.returncode == 0, first.stderr
     assert f"Checked {release.archive.name} against SHA256SUMS." in first.stderr
     agent_id = (tmp_path / "agent" / "state" / "agent_id").read_text()
     (tmp_path / "agent" / "state" / "mine").write_text("kept")
+    original = current_build(tmp_path)
 
     upgrade_env = {k: v for k, v in env.items() if k not in ("API_KEY", "BACKEND_URL")}
     again = run(["sh", script, "--from", str(good), "--version", __version__], upgrade_env)
@@ -167,8 +189,14 @@ def test_install_sh_checks_sha256sums_refuses_a_tampered_archive_and_upgrades_in
     assert "Upgraded; kept the settings" in again.stderr
     assert (tmp_path / "agent" / "state" / "agent_id").read_text() == agent_id
     assert (tmp_path / "agent" / "state" / "mine").read_text() == "kept"
+    # a new folder, then the link renamed over; the folder a running agent uses stays
+    upgraded = current_build(tmp_path)
+    assert upgraded != original and builds(tmp_path) == sorted([original, upgraded])
+    third = run(["sh", script, "--from", str(good)], upgrade_env)
+    assert third.returncode == 0, third.stderr
+    assert builds(tmp_path) == sorted([upgraded, current_build(tmp_path)])
     shown = run([str(launcher(tmp_path)), "version"], env)
-    assert "frozen    yes" in shown.stdout
+    assert "frozen    yes (one-folder executable)" in shown.stdout
 
 
 def test_a_too_old_executable_stops_with_the_download_url(release: Release, tmp_path: Path) -> None:

@@ -58,3 +58,16 @@ def test_machine_panel_falls_back_to_the_snapshot_resources() -> None:
     text = render_machine(None, offered).plain
     assert "RAM 10.0/16.0 GB" in text
     assert "no GPU seen" in text
+
+
+def test_machine_panel_says_why_there_is_no_gpu_and_names_the_driver() -> None:
+    none = render_machine({"gpus": [], "gpu_note": "no NVIDIA driver"}, {}).plain
+    assert none.splitlines()[-1] == "no NVIDIA driver"
+    nvidia = {"index": 0, "memory_gb": 24.0, "memory_used_gb": 4.0, "utilization_percent": 50}
+    shown = render_machine({"gpus": [nvidia], "gpu_driver": "550.54.15"}, {}).plain
+    assert shown.splitlines()[-2:] == [
+        "GPU0 ███░░░  50% 4.0/24.0G",
+        "driver 550.54.15",
+    ]
+    mps = {"index": 0, "kind": "mps", "memory_gb": 32.0, "memory_used_gb": 12.0}
+    assert render_machine({"gpus": [mps]}, {}).plain.splitlines()[-1] == "mps  12.0/32.0G"

@@ -372,3 +372,18 @@ def test_an_agent_without_an_api_key_is_not_built(
         build_agent(Settings(backend_url="http://backend.test"), paths)
 
     assert not paths.outbox_file.exists()
+
+
+async def test_the_start_log_says_which_gpus_there_are_and_what_jobs_get(
+    make_agent: MakeAgent, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="training_agent.agent")
+    make_agent(gpus="none")
+    make_agent(gpus="0,1", max_concurrent_jobs=2)
+
+    gpu_lines = [m for m in caplog.messages if m.startswith("gpus: ")]
+    if sys.platform != "darwin":  # Apple silicon reports its mps GPU instead
+        assert gpu_lines == [
+            "gpus: no NVIDIA driver; jobs get no GPU",
+            "gpus: no NVIDIA driver; jobs get 1 each of 0,1",
+        ]

@@ -9,12 +9,12 @@ import pytest
 
 from tests.support.fake_nvml import FakeNvml
 from training_agent.errors import ConfigError
+from training_agent.gpus import GpuProbe, read_nvidia
 from training_agent.resources import (
     MAX_AGENT_INFO_BYTES,
     GpuPool,
     ResourceMonitor,
     free_disk_bytes,
-    read_gpus,
 )
 
 
@@ -39,6 +39,7 @@ def test_the_header_is_compact_json_with_every_resource(tmp_path: Path) -> None:
         {"index": 0, "name": "NVIDIA A10", "memory_gb": 24.0, "memory_free_gb": 20.0},
         {"index": 1, "name": "NVIDIA A10", "memory_gb": 24.0, "memory_free_gb": 19.0},
     ]
+    assert info["gpu_driver"] == "550.54.15" and "gpu_note" not in info
     assert (info["max_jobs"], info["busy_jobs"]) == (2, 1)
 
 
@@ -61,15 +62,30 @@ def test_sampling_happens_at_most_every_thirty_seconds(tmp_path: Path) -> None:
 
 
 def test_no_nvml_means_no_gpus_and_no_error(tmp_path: Path) -> None:
-    assert read_gpus(None) == []
+    assert read_nvidia(None) == []
 
     class Broken(FakeNvml):
         def nvmlDeviceGetCount(self) -> int:
             raise RuntimeError("driver gone")
 
-    assert read_gpus(Broken()) == []
-    monitor = ResourceMonitor(work_dir=tmp_path, nvml_loader=lambda: None)
-    assert monitor.sample()["gpus"] == [] and monitor.gpu_indices() == []
+    assert read_nvidia(Broken()) == []
+    probe = GpuProbe(lambda: None, apple_silicon=lambda: False)
+    monitor = ResourceMonitor(work_dir=tmp_path, gpu_probe=probe)
+    sample = monitor.sample()
+    assert sample["gpus"] == [] and monitor.gpu_indices() == []
+    assert sample["gpu_note"] == "no NVIDIA driver" and "gpu_driver" not in sample
+
+
+def test_apple_silicon_offers_its_mps_gpu_but_the_pool_leaves_it_alone(tmp_path: Path) -> None:
+    probe = GpuProbe(lambda: None, apple_silicon=lambda: True)
+    monitor = ResourceMonitor(work_dir=tmp_path, gpu_probe=probe)
+
+    [gpu] = json.loads(monitor.info_header(busy_jobs=0, max_jobs=2))["gpus"]
+
+    assert (gpu["name"], gpu["kind"]) == ("mps", "mps") and gpu["memory_gb"] > 0
+    assert monitor.gpu_indices() == []  # no CUDA_VISIBLE_DEVICES for mps
+    pool = GpuPool.from_setting("all", max_concurrent_jobs=2, detect=monitor.gpu_indices)
+    assert not pool.managed and pool.acquire("job") is None
 
 
 def test_free_disk_of_a_missing_path_is_its_parents() -> None:

@@ -7,6 +7,10 @@ installed, a FineTune Lab TrainingConfig for the built-in Hugging Face trainer (
 causal LM with random weights, built locally, fine-tuned on a small chat dataset shipped
 in the package); without it, the pure-Python demo trainer (logistic regression by SGD on
 generated data). Both report real, decreasing losses.
+
+``--serve`` then keeps the backend up and prints the Training Agent page's URL as a
+single-use sign-in link (and the job's page), so the job's loss chart and log can be
+seen in a browser; Ctrl-C (or SIGTERM) stops it and removes the demo's files.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ import asyncio
 import contextlib
 import importlib.util
 import shutil
+import signal
 import socket
 import sys
 import tempfile
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +46,7 @@ DEMO_CONFIG: dict[str, Any] = {
 }
 
 
+DEMO_USER = "demo"
 CHAT_DATASET = Path(__file__).parent.parent / "trainers" / "data" / "demo_chat.jsonl"
 HF_MODULES = ("torch", "transformers", "peft", "datasets")
 
@@ -69,8 +75,8 @@ def hf_demo_config(model_dir: Path) -> dict[str, Any]:
     }
 
 
-async def _job_config(workdir: Path) -> tuple[dict[str, Any], str]:
-    if not hf_available():
+async def _job_config(workdir: Path, trainer: str) -> tuple[dict[str, Any], str]:
+    if trainer == "logreg" or not hf_available():
         return DEMO_CONFIG, "demo trainer: logistic regression, 3 epochs"
     model_dir = workdir / "tiny-model"
     build = await asyncio.create_subprocess_exec(
@@ -87,8 +93,11 @@ async def _job_config(workdir: Path) -> tuple[dict[str, Any], str]:
     return hf_demo_config(model_dir), "Hugging Face trainer: tiny causal LM, chat SFT, 3 epochs"
 
 
-async def run_demo(*, keep: bool = False) -> int:
-    """Run the demo; 0 when the job completed with every report stored."""
+async def run_demo(
+    *, keep: bool = False, serve: bool = False, port: int = 0, trainer: str = "auto"
+) -> int:
+    """Run the demo; 0 when the job completed with every report stored. ``serve``: then
+    serve the pages until stopped."""
     try:
         import uvicorn
 
@@ -99,12 +108,17 @@ async def run_demo(*, keep: bool = False) -> int:
             "the demo needs the backend; install it with the 'backend' extra "
             "(scripts/demo does this for you)"
         ) from exc
+    try:
+        sock = socket.create_server(("127.0.0.1", port))
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on 127.0.0.1:{port} ({exc.strerror}); pick another --port"
+        ) from exc
     workdir = Path(tempfile.mkdtemp(prefix="training-agent-demo-"))
     settings = BackendSettings(
         database_url=f"sqlite:///{workdir / 'backend.sqlite3'}", poll_interval_seconds=1
     )
     server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
-    sock = socket.create_server(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     try:
@@ -113,7 +127,10 @@ async def run_demo(*, keep: bool = False) -> int:
                 serving.result()
             await asyncio.sleep(0.05)
         print(f"backend  {url}  (SQLite in {workdir})")
-        return await _run(url, settings.database_url, workdir)
+        code, job_id = await _run(url, settings.database_url, workdir, trainer)
+        if serve:
+            await _serve_until_stopped(url, settings.database_url, job_id)
+        return code
     finally:
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
@@ -125,8 +142,8 @@ async def run_demo(*, keep: bool = False) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-async def _run(url: str, database_url: str, workdir: Path) -> int:
-    config, what = await _job_config(workdir)
+async def _run(url: str, database_url: str, workdir: Path, trainer: str) -> tuple[int, str]:
+    config, what = await _job_config(workdir, trainer)
     key, job_id = _seed(database_url, config)
     print(f"job      {job_id}  ({what})")
     agent_settings = Settings(
@@ -151,7 +168,46 @@ async def _run(url: str, database_url: str, workdir: Path) -> int:
         if values:
             print(f"{name:<10} {values[0]:.4f} (first) -> {values[-1]:.4f} (last)")
     print(f"stored   {len(points)} metric points, {logs['total_lines']} log lines")
-    return 0 if code == 0 and state["status"] == "completed" else 1
+    return (0 if code == 0 and state["status"] == "completed" else 1), job_id
+
+
+async def _serve_until_stopped(url: str, database_url: str, job_id: str) -> None:
+    """Print the pages' URLs (a single-use sign-in first), then wait for Ctrl-C or SIGTERM."""
+    link = _sign_in_link(database_url)
+    print(f"page     {url}{link}")
+    print("         (signs you in once, as the demo user, on the Training Agent page)")
+    print(f"job page {url}/jobs/{job_id}  (its loss chart and log)")
+    print("Serving; press Ctrl-C to stop (the demo's files are removed then).", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows: Ctrl-C raises
+            loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signum)
+    print("stopped")
+
+
+def _sign_in_link(database_url: str) -> str:
+    """The path of a new single-use sign-in link of the demo user (valid an hour)."""
+    from training_backend.db.engine import create_db_engine, create_session_factory
+    from training_backend.services.sign_in_links import LINK_PATH, create_sign_in_link
+    from training_backend.services.users import get_user_by_name
+
+    engine = create_db_engine(database_url)
+    try:
+        with create_session_factory(engine)() as db:
+            user = get_user_by_name(db, name=DEMO_USER)
+            token = create_sign_in_link(
+                db, user_id=user.id, now=datetime.now(UTC), ttl=timedelta(hours=1)
+            )
+    finally:
+        engine.dispose()
+    return LINK_PATH + token
 
 
 def _seed(database_url: str, config: dict[str, Any]) -> tuple[str, str]:
@@ -164,7 +220,7 @@ def _seed(database_url: str, config: dict[str, Any]) -> tuple[str, str]:
     engine = create_db_engine(database_url)
     try:
         with create_session_factory(engine)() as db:
-            user = create_user(db, name="demo")
+            user = create_user(db, name=DEMO_USER)
             _, key = create_api_key(db, user_id=user.id, name="demo agent", scopes=["training"])
             job = create_job(
                 db,

@@ -9,15 +9,14 @@ the agent sees: the same TLS context (``tls.py``), the same proxy variables.
 from __future__ import annotations
 
 import enum
-import importlib.util
 import json
 import os
 import ssl
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, TextIO
+from typing import TextIO
 from urllib.parse import urlsplit
 
 from training_agent.commands.doctor_probe import (
@@ -31,9 +30,10 @@ from training_agent.commands.install import LOCAL_HOSTS
 from training_agent.config import Settings, load_settings
 from training_agent.credentials import CredentialStore
 from training_agent.errors import TrainingAgentError
+from training_agent.gpus import NO_DRIVER, GpuProbe
 from training_agent.identity import new_agent_id, read_agent_id
 from training_agent.paths import AgentPaths
-from training_agent.resources import free_disk_bytes, load_nvml, read_gpus
+from training_agent.resources import free_disk_bytes
 from training_agent.tls import extra_ca_file
 
 CLOCK_WARN_S = 60.0  # log and metric times drift visibly
@@ -183,30 +183,26 @@ def check_service(paths: AgentPaths, *, system: bool) -> Check:
     return Check("service", Verdict.WARN, f"{status.state.value}: {status.detail}", hint)
 
 
-def check_gpu(nvml_loader: Callable[[], Any] = load_nvml) -> Check:
-    if importlib.util.find_spec("pynvml") is None:
+def check_gpu(probe: GpuProbe | None = None) -> Check:
+    """The GPUs jobs can use: NVIDIA's with the driver, or Apple silicon's ``mps``."""
+    reading = (probe or GpuProbe()).read()
+    if reading.gpus:
+        return Check("gpu", Verdict.OK, reading.summary())
+    if reading.note == NO_DRIVER:
         return Check(
             "gpu",
             Verdict.WARN,
-            "GPUs cannot be listed: nvidia-ml-py is not installed",
-            "pip install nvidia-ml-py (jobs still run; without it GPUs are not reported)",
-        )
-    nvml = nvml_loader()
-    if nvml is None:
-        return Check(
-            "gpu",
-            Verdict.WARN,
-            "no NVIDIA driver answered: jobs run on the CPU",
+            f"{NO_DRIVER}: jobs run on the CPU",
             "install the NVIDIA driver (nvidia-smi must work) if this machine has a GPU",
         )
-    gpus = read_gpus(nvml)
-    try:
-        driver = str(nvml.nvmlSystemGetDriverVersion())
-    except Exception:  # NVMLError: the driver answered the count but not this
-        driver = "unknown"
-    names = ", ".join(str(gpu.get("name")) for gpu in gpus) or "none"
-    verdict = Verdict.OK if gpus else Verdict.WARN
-    return Check("gpu", verdict, f"{len(gpus)} GPU(s): {names}; driver {driver}")
+    if reading.note and "nvidia-ml-py" in reading.note:
+        return Check(
+            "gpu",
+            Verdict.WARN,
+            f"GPUs cannot be listed: {reading.note}",
+            "reinstall training-agent (jobs still run; GPUs are not reported)",
+        )
+    return Check("gpu", Verdict.WARN, f"no GPU: {reading.note}", "check that nvidia-smi works")
 
 
 def check_disk(paths: AgentPaths, min_free_gb: float) -> Check:

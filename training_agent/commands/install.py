@@ -282,7 +282,7 @@ class Installer:
             if add_to_user_path(self.bin_dir):
                 self.say(f"Added {self.bin_dir} to your PATH (new terminals see it).")
             return
-        if getattr(sys, "frozen", False):  # a one-file build: link the executable itself
+        if getattr(sys, "frozen", False):  # the executable: link its stable path
             self.launcher.symlink_to(Path(program[0]))
             return
         self.launcher.write_text(render_sh(program, self.environ), encoding="utf-8")

@@ -4,7 +4,7 @@
     commit    3f2a9c0d1e4b
     python    3.11.2 (CPython)
     platform  linux-amd64 (Linux-6.1.0-x86_64-with-glibc2.36)
-    frozen    yes (one-file executable)
+    frozen    yes (one-folder executable)
 
 The commit of a frozen build is baked in at build time (``_build.json``, written by
 packaging/training-agent.spec); in a source tree it comes from git; otherwise it is
@@ -41,7 +41,7 @@ class BuildInfo:
 
     def lines(self) -> list[str]:
         """The text ``training-agent version`` prints."""
-        frozen = "yes (one-file executable)" if self.frozen else "no (running from Python)"
+        frozen = "yes (one-folder executable)" if self.frozen else "no (running from Python)"
         return [
             f"training-agent {self.version}",
             f"commit    {self.commit}",

@@ -9,7 +9,7 @@ A config selects how the job runs (docs/protocol.md, "The trainer process"):
   it is always allowed.
 - a FineTune Lab ``TrainingConfig`` (``model`` / ``training`` keys) runs the built-in
   Hugging Face trainer under ``training_python`` (default: the agent's interpreter), by
-  the path of ``trainers/hf_entry.py`` (by module name from the one-file executable);
+  the path of ``trainers/hf_entry.py`` (by module name from the executable);
   when that interpreter cannot import torch, the trainer fails the job naming
   ``training-agent runtime setup``.
 
@@ -81,7 +81,7 @@ def plan_launch(
         python = _trainer_python(training_python)
         if not Path(python).is_file():
             raise JobConfigError(RUNTIME_MISSING.format(python=python))
-        # The one-file executable carries no trainer files to point at: its
+        # The executable carries no trainer files to point at: its
         # training_python must have the package, so the module is run by name.
         entry = ("-m", HF_MODULE) if _frozen() else (str(HF_ENTRY),)
         return LaunchPlan(argv=(python, *entry, "--config", str(config_file)))
@@ -93,7 +93,7 @@ def plan_launch(
 def _trainer_python(training_python: str | None) -> str:
     """The Python that runs a built-in trainer: ``training_python``, else this one.
 
-    A one-file executable is no Python (and carries no trainers): it needs the setting.
+    The executable is no Python (and carries no trainers): it needs the setting.
     """
     if training_python:
         return training_python

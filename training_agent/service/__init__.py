@@ -5,7 +5,7 @@
         manager.activate()
 
 Templates: ``packaging/service`` (see ``templates.py`` for how they reach an installed
-wheel or a one-file build).
+wheel or the built executable).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The ``training-agent`` command ``install`` puts on the user's PATH.
 
-Linux and macOS: ``~/.local/bin/training-agent``, a link to the one-file executable or a
+Linux and macOS: ``~/.local/bin/training-agent``, a link to the executable (its stable path) or a
 small sh script running this Python. Windows: ``training-agent.cmd`` in
 ``%LOCALAPPDATA%\\Programs\\training-agent``, a directory added to the user's PATH
 (HKCU\\Environment: no elevation).

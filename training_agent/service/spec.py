@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from training_agent.paths import HOME_ENV, AgentPaths
+from training_agent.update.layout import stable_executable
 
 CARRIED_VARIABLES = (
     "HTTPS_PROXY",
@@ -37,9 +38,10 @@ STOP_MARGIN_S = 60
 
 
 def agent_program() -> tuple[str, ...]:
-    """The command that runs this agent: the one-file executable, or this Python."""
+    """The command that runs this agent: the executable (through the install directory's
+    stable link, so an upgrade needs no new unit), or this Python."""
     if getattr(sys, "frozen", False):
-        return (str(Path(sys.executable).resolve()),)
+        return (str(stable_executable(Path(sys.executable))),)
     return (sys.executable, "-m", "training_agent")
 
 

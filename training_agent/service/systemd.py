@@ -157,8 +157,8 @@ class SystemdService(ServiceManager):
         if not reachable_by_others(program):
             self.say(
                 f"training-agent: warning: the user {SYSTEM_USER} cannot reach {program}; "
-                "install training-agent where every user can run it (e.g. the one-file "
-                "build in /usr/local/bin) and run this again"
+                "install training-agent where every user can run it (e.g. the "
+                "release folder under /opt) and run this again"
             )
 
     def owner(self) -> Owner | None:

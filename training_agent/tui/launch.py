@@ -15,7 +15,7 @@ CONSOLE_LOG = "console.log"
 
 def agent_command(args: Sequence[str]) -> list[str]:
     """The command line that runs this very agent with ``args``."""
-    if getattr(sys, "frozen", False):  # a one-file build: the executable is the agent
+    if getattr(sys, "frozen", False):  # the built executable is the agent
         return [sys.executable, *args]
     return [sys.executable, "-m", "training_agent", *args]
 

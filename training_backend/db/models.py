@@ -98,6 +98,20 @@ class EnrollmentToken(Base):
     )
 
 
+class SignInLink(Base):
+    """A single-use sign-in link (``training-agent demo --serve``): its token, stored as
+    a SHA-256, opens one session of ``user_id`` until ``expires_at``."""
+
+    __tablename__ = "sign_in_links"
+
+    id: Mapped[str] = mapped_column(_ID, primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(_ID, _user_fk(), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class Dataset(Base):
     """A dataset file uploaded to the backend; its bytes live in the datasets directory."""
 

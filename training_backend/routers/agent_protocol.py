@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from training_backend.db.types import utcnow
 from training_backend.deps import (
@@ -20,11 +21,12 @@ from training_backend.deps import (
     DbSession,
     SessionFactoryDep,
     SettingsDep,
+    UpdateOffersDep,
     WakeupsDep,
     current_api_key,
 )
 from training_backend.routing import DbRoute
-from training_backend.schemas.agent import FEATURES, ClaimAnswer, PollAnswer
+from training_backend.schemas.agent import FEATURES, AgentUpdate, ClaimAnswer, PollAnswer
 from training_backend.schemas.jobs import JobDispatch
 from training_backend.services.agents import agent_identity_from_headers
 from training_backend.services.claims import claim_job
@@ -44,12 +46,15 @@ def _backend_url(request: Request, settings: BackendSettings) -> str:
     return settings.public_url or str(request.base_url).rstrip("/")
 
 
-def _answer(job: JobDispatch | None, settings: BackendSettings) -> PollAnswer:
+def _answer(
+    job: JobDispatch | None, settings: BackendSettings, update: AgentUpdate | None = None
+) -> PollAnswer:
     return PollAnswer(
         job=job,
         poll_interval_seconds=settings.poll_interval_seconds,
         features=list(FEATURES),
         message="No pending jobs available" if job is None else None,
+        agent_update=update,
     )
 
 
@@ -60,6 +65,7 @@ async def poll(
     sessions: SessionFactoryDep,
     wakeups: WakeupsDep,
     rate_limit: ApiKeyRateLimitDep,
+    offers: UpdateOffersDep,
     wait_seconds: Annotated[
         float | None, Query(description="hold up to this long (max 30)")
     ] = None,
@@ -80,7 +86,15 @@ async def poll(
         return CheckedIn(user_id=key.user_id, agent_id=agent.agent_id, key_id=key.id)
 
     job = await poll_for_job(sessions=sessions, wakeups=wakeups, wait_s=wait_s, check_in=check_in)
-    return _answer(job, settings)
+    agent = agent_identity_from_headers(request.headers)
+    update = await run_in_threadpool(  # reads files, maybe the release mirror: not here
+        offers.offer,
+        settings,
+        platform=agent.platform,
+        version=agent.version,
+        backend_url=_backend_url(request, settings),
+    )
+    return _answer(job, settings, update)
 
 
 @router.post("/claim/{job_id}")

@@ -25,19 +25,15 @@ from training_backend.services.sessions import (
     end_all_sessions,
     end_session,
     refuse_cross_site,
+    secure_cookies,
     session_token_of,
+    set_session_cookie,
 )
 from training_backend.services.sign_in import sign_in
-from training_backend.settings import BackendSettings
 
 router = APIRouter(prefix="/api/auth", tags=["auth"], route_class=DbRoute)
 
 MAX_AUTH_BODY_BYTES = 16 * 1024
-
-
-def secure_cookies(request: Request, settings: BackendSettings) -> bool:
-    """Whether cookies get ``Secure``: over https, or always with ``cookie_secure``."""
-    return settings.cookie_secure or request.url.scheme == "https"
 
 
 async def _small_body(request: Request) -> dict[str, Any]:
@@ -75,15 +71,8 @@ def login(
         now=utcnow(),
         lifetime=lifetime,
     )
-    response.set_cookie(
-        SESSION_COOKIE,
-        signed_in.token,
-        max_age=int(lifetime.total_seconds()),
-        path="/",
-        secure=secure_cookies(request, settings),
-        httponly=True,
-        samesite="lax",
-    )
+    secure = secure_cookies(request, settings)
+    set_session_cookie(response, signed_in.token, lifetime=lifetime, secure=secure)
     return LoginAnswer(
         token=signed_in.token,
         expires_at=signed_in.session.expires_at,

@@ -10,7 +10,13 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
 from training_backend.db.types import utcnow
-from training_backend.deps import CurrentUser, SessionFactoryDep, SettingsDep, current_user
+from training_backend.deps import (
+    CurrentUser,
+    ReleaseMirrorDep,
+    SessionFactoryDep,
+    SettingsDep,
+    current_user,
+)
 from training_backend.errors import ApiError
 from training_backend.platforms import PLATFORMS, detect_platform
 from training_backend.public_url import backend_url
@@ -53,6 +59,7 @@ def download(
     platform: str,
     settings: SettingsDep,
     sessions: SessionFactoryDep,
+    mirror: ReleaseMirrorDep,
     arch: ArchQuery = None,
     enroll: Annotated[bool, Query()] = False,
 ) -> Response:
@@ -60,7 +67,9 @@ def download(
 
     ``arch`` (amd64, arm64) picks the build; by default amd64, arm64 on macOS. The
     answer carries ``Content-Length`` and ``X-Checksum-SHA256``; 404
-    ``ARTIFACT_NOT_FOUND`` when the releases directory lacks the archive.
+    ``ARTIFACT_NOT_FOUND`` when the releases directory lacks the archive; with
+    ``releases_url`` set it is fetched and checked first (502 ``RELEASE_FETCH_FAILED``
+    saying why when that fails).
 
     ``enroll=1`` (signed-in users only) adds ``training-agent.enroll.json`` beside the
     executable: this backend's URL and a new single-use enrollment token, so the
@@ -68,6 +77,7 @@ def download(
     ``Cache-Control: no-store``); the executable inside is the published one.
     """
     artifact = service.artifact_of(settings, platform, arch)
+    mirror.ensure(settings, artifact)
     if enroll:
         return _enrolled(request, sessions, settings, artifact)
     try:
@@ -85,11 +95,14 @@ def download(
 
 
 @router.get("/downloads")
-def downloads(request: Request, settings: SettingsDep) -> DownloadsList:
+def downloads(request: Request, settings: SettingsDep, mirror: ReleaseMirrorDep) -> DownloadsList:
     """Every platform's default build: version, file name, availability and checksum."""
     url = backend_url(request, settings)
     user_agent = request.headers.get("user-agent")
-    return service.list_downloads(settings, backend_url=url, user_agent=user_agent)
+    upstream = mirror.upstream_for(settings)
+    return service.list_downloads(
+        settings, backend_url=url, user_agent=user_agent, upstream=upstream
+    )
 
 
 @router.get("/setup")
@@ -97,6 +110,7 @@ def setup(
     request: Request,
     user: CurrentUser,
     settings: SettingsDep,
+    mirror: ReleaseMirrorDep,
     platform: Annotated[str | None, Query(max_length=16)] = None,
     arch: ArchQuery = None,
 ) -> SetupAnswer:
@@ -104,7 +118,8 @@ def setup(
 
     The commands set ``API_KEY`` (as ``<API_KEY>``, which the page replaces with the key
     it just created) and ``BACKEND_URL``: ``sh`` for Linux and macOS, PowerShell for
-    Windows. ``commands`` is null while the archive is not available.
+    Windows. While the archive is not available ``commands`` is null and
+    ``operator_commands`` says what the administrator runs on the server.
     """
     chosen = platform or detect_platform(request.headers.get("user-agent"))
     if chosen is None:
@@ -112,14 +127,17 @@ def setup(
         raise ApiError(400, "INVALID_PLATFORM", message)
     artifact = service.artifact_of(settings, chosen, arch)
     url = backend_url(request, settings)
-    info = service.artifact_info(artifact, backend_url=url)
-    commands = None
+    info = service.artifact_info(artifact, backend_url=url, upstream=mirror.upstream_for(settings))
+    commands = operator = None
     if info.sha256 is not None:
         commands = service.install_commands(artifact, sha256=info.sha256, backend_url=url)
+    else:
+        operator = artifact.operator_commands(mirrored=settings.releases_url is not None)
     return SetupAnswer(
         **info.model_dump(),
         backend_url=url,
         shell="powershell" if artifact.platform == "windows" else "sh",
         api_key_placeholder=service.API_KEY_PLACEHOLDER,
         commands=commands,
+        operator_commands=operator,
     )

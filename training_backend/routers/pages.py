@@ -9,13 +9,15 @@ without one it redirects to ``/login?next=<the page>``.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from training_backend.deps import DbSession, PageUser, SettingsDep
+from training_backend.db.types import utcnow
+from training_backend.deps import DbSession, PageUser, ReleaseMirrorDep, SettingsDep
 from training_backend.errors import ApiError
 from training_backend.platforms import DISPLAY_NAMES, PLATFORMS
 from training_backend.public_url import backend_url
@@ -24,6 +26,12 @@ from training_backend.services import agents as agents_service
 from training_backend.services.downloads import list_downloads
 from training_backend.services.enrollments import list_enrollments
 from training_backend.services.jobs import get_owned_job
+from training_backend.services.sessions import (
+    create_session,
+    secure_cookies,
+    set_session_cookie,
+)
+from training_backend.services.sign_in_links import LINK_PATH, spend_sign_in_link
 from training_backend.templating import render
 
 router = APIRouter(include_in_schema=False, route_class=DbRoute)
@@ -52,6 +60,21 @@ def sign_in_first(request: Request) -> RedirectResponse:
     return RedirectResponse(f"/login?next={quote(here, safe='/')}", status_code=303)
 
 
+@router.get(LINK_PATH + "{token}")
+def sign_in_link(request: Request, token: str, db: DbSession, settings: SettingsDep) -> Response:
+    """Spend a single-use sign-in link: a new session, then the Training Agent page."""
+    try:
+        user_id = spend_sign_in_link(db, token=token, now=utcnow())
+    except ApiError as exc:
+        return _not_found(request, None, exc, back="/login", heading="Sign-in link used")
+    lifetime = timedelta(hours=settings.session_lifetime_hours)
+    _, session_token = create_session(db, user_id=user_id, now=utcnow(), lifetime=lifetime)
+    page = RedirectResponse("/workers", status_code=303)
+    secure = secure_cookies(request, settings)
+    set_session_cookie(page, session_token, lifetime=lifetime, secure=secure)
+    return page
+
+
 @router.get("/")
 def home() -> RedirectResponse:
     """The Training Agent page is the start page."""
@@ -75,7 +98,11 @@ def login_page(request: Request, user: PageUser, next_page: NextPage = "/workers
 
 @router.get("/workers")
 def workers_page(
-    request: Request, user: PageUser, db: DbSession, settings: SettingsDep
+    request: Request,
+    user: PageUser,
+    db: DbSession,
+    settings: SettingsDep,
+    mirror: ReleaseMirrorDep,
 ) -> Response:
     """Download the agent, make a key, install, and watch the agents come online.
 
@@ -86,7 +113,8 @@ def workers_page(
         return sign_in_first(request)
     url = backend_url(request, settings)
     user_agent = request.headers.get("user-agent")
-    downloads = list_downloads(settings, backend_url=url, user_agent=user_agent)
+    upstream = mirror.upstream_for(settings)
+    downloads = list_downloads(settings, backend_url=url, user_agent=user_agent, upstream=upstream)
     detected = downloads.detected_platform
     primary = next((a for a in downloads.artifacts if a.platform == detected), None)
     data: dict[str, Any] = {
@@ -141,14 +169,17 @@ def job_page(request: Request, job_id: str, user: PageUser, db: DbSession) -> Re
     return render(request, "job.html", user=user, title=title, data={"job_id": job.id}, job=job)
 
 
-def _not_found(request: Request, user: Any, exc: ApiError, *, back: str) -> Response:
+def _not_found(
+    request: Request, user: Any, exc: ApiError, *, back: str, heading: str = "Not found"
+) -> Response:
     return render(
         request,
         "not_found.html",
         user=user,
-        title="Not found",
+        title=heading,
         data={},
         status_code=exc.status,
         message=exc.message,
         back=back,
+        heading=heading,
     )

@@ -22,7 +22,26 @@ FEATURES: tuple[str, ...] = (
     "revocation",
     "metrics_extra",
     "artifacts",
+    "agent_update",
 )
+
+
+class UpdateArchive(BaseModel):
+    """One build an agent may update itself to (services/agent_updates.py)."""
+
+    arch: str
+    filename: str
+    url: str
+    sha256: str
+    signature: str | None
+
+
+class AgentUpdate(BaseModel):
+    """The version this backend wants its agents on, and where to get it."""
+
+    version: str
+    downgrade: bool
+    archives: list[UpdateArchive]
 
 
 class PollAnswer(BaseModel):
@@ -32,12 +51,14 @@ class PollAnswer(BaseModel):
     poll_interval_seconds: int
     features: list[str]
     message: str | None = None
+    agent_update: AgentUpdate | None = None
 
     @model_serializer(mode="wrap")
     def _without_empty_message(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
-        if data.get("message") is None:
-            data.pop("message", None)
+        for optional in ("message", "agent_update"):
+            if data.get(optional) is None:
+                data.pop(optional, None)
         return data
 
 

@@ -38,3 +38,6 @@ class SetupAnswer(ArtifactInfo):
     shell: Literal["sh", "powershell"]
     api_key_placeholder: str
     commands: str | None
+    operator_commands: str | None = None
+    """While ``commands`` is null: what this server's administrator runs to make the
+    archive available (the page shows it in place of the install commands)."""

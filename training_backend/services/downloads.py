@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeAlias
@@ -51,6 +52,9 @@ _MEDIA_TYPE: dict[Platform, str] = {
     "windows": "application/zip",
 }
 _SUMS_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
+RELEASES_URL_ENV = "TRAINING_BACKEND_RELEASES_URL"
+#: The checksum of an archive not fetched yet, as the mirror's SHA256SUMS lists it.
+UpstreamSha256: TypeAlias = Callable[["Artifact"], str]
 
 
 @dataclass(frozen=True)
@@ -87,13 +91,31 @@ class Artifact:
         return self.path.is_file()
 
     def missing_error(self) -> ApiError:
-        """404 ``ARTIFACT_NOT_FOUND``, saying what the administrator must add."""
+        """404 ``ARTIFACT_NOT_FOUND``, saying what the administrator must run."""
         name = f"{DISPLAY_NAMES[self.platform]} ({self.arch})"
         message = (
-            f"The training agent {self.version} for {name} is not available on this server; "
-            f"ask its administrator to put {self.filename} in the releases directory"
+            f"The training agent {self.version} for {name} is not on this server yet; its "
+            f"administrator adds it with: {self.add_command()} (or sets "
+            "TRAINING_BACKEND_RELEASES_URL to fetch releases)"
         )
         return ApiError(404, "ARTIFACT_NOT_FOUND", message)
+
+    def add_command(self) -> str:
+        """The command that puts this archive on the server."""
+        return f"training-backend releases add {self.filename}"
+
+    def operator_commands(self, *, mirrored: bool) -> str:
+        """What the administrator runs on the server to make this archive available."""
+        lines = [
+            f"# On the server, with {self.filename} from packaging/build or the release page:",
+            self.add_command(),
+        ]
+        if not mirrored:
+            lines += [
+                "# or let the server fetch each release the first time it is asked for:",
+                f"export {RELEASES_URL_ENV}=https://github.com/OWNER/REPO/releases/download/v{{version}}",
+            ]
+        return "\n".join(lines)
 
 
 def invalid_platform(value: str) -> ApiError:
@@ -133,9 +155,14 @@ def artifact_of(settings: BackendSettings, platform: str, arch: str | None) -> A
     )
 
 
-def artifact_info(artifact: Artifact, *, backend_url: str) -> ArtifactInfo:
-    """The archive as the page lists it: availability, checksum, size and URL."""
+def artifact_info(
+    artifact: Artifact, *, backend_url: str, upstream: UpstreamSha256 | None = None
+) -> ArtifactInfo:
+    """The archive as the page lists it: availability, checksum, size and URL. One not
+    here yet but fetchable (``upstream`` gives its checksum) is available, size unknown."""
     available = artifact.exists()
+    if not available and upstream is not None:
+        return _upstream_info(artifact, backend_url, upstream)
     return ArtifactInfo(
         platform=artifact.platform,
         display_name=DISPLAY_NAMES[artifact.platform],
@@ -150,15 +177,41 @@ def artifact_info(artifact: Artifact, *, backend_url: str) -> ArtifactInfo:
     )
 
 
+def _upstream_info(artifact: Artifact, backend_url: str, upstream: UpstreamSha256) -> ArtifactInfo:
+    try:
+        sha256, message = upstream(artifact), None
+    except ApiError as exc:
+        sha256, message = None, exc.message
+    return ArtifactInfo(
+        platform=artifact.platform,
+        display_name=DISPLAY_NAMES[artifact.platform],
+        arch=artifact.arch,
+        version=artifact.version,
+        filename=artifact.filename,
+        available=sha256 is not None,
+        sha256=sha256,
+        size_bytes=None,
+        download_url=download_url(backend_url, artifact),
+        message=message,
+    )
+
+
 def list_downloads(
-    settings: BackendSettings, *, backend_url: str, user_agent: str | None
+    settings: BackendSettings,
+    *,
+    backend_url: str,
+    user_agent: str | None,
+    upstream: UpstreamSha256 | None = None,
 ) -> DownloadsList:
     """Every platform's default build, and the platform of the browser ``user_agent`` names."""
     artifacts = [artifact_of(settings, platform, None) for platform in PLATFORMS]
     return DownloadsList(
         version=settings.agent_version,
         detected_platform=detect_platform(user_agent),
-        artifacts=[artifact_info(artifact, backend_url=backend_url) for artifact in artifacts],
+        artifacts=[
+            artifact_info(artifact, backend_url=backend_url, upstream=upstream)
+            for artifact in artifacts
+        ],
     )
 
 

@@ -5,8 +5,10 @@ Each archive must be named like a release (``training-agent-<version>-<os>-<arch
 its SHA-256 replaces its line in the directory's ``SHA256SUMS``. When the archive's own
 folder has a ``SHA256SUMS`` (what ``packaging/build`` and the release workflow publish)
 that lists it, the file must match that line, or nothing is copied: a damaged download
-is never served. Every file is written to a temporary name and renamed, so the download
-endpoint never serves a half-copied archive or a half-written ``SHA256SUMS``.
+is never served. A signature beside an archive (``<archive>.sig``, ``packaging/build
+--sign``) is copied with it; agents check it before they update themselves. Every file
+is written to a temporary name and renamed, so the download endpoint never serves a
+half-copied archive or a half-written ``SHA256SUMS``.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from training_backend.errors import ApiError
 from training_backend.services.downloads import CHECKSUMS_FILE, file_sha256, parse_sums
 from training_backend.settings import AGENT_VERSION_PATTERN
+
+SIGNATURE_SUFFIX = ".sig"  # the release signature beside an archive (update/signature.py)
 
 _VERSION = AGENT_VERSION_PATTERN.strip("^$")
 ARCHIVE_NAME = re.compile(
@@ -45,6 +50,9 @@ def add_releases(releases_dir: Path, archives: list[Path]) -> list[AddedRelease]
     checked = [_check(path) for path in archives]
     releases_dir.mkdir(parents=True, exist_ok=True)
     for path, added in zip(archives, checked, strict=True):
+        signature = path.with_name(path.name + SIGNATURE_SUFFIX)
+        if signature.is_file():
+            _copy_atomically(signature, releases_dir / signature.name)
         _copy_atomically(path, releases_dir / added.filename)
     _record(releases_dir / CHECKSUMS_FILE, checked)
     return checked
@@ -83,9 +91,20 @@ def _copy_atomically(source: Path, target: Path) -> None:
 
 
 def _record(sums: Path, added: list[AddedRelease]) -> None:
-    lines = parse_sums(sums.read_text(encoding="utf-8")) if sums.is_file() else {}
-    lines.update({release.filename: release.sha256 for release in added})
-    text = "".join(f"{digest}  {name}\n" for name, digest in sorted(lines.items()))
-    partial = sums.with_name(f".{sums.name}.partial")
-    partial.write_text(text, encoding="utf-8", newline="\n")
-    os.replace(partial, sums)
+    record_checksums(sums.parent, {release.filename: release.sha256 for release in added})
+
+
+_RECORDING = threading.Lock()  # the mirror records from request threads
+
+
+def record_checksums(releases_dir: Path, digests: dict[str, str]) -> None:
+    """Add or replace these files' lines in the directory's ``SHA256SUMS`` (written to a
+    temporary name and renamed, so a reader never sees half of it)."""
+    sums = releases_dir / CHECKSUMS_FILE
+    with _RECORDING:
+        lines = parse_sums(sums.read_text(encoding="utf-8")) if sums.is_file() else {}
+        lines.update(digests)
+        text = "".join(f"{digest}  {name}\n" for name, digest in sorted(lines.items()))
+        partial = sums.with_name(f".{sums.name}.partial")
+        partial.write_text(text, encoding="utf-8", newline="\n")
+        os.replace(partial, sums)

@@ -14,13 +14,14 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from fastapi import Request
+from fastapi import Request, Response
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from training_backend.db.models import User, UserSession
 from training_backend.errors import ApiError
 from training_backend.security import hash_secret, secret_matches
+from training_backend.settings import BackendSettings
 
 SESSION_TOKEN_PREFIX = "sess_"
 SESSION_COOKIE = "training_backend_session"
@@ -75,6 +76,26 @@ def refuse_cross_site(request: Request, *, public_url: str | None) -> None:
     if not _same_origin(request, public_url):
         message = "Cross-site request refused; use the page served by this backend"
         raise ApiError(403, "CROSS_SITE_REQUEST", message)
+
+
+def secure_cookies(request: Request, settings: BackendSettings) -> bool:
+    """Whether cookies get ``Secure``: over https, or always with ``cookie_secure``."""
+    return settings.cookie_secure or request.url.scheme == "https"
+
+
+def set_session_cookie(
+    response: Response, token: str, *, lifetime: timedelta, secure: bool
+) -> None:
+    """Hand the browser its session: HttpOnly, SameSite=Lax, Secure over https."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(lifetime.total_seconds()),
+        path="/",
+        secure=secure,
+        httponly=True,
+        samesite="lax",
+    )
 
 
 def _same_origin(request: Request, public_url: str | None) -> bool:

@@ -32,6 +32,19 @@ class ExtraFile:
     mtime: float
 
 
+def is_top_level(name: str, beside: str) -> bool:
+    """Whether member ``name`` is ``beside`` in the archive's top folder (``stem/beside``),
+    not a file of the same name deeper down (a one-folder build's ``_internal``).
+
+    >>> is_top_level("stem/training-agent", "training-agent")
+    True
+    >>> is_top_level("stem/_internal/x/training-agent", "training-agent")
+    False
+    """
+    path = PurePosixPath(name)
+    return path.name == beside and len(path.parts) <= 2
+
+
 class UnreadableArchive(Exception):
     """The release archive is not the kind its name says (or is damaged)."""
 
@@ -40,8 +53,8 @@ class TarGzAppender:
     """One pass over a ``.tar.gz``: opened (and its type checked) now, streamed later."""
 
     def __init__(self, path: Path, *, beside: str, folder: str) -> None:
-        """Open ``path``; the extra file goes beside the member named ``beside`` (its base
-        name), or into ``folder`` when there is none."""
+        """Open ``path``; the extra file goes beside the top-level member named ``beside``
+        (its base name), or into ``folder`` when there is none."""
         try:
             # Stream mode reads the first header here: a wrong file fails now, not mid-way.
             self._source = tarfile.open(path, mode="r|gz")  # noqa: SIM115 (stream closes it)
@@ -75,7 +88,7 @@ def _tar_blocks(
 ) -> Iterator[bytes]:
     written = 0
     for member in source:
-        if PurePosixPath(member.name).name == beside:
+        if is_top_level(member.name, beside):
             folder = str(PurePosixPath(member.name).parent)
         for block in _member_blocks(source, member):
             written += len(block)

@@ -21,7 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from training_backend.services.tar_append import CHUNK_BYTES, ExtraFile, UnreadableArchive
+from training_backend.services.tar_append import (
+    CHUNK_BYTES,
+    ExtraFile,
+    UnreadableArchive,
+    is_top_level,
+)
 
 _LOCAL = struct.Struct("<4s5H3L2H")
 _CENTRAL = struct.Struct("<4s6H3L5H2L")
@@ -36,16 +41,12 @@ class ZipAppender:
     """A zip whose layout was read now, streamed later with one more file."""
 
     def __init__(self, path: Path, *, beside: str, folder: str) -> None:
-        """Read ``path``'s layout; the extra file goes beside the member named ``beside``
-        (its base name), or into ``folder`` when there is none."""
+        """Read ``path``'s layout; the extra file goes beside the top-level member named
+        ``beside`` (its base name), or into ``folder`` when there is none."""
         self._path = path
         self._layout = read_layout(path)
         self._folder = next(
-            (
-                str(PurePosixPath(n).parent)
-                for n in self._layout.names
-                if PurePosixPath(n).name == beside
-            ),
+            (str(PurePosixPath(n).parent) for n in self._layout.names if is_top_level(n, beside)),
             folder,
         )
 

@@ -27,11 +27,22 @@ export function agentState(agent) {
     : { label: "Offline", className: "offline" };
 }
 
-function gpuText(agent) {
+/** "NVIDIA A10 (24 GB, 20 free), driver 550.54", "mps (32 GB unified)", or why none. */
+export function gpuText(agent) {
   const info = (agent.metadata && agent.metadata.info) || {};
   const gpus = Array.isArray(info.gpus) ? info.gpus : [];
-  if (gpus.length === 0) return info.cpu_count ? `none (${info.cpu_count} CPUs)` : "none reported";
-  return gpus.map((gpu) => `${gpu.name || "GPU " + gpu.index} (${num(gpu.memory_gb, 3)} GB)`).join(", ");
+  if (gpus.length === 0) {
+    const why = typeof info.gpu_note === "string" ? info.gpu_note : "none";
+    return info.cpu_count ? `${why} (${info.cpu_count} CPUs)` : info.gpu_note ? why : "none reported";
+  }
+  const listed = gpus.map((gpu) => {
+    const name = gpu.name || "GPU " + gpu.index;
+    if (gpu.kind === "mps") return `${name} (${num(gpu.memory_gb, 3)} GB unified)`;
+    const free = gpu.memory_free_gb == null ? "" : `, ${num(gpu.memory_free_gb, 3)} free`;
+    return `${name} (${num(gpu.memory_gb, 3)} GB${free})`;
+  });
+  const driver = typeof info.gpu_driver === "string" ? `, driver ${info.gpu_driver}` : "";
+  return listed.join(", ") + driver;
 }
 
 class AgentCard {

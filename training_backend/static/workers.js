@@ -90,12 +90,17 @@ platformSelect.addEventListener("change", () => loadSetup().catch((e) => showErr
 async function loadSetup() {
   const setup = await api(`/api/workers/setup?platform=${encodeURIComponent(platformSelect.value)}`);
   setText(document.getElementById("setup-backend-url"), setup.backend_url);
-  copyCommands.disabled = setup.commands === null;
   if (setup.commands === null) {
-    setText(commandsBox, "");
-    setText(setupNote, `${setup.message}.`);
+    // Never an empty box: what this server's administrator runs to offer the agent.
+    setText(commandsBox, setup.operator_commands || "");
+    copyCommands.disabled = !setup.operator_commands;
+    setText(
+      setupNote,
+      `${setup.message}. Ask this server's administrator to run the commands below on the server, then reload this page.`,
+    );
     return;
   }
+  copyCommands.disabled = false;
   const key = newKey || setup.api_key_placeholder;
   setText(commandsBox, setup.commands.replaceAll(setup.api_key_placeholder, key));
   setText(

@@ -106,9 +106,10 @@ async def test_a_missing_archive_is_404_saying_what_to_add(
     response = await client.get(f"{DOWNLOAD}/linux")
     assert response.status_code == 404
     assert response.json() == {
-        "error": "The training agent 0.2.0 for Linux (amd64) is not available on this server; "
-        "ask its administrator to put training-agent-0.2.0-linux-amd64.tar.gz in the "
-        "releases directory",
+        "error": "The training agent 0.2.0 for Linux (amd64) is not on this server yet; its "
+        "administrator adds it with: training-backend releases add "
+        "training-agent-0.2.0-linux-amd64.tar.gz (or sets TRAINING_BACKEND_RELEASES_URL "
+        "to fetch releases)",
         "code": "ARTIFACT_NOT_FOUND",
     }
 
@@ -218,7 +219,11 @@ async def test_setup_says_when_the_archive_is_missing(
 ) -> None:
     body = (await client.get(f"{SETUP}?platform=linux", headers=member.headers())).json()
     assert (body["available"], body["sha256"], body["commands"]) == (False, None, None)
-    assert "not available on this server" in body["message"]
+    assert "not on this server yet" in body["message"]
+    # what the page shows in the command box instead: the administrator's exact commands
+    operator = body["operator_commands"].splitlines()
+    assert "training-backend releases add training-agent-0.2.0-linux-amd64.tar.gz" in operator
+    assert any(line.startswith("export TRAINING_BACKEND_RELEASES_URL=") for line in operator)
 
 
 async def test_setup_needs_a_session(client: httpx.AsyncClient, releases: Path) -> None:

@@ -32,6 +32,10 @@ EXECUTABLE = {"linux": "training-agent", "windows": "training-agent.exe"}
 # Random bytes do not compress: several chunks of the stream, like a real executable.
 BINARY = os.urandom(3 * 1024 * 1024 + 123)
 INSTALL_SH = b"#!/bin/sh\necho installing\n"
+#: A one-folder build's ``_internal``, with a file named like the executable deeper down
+#: (the enrollment file must still go beside the top-level one).
+LIBRARY = b"\x7fELF library"
+DECOY = b"not the executable"
 
 
 def sha256(data: bytes) -> str:
@@ -40,20 +44,28 @@ def sha256(data: bytes) -> str:
 
 def fake_tar_gz(path: Path, stem: str) -> None:
     with tarfile.open(path, "w:gz") as archive:
-        folder = tarfile.TarInfo(stem)
-        folder.type, folder.mode = tarfile.DIRTYPE, 0o755
-        archive.addfile(folder)
+        for name in (stem, f"{stem}/_internal", f"{stem}/_internal/bin"):
+            folder = tarfile.TarInfo(name)
+            folder.type, folder.mode = tarfile.DIRTYPE, 0o755
+            archive.addfile(folder)
         for name, data, mode in (
             (EXECUTABLE["linux"], BINARY, 0o755),
             ("install.sh", INSTALL_SH, 0o755),
+            ("_internal/libpython3.11.so.1.0", LIBRARY, 0o755),
+            ("_internal/bin/training-agent", DECOY, 0o755),
         ):
             info = tarfile.TarInfo(f"{stem}/{name}")
             info.size, info.mode, info.mtime = len(data), mode, 1_700_000_000
             archive.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo(f"{stem}/_internal/libpython.so")
+        link.type, link.linkname = tarfile.SYMTYPE, "libpython3.11.so.1.0"
+        archive.addfile(link)
 
 
 def fake_zip(path: Path, stem: str) -> None:
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(f"{stem}/_internal/tools/training-agent.exe", DECOY)
+        archive.writestr(f"{stem}/_internal/python311.dll", LIBRARY)
         archive.writestr(f"{stem}/{EXECUTABLE['windows']}", BINARY)
         archive.writestr(f"{stem}/install.ps1", b"Write-Host installing\r\n")
         archive.comment = b"release 0.2.0"
@@ -114,10 +126,17 @@ async def test_the_tar_gz_gets_the_enrollment_file_beside_the_unchanged_executab
     stem = STEM["linux"]
     assert list(members) == [
         stem,
+        f"{stem}/_internal",
+        f"{stem}/_internal/bin",
         f"{stem}/training-agent",
         f"{stem}/install.sh",
+        f"{stem}/_internal/libpython3.11.so.1.0",
+        f"{stem}/_internal/bin/training-agent",
+        f"{stem}/_internal/libpython.so",
         f"{stem}/training-agent.enroll.json",
     ]
+    assert members[f"{stem}/_internal/libpython.so"][0].linkname == "libpython3.11.so.1.0"
+    assert members[f"{stem}/_internal/libpython3.11.so.1.0"][1] == LIBRARY
     executable, data = members[f"{stem}/training-agent"]
     assert sha256(data) == published(releases, f"{stem}/training-agent")
     assert (executable.mode, executable.mtime) == (0o755, 1_700_000_000)
@@ -145,6 +164,8 @@ async def test_the_zip_keeps_every_original_byte_and_adds_the_file(
         assert archive.testzip() is None
         stem = STEM["windows"]
         assert archive.namelist() == [
+            f"{stem}/_internal/tools/training-agent.exe",
+            f"{stem}/_internal/python311.dll",
             f"{stem}/training-agent.exe",
             f"{stem}/install.ps1",
             f"{stem}/training-agent.enroll.json",

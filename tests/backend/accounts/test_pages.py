@@ -133,4 +133,4 @@ async def test_a_missing_build_says_what_to_do(
 
     for artifact in listing["artifacts"]:
         assert artifact["available"] is False
-        assert artifact["message"].endswith("in the releases directory")
+        assert f"training-backend releases add {artifact['filename']}" in artifact["message"]

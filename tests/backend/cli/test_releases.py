@@ -107,3 +107,13 @@ def test_a_missing_file_is_one_sentence(tmp_path: Path, capsys: pytest.CaptureFi
     code = main(["releases", "add", str(tmp_path / LINUX), "--releases-dir", str(tmp_path)])
     assert code == 1
     assert "is not a file: give a built archive" in capsys.readouterr().err
+
+
+def test_add_copies_an_archives_signature_with_it(tmp_path: Path) -> None:
+    releases = tmp_path / "releases"
+    linux = built(tmp_path / "dist", LINUX, b"linux build")
+    linux.with_name(LINUX + ".sig").write_text("c2lnbmF0dXJl\n")
+
+    assert main(["releases", "add", str(linux), "--releases-dir", str(releases)]) == 0
+
+    assert (releases / (LINUX + ".sig")).read_text() == "c2lnbmF0dXJl\n"

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import trustme
 
+from tests.support.fake_nvml import FakeNvml, NVMLError_LibraryNotFound
 from training_agent.commands.doctor import (
     Verdict,
     check_clock,
@@ -24,6 +25,7 @@ from training_agent.commands.doctor import (
     check_tls,
 )
 from training_agent.commands.doctor_probe import Probe, probe_backend
+from training_agent.gpus import GpuProbe, load_nvml
 from training_agent.paths import AgentPaths
 
 KEY = "wak_" + "d" * 32
@@ -133,33 +135,16 @@ def test_too_little_disk_fails(tmp_path: Path) -> None:
     assert short.verdict is Verdict.FAIL and "claims no job" in short.detail
 
 
-class _FakeNvml:
-    """Answers like pynvml with one GPU (the machine has none)."""
-
-    def nvmlDeviceGetCount(self) -> int:
-        return 1
-
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
-        return index
-
-    def nvmlDeviceGetMemoryInfo(self, handle: int) -> Any:
-        return type("Memory", (), {"total": 24e9, "free": 23e9})()
-
-    def nvmlDeviceGetName(self, handle: int) -> str:
-        return "NVIDIA L4"
-
-    def nvmlSystemGetDriverVersion(self) -> str:
-        return "550.54.15"
-
-
-def test_gpu_names_the_devices_and_driver_or_says_why_not(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import importlib.util
-
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
-    found = check_gpu(lambda: _FakeNvml())
+def test_gpu_names_the_devices_and_driver_or_says_why_not() -> None:
+    found = check_gpu(GpuProbe(lambda: FakeNvml(count=1), apple_silicon=lambda: False))
     assert found.verdict is Verdict.OK
-    assert found.detail == "1 GPU(s): NVIDIA L4; driver 550.54.15"
-    no_driver = check_gpu(lambda: None)
-    assert no_driver.verdict is Verdict.WARN and "NVIDIA driver" in no_driver.hint
+    assert found.detail == "1 GPU(s): NVIDIA A10 (20.0 of 24.0 GB free); driver 550.54.15"
+    none = FakeNvml(init_error=NVMLError_LibraryNotFound())
+    no_driver = check_gpu(
+        GpuProbe(lambda: load_nvml(lambda name: none), apple_silicon=lambda: False)
+    )
+    assert no_driver.verdict is Verdict.WARN
+    assert no_driver.detail == "no NVIDIA driver: jobs run on the CPU"
+    assert "install the NVIDIA driver" in no_driver.hint
+    mac = check_gpu(GpuProbe(lambda: None, apple_silicon=lambda: True))
+    assert mac.verdict is Verdict.OK and mac.detail.startswith("1 GPU(s): mps (")

@@ -1,4 +1,4 @@
-"""In the one-file executable (no Python, no trainers), built-in trainer jobs need
+"""In the executable (no Python, no trainers), built-in trainer jobs need
 ``training_python``; without it the job fails with one sentence saying so."""
 
 from __future__ import annotations

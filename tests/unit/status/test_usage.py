@@ -7,7 +7,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from tests.support.fake_nvml import FakeNvml
-from training_agent.status.usage import UsageSampler, read_gpu_usage
+from training_agent.gpus import GpuProbe
+from training_agent.status.usage import UsageSampler
 
 
 class BusyNvml(FakeNvml):
@@ -41,6 +42,7 @@ def test_a_sample_has_cpu_memory_disk_and_each_gpu(tmp_path: Path) -> None:
             "memory_used_gb": 5.0,
         },
     ]
+    assert sample["gpu_driver"] == "550.54.15"
 
 
 def test_no_nvml_means_no_gpus(tmp_path: Path) -> None:
@@ -49,8 +51,16 @@ def test_no_nvml_means_no_gpus(tmp_path: Path) -> None:
     def loader() -> None:
         loads.append(1)
 
-    sampler = UsageSampler(work_dir=tmp_path, nvml_loader=loader)
+    probe = GpuProbe(loader, apple_silicon=lambda: False)
+    sampler = UsageSampler(work_dir=tmp_path, gpu_probe=probe)
     assert sampler.sample()["gpus"] == []
-    assert sampler.sample()["gpus"] == []
+    sample = sampler.sample()
+    assert sample["gpus"] == [] and sample["gpu_note"] == "no NVIDIA driver"
     assert loads == [1]  # looked for once
-    assert read_gpu_usage(None) == []
+
+
+def test_apple_silicon_shows_mps_memory_without_a_utilization(tmp_path: Path) -> None:
+    probe = GpuProbe(lambda: None, apple_silicon=lambda: True)
+    [gpu] = UsageSampler(work_dir=tmp_path, gpu_probe=probe).sample()["gpus"]
+    assert (gpu["name"], gpu["utilization_percent"]) == ("mps", None)
+    assert 0 < gpu["memory_used_gb"] < gpu["memory_gb"]

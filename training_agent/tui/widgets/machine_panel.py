@@ -3,6 +3,10 @@
 CPU  37% of 8    RAM 10.7/31.2 GB
 disk 120.4 GB free
 GPU0 ██████  98% 20.1/22.5G
+driver 535.104.05
+
+Without a GPU the last line says why (``no NVIDIA driver``); Apple silicon's GPU is
+``mps`` with the unified memory.
 """
 
 from __future__ import annotations
@@ -46,7 +50,13 @@ def render_machine(usage: dict[str, Any] | None, offered: dict[str, Any]) -> Tex
         Text(f"disk {gb(usage.get('disk_free_gb', offered.get('disk_free_gb')))} GB free"),
     ]
     gpus: list[dict[str, Any]] = usage.get("gpus") or offered.get("gpus") or []
-    lines += [_gpu(gpu) for gpu in gpus] or [Text("no GPU seen (NVML)", "dim")]
+    lines += [_gpu(gpu) for gpu in gpus]
+    driver = usage.get("gpu_driver") or offered.get("gpu_driver")
+    if gpus and driver:
+        lines.append(Text(f"driver {driver}", "dim"))
+    if not gpus:
+        note = usage.get("gpu_note") or offered.get("gpu_note") or "no GPU seen"
+        lines.append(Text(str(note), "dim"))
     return Text("\n").join(lines)
 
 
@@ -55,7 +65,8 @@ def _gpu(gpu: dict[str, Any]) -> Text:
     used = gpu.get("memory_used_gb")
     if used is None and gpu.get("memory_free_gb") is not None:
         used = (gpu.get("memory_gb") or 0) - gpu["memory_free_gb"]
-    text = Text(printable(f"GPU{gpu.get('index')} "))
+    label = "mps " if gpu.get("kind") == "mps" else f"GPU{gpu.get('index')} "
+    text = Text(printable(label))
     if isinstance(load, int | float):
         text.append(bar(load / 100, GPU_BAR), "green")
         text.append(f"{load:4.0f}%")
