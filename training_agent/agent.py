@@ -247,6 +247,7 @@ def _job_options(settings: Settings) -> JobOptions:
         cancel_grace_s=settings.cancel_grace_seconds,
         training_python=settings.training_python,
         heartbeat_interval_s=settings.heartbeat_interval_seconds,
+        policy=settings.job_policy(),
     )
 
 

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from training_agent.api import BackendClient
@@ -26,6 +26,7 @@ from training_agent.control import LEASE_LOST, JobControl, gone_reason
 from training_agent.errors import HttpStatusError, StateError
 from training_agent.executor.dataset import DatasetFetcher
 from training_agent.executor.runner import JobRunner
+from training_agent.job_policy import JobPolicy
 from training_agent.jobs import ClaimedJob, JobOutcome, JobStatus
 from training_agent.journal import JobJournal, JournalStatus
 from training_agent.reporting.outbox import Outbox
@@ -48,6 +49,7 @@ class JobOptions:
     cancel_grace_s: float
     training_python: str | None = None
     heartbeat_interval_s: float = 10.0
+    policy: JobPolicy = field(default_factory=JobPolicy)  # what a job config may do here
 
 
 @dataclass
@@ -167,6 +169,7 @@ class JobSlots:
             on_started=journal.started if journal is not None else None,
             on_status=lambda status: _trainer_status(job.id, reports, status),
             datasets=self._datasets,
+            policy=self._options.policy,
         )
         control = JobControl(
             job=job,

@@ -20,7 +20,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from training_agent.trainers import hf_config, hf_data
+from training_agent.job_policy import PolicyError
+from training_agent.trainers import hf_config, hf_data, policy
 
 EXIT_INVALID = 2
 EXIT_NO_RUNTIME = 3
@@ -51,6 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for key in ignored:
         print(f"config key {key} is not used by the built-in trainer; ignored")
     job_dir = Path(os.environ.get("TRAINING_AGENT_JOB_DIR") or args.config.parent)
+    try:  # the owner's policy, not the job config, says what may be read and run
+        settings = policy.enforce(settings, job_dir)
+    except PolicyError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_INVALID
     try:
         return _train(settings, job_dir)
     except (hf_data.DatasetError, DeviceError) as exc:
