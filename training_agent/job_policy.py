@@ -141,6 +141,9 @@ def config_paths(config: Mapping[str, Any], base: Path) -> Iterator[tuple[str, s
     if isinstance(dataset, str) and dataset and not is_url(dataset):
         yield "dataset_path", dataset
     training = _section(config, "training")
+    reward_model = training.get("reward_model")  # a trained scorer (method rlhf)
+    if isinstance(reward_model, str) and reward_model and is_local(reward_model, base):
+        yield "training.reward_model", reward_model
     for where, key, value in (
         ("training.", "checkpoint_resume", training.get("checkpoint_resume")),
         ("training.", "output_dir", training.get("output_dir")),

@@ -110,11 +110,16 @@ def test_every_path_of_a_training_config_is_found(tmp_path: Path) -> None:
         "model": {"name": "/models/llama"},
         "tokenizer": {"name": "meta-llama/Llama-3-8B"},  # a hub id: not a path
         "dataset_path": "https://data.example.com/train.jsonl",  # a URL: not a path
-        "training": {"checkpoint_resume": "../job-0/checkpoints", "output_dir": "/srv/out"},
+        "training": {
+            "checkpoint_resume": "../job-0/checkpoints",
+            "output_dir": "/srv/out",
+            "reward_model": "/home/someone/reward",
+        },
         "output_dir": "out",
     }
     assert list(config_paths(config, tmp_path)) == [
         ("model.name", "/models/llama"),
+        ("training.reward_model", "/home/someone/reward"),
         ("training.checkpoint_resume", "../job-0/checkpoints"),
         ("training.output_dir", "/srv/out"),
         ("output_dir", "out"),
