@@ -294,6 +294,7 @@ def _job_options(settings: Settings) -> JobOptions:
         heartbeat_interval_s=settings.heartbeat_interval_seconds,
         upload_artifacts=settings.upload_artifacts,
         max_artifact_bytes=int(settings.max_artifact_gb * 1024**3),
+        policy=settings.job_policy(),
     )
 
 

@@ -19,7 +19,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from training_agent.errors import HttpStatusError, StateError
 from training_agent.executor.dataset import DatasetFetcher
 from training_agent.executor.outputs import plan_uploads
 from training_agent.executor.runner import JobRunner
+from training_agent.job_policy import JobPolicy
 from training_agent.jobs import ClaimedJob, JobOutcome, JobOutput, JobStatus
 from training_agent.journal import JobJournal, JournalStatus
 from training_agent.reporting.outbox import Outbox
@@ -54,6 +55,7 @@ class JobOptions:
     heartbeat_interval_s: float = 10.0
     upload_artifacts: bool = True
     max_artifact_bytes: int | None = None
+    policy: JobPolicy = field(default_factory=JobPolicy)  # what a job config may do here
 
 
 @dataclass
@@ -179,6 +181,7 @@ class JobSlots:
             on_started=journal.started if journal is not None else None,
             on_status=lambda status: _trainer_status(job.id, reports, status),
             datasets=self._datasets,
+            policy=self._options.policy,
         )
         control = JobControl(
             job=job,

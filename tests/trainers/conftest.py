@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from training_agent.job_policy import POLICY_ENV, JobPolicy
 from training_agent.trainers import tiny
 
 
@@ -85,7 +86,9 @@ class TrainerRun:
 RunTrainer = Callable[..., TrainerRun]
 
 
-def start_trainer(config: dict[str, Any], job_dir: Path) -> tuple[subprocess.Popen[str], Path]:
+def start_trainer(
+    config: dict[str, Any], job_dir: Path, policy_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], Path]:
     job_dir.mkdir(parents=True, exist_ok=True)
     config_file = job_dir / "config.json"
     config_file.write_text(json.dumps(config), encoding="utf-8")
@@ -94,7 +97,11 @@ def start_trainer(config: dict[str, Any], job_dir: Path) -> tuple[subprocess.Pop
         **os.environ,
         "TRAINING_AGENT_JOB_DIR": str(job_dir),
         "TRAINING_AGENT_EVENTS_FILE": str(events),
+        # These tests play an owner who lets jobs read every folder (data_dirs); a
+        # config that sets its own policy (tests of the policy) keeps it.
+        POLICY_ENV: JobPolicy(data_dirs=(os.sep,)).to_env(),
         "HF_HUB_OFFLINE": "1",
+        **(policy_env or {}),
     }
     with (job_dir / "stdout.txt").open("w") as out, (job_dir / "stderr.txt").open("w") as err:
         process = subprocess.Popen(
@@ -119,9 +126,10 @@ def run_trainer(tmp_path: Path) -> RunTrainer:
     """Runs the trainer on a config in a fresh job dir and collects what it reported."""
     counter = iter(range(1000))
 
-    def run(config: dict[str, Any]) -> TrainerRun:
+    def run(config: dict[str, Any], policy: JobPolicy | None = None) -> TrainerRun:
         job_dir = tmp_path / f"job{next(counter)}"
-        process, events = start_trainer(config, job_dir)
+        given = {POLICY_ENV: policy.to_env()} if policy is not None else None
+        process, events = start_trainer(config, job_dir, given)
         returncode = process.wait(timeout=110)
         return TrainerRun(
             returncode,

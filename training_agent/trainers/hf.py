@@ -24,7 +24,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from training_agent.trainers import distributed, hf_config, hf_data
+from training_agent.job_policy import PolicyError
+from training_agent.trainers import distributed, hf_config, hf_data, policy
 from training_agent.trainers.hf_model import DeviceError, ModelLoadError
 from training_agent.trainers.methods import MethodError
 from training_agent.trainers.methods import rows as method_rows
@@ -75,6 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for key in ignored:
         print(_ignored_note(key, settings.method))
     job_dir = Path(os.environ.get("TRAINING_AGENT_JOB_DIR") or args.config.parent)
+    try:  # the owner's policy, not the job config, says what may be read and run
+        settings = policy.enforce(settings, job_dir)
+    except PolicyError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_INVALID
     if settings.distributed and not distributed.is_rank():
         import torch
 

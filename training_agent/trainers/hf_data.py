@@ -18,9 +18,13 @@ import gzip
 import hashlib
 import io
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
+
+from training_agent import url_guard
+from training_agent.job_policy import JobPolicy
 
 FORMATS = ("jsonl", "json", "csv", "parquet", "txt")
 IGNORE_INDEX = -100
@@ -53,11 +57,13 @@ def detect_format(path: Path) -> str:
     return suffixes[-1] if suffixes and suffixes[-1] in FORMATS else "unknown"
 
 
-def fetch(source: str, cache_dir: Path) -> Path:
+def fetch(source: str, cache_dir: Path, policy: JobPolicy | None = None) -> Path:
     """A local path for ``source``: itself, or an http(s) URL fetched into ``cache_dir``.
 
     A URL is downloaded once: its content is kept by SHA-256 in the agent's dataset
-    cache (``training_agent.dataset_cache``), shared by every job on this machine.
+    cache (``training_agent.dataset_cache``), shared by every job on this machine. It is
+    fetched within the owner's ``policy`` (default: the one the agent gave this trainer):
+    public addresses only, at most ``max_dataset_download_gb`` (``url_guard``).
     """
     if not source.startswith(("http://", "https://")):
         path = Path(source).expanduser()
@@ -71,26 +77,33 @@ def fetch(source: str, cache_dir: Path) -> Path:
         print(f"dataset {source} found in the cache")
         return hit
     name = source.rsplit("/", 1)[-1].split("?", 1)[0] or "dataset"
+    policy = policy or JobPolicy.from_env(os.environ)
     try:
         partial = cache.partial_path()
-        sha256 = _download(source, partial)
+        sha256 = _download(source, partial, policy)
         path = cache.adopt(partial, sha256, name)
         cache.remember_url(source, sha256, name)
+    except url_guard.UrlRefused as exc:
+        raise DatasetError(str(exc)) from exc
     except OSError as exc:  # urllib's URLError is an OSError too
         raise DatasetError(f"cannot download the dataset {source}: {exc}") from exc
     return path
 
 
-def _download(url: str, target: Path) -> str:
+def _download(url: str, target: Path, policy: JobPolicy) -> str:
     """Stream ``url`` into ``target``; its SHA-256. A failed download leaves no file."""
-    import urllib.request
-
     digest = hashlib.sha256()
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, target.open("xb") as out:
-            while chunk := response.read(1024 * 1024):
+        with (
+            url_guard.open_url(url, allow_private=policy.allow_private_urls) as response,
+            target.open("xb") as out,
+        ):
+
+            def write(chunk: bytes) -> None:
                 digest.update(chunk)
                 out.write(chunk)
+
+            url_guard.copy_capped(response, write, max_bytes=policy.max_download_bytes, url=url)
     except BaseException:
         target.unlink(missing_ok=True)
         raise
@@ -142,10 +155,20 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     except DatasetError:
         raise
     except Exception as exc:
-        raise DatasetError(f"cannot read the dataset {path} as {fmt}: {exc}") from exc
+        raise DatasetError(f"cannot read the dataset {path} as {fmt}: {_reason(exc, fmt)}") from exc
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise DatasetError(f"cannot read the dataset {path} as {fmt}: rows must be objects")
     return rows
+
+
+def _reason(exc: Exception, fmt: str) -> str:
+    """What went wrong reading a data file, never a piece of its content (which a parser's
+    message can quote): the job log is not a way to read a file."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"invalid JSON at line {exc.lineno}, column {exc.colno}"
+    if isinstance(exc, UnicodeDecodeError):
+        return "it is not UTF-8 text"
+    return f"{type(exc).__name__}; check that it is a valid {fmt} file"
 
 
 def row_shape(rows: list[dict[str, Any]]) -> str | None:
