@@ -8,7 +8,8 @@ replace its objects to drive the clock):
     SettingsDep         the ``BackendSettings`` the app was created with
     SessionFactoryDep   makes sessions, for routes that must not hold one (long polls, uploads)
     WakeupsDep          the long polls waiting in this process
-    ApiKeyRateLimitDep, LoginThrottleDep, EnrollRateLimitDep   the in-memory rate limits
+    ApiKeyRateLimitDep, JobRateLimitDep, LoginThrottleDep, EnrollRateLimitDep
+                        the in-memory rate limits
 
     CurrentApiKey   an API key with the ``training`` scope (rate-limited per key); a key
                     an enrollment bound to an agent speaks only for that agent
@@ -34,7 +35,12 @@ from training_backend.body import read_json_object
 from training_backend.db.models import ApiKey, TrainingJob, User
 from training_backend.db.types import utcnow
 from training_backend.errors import ApiError
-from training_backend.ratelimit import AddressRateLimit, ApiKeyRateLimit, LoginThrottle
+from training_backend.ratelimit import (
+    AddressRateLimit,
+    ApiKeyRateLimit,
+    JobRateLimit,
+    LoginThrottle,
+)
 from training_backend.services.agents import AgentIdentity, agent_identity_from_headers
 from training_backend.services.api_keys import (
     authenticate_api_key,
@@ -72,6 +78,12 @@ async def get_api_key_rate_limit(request: Request) -> ApiKeyRateLimit:
     return limit
 
 
+async def get_job_rate_limit(request: Request) -> JobRateLimit:
+    """The per-job request budget of job-token routes."""
+    limit: JobRateLimit = request.app.state.job_rate_limit
+    return limit
+
+
 async def get_login_throttle(request: Request) -> LoginThrottle:
     """What slows down repeated failed sign-ins."""
     throttle: LoginThrottle = request.app.state.login_throttle
@@ -88,6 +100,7 @@ SettingsDep = Annotated[BackendSettings, Depends(get_settings)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 WakeupsDep = Annotated[Wakeups, Depends(get_wakeups)]
 ApiKeyRateLimitDep = Annotated[ApiKeyRateLimit, Depends(get_api_key_rate_limit)]
+JobRateLimitDep = Annotated[JobRateLimit, Depends(get_job_rate_limit)]
 LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
 EnrollRateLimitDep = Annotated[AddressRateLimit, Depends(get_enroll_rate_limit)]
 
@@ -183,10 +196,13 @@ def job_token(request: Request) -> str:
 JobToken = Annotated[str, Depends(job_token)]
 
 
-def job_from_token(job_id: str, token: JobToken, db: DbSession) -> TrainingJob:
+def job_from_token(
+    job_id: str, token: JobToken, db: DbSession, limit: JobRateLimitDep
+) -> TrainingJob:
     """The job named in the path, provided the bearer token is that job's token."""
     job = authenticate_job(db, job_id=job_id, token=token)
     db.commit()  # give the connection back before the next thread hop (see get_db)
+    limit.check(job.id)  # 429 RATE_LIMITED; only after the token is known to be valid
     return job
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from training_backend.body import read_json_object
 from training_backend.db.models import TrainingJob
 from training_backend.db.types import utcnow
-from training_backend.deps import DbSession, JobToken, JsonObject, SettingsDep
+from training_backend.deps import DbSession, JobRateLimitDep, JobToken, JsonObject, SettingsDep
 from training_backend.routing import DbRoute
 from training_backend.schemas.agent import HeartbeatAnswer
 from training_backend.schemas.reports import (
@@ -42,13 +42,20 @@ router = APIRouter(prefix="/api/training/local", tags=["job reporting"], route_c
 MAX_POINTS_PER_BATCH = 5_000
 
 
-def leased_job(job_id: str, token: JobToken, db: DbSession, settings: SettingsDep) -> TrainingJob:
-    """The job named in the path, if the bearer token is its token; renews its lease."""
+def leased_job(
+    job_id: str, token: JobToken, db: DbSession, settings: SettingsDep, limit: JobRateLimitDep
+) -> TrainingJob:
+    """The job named in the path, if the bearer token is its token; renews its lease.
+
+    Each job's requests are rate-limited (429 ``RATE_LIMITED``, setting
+    ``job_rate_limit_per_minute``).
+    """
     now = utcnow()
     job = authenticate_job(
         db, job_id=job_id, token=token, now=now, lease_seconds=settings.lease_seconds
     )
     db.commit()  # give the connection back before the next thread hop (see deps.get_db)
+    limit.check(job.id)
     return job
 
 
@@ -86,7 +93,11 @@ def report_metric(job: LeasedJob, body: JsonObject, db: DbSession) -> MetricsRec
 
 @router.post("/metrics")
 def report_metrics_batch(
-    token: JobToken, body: JsonObject, db: DbSession, settings: SettingsDep
+    token: JobToken,
+    body: JsonObject,
+    db: DbSession,
+    settings: SettingsDep,
+    limit: JobRateLimitDep,
 ) -> MetricsRecorded:
     """Store several points of the job named in the body (the token must be its token)."""
     batch = MetricsBatch.parse(body, max_points=MAX_POINTS_PER_BATCH)
@@ -94,6 +105,7 @@ def report_metrics_batch(
     job = authenticate_job(
         db, job_id=batch.job_id, token=token, now=now, lease_seconds=settings.lease_seconds
     )
+    limit.check(job.id)
     recorded = record_metrics(db, job_id=job.id, points=batch.points, now=now)
     return MetricsRecorded(recorded=recorded, control=job.control)
 
