@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
-from training_backend.body import read_json_object_capped, validate
+from training_backend.body import json_body, read_json_object_capped, validate
 from training_backend.db.types import utcnow
 from training_backend.deps import CurrentUser, DbSession, SettingsDep
 from training_backend.routing import DbRoute
@@ -32,7 +32,7 @@ async def _small_body(request: Request) -> dict[str, Any]:
 SmallBody = Annotated[dict[str, Any], Depends(_small_body)]
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, openapi_extra=json_body(ApiKeyCreate))
 def create_key(
     user: CurrentUser, body: SmallBody, db: DbSession, settings: SettingsDep
 ) -> ApiKeyCreated:

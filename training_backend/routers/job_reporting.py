@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 
-from training_backend.body import read_json_object
+from training_backend.body import json_body, read_json_object
 from training_backend.db.models import TrainingJob
 from training_backend.db.types import utcnow
 from training_backend.deps import DbSession, JobRateLimitDep, JobToken, JsonObject, SettingsDep
@@ -73,7 +73,7 @@ async def optional_json_object(request: Request) -> dict[str, Any]:
 OptionalJsonObject = Annotated[dict[str, Any], Depends(optional_json_object)]
 
 
-@router.patch("/{job_id}/status")
+@router.patch("/{job_id}/status", openapi_extra=json_body(StatusUpdate))
 def report_status(job: LeasedJob, body: JsonObject, db: DbSession) -> StatusUpdated:
     """Move the job to a new status (or confirm the one it has)."""
     report = StatusUpdate.parse(body)
@@ -83,7 +83,7 @@ def report_status(job: LeasedJob, body: JsonObject, db: DbSession) -> StatusUpda
     )
 
 
-@router.put("/{job_id}/metrics")
+@router.put("/{job_id}/metrics", openapi_extra=json_body(MetricPoint))
 def report_metric(job: LeasedJob, body: JsonObject, db: DbSession) -> MetricsRecorded:
     """Store one metric point (a re-sent step replaces its earlier values)."""
     point = MetricPoint.parse(body)
@@ -91,7 +91,7 @@ def report_metric(job: LeasedJob, body: JsonObject, db: DbSession) -> MetricsRec
     return MetricsRecorded(recorded=recorded, control=job.control)
 
 
-@router.post("/metrics")
+@router.post("/metrics", openapi_extra=json_body(MetricsBatch))
 def report_metrics_batch(
     token: JobToken,
     body: JsonObject,
@@ -110,7 +110,7 @@ def report_metrics_batch(
     return MetricsRecorded(recorded=recorded, control=job.control)
 
 
-@router.post("/{job_id}/logs")
+@router.post("/{job_id}/logs", openapi_extra=json_body(LogAppend))
 def report_logs(job: LeasedJob, body: JsonObject, db: DbSession) -> LogsAppended | NothingToAppend:
     """Append log lines; with ``offset``, lines already stored are skipped."""
     request = LogAppend.parse(body)
@@ -127,7 +127,7 @@ def _append(db: Session, *, job: TrainingJob, request: LogAppend) -> LogsAppende
     return LogsAppended(logs_appended=appended, total_logs=total, control=job.control)
 
 
-@router.post("/{job_id}/heartbeat")
+@router.post("/{job_id}/heartbeat", openapi_extra=json_body(Heartbeat, required=False))
 def heartbeat(
     job: LeasedJob, body: OptionalJsonObject, db: DbSession, settings: SettingsDep
 ) -> HeartbeatAnswer:

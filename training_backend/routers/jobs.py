@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from training_backend.body import validate
+from training_backend.body import json_body, validate
 from training_backend.db.types import utcnow
 from training_backend.deps import (
     ApiKeyOrUser,
@@ -63,7 +63,7 @@ INT32_MAX = 2_147_483_647
 UPLOAD_WRITE_BYTES = 1024 * 1024
 
 
-@router.post("/jobs", status_code=201)
+@router.post("/jobs", status_code=201, openapi_extra=json_body(JobCreate))
 def submit_job(
     caller: ApiKeyOrUser, body: JsonObject, db: DbSession, wakeups: WakeupsDep
 ) -> JobCreated:
@@ -87,7 +87,7 @@ def jobs_page(
     return JobsPage(jobs=summaries, total=total, limit=limit, offset=offset)
 
 
-@router.post("/local/{job_id}/control")
+@router.post("/local/{job_id}/control", openapi_extra=json_body(ControlRequest))
 def control_job(
     job_id: str, caller: ApiKeyOrUser, body: JsonObject, db: DbSession
 ) -> ControlAnswer:
