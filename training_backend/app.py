@@ -13,7 +13,12 @@ from training_backend import __version__
 from training_backend.background import background_tasks
 from training_backend.db import create_db_engine, create_session_factory, upgrade_database
 from training_backend.errors import install_error_handlers
-from training_backend.ratelimit import AddressRateLimit, ApiKeyRateLimit, LoginThrottle
+from training_backend.ratelimit import (
+    AddressRateLimit,
+    ApiKeyRateLimit,
+    JobRateLimit,
+    LoginThrottle,
+)
 from training_backend.routers import (
     agent_protocol,
     agents,
@@ -73,6 +78,9 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     )
     app.state.login_throttle = LoginThrottle()
     app.state.enroll_rate_limit = AddressRateLimit()
+    app.state.job_rate_limit = JobRateLimit(
+        per_minute=settings.job_rate_limit_per_minute, burst=settings.job_rate_limit_burst
+    )
     # Long polls held in this process.
     app.state.wakeups = Wakeups(max_per_key=settings.max_long_polls_per_key)
     app.state.artifact_store = open_store(settings)  # opens no connection and no file yet

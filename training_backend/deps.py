@@ -10,7 +10,8 @@ replace its objects to drive the clock):
     WakeupsDep          the long polls waiting in this process
     ArtifactStoreDep    where artifact bytes live (a directory or an S3 bucket)
     UploadHashesDep     running SHA-256s and per-artifact locks of this process's uploads
-    ApiKeyRateLimitDep, LoginThrottleDep, EnrollRateLimitDep   the in-memory rate limits
+    ApiKeyRateLimitDep, JobRateLimitDep, LoginThrottleDep, EnrollRateLimitDep
+                        the in-memory rate limits
     ReleaseMirrorDep    fetches agent releases from ``releases_url`` on first use
     UpdateOffersDep     the ``agent_update`` poll answers offer (cached per platform)
 
@@ -38,7 +39,12 @@ from training_backend.body import read_json_object
 from training_backend.db.models import ApiKey, TrainingJob, User
 from training_backend.db.types import utcnow
 from training_backend.errors import ApiError
-from training_backend.ratelimit import AddressRateLimit, ApiKeyRateLimit, LoginThrottle
+from training_backend.ratelimit import (
+    AddressRateLimit,
+    ApiKeyRateLimit,
+    JobRateLimit,
+    LoginThrottle,
+)
 from training_backend.services.agent_updates import UpdateOffers
 from training_backend.services.agents import AgentIdentity, agent_identity_from_headers
 from training_backend.services.api_keys import (
@@ -92,6 +98,12 @@ async def get_api_key_rate_limit(request: Request) -> ApiKeyRateLimit:
     return limit
 
 
+async def get_job_rate_limit(request: Request) -> JobRateLimit:
+    """The per-job request budget of job-token routes."""
+    limit: JobRateLimit = request.app.state.job_rate_limit
+    return limit
+
+
 async def get_login_throttle(request: Request) -> LoginThrottle:
     """What slows down repeated failed sign-ins."""
     throttle: LoginThrottle = request.app.state.login_throttle
@@ -122,6 +134,7 @@ WakeupsDep = Annotated[Wakeups, Depends(get_wakeups)]
 ArtifactStoreDep = Annotated[ArtifactStore, Depends(get_artifact_store)]
 UploadHashesDep = Annotated[UploadHashes, Depends(get_upload_hashes)]
 ApiKeyRateLimitDep = Annotated[ApiKeyRateLimit, Depends(get_api_key_rate_limit)]
+JobRateLimitDep = Annotated[JobRateLimit, Depends(get_job_rate_limit)]
 LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
 EnrollRateLimitDep = Annotated[AddressRateLimit, Depends(get_enroll_rate_limit)]
 ReleaseMirrorDep = Annotated[ReleaseMirror, Depends(get_release_mirror)]
@@ -219,10 +232,13 @@ def job_token(request: Request) -> str:
 JobToken = Annotated[str, Depends(job_token)]
 
 
-def job_from_token(job_id: str, token: JobToken, db: DbSession) -> TrainingJob:
+def job_from_token(
+    job_id: str, token: JobToken, db: DbSession, limit: JobRateLimitDep
+) -> TrainingJob:
     """The job named in the path, provided the bearer token is that job's token."""
     job = authenticate_job(db, job_id=job_id, token=token)
     db.commit()  # give the connection back before the next thread hop (see get_db)
+    limit.check(job.id)  # 429 RATE_LIMITED; only after the token is known to be valid
     return job
 
 

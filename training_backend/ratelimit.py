@@ -1,5 +1,5 @@
-"""Token-bucket rate limits kept in this process's memory: per API key, for sign-ins, and
-per client address for enrollments.
+"""Token-bucket rate limits kept in this process's memory: per API key, per job token, for
+sign-ins, and per client address for enrollments.
 
 Each key (an API key's id, a client address, a user name) has a bucket of ``burst``
 tokens that refills at ``per_minute / 60`` tokens a second; a request spends one. The
@@ -124,6 +124,30 @@ class ApiKeyRateLimit:
         if wait_s > 0:
             seconds = max(1, math.ceil(wait_s))
             message = f"Rate limit exceeded for this API key; try again in {seconds} s"
+            raise ApiError(429, "RATE_LIMITED", message, headers=retry_after_header(wait_s))
+
+
+class JobRateLimit:
+    """The per-job limit on job-token routes (reports, heartbeats, the dataset download).
+
+    A job token is a credential of its own: a leaked one, or a runaway trainer, must not
+    be able to flood the backend through it. Counted after the token is known to be
+    valid, by job id.
+    """
+
+    def __init__(self, *, per_minute: int, burst: int, clock: Clock = time.monotonic) -> None:
+        self._limiter = None
+        if per_minute > 0:
+            self._limiter = RateLimiter(per_minute=per_minute, burst=burst, clock=clock)
+
+    def check(self, job_id: str) -> None:
+        """Spend one request of ``job_id``; 429 ``RATE_LIMITED`` when none is left."""
+        if self._limiter is None:
+            return
+        wait_s = self._limiter.spend(job_id)
+        if wait_s > 0:
+            seconds = max(1, math.ceil(wait_s))
+            message = f"Rate limit exceeded for this job's reports; try again in {seconds} s"
             raise ApiError(429, "RATE_LIMITED", message, headers=retry_after_header(wait_s))
 
 

@@ -163,6 +163,26 @@ class BackendSettings(BaseSettings):
     client address the sign-in throttle counts, and the scheme, come from them. Set it
     to your proxy's address; never ``*`` when clients can reach the backend directly."""
 
+    job_rate_limit_per_minute: int = Field(default=600, ge=0)
+    """Requests one job's token may make per minute on average, per process (0: no
+    limit); an agent reports about once a second."""
+
+    job_rate_limit_burst: int = Field(default=300, ge=1)
+    """Requests one job's token may make in a burst (the bucket's size)."""
+
+    max_datasets_per_user: int = Field(default=1000, ge=0)
+    """Datasets one user may keep on the backend (0: no limit)."""
+
+    max_dataset_storage_bytes_per_user: int = Field(default=50 * 1024**3, ge=0)
+    """Bytes of datasets one user may keep on the backend (default 50 GiB; 0: no limit)."""
+
+    max_api_keys_per_user: int = Field(default=100, ge=0)
+    """Unrevoked API keys one user may have (enrolled agents' keys count; 0: no limit)."""
+
+    max_pending_enrollments_per_user: int = Field(default=50, ge=0)
+    """Unused, unexpired enrollment tokens (agent downloads) one user may have at once
+    (0: no limit)."""
+
     @field_validator("agent_version")
     @classmethod
     def _at_least_0_2_0(cls, version: str) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from training_backend.body import read_json_object_capped, validate
+from training_backend.body import json_body, read_json_object_capped, validate
 from training_backend.db.types import utcnow
 from training_backend.deps import CurrentUser, DbSession, LoginThrottleDep, SettingsDep
 from training_backend.errors import ApiError
@@ -43,7 +43,7 @@ async def _small_body(request: Request) -> dict[str, Any]:
 SmallBody = Annotated[dict[str, Any], Depends(_small_body)]
 
 
-@router.post("/login")
+@router.post("/login", openapi_extra=json_body(LoginRequest))
 def login(
     request: Request,
     response: Response,

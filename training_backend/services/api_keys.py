@@ -21,6 +21,7 @@ from training_backend.security import (
 )
 from training_backend.services.agents import REVOKED_MESSAGE
 from training_backend.services.job_revocation import revoke_job_tokens
+from training_backend.services.quotas import check_api_key_quota, lock_user
 from training_backend.services.wakeups import Signal, announce
 
 #: Scopes a key may carry; ``all`` grants every other one.
@@ -37,10 +38,17 @@ def _unauthorized(code: str, message: str) -> ApiError:
 
 
 def create_api_key(
-    db: Session, *, user_id: str, name: str, scopes: Sequence[str]
+    db: Session, *, user_id: str, name: str, scopes: Sequence[str], max_keys: int = 0
 ) -> tuple[ApiKey, str]:
-    """Store a new key for ``user_id``; returns the row and the key (shown once, never stored)."""
+    """Store a new key for ``user_id``; returns the row and the key (shown once, never stored).
+
+    With ``max_keys`` (setting ``max_api_keys_per_user``) a user who already has that
+    many unrevoked keys gets 409 ``QUOTA_EXCEEDED``.
+    """
     check_scopes(scopes)
+    if max_keys:
+        lock_user(db, user_id=user_id)
+        check_api_key_quota(db, user_id=user_id, max_keys=max_keys)
     key = generate_api_key()
     row = ApiKey(
         user_id=user_id,
