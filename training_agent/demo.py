@@ -42,7 +42,7 @@ DEMO_CONFIG: dict[str, Any] = {
 
 
 CHAT_DATASET = Path(__file__).parent / "trainers" / "data" / "demo_chat.jsonl"
-HF_MODULES = ("torch", "transformers", "peft", "datasets")
+HF_MODULES = ("torch", "transformers", "peft", "datasets", "trl")
 
 
 def hf_available() -> bool:
