@@ -74,17 +74,22 @@ def _progress(artifact: Artifact, job: TrainingJob, settings: BackendSettings) -
     )
 
 
+def _authenticated(
+    sessions: sessionmaker[Session], job_id: str, token: str, settings: BackendSettings
+) -> TrainingJob:
+    with sessions() as db:
+        return _leased(db, job_id, token, settings)
+
+
 def _declare(
     sessions: sessionmaker[Session],
     store: ArtifactStore,
     hashes: UploadHashes,
     settings: BackendSettings,
-    job_id: str,
-    token: str,
+    job: TrainingJob,
     declared: ArtifactDeclare,
 ) -> tuple[ArtifactProgress, bool]:
     with sessions() as db:
-        job = _leased(db, job_id, token, settings)
         quota = int(settings.artifact_quota_gb * GB)
         now = utcnow()
         artifact, created = declare_artifact(
@@ -107,9 +112,10 @@ async def declare_upload(
 ) -> ArtifactProgress:
     """Declare an upload; the answer's ``offset`` is where to send from (201 if new)."""
     token = extract_job_token(request.headers)
+    job = await run_in_threadpool(_authenticated, sessions, job_id, token, settings)
     declared = ArtifactDeclare.parse(await read_json_object(request))
     progress, created = await run_in_threadpool(
-        _declare, sessions, store, hashes, settings, job_id, token, declared
+        _declare, sessions, store, hashes, settings, job, declared
     )
     response.status_code = 201 if created else 200
     return progress
@@ -159,13 +165,6 @@ def _receive(
             now=utcnow(),
         )
         return _progress(artifact, job, settings)
-
-
-def _authenticated(
-    sessions: sessionmaker[Session], job_id: str, token: str, settings: BackendSettings
-) -> TrainingJob:
-    with sessions() as db:
-        return _leased(db, job_id, token, settings)
 
 
 @router.put(UPLOADS + "/{artifact_id}")

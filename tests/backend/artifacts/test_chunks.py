@@ -195,10 +195,15 @@ async def test_a_forged_or_foreign_artifact_id_is_404_and_a_wrong_token_401(
     forged = await put_chunk(client, job.id, token, "0" * 36, 0, CONTENT[:CHUNK])
     borrowed = await put_chunk(client, job.id, token, foreign, 0, CONTENT[:CHUNK])
     stolen = await put_chunk(client, other.id, token, foreign, 0, CONTENT[:CHUNK])
+    declared_elsewhere = await declare(client, other.id, token, CONTENT, name="x.bin")
 
     assert (forged.status_code, forged.json()["code"]) == (404, "ARTIFACT_NOT_FOUND")
     assert (borrowed.status_code, borrowed.json()["code"]) == (404, "ARTIFACT_NOT_FOUND")
     assert (stolen.status_code, stolen.json()["code"]) == (401, "INVALID_TOKEN")
+    assert (declared_elsewhere.status_code, declared_elsewhere.json()["code"]) == (
+        401,
+        "INVALID_TOKEN",
+    )
 
 
 async def test_an_upload_past_the_users_quota_is_refused_with_a_sentence(
