@@ -30,6 +30,7 @@ import contextlib
 import enum
 import logging
 import random
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
@@ -200,13 +201,17 @@ class ArtifactUploader:
                 lambda: self._board.hashing(row.seq, done=done, size=source.size)
             )
 
+        stop = threading.Event()
         try:
-            sha256 = await asyncio.to_thread(sha256_of, source, progress)
+            sha256 = await asyncio.to_thread(sha256_of, source, progress, stop)
             unchanged = await asyncio.to_thread(source.current_fingerprint) == source.fingerprint
         except OutputChanged:
             unchanged = False
         except OSError as exc:
             raise _GiveUp(f"it cannot be read ({exc.strerror or exc})") from exc
+        except asyncio.CancelledError:
+            stop.set()  # the thread stops within one read; the agent need not wait for it
+            raise
         if not unchanged:
             self._changed(row, "changed while it was read")
             return
