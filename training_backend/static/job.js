@@ -1,5 +1,7 @@
 // A job's page: status, progress and time left, the loss chart, the last metrics, the
-// log tail, and cancel / pause / resume. Refreshed every 2 s until the job ends.
+// artifacts, the log tail, and cancel / pause / resume. Refreshed every 2 s until the
+// job ends.
+import { ArtifactsSection } from "./artifacts.js";
 import { drawLossChart } from "./chart.js";
 import {
   api,
@@ -180,11 +182,13 @@ for (const action of ["pause", "resume", "cancel"]) {
   $(`job-${action}`).addEventListener("click", () => control(action));
 }
 
+const artifacts = new ArtifactsSection(jobId);
+
 const poller = startPolling(
   async () => {
     const status = await api(`${base}/status`);
     renderStatus(status);
-    await Promise.all([loadMetrics(), loadLogs()]);
+    await Promise.all([loadMetrics(), loadLogs(), artifacts.refresh()]);
     if (TERMINAL.has(status.status)) poller.stop();
   },
   POLL_MS,

@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.backend.support import bearer
+from tests.backend.support import AGENT_ID, bearer
+from tests.support.backend import BackendProcess
+from tests.support.e2e import make_user_and_key, submit
 from training_backend.services.artifact_store import ArtifactStore, UploadState
 
 CHUNK = 64 * 1024
@@ -64,6 +67,41 @@ async def upload_all(
             client, job_id, token, artifact_id, offset, content[offset : offset + chunk]
         )
     return answer
+
+
+def claimed_job(url: str, key: str, job_id: str) -> str:
+    """Claim ``job_id`` on the backend at ``url`` with ``key``; the job token."""
+    headers = {"Authorization": f"Bearer {key}", "X-Agent-ID": AGENT_ID}
+    answer = httpx.post(f"{url}/api/training/agent/claim/{job_id}", headers=headers)
+    assert answer.status_code == 200, answer.text
+    token: str = answer.json()["job_token"]
+    return token
+
+
+def served_job(backend: BackendProcess, tmp_path: Path, user: str) -> tuple[str, str, str]:
+    """A new user of ``backend`` with a claimed job: ``(api_key, job_id, job_token)``."""
+    key = make_user_and_key(backend, user)
+    job_id = submit(backend, tmp_path, user, {"type": "command", "command": ["true"]})
+    return key, job_id, claimed_job(backend.url, key, job_id)
+
+
+def send_over_http(url: str, job_id: str, token: str, content: bytes, **overrides: Any) -> str:
+    """Declare ``content`` on the served backend and send it in 8 MiB chunks; its id."""
+    auth = bearer(token)
+    uploads_url = f"{url}{uploads(job_id)}"
+    answer = httpx.post(uploads_url, json=declaration(content, **overrides), headers=auth)
+    assert answer.is_success, answer.text
+    artifact_id: str = answer.json()["artifact_id"]
+    for offset in range(0, len(content), 8 * 1024 * 1024):
+        answer = httpx.put(
+            f"{uploads_url}/{artifact_id}",
+            params={"offset": offset},
+            content=content[offset : offset + 8 * 1024 * 1024],
+            headers=auth,
+            timeout=60,
+        )
+        assert answer.is_success, answer.text
+    return artifact_id
 
 
 @dataclass

@@ -10,21 +10,12 @@ from pathlib import Path
 
 import httpx
 
-from tests.backend.artifacts.support import declaration
-from tests.backend.support import AGENT_ID
+from tests.backend.artifacts.support import claimed_job, declaration
 from tests.support.backend import start_backend
 from tests.support.e2e import make_user_and_key, submit
 from tests.support.s3 import S3Server
 
 MIB = 1024 * 1024
-
-
-def claimed_job(url: str, key: str, job_id: str) -> str:
-    headers = {"Authorization": f"Bearer {key}", "X-Agent-ID": AGENT_ID}
-    answer = httpx.post(f"{url}/api/training/agent/claim/{job_id}", headers=headers)
-    assert answer.status_code == 200, answer.text
-    token: str = answer.json()["job_token"]
-    return token
 
 
 def test_replicas_sharing_a_bucket_continue_each_others_uploads(
