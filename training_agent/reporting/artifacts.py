@@ -153,6 +153,11 @@ class ArtifactUploader:
         except _JobGone as exc:
             for other in self._rows.of_job(row.job_id):
                 self._give_up(other, str(exc))
+        except (asyncio.CancelledError, StateError):
+            raise  # stopping, or the outbox failed: the upload stays pending
+        except Exception as exc:  # a bug here must not stop every later upload
+            log.exception("job %s: the upload of %s failed in the agent", row.job_id, row.name)
+            self._give_up(row, f"internal error in the agent: {exc!r}")
 
     async def _sessions(self, seq: int, token: str) -> None:
         """Hash, declare and send until the upload settles (or gives up by raising)."""
