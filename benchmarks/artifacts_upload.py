@@ -247,6 +247,7 @@ def _phases(
         "agent_upload_cpu": 100 * (done_at[1] - upload_at[1]) / upload_s,
         "agent_cpu_s_per_gb": (done_at[1] - upload_at[1]) / (size / 1e9),
         "backend_upload_cpu": 100 * (done_at[2] - upload_at[2]) / upload_s,
+        "backend_cpu_s_per_gb": (done_at[2] - upload_at[2]) / (size / 1e9),
     }
     if hash_at is not None:
         hash_s = upload_at[0] - hash_at[0]
@@ -270,12 +271,14 @@ def main() -> None:
         r = measure_sink(Path(tmp), args.mib) if args.sink else measure(Path(tmp), args.mib)
     print(
         "| to | size | verified | SHA-256 pass | agent CPU (hash) | upload "
-        "| agent CPU (upload) | agent CPU s per GB | backend CPU (upload) |"
+        "| agent CPU (upload) | agent CPU s per GB | backend CPU (upload) | backend CPU s per GB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     hashing = f"{r['hash_mbps']:.0f} MB/s" if "hash_mbps" in r else "-"
     hash_cpu = f"{r['agent_hash_cpu']:.0f} %" if "agent_hash_cpu" in r else "-"
-    backend_cpu = "-" if args.sink else f"{r['backend_upload_cpu']:.0f} %"
+    backend_cpu = "- | -"
+    if not args.sink:
+        backend_cpu = f"{r['backend_upload_cpu']:.0f} % | {r['backend_cpu_s_per_gb']:.2f}"
     print(
         f"| {'discard server' if args.sink else 'backend'} | {r['size'] / MIB:.0f} MiB "
         f"| {_verified(r['verified'])} | {hashing} | {hash_cpu} "

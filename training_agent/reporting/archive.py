@@ -26,6 +26,7 @@ import hashlib
 import os
 import stat
 import tarfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,10 +211,24 @@ def _scan(root: Path) -> tuple[Listing, int]:
     return entries, skipped
 
 
-def sha256_of(source: Source, on_progress: Callable[[int], None] | None = None) -> str:
-    """The SHA-256 (hex) of every byte of ``source``; ``on_progress(bytes_done)`` as it goes."""
+class HashStopped(Exception):
+    """``sha256_of`` was told to stop (the agent is stopping)."""
+
+
+def sha256_of(
+    source: Source,
+    on_progress: Callable[[int], None] | None = None,
+    stop: threading.Event | None = None,
+) -> str:
+    """The SHA-256 (hex) of every byte of ``source``; ``on_progress(bytes_done)`` as it goes.
+
+    Meant for a worker thread: setting ``stop`` makes it raise ``HashStopped`` within one
+    read, so a stopping agent does not wait for the rest of a big model to be read.
+    """
     digest = hashlib.sha256()
     for offset in range(0, source.size, HASH_READ_BYTES):
+        if stop is not None and stop.is_set():
+            raise HashStopped(f"stopped after {offset} bytes")
         digest.update(source.read(offset, HASH_READ_BYTES))
         if on_progress is not None:
             on_progress(min(offset + HASH_READ_BYTES, source.size))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,12 +221,3 @@ class ArtifactRows:
                 (*values, seq),
             )
             return cursor.rowcount > 0
-
-
-def iter_jobs(rows: Sequence[ArtifactRow]) -> Iterator[str]:
-    """The job ids of ``rows``, each once, in order."""
-    seen: set[str] = set()
-    for row in rows:
-        if row.job_id not in seen:
-            seen.add(row.job_id)
-            yield row.job_id

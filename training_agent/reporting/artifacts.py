@@ -30,6 +30,7 @@ import contextlib
 import enum
 import logging
 import random
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
@@ -153,6 +154,11 @@ class ArtifactUploader:
         except _JobGone as exc:
             for other in self._rows.of_job(row.job_id):
                 self._give_up(other, str(exc))
+        except (asyncio.CancelledError, StateError):
+            raise  # stopping, or the outbox failed: the upload stays pending
+        except Exception as exc:  # a bug here must not stop every later upload
+            log.exception("job %s: the upload of %s failed in the agent", row.job_id, row.name)
+            self._give_up(row, f"internal error in the agent: {exc!r}")
 
     async def _sessions(self, seq: int, token: str) -> None:
         """Hash, declare and send until the upload settles (or gives up by raising)."""
@@ -201,13 +207,17 @@ class ArtifactUploader:
                 lambda: self._board.hashing(row.seq, done=done, size=source.size)
             )
 
+        stop = threading.Event()
         try:
-            sha256 = await asyncio.to_thread(sha256_of, source, progress)
+            sha256 = await asyncio.to_thread(sha256_of, source, progress, stop)
             unchanged = await asyncio.to_thread(source.current_fingerprint) == source.fingerprint
         except OutputChanged:
             sha256, unchanged = "", False
         except OSError as exc:
             raise _GiveUp(f"it cannot be read ({exc.strerror or exc})") from exc
+        except asyncio.CancelledError:
+            stop.set()  # the thread stops within one read; the agent need not wait for it
+            raise
         if not unchanged:
             self._changed(row, "changed while it was read")
             return

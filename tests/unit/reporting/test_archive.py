@@ -7,12 +7,14 @@ import io
 import os
 import random
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
 
 from training_agent.reporting.archive import (
     FileSource,
+    HashStopped,
     OutputChanged,
     TarSource,
     open_source,
@@ -121,3 +123,11 @@ def test_a_file_that_shrinks_while_read_is_reported(tmp_path: Path) -> None:
         single.write_bytes(b"x")
         with pytest.raises(OutputChanged):
             file_source.read(0, 5_000)
+
+
+def test_hashing_stops_when_told(tmp_path: Path) -> None:
+    (tmp_path / "m.bin").write_bytes(os.urandom(10_000))
+    stop = threading.Event()
+    stop.set()
+    with FileSource(tmp_path / "m.bin") as source, pytest.raises(HashStopped):
+        sha256_of(source, stop=stop)

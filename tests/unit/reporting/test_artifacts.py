@@ -18,6 +18,9 @@ from tests.support.fake_artifacts import FakeArtifactServer, StoredArtifact
 from training_agent.api import BackendClient
 from training_agent.executor.outputs import PlannedUpload
 from training_agent.jobs import JobStatus, OutputKind
+from training_agent.reporting import archive
+from training_agent.reporting import artifacts as artifacts_module
+from training_agent.reporting.archive import Source
 from training_agent.reporting.artifacts import ArtifactUploader
 from training_agent.reporting.outbox import Outbox
 from training_agent.reporting.uploader import Uploader
@@ -367,3 +370,30 @@ async def test_chunks_stay_within_what_the_server_takes(
 
     assert server.chunk_offsets() == [0, 1000, 2000, 3000, 4000]
     assert bytes(only(server).data) == path.read_bytes()
+
+
+async def test_a_bug_in_one_upload_gives_it_up_and_the_next_goes_on(
+    tmp_path: Path,
+    outbox: Outbox,
+    api: BackendClient,
+    server: FakeArtifactServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first, second = model_file(tmp_path), tmp_path / "work" / "second.bin"
+    second.write_bytes(b"y" * 100)
+    plan(outbox, first)
+    plan(outbox, second, index=1, name="second.bin")
+    real_open = archive.open_source
+
+    def broken_once(path: Path, *, is_dir: bool) -> Source:
+        if path == first:
+            raise ValueError("a bug")
+        return real_open(path, is_dir=is_dir)
+
+    monkeypatch.setattr(artifacts_module, "open_source", broken_once)
+
+    assert await artifacts(outbox, api).drain_once()
+
+    rows = outbox.artifacts.of_job("j1")
+    assert rows[0].error == "internal error in the agent: ValueError('a bug')"
+    assert rows[1].state.value == "complete"
