@@ -13,6 +13,7 @@ tests alike; a test passes what it fakes (the transport, the clock, the sleep):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -40,16 +41,19 @@ from training_agent.job_slot import JobOptions, JobSlots
 from training_agent.logs import setup_logging
 from training_agent.paths import AgentPaths
 from training_agent.poller import Poller
+from training_agent.reporting.artifacts import ArtifactUploader
 from training_agent.reporting.outbox import Outbox
 from training_agent.reporting.uploader import Uploader
 from training_agent.resources import GpuPool, ResourceMonitor
 from training_agent.status.state import AgentState
+from training_agent.supervise import supervise
 from training_agent.update.setup import build_updater
 from training_agent.update.updater import Updater
 
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
+EXIT_CRASHED = 1  # an unexpected error ended the agent (the CLI's "1 error")
 
 
 def stored_api_key(backend_url: str, paths: AgentPaths) -> SecretStr | None:
@@ -114,6 +118,14 @@ class Agent:
                 metrics_without_token=self.settings.metrics_without_token,
                 usage=UsageSampler(work_dir=self.paths.jobs_dir).sample,
             )
+            keeper = None
+            if status_api is not None:
+                keeper = asyncio.create_task(
+                    supervise(
+                        "the status API", status_api.serve, on_problem=self.state.set_problem
+                    ),
+                    name="status-api-keeper",
+                )
             loop = asyncio.get_running_loop()
             remove_handlers = install_signal_handlers(loop, self.daemon.request_stop)
             trial = asyncio.create_task(self.updater.watch_trial(), name="update-trial")
@@ -124,6 +136,10 @@ class Agent:
                 remove_handlers()
                 if status_api is not None:
                     await status_api.stop()
+                if keeper is not None:
+                    keeper.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await keeper
         finally:
             await self.aclose()
 
@@ -189,6 +205,7 @@ def build_agent(
         clock=clock,
     )
     uploader: Uploader
+    artifacts: ArtifactUploader
     jobs = JobSlots(
         client=client,
         outbox=outbox,
@@ -202,6 +219,7 @@ def build_agent(
         ),
         features=lambda: poller.features,
         wake_uploader=lambda: uploader.wake(),
+        wake_artifacts=lambda: artifacts.wake(),
         sleep=sleep,
     )
     uploader = Uploader(
@@ -215,10 +233,22 @@ def build_agent(
         rng=rng,
         clock=clock,
     )
+    artifacts = ArtifactUploader(
+        outbox=outbox,
+        client=client,
+        features=poller.known_features,
+        board=state.uploads,
+        on_settled=lambda _job_id: uploader.wake(),
+        sleep=sleep,
+        rng=rng,
+        clock=clock,
+        heartbeat_interval_s=settings.heartbeat_interval_seconds,
+    )
     daemon = Daemon(
         options=_daemon_options(settings),
         poller=poller,
         uploader=uploader,
+        artifacts=artifacts,
         jobs=jobs,
         outbox=outbox,
         state=state,
@@ -232,9 +262,7 @@ def build_agent(
         settings, paths, client=client, version=identity.version, platform=identity.platform
     )
     updater.on_ready = daemon.stop_for_update
-    updater.on_change = lambda status: state.set_update(status.as_info())
     daemon.update_info = lambda: updater.status.as_info()
-    state.set_update(updater.status.as_info())
     return Agent(settings, paths, identity, client, outbox, state, daemon, updater)
 
 
@@ -253,7 +281,20 @@ async def run_agent(settings: Settings, paths: AgentPaths) -> int:
         identity.hostname,
         settings.backend_url,
     )
-    code = await agent.run()
+    try:
+        code = await agent.run()
+    except TrainingAgentError:
+        raise  # a sentence the CLI prints, with its own exit code
+    except Exception:
+        # Never a silent stop: the log gets the traceback, and a service manager sees a
+        # failure and starts the agent again (the outbox and the journals carry over).
+        log.critical(
+            "the agent stopped on an unexpected error (a bug: please report it with this "
+            "traceback); exiting with code %d",
+            EXIT_CRASHED,
+            exc_info=True,
+        )
+        return EXIT_CRASHED
     if code == EXIT_UPDATE and agent.updater.wants_restart:
         agent.updater.restart()  # switches builds and re-executes: does not return
     return code
@@ -265,6 +306,9 @@ def _job_options(settings: Settings) -> JobOptions:
         cancel_grace_s=settings.cancel_grace_seconds,
         training_python=settings.training_python,
         heartbeat_interval_s=settings.heartbeat_interval_seconds,
+        upload_artifacts=settings.upload_artifacts,
+        max_artifact_bytes=int(settings.max_artifact_gb * 1024**3),
+        policy=settings.job_policy(),
     )
 
 

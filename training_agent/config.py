@@ -17,19 +17,23 @@ containers) or from the credential store that ``training-agent login`` fills
 from __future__ import annotations
 
 import contextvars
+import json
+import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
 from training_agent.errors import ConfigError
+from training_agent.job_policy import JobPolicy
 
 _CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "training_agent_config_file", default=None
@@ -62,6 +66,29 @@ class Settings(BaseSettings):
     allow_command_jobs: bool = False
     """Run jobs of type ``command`` (arbitrary programs). Off: a stolen key must not mean
     remote code execution on this machine."""
+
+    allow_remote_code: bool = False
+    """Let a job's ``trust_remote_code`` run the Python that a model repository ships.
+    Off: a job config is data; models that transformers supports natively still train
+    (the flag is ignored, with one line in the job log), models that need their own code
+    fail with a sentence naming this setting."""
+
+    trusted_model_sources: Annotated[tuple[str, ...], NoDecode] = ()
+    """Narrower than ``allow_remote_code``: the model repositories whose code jobs may run,
+    as ids (``my-org/my-model``) or prefixes ending in ``/`` (``my-org/``). Environment:
+    comma-separated."""
+
+    data_dirs: Annotated[tuple[Path, ...], NoDecode] = ()
+    """Folders whose files jobs may read by local path (model and tokenizer folders,
+    ``dataset_path``, ``checkpoint_resume``), besides the job's own work folder and the
+    dataset cache. Environment: paths joined by the OS path separator (``:`` on POSIX)."""
+
+    allow_private_urls: bool = False
+    """Let a job's dataset URL reach loopback, link-local and private addresses (an
+    internal data server). Off: only public addresses; cloud metadata addresses never."""
+
+    max_dataset_download_gb: float = Field(default=50.0, gt=0)
+    """The largest dataset a job may download from a URL, in GB."""
 
     training_python: str | None = None
     """The Python that runs the built-in Hugging Face trainer (needs torch and transformers);
@@ -97,6 +124,13 @@ class Settings(BaseSettings):
     """A longer job log keeps its first and last lines around one notice saying how many
     lines were skipped."""
 
+    upload_artifacts: bool = True
+    """Upload a completed job's declared outputs (adapter, model, files) to a backend that
+    takes artifacts; off: they stay in the job's work directory."""
+
+    max_artifact_gb: float = Field(default=100.0, gt=0)
+    """An output larger than this is not uploaded (the job log says so and names its path)."""
+
     heartbeat_interval_seconds: float = Field(default=10.0, ge=1, le=15)
     """How often a running job's heartbeat goes out (a v1 backend: its status is read)."""
 
@@ -125,6 +159,41 @@ class Settings(BaseSettings):
         if not url.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return url
+
+    def job_policy(self) -> JobPolicy:
+        """What these settings let a job config do (``training_agent.job_policy``)."""
+        return JobPolicy(
+            allow_remote_code=self.allow_remote_code,
+            trusted_model_sources=self.trusted_model_sources,
+            data_dirs=tuple(str(path) for path in self.data_dirs),
+            allow_private_urls=self.allow_private_urls,
+            max_download_bytes=int(self.max_dataset_download_gb * 10**9),
+        )
+
+    @field_validator("trusted_model_sources", mode="before")
+    @classmethod
+    def _split_sources(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                return json.loads(value)
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("data_dirs", mode="before")
+    @classmethod
+    def _split_dirs(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part for part in value.split(os.pathsep) if part.strip()]
+        return value
+
+    @field_validator("data_dirs")
+    @classmethod
+    def _absolute_dirs(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:
+        dirs = tuple(path.expanduser() for path in value)
+        relative = [str(path) for path in dirs if not path.is_absolute()]
+        if relative:
+            raise ValueError(f"must be absolute paths, not {relative[0]!r}")
+        return dirs
 
     @field_validator("log_level")
     @classmethod

@@ -12,6 +12,8 @@ backend has no heartbeat: then the job's status is read with the API key every
 - a lost lease (409 ``LEASE_EXPIRED``, or the job or its token gone) on a heartbeat or
   any report: the backend has given the job up (failed it or queued it again), so the
   job is stopped with the kill ladder and nothing more is reported for it (``lose``).
+  A token the platform retired (403 ``JOB_TOKEN_REVOKED``: its agent or key was
+  revoked) is the same, with that reason.
 
 A failed heartbeat is not a lost lease: the job goes on, and the next heartbeat tries
 again; the lease (minutes) is far longer than the heartbeat interval.
@@ -27,7 +29,7 @@ from typing import Protocol
 from training_agent.api import BackendClient
 from training_agent.errors import ApiError, AuthError, HttpStatusError
 from training_agent.jobs import ClaimedJob
-from training_agent.retry import is_job_gone
+from training_agent.retry import TOKEN_REVOKED_CODE, is_job_gone
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,12 @@ HEARTBEAT_MAX_S = 15.0  # docs/protocol.md (heartbeat): at least every 15 s
 STATUS_WATCH_MAX_S = 10.0  # v1: read the job's status at least every 10 s
 CANCELLED_ON_PLATFORM = "cancelled on the platform"
 LEASE_LOST = "the backend gave the job up (lease lost)"
+TOKEN_REVOKED = "the platform revoked the job's token (its agent or API key was revoked)"
+
+
+def gone_reason(exc: HttpStatusError) -> str:
+    """Why the backend no longer takes a job's reports, for the log and the job's end."""
+    return TOKEN_REVOKED if exc.code == TOKEN_REVOKED_CODE else LEASE_LOST
 
 
 class Controllable(Protocol):
@@ -145,7 +153,7 @@ class JobControl:
         if exc.code == "JOB_NOT_ACTIVE" and current == "cancelled":
             self.apply("cancel")
         elif is_job_gone(exc) or exc.code == "JOB_NOT_ACTIVE":
-            self.lose(f"{LEASE_LOST}: {exc}")
+            self.lose(f"{gone_reason(exc)}: {exc}")
         else:
             self._failed(exc)
 

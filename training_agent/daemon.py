@@ -32,10 +32,12 @@ from training_agent.job_slot import AGENT_STOPPED, JobSlots
 from training_agent.jobs import ClaimedJob
 from training_agent.journal import recover_jobs
 from training_agent.poller import Poller
+from training_agent.reporting.artifacts import ArtifactUploader
 from training_agent.reporting.outbox import Outbox
 from training_agent.reporting.uploader import Uploader
 from training_agent.resources import ResourceMonitor, free_disk_bytes
 from training_agent.status.state import AgentState
+from training_agent.supervise import supervise
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ EXIT_UPDATE = 75  # stopped for the self-update: run_agent switches builds and r
 FINAL_FLUSH_S = 30.0
 # How long a starting agent waits for the reports of its last run before it claims.
 STARTUP_DRAIN_S = 30.0
+SAMPLER = "the resource sampler"
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -85,8 +88,12 @@ class Daemon:
         journals_dir: Path,
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        artifacts: ArtifactUploader | None = None,
     ) -> None:
+        """``artifacts`` uploads finished jobs' outputs (None: never, as in a test of the
+        daemon alone)."""
         self._options = options
+        self.artifacts = artifacts
         self.poller = poller
         self.uploader = uploader
         self._jobs = jobs
@@ -173,22 +180,20 @@ class Daemon:
         """Run until stopped and drained; the process exit code."""
         self._recover()
         self._ready = not self._outbox.unfinished_jobs()
-        helpers = [asyncio.create_task(self.uploader.run(), name="uploader")]
-        helpers.append(asyncio.create_task(self._startup_drain(), name="startup-drain"))
+        helpers = [self._supervised("the uploader", self.uploader.run)]
+        if self.artifacts is not None:
+            helpers.append(self._supervised("the artifact uploader", self.artifacts.run))
+        helpers.append(self._supervised("the start-up delivery", self._startup_drain))
         if self._options.idle_exit_s is not None:
-            helpers.append(asyncio.create_task(self._idle_watch(), name="idle-exit"))
+            helpers.append(self._supervised("the --idle-exit watch", self._idle_watch))
         try:
             async with asyncio.TaskGroup() as group:
-                async for job in self.poller.jobs(can_claim=self._has_room):
-                    self._started += 1
-                    self._active.add(job.id)
-                    self._changed.set()
-                    group.create_task(self._run_job(job), name=f"job-{job.id}")
-                    if self._options.max_jobs and self._started >= self._options.max_jobs:
-                        log.info("claimed %d job(s), the --max-jobs limit", self._started)
-                        self.stop()
-                if self.poller.revoked or self.poller.outdated:
-                    self.drain()
+                await supervise(
+                    "the poll loop",
+                    lambda: self._claim_jobs(group),
+                    sleep=self.poller.pause,  # a stop cuts the wait short
+                    on_problem=self._state.set_problem,
+                )
             await self._flush()
         finally:
             for helper in helpers:
@@ -204,15 +209,53 @@ class Daemon:
         log.info("agent stopped after %d job(s)", self._started)
         return EXIT_UPDATE if self._for_update else EXIT_OK
 
-    def poll_headers(self) -> dict[str, str]:
-        """``X-Agent-Info`` and ``X-Agent-Current-Jobs`` for the next poll."""
-        info = self._resources.info_header(
-            busy_jobs=len(self._active),
-            max_jobs=self._options.max_concurrent_jobs,
-            update=self.update_info(),
+    async def _claim_jobs(self, group: asyncio.TaskGroup) -> None:
+        """Take each job the poller claims into a task of ``group``, until it stops."""
+        async for job in self.poller.jobs(can_claim=self._has_room):
+            self._started += 1
+            self._active.add(job.id)
+            self._changed.set()
+            group.create_task(self._run_job(job), name=f"job-{job.id}")
+            if self._options.max_jobs and self._started >= self._options.max_jobs:
+                log.info("claimed %d job(s), the --max-jobs limit", self._started)
+                self.stop()
+        if self.poller.revoked or self.poller.outdated:
+            self.drain()
+
+    def _supervised(self, name: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        return asyncio.create_task(
+            supervise(name, run, sleep=self._sleep, on_problem=self._state.set_problem),
+            name=name,
         )
-        self._state.set_resources(self._resources.sample())
-        return {"X-Agent-Current-Jobs": ",".join(sorted(self._active)), "X-Agent-Info": info}
+
+    def poll_headers(self) -> dict[str, str]:
+        """``X-Agent-Info`` and ``X-Agent-Current-Jobs`` for the next poll.
+
+        A failing resource sampler (a broken NVML, a vanished work dir) costs only
+        ``X-Agent-Info``: the poll goes out without it, and the failure is logged once
+        with its traceback and shown in ``training-agent status`` until it works again.
+        """
+        headers = {"X-Agent-Current-Jobs": ",".join(sorted(self._active))}
+        try:
+            headers["X-Agent-Info"] = self._resources.info_header(
+                busy_jobs=len(self._active),
+                max_jobs=self._options.max_concurrent_jobs,
+                update=self.update_info(),
+            )
+            self._state.set_resources(self._resources.sample())
+        except Exception as exc:
+            if SAMPLER not in self._state.problems:
+                log.error(
+                    "cannot sample this machine's resources (a bug in the agent: please "
+                    "report it with this traceback); polling without them",
+                    exc_info=exc,
+                )
+                self._state.set_problem(SAMPLER, f"{SAMPLER} failed: {exc!r}")
+        else:
+            if SAMPLER in self._state.problems:
+                log.info("%s works again", SAMPLER)
+                self._state.set_problem(SAMPLER, None)
+        return headers
 
     def _has_room(self) -> bool:
         if self._draining or not self._ready:
@@ -245,6 +288,13 @@ class Daemon:
     async def _run_job(self, job: ClaimedJob) -> None:
         try:
             await self._jobs.run(job)
+        except Exception as exc:  # one job's failure must not cancel the others
+            log.error(
+                "job %s: the agent failed handling it (a bug in the agent: please report it "
+                "with this traceback)",
+                job.id,
+                exc_info=exc,
+            )
         finally:
             self._active.discard(job.id)
             self._idle_since = self._clock()

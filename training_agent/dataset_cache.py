@@ -15,6 +15,10 @@ file name is kept because the trainer reads a dataset's format from it (``.jsonl
 URLs are remembered in ``<root>/urls/<sha256 of the URL>`` (the content's SHA-256 and
 file name), so a URL is fetched once and the same content under two names or from two
 sources is stored once.
+
+Like every other directory of the agent, the cache is private: its folders are 0700 and
+its files 0600 (a dataset can be a company's data), whatever the umask; a cache an older
+version left readable is narrowed the next time it is written to.
 """
 
 from __future__ import annotations
@@ -78,22 +82,26 @@ class DatasetCache:
     def partial_path(self) -> Path:
         """A fresh temporary file name inside the cache (same disk: the rename is atomic)."""
         directory = self.root / ".partial"
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)  # an older version's 0755 root is narrowed here
+        private_dir(directory)
         return directory / uuid.uuid4().hex
 
     def adopt(self, partial: Path, sha256: str, filename: str) -> Path:
         """Move the checked file ``partial`` into the cache; returns its place there."""
         target = self.entry(sha256, filename)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(target.parent)
+        os.chmod(partial, 0o600)
         os.replace(partial, target)  # a concurrent identical download simply wins or loses
         return target
 
     def remember_url(self, url: str, sha256: str, filename: str) -> None:
         """Note that ``url`` served the content ``sha256`` (saved as ``filename``)."""
         index = self._url_index(url)
-        index.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(index.parent)
         partial = self.partial_path()
-        partial.write_text(json.dumps({"sha256": sha256, "filename": filename}), "utf-8")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(json.dumps({"sha256": sha256, "filename": filename}))
         os.replace(partial, index)
 
     def find_url(self, url: str) -> Path | None:
@@ -106,6 +114,20 @@ class DatasetCache:
 
     def _url_index(self, url: str) -> Path:
         return self.root / "urls" / hashlib.sha256(url.encode("utf-8")).hexdigest()
+
+
+def private_dir(path: Path) -> None:
+    """Make ``path`` and its missing parents owner-only (0700); narrow it if it is wider."""
+    missing: list[Path] = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        directory.chmod(0o700)  # mkdir's mode is filtered by the umask
+    top = missing[0] if missing else path
+    if top.stat().st_mode & 0o077:
+        top.chmod(0o700)
 
 
 def _siblings(target: Path) -> list[Path]:
@@ -126,4 +148,5 @@ def _link_or_copy(source: Path, target: Path) -> None:
         os.link(source, partial)
     except OSError:
         shutil.copyfile(source, partial)
+    os.chmod(partial, 0o600)
     os.replace(partial, target)

@@ -16,22 +16,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from training_agent.api import BackendClient
-from training_agent.control import LEASE_LOST, JobControl
+from training_agent.control import LEASE_LOST, JobControl, gone_reason
 from training_agent.errors import HttpStatusError, StateError
 from training_agent.executor.dataset import DatasetFetcher
+from training_agent.executor.outputs import plan_uploads
 from training_agent.executor.runner import JobRunner
-from training_agent.jobs import ClaimedJob, JobOutcome, JobStatus
+from training_agent.job_policy import JobPolicy
+from training_agent.jobs import ClaimedJob, JobOutcome, JobOutput, JobStatus
 from training_agent.journal import JobJournal, JournalStatus
 from training_agent.reporting.outbox import Outbox
 from training_agent.reporting.sink import JobReports
 from training_agent.resources import CUDA_VISIBLE_DEVICES, GpuPool
 from training_agent.status.state import AgentState
+from training_agent.supervise import supervise
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,9 @@ class JobOptions:
     cancel_grace_s: float
     training_python: str | None = None
     heartbeat_interval_s: float = 10.0
+    upload_artifacts: bool = True
+    max_artifact_bytes: int | None = None
+    policy: JobPolicy = field(default_factory=JobPolicy)  # what a job config may do here
 
 
 @dataclass
@@ -77,10 +85,12 @@ class JobSlots:
         datasets: DatasetFetcher,
         features: Callable[[], frozenset[str]],
         wake_uploader: Callable[[], None],
+        wake_artifacts: Callable[[], None] = lambda: None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         """``features()`` is the backend's extensions as the poller last heard them;
-        ``wake_uploader()`` says new reports wait in the outbox."""
+        ``wake_uploader()`` says new reports wait in the outbox, ``wake_artifacts()``
+        that uploads of a job's outputs do."""
         self._client = client
         self._outbox = outbox
         self._state = state
@@ -91,6 +101,7 @@ class JobSlots:
         self._datasets = datasets
         self._features = features
         self._wake_uploader = wake_uploader
+        self._wake_artifacts = wake_artifacts
         self._sleep = sleep
         self._running: dict[str, JobSlot] = {}
         self._journals: dict[str, JobJournal] = {}  # finished jobs until delivered
@@ -103,7 +114,10 @@ class JobSlots:
     async def run(self, job: ClaimedJob) -> None:
         """Run ``job`` to its end and put its end in the outbox."""
         slot = self._start(job)
-        watch = asyncio.create_task(slot.control.watch(), name=f"control-{job.id}")
+        watch = asyncio.create_task(
+            supervise(f"the heartbeat of job {job.id}", slot.control.watch, sleep=self._sleep),
+            name=f"control-{job.id}",
+        )
         try:
             outcome = await _execute(slot.runner)
         finally:
@@ -139,7 +153,7 @@ class JobSlots:
     def on_gone(self, job_id: str, exc: HttpStatusError) -> None:
         """The backend refuses the job's reports for good."""
         if slot := self._running.get(job_id):
-            slot.control.lose(f"{LEASE_LOST}: {exc}")
+            slot.control.lose(f"{gone_reason(exc)}: {exc}")
 
     def on_delivered(self, job_id: str) -> None:
         """The job's last report went out: its journal is no longer needed."""
@@ -167,6 +181,7 @@ class JobSlots:
             on_started=journal.started if journal is not None else None,
             on_status=lambda status: _trainer_status(job.id, reports, status),
             datasets=self._datasets,
+            policy=self._options.policy,
         )
         control = JobControl(
             job=job,
@@ -194,12 +209,39 @@ class JobSlots:
             log.warning("job %s stopped: %s", job_id, lost)
             return
         outcome = _as_reported(outcome)
-        slot.reports.ended(outcome)
+        slot.reports.ended(outcome, outputs=self._plan_uploads(slot, outcome))
         if slot.journal is not None:
             slot.journal.finish(JournalStatus(outcome.status))  # removed once delivered
             self._journals[job_id] = slot.journal
         reason = f": {outcome.reason}" if outcome.reason else ""
         log.info("job %s %s%s", job_id, outcome.status.value, reason)
+
+    def _plan_uploads(self, slot: JobSlot, outcome: JobOutcome) -> list[Any] | None:
+        """Store the uploads of a completed job's outputs (``artifacts``) before its end;
+        the terminal status's ``outputs`` for that backend (None: the paths, as in v1)."""
+        if "artifacts" not in self._features() or not outcome.declared:
+            return None
+        outputs = [_output_entry(output) for output in outcome.declared]
+        if outcome.status is not JobStatus.COMPLETED:
+            return outputs
+        if not self._options.upload_artifacts:
+            slot.reports.log(f"[training-agent] {UPLOADS_OFF}")
+            return outputs
+        plan = plan_uploads(
+            outcome.declared,
+            config=slot.job.config,
+            work_dir=self._jobs_dir / slot.job.id,
+            max_bytes=self._options.max_artifact_bytes,
+        )
+        for note in plan.notes:
+            slot.reports.log(f"[training-agent] {note}")
+        if plan.uploads:
+            try:
+                self._outbox.artifacts.add(slot.job.id, plan.uploads)
+            except StateError as exc:
+                log.error("job %s: cannot store its uploads: %s", slot.job.id, exc)
+            self._wake_artifacts()
+        return outputs
 
     def _journal(self, job_id: str) -> JobJournal | None:
         try:
@@ -221,10 +263,21 @@ def _as_reported(outcome: JobOutcome) -> JobOutcome:
     # A job the agent cancelled because it was stopped did not fail of its own accord,
     # but it did not finish either: "failed" lets the user retry it.
     if outcome.status is JobStatus.CANCELLED and outcome.reason == AGENT_STOPPED:
-        return JobOutcome(
-            JobStatus.FAILED, outcome.exit_code, outcome.signal, AGENT_STOPPED, outcome.outputs
-        )
+        return dataclasses.replace(outcome, status=JobStatus.FAILED, reason=AGENT_STOPPED)
     return outcome
+
+
+UPLOADS_OFF = (
+    "outputs are not uploaded: upload_artifacts is off on this machine; they stay in the "
+    "job's work directory"
+)
+
+
+def _output_entry(output: JobOutput) -> dict[str, Any]:
+    entry: dict[str, Any] = {"path": output.path, "kind": output.kind.value}
+    if output.name:
+        entry["name"] = output.name
+    return entry
 
 
 def _trainer_status(job_id: str, reports: JobReports, status: JobStatus) -> None:

@@ -46,11 +46,31 @@ class ClaimedJob:
     dataset: JobDataset | None = None
 
 
+class OutputKind(enum.StrEnum):
+    """What a declared output is (the ``kind`` of an ``output`` event)."""
+
+    ADAPTER = "adapter"  # a fine-tuned adapter (LoRA): small, needs its base model
+    MODEL = "model"  # a whole model
+    CHECKPOINT = "checkpoint"  # a snapshot to resume from (``checkpoint`` events)
+    FILE = "file"  # anything else the job produced (an export, a report)
+
+
+@dataclass(frozen=True)
+class JobOutput:
+    """A file or directory the trainer declared, as an absolute path in its work dir's
+    terms (not yet checked); ``name`` is what the platform shows (None: the path's own)."""
+
+    path: str
+    kind: OutputKind = OutputKind.FILE
+    name: str | None = None
+
+
 @dataclass(frozen=True)
 class JobOutcome:
     """How a job ended. ``reason`` is the error sentence for failed and cancelled jobs.
 
-    ``outputs`` are the paths the trainer reported as checkpoints or outputs, in order.
+    ``outputs`` are the paths the trainer reported as checkpoints or outputs, in order;
+    ``declared`` the same outputs with their kind and name.
     """
 
     status: JobStatus
@@ -58,6 +78,7 @@ class JobOutcome:
     signal: int | None = None
     reason: str | None = None
     outputs: tuple[str, ...] = ()
+    declared: tuple[JobOutput, ...] = ()
 
 
 class JobSink(Protocol):

@@ -16,6 +16,9 @@ How it answers trouble (the request budget is in docs/operations.md):
   (``retry.refused_poll_wait_s``);
 - 403 ``AGENT_REVOKED``: the agent was removed on the platform; polling stops for good
   (``revoked`` says why) and the daemon exits with ``EXIT_REVOKED`` once its jobs end;
+- a long poll answered without a job before the poll interval passed (the backend's
+  per-key cap on held polls answers at once): the rest of the interval is waited, so a
+  long poll goes out at most once per interval when the backend does not hold it;
 - 426 (poll or claim): the backend needs a newer agent; polling stops for good
   (``outdated`` holds the error, which says where to download one) and the daemon
   raises it once its jobs end (``start`` exits 5).
@@ -148,7 +151,7 @@ class Poller:
             if step.job is not None:
                 yield step.job
                 continue  # poll again at once: there may be more work
-            await self._pause(step.delay_s)
+            await self.pause(step.delay_s)
 
     async def step(self, *, can_claim: bool) -> Step:
         """Poll once and, when there is a job and room for it, claim it."""
@@ -171,13 +174,17 @@ class Poller:
         finally:
             self._inflight.cancel()
             self._inflight = None
-        self._connected(answer, latency_s=self._clock() - started, long_poll=wait_s is not None)
+        held_s = self._clock() - started
+        self._connected(answer, latency_s=held_s, long_poll=wait_s is not None)
         if self._on_answer is not None:
             self._on_answer(answer)
         interval = max(answer.poll_interval_seconds, self._min_interval_s)
         delay = interval * (0.8 + 0.4 * self._rng())  # spread a fleet's polls apart
         if answer.job is None or not can_claim:
-            return Step(job=None, delay_s=0.0 if wait_s else delay)
+            # A long poll the backend held re-polls at once; one answered early (its
+            # per-key cap of held polls, or a proxy that does not hold) waits out the
+            # interval, so a full cap never turns into a tight loop.
+            return Step(job=None, delay_s=max(0.0, delay - held_s) if wait_s else delay)
         return Step(job=await self.claim(answer.job), delay_s=delay)
 
     async def claim(self, polled: PolledJob) -> ClaimedJob | None:
@@ -315,8 +322,8 @@ class Poller:
             )
         self.stop()
 
-    async def _pause(self, delay_s: float) -> None:
-        """Sleep ``delay_s`` unless woken first."""
+    async def pause(self, delay_s: float) -> None:
+        """Sleep ``delay_s`` unless woken first (``wake``, ``stop``)."""
         if self._wake.is_set():
             if not self._stopped:
                 self._wake.clear()

@@ -9,7 +9,7 @@ Import this in your own training script; it needs only the standard library::
         loss = train_step(batch)
         report.metric(step, epoch=step / len(loader), train_loss=loss, learning_rate=lr)
     report.checkpoint(step, "checkpoints/last.pt")
-    report.output("model.safetensors")
+    report.output("final_model", kind="model")   # a directory goes up as one tar archive
 
 Each call appends one JSON line to the file named by ``$TRAINING_AGENT_EVENTS_FILE``,
 which the agent follows and sends to the platform. Outside the agent that variable is
@@ -37,7 +37,9 @@ Metric names the platform charts: ``train_loss``, ``eval_loss``, ``learning_rate
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
@@ -55,13 +57,25 @@ EVENTS_FILE_ENV = "TRAINING_AGENT_EVENTS_FILE"
 CONTROL_FILE_ENV = "TRAINING_AGENT_CONTROL_FILE"
 
 
-def metric(step: int, epoch: float, **values: float) -> None:
+def metric(step: int, epoch: float, **values: float | Mapping[str, float]) -> None:
     """Report the metrics of step ``step`` (counted from 1) at ``epoch`` (may be fractional).
 
-    Raises ``ValueError`` when ``step`` is below 1: the platform numbers steps from 1.
+    ``extra={"rewards/margins": 0.4, ...}`` carries series beyond the platform's names;
+    the agent sends them to a backend that offers ``metrics_extra`` and drops them
+    otherwise (values that are not finite are left out). Raises ``ValueError`` when
+    ``step`` is below 1: the platform numbers steps from 1.
     """
     step_no = _step(step)
-    point = {name: float(value) for name, value in values.items()}
+    extra = values.pop("extra", None)
+    point: dict[str, Any] = {}
+    for name, value in values.items():
+        if isinstance(value, Mapping):
+            raise TypeError(f"metric {name} must be a number; only extra takes a mapping")
+        point[name] = float(value)
+    if isinstance(extra, Mapping):
+        series = {str(k): float(v) for k, v in extra.items() if math.isfinite(float(v))}
+        if series:
+            point["extra"] = series
     _append({"type": "metric", "step": step_no, "epoch": float(epoch), **point})
 
 
@@ -80,9 +94,24 @@ def checkpoint(step: int, path: str | os.PathLike[str]) -> None:
     _append({"type": "checkpoint", "step": _step(step), "path": os.path.abspath(path)})
 
 
-def output(path: str | os.PathLike[str]) -> None:
-    """Report a result file or directory (the trained model, an adapter, an export)."""
-    _append({"type": "output", "path": os.path.abspath(path)})
+OUTPUT_KINDS = ("adapter", "model", "checkpoint", "file")
+
+
+def output(path: str | os.PathLike[str], kind: str = "file", name: str | None = None) -> None:
+    """Report a result file or directory: ``kind`` is ``"adapter"`` (LoRA), ``"model"``,
+    ``"checkpoint"`` or ``"file"``; ``name`` is what the platform calls it (default: the
+    file's name, a directory's name plus ``.tar``).
+
+    On a platform that takes artifacts, the agent uploads it when the job ends (which
+    kinds: the job's ``outputs.upload`` setting); it must lie inside the job's work dir.
+    Raises ``ValueError`` for an unknown ``kind``.
+    """
+    if kind not in OUTPUT_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(OUTPUT_KINDS)}, got {kind!r}")
+    event: dict[str, Any] = {"type": "output", "path": os.path.abspath(path), "kind": kind}
+    if name is not None:
+        event["name"] = str(name)
+    _append(event)
 
 
 def capabilities(*, pause: bool = False) -> None:

@@ -78,10 +78,21 @@ CLAIM = RetryPolicy(max_attempts=4, initial_s=1.0, max_s=4.0)
 # of waiting) ride out a backend restart; after that the job fails and says why.
 DATASET_DOWNLOAD = RetryPolicy(max_attempts=5, initial_s=2.0, max_s=30.0, min_s=0.5)
 
+# An artifact's declaration and each of its chunks: like a report, retried for as long
+# as it takes (the outbox holds where the upload stands), 1 s doubling to 60 s with full
+# jitter. 507 (the backend's disk is full) is a 5xx: it is retried the same way, so
+# an upload waits for space instead of failing. Non-retryable answers stop at once.
+ARTIFACT = RetryPolicy(max_attempts=None, initial_s=1.0, max_s=60.0, min_s=0.5)
+
 # A failed poll (no answer, 408, 429, 5xx, a malformed answer): the poll loop never gives
 # up; it waits 2 s doubling to 60 s, full jitter, never below its own floor
 # (``poll_backoff_s``).
 POLL_ERROR = RetryPolicy(max_attempts=None, initial_s=2.0, max_s=60.0)
+
+# A long-lived task of the daemon (uploader, poll loop, heartbeats, status API) that died
+# of an unexpected error is started again 1 s doubling to 60 s later, full jitter, for
+# ever (``supervise.supervise``): a crash loop logs at most one traceback a minute.
+TASK_RESTART = RetryPolicy(max_attempts=None, initial_s=1.0, max_s=60.0, min_s=0.5)
 
 # A poll with a rejected key (401/403) or refused (another 4xx) will not succeed in
 # seconds: one try per 5 minutes (the ``auth_retry_seconds`` setting) plus 0-20 %, so a
@@ -104,15 +115,19 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 # Answers after which a job's reports will never be accepted again: the lease was lost
-# (the backend failed or re-queued the job), the job or its token is gone.
-JOB_GONE_CODES = frozenset({"LEASE_EXPIRED", "JOB_NOT_FOUND", "INVALID_TOKEN", "MISSING_TOKEN"})
+# (the backend failed or re-queued the job), the job or its token is gone, or the token
+# was retired because its agent or that agent's key was revoked.
+TOKEN_REVOKED_CODE = "JOB_TOKEN_REVOKED"
+JOB_GONE_CODES = frozenset(
+    {"LEASE_EXPIRED", "JOB_NOT_FOUND", "INVALID_TOKEN", "MISSING_TOKEN", TOKEN_REVOKED_CODE}
+)
 
 
 def is_job_gone(exc: BaseException) -> bool:
     """True when the backend will never again accept reports for the job of a job-token call.
 
     A coded answer (``LEASE_EXPIRED``, ``JOB_NOT_FOUND``, ``INVALID_TOKEN``,
-    ``MISSING_TOKEN``), or a bare 401 or 404 to a job-token call.
+    ``MISSING_TOKEN``, ``JOB_TOKEN_REVOKED``), or a bare 401 or 404 to a job-token call.
     """
     if not isinstance(exc, HttpStatusError):
         return False

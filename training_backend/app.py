@@ -13,11 +13,17 @@ from training_backend import __version__
 from training_backend.background import background_tasks
 from training_backend.db import create_db_engine, create_session_factory, upgrade_database
 from training_backend.errors import install_error_handlers
-from training_backend.ratelimit import AddressRateLimit, ApiKeyRateLimit, LoginThrottle
+from training_backend.ratelimit import (
+    AddressRateLimit,
+    ApiKeyRateLimit,
+    JobRateLimit,
+    LoginThrottle,
+)
 from training_backend.routers import (
     agent_protocol,
     agents,
     api_keys,
+    artifacts,
     auth,
     downloads,
     enroll,
@@ -28,10 +34,12 @@ from training_backend.routers import (
     pages,
 )
 from training_backend.services.agent_updates import UpdateOffers
+from training_backend.services.artifact_store import open_store
 from training_backend.services.release_mirror import ReleaseMirror
+from training_backend.services.upload_hashes import UploadHashes
 from training_backend.services.wakeups import Wakeups
 from training_backend.settings import BackendSettings
-from training_backend.templating import STATIC_DIR
+from training_backend.templating import STATIC_DIR, StrictTransportSecurity
 
 
 @asynccontextmanager
@@ -53,22 +61,38 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     The database is opened and migrated when the app starts (its lifespan), not here, so
     creating an app is cheap and never touches the disk.
     """
-    app = FastAPI(title="training-backend", version=__version__, lifespan=_lifespan)
-    app.state.settings = settings = settings or BackendSettings()
+    settings = settings or BackendSettings()
+    docs = settings.api_docs  # off unless asked for: no public map of the API
+    app = FastAPI(
+        title="training-backend",
+        version=__version__,
+        lifespan=_lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    app.state.settings = settings
     # In-memory, per process (see ratelimit.py); tests replace them to drive the clock.
     app.state.api_key_rate_limit = ApiKeyRateLimit(
         per_minute=settings.rate_limit_per_minute, burst=settings.rate_limit_burst
     )
     app.state.login_throttle = LoginThrottle()
     app.state.enroll_rate_limit = AddressRateLimit()
-    app.state.wakeups = Wakeups()  # long polls waiting in this process
+    app.state.job_rate_limit = JobRateLimit(
+        per_minute=settings.job_rate_limit_per_minute, burst=settings.job_rate_limit_burst
+    )
+    # Long polls held in this process.
+    app.state.wakeups = Wakeups(max_per_key=settings.max_long_polls_per_key)
+    app.state.artifact_store = open_store(settings)  # opens no connection and no file yet
+    app.state.upload_hashes = UploadHashes()
     app.state.release_mirror = mirror = ReleaseMirror()  # releases fetched from releases_url
     app.state.update_offers = UpdateOffers(mirror)  # agent_update in poll answers
     install_error_handlers(app)
+    app.add_middleware(StrictTransportSecurity, always=settings.cookie_secure)
     routers = (health, agent_protocol, job_reporting, jobs, auth, agents, api_keys, downloads)
     for module in (*routers, pages):
         app.include_router(module.router)
-    for module in (enroll, enrollments):
+    for module in (enroll, enrollments, artifacts):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -1,6 +1,8 @@
 """The app's background tasks, started and stopped with its lifespan.
 
 - housekeeping (``housekeeping.py``): lease expiry, forgetting stale agents;
+- the shared re-check (``services.recheck``): once a second while a poll is held, what
+  lost signals would have said;
 - on PostgreSQL, the ``LISTEN`` connection that wakes this process's long polls when
   another process submits or requeues a job (``services.pg_listener``);
   ``app.state.notifications_listening`` is set once it listens.
@@ -17,6 +19,7 @@ from sqlalchemy import Engine
 
 from training_backend.housekeeping import Housekeeping
 from training_backend.services.pg_listener import listen_forever
+from training_backend.services.recheck import Recheck
 from training_backend.services.wakeups import Wakeups
 from training_backend.settings import BackendSettings
 
@@ -28,7 +31,11 @@ async def background_tasks(app: FastAPI) -> AsyncIterator[None]:
     wakeups: Wakeups = app.state.wakeups
     wakeups.bind(asyncio.get_running_loop())
     app.state.housekeeping = Housekeeping(app.state.session_factory, settings, wakeups)
-    tasks = [asyncio.create_task(app.state.housekeeping.run(), name="housekeeping")]
+    app.state.recheck = Recheck(app.state.session_factory, wakeups)
+    tasks = [
+        asyncio.create_task(app.state.housekeeping.run(), name="housekeeping"),
+        asyncio.create_task(app.state.recheck.run(), name="recheck"),
+    ]
     app.state.notifications_listening = listening = asyncio.Event()
     if _is_postgresql(app):
         listener = listen_forever(settings.database_url, wakeups, listening=listening)

@@ -8,7 +8,10 @@ replace its objects to drive the clock):
     SettingsDep         the ``BackendSettings`` the app was created with
     SessionFactoryDep   makes sessions, for routes that must not hold one (long polls, uploads)
     WakeupsDep          the long polls waiting in this process
-    ApiKeyRateLimitDep, LoginThrottleDep, EnrollRateLimitDep   the in-memory rate limits
+    ArtifactStoreDep    where artifact bytes live (a directory or an S3 bucket)
+    UploadHashesDep     running SHA-256s and per-artifact locks of this process's uploads
+    ApiKeyRateLimitDep, JobRateLimitDep, LoginThrottleDep, EnrollRateLimitDep
+                        the in-memory rate limits
     ReleaseMirrorDep    fetches agent releases from ``releases_url`` on first use
     UpdateOffersDep     the ``agent_update`` poll answers offer (cached per platform)
 
@@ -36,7 +39,12 @@ from training_backend.body import read_json_object
 from training_backend.db.models import ApiKey, TrainingJob, User
 from training_backend.db.types import utcnow
 from training_backend.errors import ApiError
-from training_backend.ratelimit import AddressRateLimit, ApiKeyRateLimit, LoginThrottle
+from training_backend.ratelimit import (
+    AddressRateLimit,
+    ApiKeyRateLimit,
+    JobRateLimit,
+    LoginThrottle,
+)
 from training_backend.services.agent_updates import UpdateOffers
 from training_backend.services.agents import AgentIdentity, agent_identity_from_headers
 from training_backend.services.api_keys import (
@@ -45,9 +53,11 @@ from training_backend.services.api_keys import (
     require_agent,
     uses_api_key,
 )
+from training_backend.services.artifact_store import ArtifactStore
 from training_backend.services.job_tokens import authenticate_job, extract_job_token
 from training_backend.services.release_mirror import ReleaseMirror
 from training_backend.services.sessions import authenticate_session, session_token_of
+from training_backend.services.upload_hashes import UploadHashes
 from training_backend.services.wakeups import Wakeups
 from training_backend.settings import BackendSettings
 
@@ -70,9 +80,27 @@ async def get_wakeups(request: Request) -> Wakeups:
     return wakeups
 
 
+async def get_artifact_store(request: Request) -> ArtifactStore:
+    """Where artifact bytes are kept."""
+    store: ArtifactStore = request.app.state.artifact_store
+    return store
+
+
+async def get_upload_hashes(request: Request) -> UploadHashes:
+    """This process's running hashes of artifact uploads."""
+    hashes: UploadHashes = request.app.state.upload_hashes
+    return hashes
+
+
 async def get_api_key_rate_limit(request: Request) -> ApiKeyRateLimit:
     """The per-key request budget."""
     limit: ApiKeyRateLimit = request.app.state.api_key_rate_limit
+    return limit
+
+
+async def get_job_rate_limit(request: Request) -> JobRateLimit:
+    """The per-job request budget of job-token routes."""
+    limit: JobRateLimit = request.app.state.job_rate_limit
     return limit
 
 
@@ -103,7 +131,10 @@ async def get_update_offers(request: Request) -> UpdateOffers:
 SettingsDep = Annotated[BackendSettings, Depends(get_settings)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 WakeupsDep = Annotated[Wakeups, Depends(get_wakeups)]
+ArtifactStoreDep = Annotated[ArtifactStore, Depends(get_artifact_store)]
+UploadHashesDep = Annotated[UploadHashes, Depends(get_upload_hashes)]
 ApiKeyRateLimitDep = Annotated[ApiKeyRateLimit, Depends(get_api_key_rate_limit)]
+JobRateLimitDep = Annotated[JobRateLimit, Depends(get_job_rate_limit)]
 LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
 EnrollRateLimitDep = Annotated[AddressRateLimit, Depends(get_enroll_rate_limit)]
 ReleaseMirrorDep = Annotated[ReleaseMirror, Depends(get_release_mirror)]
@@ -201,10 +232,13 @@ def job_token(request: Request) -> str:
 JobToken = Annotated[str, Depends(job_token)]
 
 
-def job_from_token(job_id: str, token: JobToken, db: DbSession) -> TrainingJob:
+def job_from_token(
+    job_id: str, token: JobToken, db: DbSession, limit: JobRateLimitDep
+) -> TrainingJob:
     """The job named in the path, provided the bearer token is that job's token."""
     job = authenticate_job(db, job_id=job_id, token=token)
     db.commit()  # give the connection back before the next thread hop (see get_db)
+    limit.check(job.id)  # 429 RATE_LIMITED; only after the token is known to be valid
     return job
 
 

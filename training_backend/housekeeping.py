@@ -90,8 +90,8 @@ class Housekeeping:
         report = await run_in_threadpool(self._step_in_session, now, forget)
         if forget:
             self._agents_checked_at = now
-        for user_id in report.leases.users_with_new_work:
-            self._wakeups.wake(user_id)
+        for signal in report.leases.signals:
+            self._wakeups.deliver(signal)
         if report.leases.total:
             log.info(
                 "leases expired: %d requeued, %d failed, %d cancelled",

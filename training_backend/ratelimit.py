@@ -1,5 +1,5 @@
-"""Token-bucket rate limits kept in this process's memory: per API key, for sign-ins, and
-per client address for enrollments.
+"""Token-bucket rate limits kept in this process's memory: per API key, per job token, for
+sign-ins, and per client address for enrollments.
 
 Each key (an API key's id, a client address, a user name) has a bucket of ``burst``
 tokens that refills at ``per_minute / 60`` tokens a second; a request spends one. The
@@ -68,6 +68,12 @@ class RateLimiter:
             tokens = self._refilled(key).tokens
         return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self._rate_per_s
 
+    def refund(self, key: str) -> None:
+        """Give back one token spent by ``key`` (never above the burst)."""
+        with self._lock:
+            bucket = self._refilled(key)
+            bucket.tokens = min(self._burst, bucket.tokens + 1.0)
+
     def reset(self, key: str) -> None:
         """Forget ``key``'s bucket: it starts full again."""
         with self._lock:
@@ -121,12 +127,43 @@ class ApiKeyRateLimit:
             raise ApiError(429, "RATE_LIMITED", message, headers=retry_after_header(wait_s))
 
 
-class LoginThrottle:
-    """Failed sign-ins allowed per user name and per client address before a pause.
+class JobRateLimit:
+    """The per-job limit on job-token routes (reports, heartbeats, the dataset download).
 
-    Only failures spend tokens, so someone who types their password right is never
-    slowed down; a guesser gets ``name_burst`` tries at a name (then one a minute) and
-    ``address_burst`` tries from one address (then ``address_per_minute`` a minute).
+    A job token is a credential of its own: a leaked one, or a runaway trainer, must not
+    be able to flood the backend through it. Counted after the token is known to be
+    valid, by job id.
+    """
+
+    def __init__(self, *, per_minute: int, burst: int, clock: Clock = time.monotonic) -> None:
+        self._limiter = None
+        if per_minute > 0:
+            self._limiter = RateLimiter(per_minute=per_minute, burst=burst, clock=clock)
+
+    def check(self, job_id: str) -> None:
+        """Spend one request of ``job_id``; 429 ``RATE_LIMITED`` when none is left."""
+        if self._limiter is None:
+            return
+        wait_s = self._limiter.spend(job_id)
+        if wait_s > 0:
+            seconds = max(1, math.ceil(wait_s))
+            message = f"Rate limit exceeded for this job's reports; try again in {seconds} s"
+            raise ApiError(429, "RATE_LIMITED", message, headers=retry_after_header(wait_s))
+
+
+class LoginThrottle:
+    """Sign-in tries allowed per user name from one address, and per address, before a pause.
+
+    Every try spends a token *before* the password is checked, so concurrent guesses
+    cannot all pass a check that only counts failures afterwards; a correct password
+    gives the tokens back. The per-name bucket is keyed by the name *and* the client
+    address: a guesser elsewhere can use up only their own tries at that name, never
+    the owner's. A guesser gets ``name_burst`` tries at a name (then ``name_per_minute``
+    a minute) and ``address_burst`` tries from one address whatever the names (then
+    ``address_per_minute`` a minute).
+
+    Behind a reverse proxy the client address is the proxy's unless `serve` is told to
+    believe its ``X-Forwarded-For`` (setting ``forwarded_allow_ips``).
     """
 
     def __init__(
@@ -143,22 +180,27 @@ class LoginThrottle:
             per_minute=address_per_minute, burst=address_burst, clock=clock
         )
 
-    def check(self, *, name: str, address: str) -> None:
-        """429 ``LOGIN_THROTTLED`` while either the name or the address must wait."""
-        wait_s = max(self._names.wait_s(_name_key(name)), self._addresses.wait_s(address))
+    def attempt(self, *, name: str, address: str) -> None:
+        """Spend one try of the name (from this address) and of the address.
+
+        429 ``LOGIN_THROTTLED`` (and nothing spent) while either must wait.
+        """
+        name_key = _name_key(name, address)
+        wait_s = self._names.spend(name_key)
+        if wait_s == 0:
+            wait_s = self._addresses.spend(address)
+            if wait_s > 0:
+                self._names.refund(name_key)
         if wait_s > 0:
             seconds = max(1, math.ceil(wait_s))
             message = f"Too many failed sign-in attempts; wait {seconds} s and try again"
             raise ApiError(429, "LOGIN_THROTTLED", message, headers=retry_after_header(wait_s))
 
-    def failed(self, *, name: str, address: str) -> None:
-        """Count a failed sign-in against the name and the address."""
-        self._names.spend(_name_key(name))
-        self._addresses.spend(address)
-
-    def succeeded(self, *, name: str) -> None:
-        """A correct password clears the name's failures (not the address's)."""
-        self._names.reset(_name_key(name))
+    def succeeded(self, *, name: str, address: str) -> None:
+        """A correct password: the name's tries from this address start afresh, and the
+        address gets its try back (a busy lab behind one NAT address is not slowed)."""
+        self._names.reset(_name_key(name, address))
+        self._addresses.refund(address)
 
 
 class AddressRateLimit:
@@ -187,5 +229,5 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client is not None else "unknown"
 
 
-def _name_key(name: str) -> str:
-    return name.strip().casefold()[:200]
+def _name_key(name: str, address: str) -> str:
+    return f"{address}\x00{name.strip().casefold()[:200]}"

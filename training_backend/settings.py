@@ -75,6 +75,26 @@ class BackendSettings(BaseSettings):
     max_dataset_bytes: int = Field(default=1024**3, ge=1)
     """Largest dataset upload accepted (default 1 GiB)."""
 
+    artifacts_dir: Path | None = None
+    """Where artifacts (the files jobs send back) are kept when ``artifacts_url`` is unset
+    (default: ``artifacts`` next to the SQLite file, else in the user data directory)."""
+
+    artifacts_url: str | None = Field(
+        default=None, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
+    )
+    """An S3-compatible bucket for artifacts instead of the directory, ``s3://bucket/prefix``;
+    replicas sharing one database share it. Credentials, region and endpoint come from the
+    usual ``AWS_*`` variables or files (``AWS_ENDPOINT_URL`` for a non-AWS server)."""
+
+    artifact_quota_gb: float = Field(default=100.0, gt=0)
+    """Artifact bytes each user may keep, in GB (10^9 bytes), unfinished uploads included."""
+
+    artifact_max_chunk_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=64 * 1024**2)
+    """Largest chunk of an artifact upload one request may carry (default 8 MiB)."""
+
+    artifact_abandoned_hours: float = Field(default=72.0, gt=0)
+    """An unfinished upload untouched for this long is removed by ``artifacts gc``."""
+
     housekeeping_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     """How often the background task looks for expired leases."""
 
@@ -95,6 +115,11 @@ class BackendSettings(BaseSettings):
 
     rate_limit_burst: int = Field(default=600, ge=1)
     """Requests one API key may make in a burst (the bucket's size)."""
+
+    max_long_polls_per_key: int = Field(default=16, ge=0, le=100_000)
+    """Long polls one API key may hold at once in one backend process (0: no cap); a poll
+    beyond it is answered at once, like a plain poll, and its agent polls again after
+    ``poll_interval_seconds``."""
 
     agent_version: str = Field(default="0.2.0", pattern=AGENT_VERSION_PATTERN)
     """Version of the agent the download endpoint serves (at least 0.2.0)."""
@@ -121,6 +146,42 @@ class BackendSettings(BaseSettings):
     public_url: str | None = Field(default=None, pattern=PUBLIC_URL_PATTERN)
     """This backend's URL as agents reach it, e.g. ``https://train.example.com``
     (default: taken from each request)."""
+
+    api_docs: bool = False
+    """Serve the interactive API documentation (``/docs``, ``/redoc``, ``/openapi.json``);
+    off by default, so a public backend does not hand out a map of its API. Env
+    ``TRAINING_BACKEND_API_DOCS=1``."""
+
+    cookie_secure: bool = False
+    """Always mark the session cookie ``Secure`` and send ``Strict-Transport-Security``:
+    set it when TLS ends at a proxy that does not pass ``X-Forwarded-Proto``. Without it
+    both follow the request's scheme (https, as uvicorn sees it)."""
+
+    forwarded_allow_ips: str = "127.0.0.1"
+    """Addresses of the reverse proxies whose ``X-Forwarded-For`` and
+    ``X-Forwarded-Proto`` headers `serve` believes (comma-separated, or ``*``): the
+    client address the sign-in throttle counts, and the scheme, come from them. Set it
+    to your proxy's address; never ``*`` when clients can reach the backend directly."""
+
+    job_rate_limit_per_minute: int = Field(default=600, ge=0)
+    """Requests one job's token may make per minute on average, per process (0: no
+    limit); an agent reports about once a second."""
+
+    job_rate_limit_burst: int = Field(default=300, ge=1)
+    """Requests one job's token may make in a burst (the bucket's size)."""
+
+    max_datasets_per_user: int = Field(default=1000, ge=0)
+    """Datasets one user may keep on the backend (0: no limit)."""
+
+    max_dataset_storage_bytes_per_user: int = Field(default=50 * 1024**3, ge=0)
+    """Bytes of datasets one user may keep on the backend (default 50 GiB; 0: no limit)."""
+
+    max_api_keys_per_user: int = Field(default=100, ge=0)
+    """Unrevoked API keys one user may have (enrolled agents' keys count; 0: no limit)."""
+
+    max_pending_enrollments_per_user: int = Field(default=50, ge=0)
+    """Unused, unexpired enrollment tokens (agent downloads) one user may have at once
+    (0: no limit)."""
 
     @field_validator("agent_version")
     @classmethod

@@ -131,7 +131,11 @@ def database_kind(request: pytest.FixtureRequest) -> str:
 def settings(database_kind: str, tmp_path: Path) -> Iterator[BackendSettings]:
     """A fresh database of ``database_kind``, and settings pointing at it."""
     with fresh_database_url(database_kind, tmp_path) as url:
-        yield BackendSettings(database_url=url, datasets_dir=tmp_path / "datasets")
+        yield BackendSettings(
+            database_url=url,
+            datasets_dir=tmp_path / "datasets",
+            artifacts_dir=tmp_path / "artifacts",
+        )
 
 
 @pytest.fixture

@@ -28,6 +28,10 @@ class Caller:
         return headers
 
 
+#: The header every JSON body must come with (else 415).
+JSON = {"Content-Type": "application/json"}
+
+
 def bearer(token: str) -> dict[str, str]:
     """The ``Authorization`` header of a job-token call."""
     return {"Authorization": f"Bearer {token}"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.backend.support import Caller, MakeRunningJob, bearer
+from tests.backend.support import JSON, Caller, MakeRunningJob, bearer
 
 MALFORMED = [b"{not json", b"", b"[1, 2]", b'"text"', b"null", b"\xff\xfe", b'{"a": 1}}']
 
@@ -28,7 +28,7 @@ async def test_malformed_report_bodies_are_400(
     body: bytes,
 ) -> None:
     job, token = make_running_job()
-    headers = bearer(token) | {"Content-Type": "application/json"}
+    headers = bearer(token) | JSON
     response = await client.request(method, path.format(job=job.id), content=body, headers=headers)
     assert response.status_code == 400, response.text
     assert response.json()["code"] in ("INVALID_JSON", "INVALID_REQUEST")
@@ -38,7 +38,9 @@ async def test_malformed_report_bodies_are_400(
 async def test_malformed_job_submissions_are_400(
     client: httpx.AsyncClient, caller: Caller, body: bytes
 ) -> None:
-    response = await client.post("/api/training/jobs", content=body, headers=caller.headers())
+    response = await client.post(
+        "/api/training/jobs", content=body, headers=caller.headers() | JSON
+    )
     assert response.status_code == 400
     assert set(response.json()) == {"error", "code"}
 
@@ -48,7 +50,7 @@ async def test_invalid_json_names_the_problem(
 ) -> None:
     job, token = make_running_job()
     response = await client.patch(
-        f"/api/training/local/{job.id}/status", content=b"{", headers=bearer(token)
+        f"/api/training/local/{job.id}/status", content=b"{", headers=bearer(token) | JSON
     )
     assert response.json() == {"error": "Request body is not valid JSON", "code": "INVALID_JSON"}
 
@@ -58,7 +60,9 @@ async def test_non_finite_numbers_are_read_as_null(
     client: httpx.AsyncClient, caller: Caller, number: bytes
 ) -> None:
     body = b'{"config": {"n": ' + number + b"}}"
-    response = await client.post("/api/training/jobs", content=body, headers=caller.headers())
+    response = await client.post(
+        "/api/training/jobs", content=body, headers=caller.headers() | JSON
+    )
     assert response.status_code == 201
     assert response.json()["job"]["config"] == {"n": None}
 

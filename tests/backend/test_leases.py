@@ -18,7 +18,7 @@ from training_backend.housekeeping import FORGET_AGENTS_EVERY, Housekeeping, hou
 from training_backend.services import agents
 from training_backend.services.leases import LOST_CONTACT, expire_leases
 from training_backend.services.users import create_user
-from training_backend.services.wakeups import Wakeups
+from training_backend.services.wakeups import Signal, Wakeups
 from training_backend.settings import BackendSettings
 
 CLAIM = "/api/training/agent/claim/{}"
@@ -67,7 +67,8 @@ def test_an_expired_lease_requeues_while_attempts_remain(
     job = reload_job(db, job_id)
     assert (job.status, job.agent_id, job.job_token_hash) == ("pending", None, None)
     assert (job.lease_expires_at, job.control, job.attempt) == (None, None, 1)
-    assert result.users_with_new_work == {job.user_id}
+    assert result.signals == [Signal.job(job.user_id)]
+    assert job.available_at >= job.updated_at - timedelta(seconds=1)  # on offer again now
 
 
 def reload_job(db: Session, job_id: str) -> TrainingJob:
@@ -191,8 +192,8 @@ class RecordingWakeups(Wakeups):
         super().__init__()
         self.woken: list[str] = []
 
-    def wake(self, user_id: str) -> None:
-        self.woken.append(user_id)
+    def deliver(self, signal: Signal) -> None:
+        self.woken.append(signal.user_id)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.backend.support import Caller, MakeKey, MakeRunningJob, bearer
+from tests.backend.support import JSON, Caller, MakeKey, MakeRunningJob, bearer
 from training_backend.services.logs import MAX_LINE_CHARS
 
 
@@ -120,7 +120,8 @@ async def test_a_body_over_the_request_cap_is_413_before_parsing(
 ) -> None:
     job, token = make_running_job()
     body = b'{"logs": ["' + b"z" * (9 * 1024 * 1024) + b'"]}'
-    response = await client.post(logs_url(job.id), content=body, headers=bearer(token))
+    headers = bearer(token) | JSON
+    response = await client.post(logs_url(job.id), content=body, headers=headers)
     assert response.status_code == 413
 
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tests.backend.support import MakeRunningJob, bearer, reload
+from tests.backend.support import JSON, MakeRunningJob, bearer, reload
 from training_backend.db.models import TrainingMetric
 
 BATCH = "/api/training/local/metrics"
@@ -154,7 +154,7 @@ async def test_non_finite_values_are_stored_as_absent(
 ) -> None:
     job, token = make_running_job()
     body = b'{"step": 3, "epoch": 1, "train_loss": NaN, "grad_norm": Infinity}'
-    response = await client.put(metric_url(job.id), content=body, headers=bearer(token))
+    response = await client.put(metric_url(job.id), content=body, headers=bearer(token) | JSON)
     assert response.status_code == 200
     [row] = stored_points(db, job.id)
     assert (row.train_loss, row.grad_norm) == (None, None)

@@ -45,6 +45,8 @@ async def test_no_job_answers_null_with_interval_features_and_message(
             "dataset_download",
             "agent_info",
             "revocation",
+            "metrics_extra",
+            "artifacts",
             "agent_update",
         ],
         "message": "No pending jobs available",

@@ -15,6 +15,7 @@
 | ``secret_service`` | ``login``/``logout`` against a real Secret Service |
 | ``terminal`` | a real terminal (tmux) for full-screen commands |
 | ``crowd`` | simulated agents over real HTTP (benchmarks, the drain test) |
+| ``fault_proxy`` | a fault-injecting HTTP proxy process between the agent and the backend |
 
 Fixtures stay in the ``conftest.py`` files, where pytest finds them.
 """

@@ -89,6 +89,7 @@ class BackendProcess:
             capture_output=True,
             text=True,
             timeout=CLI_TIMEOUT_S,
+            env={**os.environ, **(self.env or {})},  # the server's settings, its store
         )
         if done.returncode != 0:
             raise CliFailed(args, done.returncode, done.stderr.strip())
@@ -190,6 +191,8 @@ def start_backend(
     """
     tmp_path.mkdir(parents=True, exist_ok=True)
     database_url = database_url or f"sqlite:///{tmp_path / 'backend.sqlite3'}"
+    # Artifacts in the test's folder, whatever the database (PostgreSQL has no folder).
+    env = {"TRAINING_BACKEND_ARTIFACTS_DIR": str(tmp_path / "artifacts"), **(env or {})}
     backend = _start(tmp_path, database_url, port, env)
     try:
         yield backend

@@ -10,6 +10,8 @@ Modes:
                                pids to FILE, then WHAT: "wait" (sleep), "exit" (exit 0) or
                                "exit-holding" (exit 0, the grandchild keeps stdout and stderr)
     emit-metrics N             report progress, N metrics and an output via training_agent.report
+    write-outputs N [S]        write model.bin (N random bytes), final_adapter/ and a checkpoint,
+                               declare them and one path outside the work dir; then sleep S s
     progress-redraw            "\\r" redraws on stdout, a 40,000-character line on stderr
     malformed-events           write valid, invalid and unknown lines to the events file
     exit N                     exit with N; a negative N kills itself with signal -N
@@ -24,6 +26,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 SLEEP_S = 60.0
@@ -89,6 +92,26 @@ def emit_metrics(count: int) -> None:
     print("emitted", flush=True)
 
 
+def write_outputs(size: int, then_sleep_s: float) -> None:
+    from training_agent import report
+
+    os.makedirs("final_adapter", exist_ok=True)
+    os.makedirs("checkpoint-1", exist_ok=True)
+    with open("final_adapter/adapter_config.json", "w", encoding="utf-8") as config:
+        config.write('{"r": 8}')
+    with open("final_adapter/adapter_model.bin", "wb") as weights:
+        weights.write(os.urandom(4096))
+    with open("model.bin", "wb") as model:
+        for start in range(0, size, 1 << 20):
+            model.write(os.urandom(min(1 << 20, size - start)))
+    report.checkpoint(1, "checkpoint-1")
+    report.output("final_adapter", kind="adapter")
+    report.output("model.bin", kind="model", name="weights")
+    report.output("/etc/hostname")
+    print("outputs written", flush=True)
+    time.sleep(then_sleep_s)
+
+
 def progress_redraw() -> None:
     sys.stdout.write("start\n10%\r50%\r100%\ndone\n")
     sys.stdout.flush()
@@ -120,32 +143,29 @@ def print_env() -> None:
         print(f"{name}={os.environ[name]}", flush=True)
 
 
+# Each mode, called with the rest of argv (strings; a mode converts what it needs).
+MODES: dict[str, Callable[..., None]] = {
+    "print-lines": lambda count: print_lines(int(count)),
+    "stderr-fail": stderr_fail,
+    "stderr-flood": lambda count: stderr_flood(int(count)),
+    "ignore-sigterm": ignore_sigterm,
+    "graceful-sigterm": graceful_sigterm,
+    "spawn-grandchild": spawn_grandchild,
+    "emit-metrics": lambda count: emit_metrics(int(count)),
+    "write-outputs": lambda size, sleep_s="0": write_outputs(int(size), float(sleep_s)),
+    "progress-redraw": progress_redraw,
+    "malformed-events": malformed_events,
+    "exit": lambda code: exit_with(int(code)),
+    "print-env": print_env,
+}
+
+
 def main(argv: list[str]) -> None:
     mode, args = argv[0], argv[1:]
-    if mode == "print-lines":
-        print_lines(int(args[0]))
-    elif mode == "stderr-fail":
-        stderr_fail()
-    elif mode == "stderr-flood":
-        stderr_flood(int(args[0]))
-    elif mode == "ignore-sigterm":
-        ignore_sigterm()
-    elif mode == "graceful-sigterm":
-        graceful_sigterm()
-    elif mode == "spawn-grandchild":
-        spawn_grandchild(args[0], args[1])
-    elif mode == "emit-metrics":
-        emit_metrics(int(args[0]))
-    elif mode == "progress-redraw":
-        progress_redraw()
-    elif mode == "malformed-events":
-        malformed_events()
-    elif mode == "exit":
-        exit_with(int(args[0]))
-    elif mode == "print-env":
-        print_env()
-    else:
+    run = MODES.get(mode)
+    if run is None:
         sys.exit(f"unknown mode {mode!r}")
+    run(*args)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from training_agent.job_policy import POLICY_ENV, JobPolicy
 from training_agent.trainers import tiny
 
 
@@ -85,7 +86,9 @@ class TrainerRun:
 RunTrainer = Callable[..., TrainerRun]
 
 
-def start_trainer(config: dict[str, Any], job_dir: Path) -> tuple[subprocess.Popen[str], Path]:
+def start_trainer(
+    config: dict[str, Any], job_dir: Path, policy_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], Path]:
     job_dir.mkdir(parents=True, exist_ok=True)
     config_file = job_dir / "config.json"
     config_file.write_text(json.dumps(config), encoding="utf-8")
@@ -94,7 +97,11 @@ def start_trainer(config: dict[str, Any], job_dir: Path) -> tuple[subprocess.Pop
         **os.environ,
         "TRAINING_AGENT_JOB_DIR": str(job_dir),
         "TRAINING_AGENT_EVENTS_FILE": str(events),
+        # These tests play an owner who lets jobs read every folder (data_dirs); a
+        # config that sets its own policy (tests of the policy) keeps it.
+        POLICY_ENV: JobPolicy(data_dirs=(os.sep,)).to_env(),
         "HF_HUB_OFFLINE": "1",
+        **(policy_env or {}),
     }
     with (job_dir / "stdout.txt").open("w") as out, (job_dir / "stderr.txt").open("w") as err:
         process = subprocess.Popen(
@@ -119,9 +126,10 @@ def run_trainer(tmp_path: Path) -> RunTrainer:
     """Runs the trainer on a config in a fresh job dir and collects what it reported."""
     counter = iter(range(1000))
 
-    def run(config: dict[str, Any]) -> TrainerRun:
+    def run(config: dict[str, Any], policy: JobPolicy | None = None) -> TrainerRun:
         job_dir = tmp_path / f"job{next(counter)}"
-        process, events = start_trainer(config, job_dir)
+        given = {POLICY_ENV: policy.to_env()} if policy is not None else None
+        process, events = start_trainer(config, job_dir, given)
         returncode = process.wait(timeout=110)
         return TrainerRun(
             returncode,
@@ -132,3 +140,52 @@ def run_trainer(tmp_path: Path) -> RunTrainer:
         )
 
     return run
+
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def train_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> RunTrainer:
+    """Runs the trainer on a config inside this process (no interpreter start, no imports
+    to repeat: seconds instead of tens of seconds) and collects what it reported."""
+    import signal
+    import warnings
+
+    from training_agent.trainers import hf, hf_config
+
+    counter = iter(range(1000))
+    for name, value in {**hf.QUIET_ENV, "HF_HUB_OFFLINE": "1"}.items():
+        monkeypatch.setenv(name, value)
+
+    def run(config: dict[str, Any]) -> TrainerRun:
+        job_dir = tmp_path / f"job{next(counter)}"
+        job_dir.mkdir()
+        events = job_dir / "events.jsonl"
+        monkeypatch.setenv("TRAINING_AGENT_EVENTS_FILE", str(events))
+        monkeypatch.chdir(job_dir)
+        sigterm = signal.getsignal(signal.SIGTERM)
+        try:
+            settings, _ = hf_config.parse(config)
+            with warnings.catch_warnings():
+                # the libraries' own deprecation notices are theirs to fix, not a failure here
+                warnings.simplefilter("ignore")
+                code = hf.run(settings, job_dir)
+        finally:
+            signal.signal(signal.SIGTERM, sigterm)
+        out = capsys.readouterr()
+        return TrainerRun(code, out.out, out.err, read_events(events), job_dir)
+
+    return run
+
+
+def series(run: TrainerRun, name: str) -> list[float]:
+    """The values of ``name`` (a platform key or an extra series) over the run's steps."""
+    values = []
+    for point in run.of("metric"):
+        value = point.get(name, point.get("extra", {}).get(name))
+        if value is not None:
+            values.append(float(value))
+    return values

@@ -42,7 +42,11 @@ def test_the_platform_keys_are_read_not_the_reference_agents() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"training": {"method": "dpo"}}, "method dpo is not supported yet"),
+        ({"training": {"method": "ppo"}}, "training.method 'ppo' is not a method this trainer"),
+        (
+            {"training": {"use_lora": False, "quantization": {"load_in_4bit": True}}},
+            "load_in_4bit trains a LoRA adapter on the frozen 4-bit model",
+        ),
         ({"dataset_path": None}, "the config has no dataset_path"),
         ({"model": {}}, "model.name must be"),
         ({"training": {"batch_size": 0}}, "batch_size must be an integer of at least 1"),

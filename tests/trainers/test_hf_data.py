@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from training_agent.job_policy import JobPolicy
 from training_agent.trainers import hf_data
 
 ROWS: dict[str, dict[str, Any]] = {
@@ -125,6 +126,10 @@ def test_max_length_truncates(tokenizer: Any) -> None:
     assert len(example["input_ids"]) == 16
 
 
+# The test server is on loopback, which a job may reach only where the owner allows it.
+LOOPBACK_ALLOWED = JobPolicy(allow_private_urls=True)
+
+
 def test_a_url_is_downloaded_once_into_the_cache(tmp_path: Path) -> None:
     import functools
     import http.server
@@ -139,12 +144,12 @@ def test_a_url_is_downloaded_once_into_the_cache(tmp_path: Path) -> None:
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/d.jsonl.gz"
-        path = hf_data.fetch(url, tmp_path / "cache")
+        path = hf_data.fetch(url, tmp_path / "cache", LOOPBACK_ALLOWED)
         assert hf_data.load_rows([path]) == [{"text": "a"}]
         (served / "d.jsonl.gz").unlink()
         assert hf_data.fetch(url, tmp_path / "cache") == path  # cached, not fetched again
         with pytest.raises(hf_data.DatasetError, match="cannot download the dataset"):
-            hf_data.fetch(url + "x", tmp_path / "cache")
+            hf_data.fetch(url + "x", tmp_path / "cache", LOOPBACK_ALLOWED)
     finally:
         server.shutdown()
         server.server_close()
@@ -181,3 +186,41 @@ def test_packing_real_rows_keeps_every_trained_token(tokenizer: Any) -> None:
     alone = sum(lab != -100 for s in samples for lab in s["labels"])
     text_starts = sum(1 for r in rows if "text" in r) - 1  # at most this many masked
     assert alone - text_starts <= trained <= alone
+
+
+def test_a_url_to_this_machine_or_past_the_cap_is_refused(tmp_path: Path) -> None:
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "served"
+    served.mkdir()
+    write(served / "d.jsonl", [{"text": "a" * 100}])
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/d.jsonl"
+        with pytest.raises(hf_data.DatasetError, match="allow_private_urls"):
+            hf_data.fetch(url, tmp_path / "cache", JobPolicy())  # the trainer's default
+        small = JobPolicy(allow_private_urls=True, max_download_bytes=50)
+        with pytest.raises(hf_data.DatasetError, match="larger than max_dataset_download_gb"):
+            hf_data.fetch(url, tmp_path / "cache", small)
+        assert not list((tmp_path / "cache" / ".partial").iterdir())  # nothing half-written
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_a_file_that_is_not_its_format_is_never_quoted(tmp_path: Path) -> None:
+    # A parser's message can quote the file; the job log must not become a way to read it.
+    for name, content in (("a.jsonl.gz", b"Zq-secret"), ("b.jsonl", b"Zq\xff-secret")):
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(hf_data.DatasetError) as refused:
+            hf_data.read_rows(path)
+        message = str(refused.value)
+        assert message.startswith(f"cannot read the dataset {path} as jsonl: ")
+        assert "Zq" not in message and "0xff" not in message and "secret" not in message

@@ -8,11 +8,13 @@ stand-in for ``torch.cuda``.
 from __future__ import annotations
 
 import json
+import string
 from pathlib import Path
 
 import pytest
 
-from tests.trainers.conftest import RunTrainer, chat_rows, training_config
+from tests.trainers.conftest import DATA, RunTrainer, chat_rows, training_config
+from training_agent.trainers import tiny
 
 GPU_METRICS = ("gpu_memory_allocated_gb", "gpu_memory_reserved_gb", "gpu_utilization_percent")
 
@@ -90,3 +92,20 @@ def test_every_visible_gpu_is_measured(
     reserved = sum(torch.cuda.mem_get_info(i)[1] for i in range(torch.cuda.device_count()))
     assert 0 < last["gpu_memory_reserved_gb"] <= reserved / (1 << 30)
     assert 0 <= last.get("gpu_utilization_percent", 0) <= 100
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("method", ["cpt", "dpo", "orpo", "kto", "reward", "rlhf"])
+def test_every_method_trains_in_bf16_on_the_gpu(
+    method: str, tiny_model: Path, tmp_path: Path, train_here: RunTrainer
+) -> None:
+    data = {"cpt": "orchard.txt", "kto": "kto.jsonl", "rlhf": "prompts.jsonl"}
+    training: dict[str, object] = {"method": method, "bf16": True, "use_lora": True}
+    if method == "rlhf":
+        scorer = tiny.build_scorer(tmp_path / "scorer", liked=string.ascii_lowercase)
+        training |= {"reward_model": str(scorer), "max_completion_length": 4}
+    config = training_config(tiny_model, DATA / data.get(method, "preference.jsonl"), **training)
+    run = train_here(config)
+    assert run.returncode == 0, run.stderr
+    last = run.of("metric")[-1]
+    assert last["gpu_memory_allocated_gb"] > 0

@@ -44,7 +44,8 @@ def test_loss_falls_and_every_metric_is_reported(
     assert any("tokens_per_second" in m for m in train)
     evals = [m for m in metrics if "eval_loss" in m]
     assert [m["step"] for m in evals] == [10, 20, 30] and all("perplexity" in m for m in evals)
-    assert run.of("output") == [{"type": "output", "path": str(run.job_dir / "final_model")}]
+    final = str(run.job_dir / "final_model")
+    assert run.of("output") == [{"type": "output", "path": final, "kind": "model"}]
     assert (run.job_dir / "final_model" / "model.safetensors").exists()
 
 
@@ -81,7 +82,7 @@ def test_lora_adapter_is_saved_and_loadable(
     run = run_trainer(config)
     assert run.returncode == 0, run.stderr
     adapter = run.job_dir / "final_adapter"
-    assert run.of("output") == [{"type": "output", "path": str(adapter)}]
+    assert run.of("output") == [{"type": "output", "path": str(adapter), "kind": "adapter"}]
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
@@ -129,12 +130,15 @@ def test_sigterm_checkpoints_and_resume_continues_from_its_step(
     assert steps and steps[0] == stopped_at + 1
 
 
-def test_unsupported_method_fails_with_the_promised_message(
+def test_an_unknown_method_fails_with_the_methods_there_are(
     tiny_model: Path, tmp_path: Path, run_trainer: RunTrainer
 ) -> None:
-    run = run_trainer(training_config(tiny_model, tmp_path / "x.jsonl", method="dpo"))
+    run = run_trainer(training_config(tiny_model, tmp_path / "x.jsonl", method="ppo"))
     assert run.returncode == 2
-    assert "method dpo is not supported yet" in run.stderr
+    assert run.stderr.strip() == (
+        "invalid training config: training.method 'ppo' is not a method this trainer runs; "
+        "use one of sft, cpt, dpo, orpo, kto, reward, rlhf"
+    )
 
 
 def test_missing_dataset_fails_with_its_path(
@@ -150,7 +154,8 @@ def test_four_bit_on_cpu_is_a_clear_error(
     tiny_model: Path, tmp_path: Path, run_trainer: RunTrainer
 ) -> None:
     data = write_chat(tmp_path / "chat.jsonl", 4)
-    run = run_trainer(training_config(tiny_model, data, quantization={"load_in_4bit": True}))
+    quantization = {"load_in_4bit": True}
+    run = run_trainer(training_config(tiny_model, data, use_lora=True, quantization=quantization))
     assert run.returncode == 2
     assert "4-bit loading, which needs a CUDA GPU" in run.stderr
 

@@ -7,6 +7,7 @@ import copy
 from tests.support.fake_status import JOB_ID, running_job, snapshot
 from tests.tui.conftest import MakeApp
 from training_agent.tui.widgets.log_tail import LogTail
+from training_agent.tui.widgets.uploads_panel import UploadsPanel
 
 SIZE = (80, 24)
 
@@ -60,3 +61,32 @@ class _Running:
 
     def exited(self) -> None:
         return None
+
+
+async def test_uploads_show_with_rate_and_time_left_and_take_no_room_otherwise(
+    make_app: MakeApp,
+) -> None:
+    app, source = make_app(jobs=1)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.1)
+        panel = app.query_one(UploadsPanel)
+        assert not panel.display
+        state = snapshot(jobs=1)
+        state["uploads"] = [
+            {
+                "job_id": JOB_ID,
+                "name": "final_adapter.tar",
+                "kind": "adapter",
+                "state": "uploading",
+                "size_bytes": 64 * 1024 * 1024,
+                "sent_bytes": 16 * 1024 * 1024,
+                "rate_bps": 50_000_000.0,
+                "eta_s": 1.0,
+            }
+        ]
+        source.push("status", state)
+        await pilot.pause(0.2)
+        assert panel.display
+        text = str(panel.render())
+        assert "final_adapter.tar" in text and "(25%)" in text
+        assert "50.0 MB/s" in text and "1s left" in text

@@ -125,6 +125,21 @@ async def test_a_lost_lease_stops_the_job_once(
     assert control.lost is not None
 
 
+async def test_a_revoked_job_token_stops_the_job_and_says_why(
+    backend: FakeBackend, client: BackendClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Revoking an agent or its key retires the job tokens of its running jobs.
+    revoked = {"error": "This job's token was revoked", "code": "JOB_TOKEN_REVOKED"}
+    backend.on(HEARTBEAT, httpx.Response(403, json=revoked))
+    runner, lost = FakeRunner(), list[str]()
+    control = control_for(client, runner, "heartbeat", lost=lost)
+    await control.watch()  # ends by itself once the job is gone
+    assert lost == ["j1"]
+    assert len(runner.cancels) == 1 and "revoked the job's token" in runner.cancels[0]
+    said = [r.getMessage() for r in caplog.records if "nothing more is reported" in r.getMessage()]
+    assert len(said) == 1
+
+
 async def test_a_job_cancelled_before_its_heartbeat_is_cancelled(
     backend: FakeBackend, client: BackendClient
 ) -> None:

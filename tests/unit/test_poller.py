@@ -224,3 +224,34 @@ async def test_each_poll_carries_the_resource_headers_and_reports_to_the_state(
     assert state.connection.last_poll_latency_s == pytest.approx(0.25)
     assert state.connection.features == ["heartbeat"]
     assert poller.features_known
+
+
+async def test_a_long_poll_answered_at_once_waits_the_interval(backend: FakeBackend) -> None:
+    # A backend at its per-key cap of held polls answers a long poll at once, like a
+    # plain poll: the agent must wait the interval, not poll again in a tight loop.
+    answer = {"job": None, "features": ["long_poll"], "poll_interval_seconds": 5}
+    backend.on(POLL, httpx.Response(200, json=answer))
+    sleeps = Sleeps()
+    now = [100.0]
+    poller = poller_with(backend, sleep=sleeps, clock=lambda: now[0])
+
+    async def consume() -> None:
+        async for _claimed in poller.jobs(can_claim=lambda: True):
+            pass
+
+    task = asyncio.create_task(consume())
+    while len(backend.requests) < 6:
+        await asyncio.sleep(0)
+    poller.stop()
+    await asyncio.wait_for(task, 2)
+
+    waits = [r.url.params.get("wait_seconds") for r in backend.requests]
+    assert waits[1:] == [f"{LONG_POLL_WAIT_S:g}"] * (len(waits) - 1)
+    assert len(sleeps.delays) >= 5 and all(d == pytest.approx(5.0) for d in sleeps.delays)
+
+    def held(request: httpx.Request) -> httpx.Response:
+        now[0] += LONG_POLL_WAIT_S  # this time the backend held the poll its whole wait
+        return httpx.Response(200, json=answer)
+
+    backend.on(POLL, held)
+    assert (await poller.step(can_claim=True)).delay_s == 0.0  # the next goes out at once

@@ -23,6 +23,8 @@ from pydantic import SecretStr
 from training_agent.api.download import DownloadedFile, save_body
 from training_agent.api.failures import describe_failure
 from training_agent.api.models import (
+    ArtifactChunkStored,
+    ArtifactDeclared,
     ClaimResponse,
     HeartbeatResponse,
     JobState,
@@ -210,6 +212,27 @@ class BackendClient:
         async with self._stream("GET", path) as response:
             return await save_body(response, target, what=f"GET {path}")
 
+    async def declare_artifact(
+        self, job_id: str, job_token: str, *, name: str, kind: str, size_bytes: int, sha256: str
+    ) -> ArtifactDeclared:
+        """Declare an upload (``artifacts``); the same name and SHA-256 again answers the
+        existing upload and the server's offset in it."""
+        body = {"name": name, "kind": kind, "size_bytes": size_bytes, "sha256": sha256}
+        path = f"/api/training/local/{_seg(job_id)}/artifacts"
+        response = await self._send("POST", path, body, job_token)
+        return parse_model(response, ArtifactDeclared, what=f"POST {path}")
+
+    async def put_artifact_chunk(
+        self, job_id: str, job_token: str, artifact_id: str, *, offset: int, chunk: bytes
+    ) -> ArtifactChunkStored:
+        """Store ``chunk`` at ``offset`` of the artifact; a chunk the server already holds
+        answers success, a gap 409 ``ARTIFACT_GAP`` with ``expected_offset``."""
+        path = f"/api/training/local/{_seg(job_id)}/artifacts/{_seg(artifact_id)}"
+        response = await self._send(
+            "PUT", path, job_token=job_token, params={"offset": str(offset)}, content=chunk
+        )
+        return parse_lenient(response, ArtifactChunkStored)
+
     async def _send(
         self,
         method: str,
@@ -220,13 +243,25 @@ class BackendClient:
         params: Mapping[str, str] | None = None,
         timeout: httpx.Timeout | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
     ) -> httpx.Response:
-        """Send one request: the job token if given, else the API key; 2xx or raise."""
+        """Send one request: the job token if given, else the API key; 2xx or raise.
+
+        ``content`` is sent as a raw ``application/octet-stream`` body instead of JSON.
+        """
         timeout = timeout or self._timeout
         headers = self._headers(path, job_token, extra_headers)
+        if content is not None:
+            headers["Content-Type"] = "application/octet-stream"
         try:
             response = await self._http.request(
-                method, path, json=body, params=params, headers=headers, timeout=timeout
+                method,
+                path,
+                json=body,
+                content=content,
+                params=params,
+                headers=headers,
+                timeout=timeout,
             )
         except httpx.DecodingError as exc:
             raise ProtocolError(

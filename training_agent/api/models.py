@@ -201,3 +201,22 @@ class JobState(_Controlled):
 
     status: str
     error: str | None = None
+
+
+class ArtifactDeclared(_Controlled):
+    """The answer to declaring an upload (``artifacts``): its id, how many of its bytes
+    the server already holds (0 for a new one; all of them for a complete one), and the
+    largest chunk it takes."""
+
+    artifact_id: str = Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")
+    offset: int = Field(ge=0)
+    complete: bool | None = None
+    max_chunk_bytes: int | None = Field(default=None, ge=1)
+
+
+class ArtifactChunkStored(_Controlled):
+    """The answer to one chunk: the server's offset now (None: the chunk's end) and
+    whether the artifact is complete and verified."""
+
+    offset: int | None = Field(default=None, ge=0)
+    complete: bool | None = None

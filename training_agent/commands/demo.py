@@ -48,7 +48,7 @@ DEMO_CONFIG: dict[str, Any] = {
 
 DEMO_USER = "demo"
 CHAT_DATASET = Path(__file__).parent.parent / "trainers" / "data" / "demo_chat.jsonl"
-HF_MODULES = ("torch", "transformers", "peft", "datasets")
+HF_MODULES = ("torch", "transformers", "peft", "datasets", "trl")
 
 
 def hf_available() -> bool:

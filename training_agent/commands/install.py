@@ -10,13 +10,16 @@ credential store, ``backend_url`` to config.toml (0600, never the key) and a lau
 background service is installed and started (``--service user|system|none``). Re-running
 it upgrades in place: every file the agent owns is kept. ``uninstall`` removes the
 service and the launcher; ``--purge`` also the key, config, state, logs, data.
+
+``--service system`` runs as root but touches the service's home as the service's user
+(``service.owner``): every job runs as that user and may have planted links there, so
+root never reads or writes through them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import getpass
-import json
 import os
 import shutil
 import sys
@@ -29,6 +32,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from training_agent.api import BackendClient
+from training_agent.commands.agent_files import existing_agent_id, set_backend_url
 from training_agent.commands.enrollment import (
     ENROLL_FILE_NAME as ENROLL_FILE_NAME,
 )
@@ -47,7 +51,7 @@ from training_agent.errors import (
     TrainingAgentError,
     TransportError,
 )
-from training_agent.identity import AGENT_ID_RE, detect_identity, new_agent_id
+from training_agent.identity import detect_identity, new_agent_id
 from training_agent.paths import AgentPaths
 from training_agent.service import ServiceManager, service_manager
 from training_agent.service.install_step import ServiceStep
@@ -59,8 +63,15 @@ from training_agent.service.launcher import (
     render_cmd,
     render_sh,
 )
+from training_agent.service.owner import (
+    Owner,
+    acting_as,
+    make_home,
+    write_private,
+)
 from training_agent.service.shell import Runner, run_command
 from training_agent.service.spec import agent_program
+from training_agent.service.systemd import SystemdService
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
@@ -119,7 +130,8 @@ class Installer:
         if options.service == "system":
             system = self.service_step.system_service(self.paths)
             self.paths = system.spec.paths
-        agent_id = self._existing_agent_id() or new_agent_id()
+        with acting_as(system.owner() if system is not None else None):
+            agent_id = existing_agent_id(self.paths) or new_agent_id()
         enroller = self._enroller(options, enroll)
         if enroller is not None:
             enrolled = enroller.enroll(
@@ -129,13 +141,46 @@ class Installer:
         else:
             url, key = self._url_and_key(options, enroll)
         validate_key(url, key, agent_id)  # 401/403/unreachable: nothing written yet
+        owner = None
         if system is not None:
             system.prepare()
+            owner = system.owner()
+            self._prepare_home(system, owner)
+        with acting_as(owner):
+            saved = self._write_agent_files(url, key, agent_id, system, options)
+        self._write_launcher()
+        self.say(f"The backend accepted the key; it is stored in the {saved}.")
+        if enroller is not None:
+            enroller.remove_file()
+            self.say(f"The agent is online: the Training Agent page shows it as {agent_id}.")
+        self.say(f"Settings: {self.paths.config_file}")
+        self.say(f"Command: {self.launcher}")
+        self.service_step.install(self.paths, options.service, system)
+        self.say("Watch it with: training-agent status  (or: training-agent dashboard)")
+        return 0
 
+    def _prepare_home(self, system: SystemdService, owner: Owner | None) -> None:
+        """The system service's home exists and is its user's (root's last act there)."""
+        home = self.paths.config_dir.parent
+        try:
+            make_home(home, owner)
+        except OSError as exc:
+            raise ConfigError(f"cannot create {home}: {exc.strerror or exc}") from exc
+        system.hand_over(home)
+
+    def _write_agent_files(
+        self,
+        url: str,
+        key: str,
+        agent_id: str,
+        system: SystemdService | None,
+        options: InstallOptions,
+    ) -> str:
+        """The directories, agent id, key and config.toml; the store the key went to."""
         try:
             self.paths.ensure()
-            if not self.paths.agent_id_file.exists():
-                _write_private(self.paths.agent_id_file, agent_id + "\n")
+            if existing_agent_id(self.paths) is None:
+                write_private(self.paths.agent_id_file, agent_id + "\n")
         except OSError as exc:
             raise ConfigError(
                 f"cannot create the agent's directories ({exc.strerror}: {exc.filename}); "
@@ -147,17 +192,8 @@ class Installer:
             warn=lambda line: self.say(f"training-agent: {line}"),
         )
         saved = store.save(url, key)
-        self._write_config(url)
-        self._write_launcher()
-        self.say(f"The backend accepted the key; it is stored in the {saved.store}.")
-        if enroller is not None:
-            enroller.remove_file()
-            self.say(f"The agent is online: the Training Agent page shows it as {agent_id}.")
-        self.say(f"Settings: {self.paths.config_file}")
-        self.say(f"Command: {self.launcher}")
-        self.service_step.install(self.paths, options.service, system)
-        self.say("Watch it with: training-agent status  (or: training-agent dashboard)")
-        return 0
+        set_backend_url(self.paths.config_file, url)
+        return saved.store
 
     @property
     def service_step(self) -> ServiceStep:
@@ -222,22 +258,6 @@ class Installer:
                 "no backend URL: give --backend-url or set BACKEND_URL to your platform's address"
             )
         return self.prompt(question)
-
-    def _existing_agent_id(self) -> str | None:
-        try:
-            value = self.paths.agent_id_file.read_text(encoding="utf-8").strip()
-        except OSError:
-            return None
-        return value if AGENT_ID_RE.match(value) else None
-
-    def _write_config(self, url: str) -> None:
-        """Set ``backend_url`` in config.toml and keep every other line as it was."""
-        path = self.paths.config_file
-        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-        setting = f"backend_url = {json.dumps(url)}"
-        kept = [line for line in lines if not line.strip().startswith("backend_url")]
-        # Top-level keys must come before any [table]: put it first.
-        _write_private(path, "\n".join([setting, *kept]) + "\n")
 
     def _check_launcher_is_ours(self) -> None:
         if self.launcher.is_symlink() or not self.launcher.exists():
@@ -353,12 +373,3 @@ def _configured_url(paths: AgentPaths) -> str | None:
         return load_settings(config_file=paths.config_file).backend_url
     except ConfigError:
         return None
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path``, readable by the owner only, replacing it atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)

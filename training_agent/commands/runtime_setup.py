@@ -30,6 +30,7 @@ PINS = (
     "peft==0.21.2",
     "datasets==5.2.0",
     "accelerate==1.15.0",
+    "trl==1.16.0",
 )
 CUDA_PINS = ("bitsandbytes==0.50.2",)
 SETUP_COMMAND = "training-agent runtime setup"

@@ -5,14 +5,17 @@ The trainer appends one JSON object per line (``training_agent.report`` writes t
     {"type": "metric", "step": 12, "epoch": 0.5, "train_loss": 1.7, ...}  -> sink.metric
     {"type": "progress", "total_steps": 400, "total_epochs": 2}           -> sink.progress
     {"type": "checkpoint", "step": 200, "path": "ckpt-200"}               -> log + outputs
-    {"type": "output", "path": "model.json"}                              -> log + outputs
+    {"type": "output", "path": "model.json", "kind": "model", "name": "m"} -> log + outputs
     {"type": "capabilities", "pause": true}                                -> capabilities
     {"type": "paused"} / {"type": "resumed"}                               -> on_state
 
 A metric needs an integer ``step`` >= 1 and a numeric ``epoch``; it keeps only finite
-numbers under the backend's key names (``eval_perplexity`` is sent as ``perplexity``).
-What cannot be used is skipped with one job log line saying why; unknown types are
-ignored so trainers can write events a newer agent understands.
+numbers under the backend's key names (``eval_perplexity`` is sent as ``perplexity``),
+plus the bounded ``extra`` series (``training_agent.reporting.extra``).
+An output's ``kind`` is ``adapter``, ``model``, ``checkpoint`` or ``file`` (the default;
+an unknown kind is noted and taken as ``file``); a checkpoint is an output of kind
+``checkpoint``. What cannot be used is skipped with one job log line saying why; unknown
+types are ignored so trainers can write events a newer agent understands.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from training_agent.jobs import JobSink
+from training_agent.jobs import JobOutput, JobSink, OutputKind
+from training_agent.reporting import extra
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +82,7 @@ class EventReader:
         self._sink = sink
         self._base_dir = base_dir
         self._on_state = on_state
-        self._outputs: list[str] = []
+        self._outputs: dict[str, JobOutput] = {}
         self._notes = 0
         self._capabilities: dict[str, bool] = {}
 
@@ -90,6 +94,11 @@ class EventReader:
     def outputs(self) -> tuple[str, ...]:
         """Checkpoint and output paths in the order reported, relative ones made absolute."""
         return tuple(self._outputs)
+
+    @property
+    def declared(self) -> tuple[JobOutput, ...]:
+        """The same outputs with their kind and name (a path declared twice: the last)."""
+        return tuple(self._outputs.values())
 
     def handle(self, line_no: int, raw: bytes) -> None:
         """Handle line ``line_no`` (1-based) of the events file."""
@@ -143,6 +152,8 @@ class EventReader:
                 point[key] = float(value)
             elif isinstance(value, float):
                 self.skip(f"events line {line_no}: {key} is {value}, not reported")
+        if series := extra.clean(event.get("extra")):
+            point["extra"] = series
         self._sink.metric(point)
 
     def _progress(self, line_no: int, event: dict[str, Any]) -> None:
@@ -166,8 +177,21 @@ class EventReader:
         step = event.get("step")
         at_step = f" at step {step}" if _is_int(step) else ""
         self._sink.log(f"{kind} saved{at_step}: {full}")
-        if full not in self._outputs:
-            self._outputs.append(full)
+        output_kind = OutputKind.CHECKPOINT if kind == "checkpoint" else self._kind(line_no, event)
+        name = event.get("name")
+        name = name if isinstance(name, str) and name.strip() else None
+        self._outputs[full] = JobOutput(full, output_kind, name)
+
+    def _kind(self, line_no: int, event: dict[str, Any]) -> OutputKind:
+        kind = event.get("kind", OutputKind.FILE.value)
+        try:
+            return OutputKind(kind)
+        except ValueError:
+            known = ", ".join(item.value for item in OutputKind)
+            self.skip(
+                f"events line {line_no}: output kind {kind!r} is not one of {known}; taken as file"
+            )
+            return OutputKind.FILE
 
 
 class EventFollower:

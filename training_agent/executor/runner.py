@@ -32,12 +32,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from training_agent.errors import JobConfigError, StateError
+from training_agent.executor.config_checks import check_config
 from training_agent.executor.dataset import DatasetFetcher, dataset_env, with_dataset
 from training_agent.executor.events import EventFollower, EventReader
 from training_agent.executor.plan import plan_launch
 from training_agent.executor.process import ChildProcess, kill_tracked
 from training_agent.executor.workspace import Workspace
-from training_agent.jobs import ClaimedJob, JobOutcome, JobSink, JobStatus
+from training_agent.job_policy import POLICY_ENV, JobPolicy
+from training_agent.jobs import ClaimedJob, JobOutcome, JobOutput, JobSink, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +69,15 @@ class JobRunner:
         on_started: Callable[[int, str], None] | None = None,
         on_status: Callable[[JobStatus], None] | None = None,
         datasets: DatasetFetcher | None = None,
+        policy: JobPolicy | None = None,
     ) -> None:
         """``extra_env`` is set for the trainer last (``CUDA_VISIBLE_DEVICES``);
         ``datasets`` fetches the job's backend-held dataset before it starts (None: the
         backend does not offer ``dataset_download``; the job uses its ``dataset_path``);
         ``on_started(pid, tracking_id)`` is called once the trainer runs;
-        ``on_status`` gets ``paused`` and ``running`` when the trainer pauses or resumes.
+        ``on_status`` gets ``paused`` and ``running`` when the trainer pauses or resumes;
+        ``policy`` is what the owner lets a job config do (default: the strictest): its
+        config is checked against it, and the trainer gets it in ``$TRAINING_AGENT_JOB_POLICY``.
         """
         self._extra_env = dict(extra_env or {})
         self._on_started = on_started
@@ -92,6 +97,7 @@ class JobRunner:
         self._stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
         self._ran = False
         self._datasets = datasets
+        self._policy = policy or JobPolicy()
 
     def request_cancel(self, reason: str) -> None:
         """Stop the job: SIGTERM, ``cancel_grace_s``, then kill. The first reason is kept.
@@ -162,9 +168,13 @@ class JobRunner:
         )
         local = await self._dataset()
         cache = self._datasets.cache if self._datasets is not None else None
-        assigned = {**dataset_env(local, cache), **self._extra_env}
+        config = with_dataset(self._job.config, self._job, local)
+        cache_dir = cache.root if cache is not None else None
+        await check_config(config, job_dir=workspace.dir, cache_dir=cache_dir, policy=self._policy)
+        policy_env = {POLICY_ENV: self._policy.to_env()}
+        assigned = {**dataset_env(local, cache), **policy_env, **self._extra_env}
         env = workspace.child_env(os.environ, plan.env, assigned)
-        workspace.create(with_dataset(self._job.config, self._job, local))
+        workspace.create(config)
         child = await ChildProcess.start(
             plan.argv, cwd=workspace.dir, env=env, on_line=self._on_line
         )
@@ -214,7 +224,7 @@ class JobRunner:
         if leftovers:
             log.info("job %s: killed %d leftover processes", self._job.id, len(leftovers))
         follower.read_new(final=True)
-        return self._outcome(returncode, cancelled, reader.outputs)
+        return self._outcome(returncode, cancelled, reader.declared)
 
     async def _wait_or_cancel(
         self, child: ChildProcess, follower: EventFollower
@@ -233,7 +243,9 @@ class JobRunner:
             for task in (follow, exited, cancel):
                 task.cancel()
 
-    def _outcome(self, returncode: int, cancelled: bool, outputs: tuple[str, ...]) -> JobOutcome:
+    def _outcome(
+        self, returncode: int, cancelled: bool, declared: tuple[JobOutput, ...]
+    ) -> JobOutcome:
         exit_code = returncode if returncode >= 0 else None
         signum = -returncode if returncode < 0 else None
         if cancelled:
@@ -242,7 +254,8 @@ class JobRunner:
             status, reason = JobStatus.COMPLETED, None
         else:
             status, reason = JobStatus.FAILED, self._failure_reason(exit_code, signum)
-        return JobOutcome(status, exit_code, signum, reason, outputs)
+        outputs = tuple(output.path for output in declared)
+        return JobOutcome(status, exit_code, signum, reason, outputs, declared)
 
     def _failure_reason(self, exit_code: int | None, signum: int | None) -> str:
         if signum is None:

@@ -6,7 +6,8 @@ uploader has delivered them:
 - ``logs``: one row per line, numbered from 0 per job (the line number is the offset
   sent to backends that offer ``log_offsets``, so a retried batch never duplicates);
 - ``metrics``: one row per (job, step); a later point for the same step merges into it;
-- ``statuses``: status changes in the order they happened.
+- ``statuses``: status changes in the order they happened;
+- ``artifacts``: each output upload and how far it got (``reporting.artifact_rows``).
 
 ``jobs`` holds each job's token (the file is owner-only) and how far its logs were
 delivered, so an agent restart resumes where it stopped.
@@ -35,6 +36,7 @@ from typing import Any
 
 from training_agent.errors import StateError
 from training_agent.jobs import JobStatus
+from training_agent.reporting import artifact_rows
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -134,10 +136,11 @@ class Outbox:
             # last commits, and those are re-sent as the job's logs are re-read anyway.
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(_SCHEMA + artifact_rows.SCHEMA)
             self._add_missing_columns()
         except (OSError, sqlite3.Error) as exc:
             raise StateError(f"cannot open the outbox {path}: {exc}") from exc
+        self.artifacts = artifact_rows.ArtifactRows(self._db, self._tx, _append_notice)
 
     def close(self) -> None:
         self._db.close()
@@ -323,7 +326,7 @@ class Outbox:
         """The job's terminal status was delivered (or abandoned): forget what is left."""
         with self._tx() as db:
             db.execute("UPDATE jobs SET finished = 1, job_token = '' WHERE job_id = ?", (job_id,))
-            for table in ("logs", "held_logs", "metrics", "statuses"):
+            for table in ("logs", "held_logs", "metrics", "statuses", "artifacts"):
                 db.execute(f"DELETE FROM {table} WHERE job_id = ?", (job_id,))
 
     def is_finished(self, job_id: str) -> bool:
@@ -349,6 +352,17 @@ class Outbox:
             ).fetchone()
             for table in ("logs", "metrics")
         )
+
+
+def _append_notice(db: sqlite3.Connection, job_id: str, line: str) -> None:
+    """Add one agent line to a job's streamed log, past any cap (inside a transaction)."""
+    row = db.execute(
+        "SELECT next_line FROM jobs WHERE job_id = ? AND finished = 0", (job_id,)
+    ).fetchone()
+    if row is None:
+        return
+    db.execute("INSERT INTO logs (job_id, line_no, text) VALUES (?, ?, ?)", (job_id, row[0], line))
+    db.execute("UPDATE jobs SET next_line = next_line + 1 WHERE job_id = ?", (job_id,))
 
 
 def _is_open(db: sqlite3.Connection, job_id: str) -> bool:

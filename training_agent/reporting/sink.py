@@ -73,9 +73,16 @@ class JobReports:
         """The backend gave the job up: nothing more of it goes out, not even what waits."""
         self._outbox.finish_job(self._job_id)
 
-    def ended(self, outcome: JobOutcome) -> None:
-        """The job ended: its terminal status goes out (after everything before it)."""
-        self._send_status(outcome.status, error=outcome.reason, details=_details(outcome))
+    def ended(self, outcome: JobOutcome, *, outputs: list[Any] | None = None) -> None:
+        """The job ended: its terminal status goes out (after everything before it).
+
+        ``outputs`` replaces the outcome's list of paths (the ``artifacts`` shape: an
+        object per declared output, which the uploader completes with artifact ids).
+        """
+        details = _details(outcome)
+        if outputs is not None:
+            details["outputs"] = outputs
+        self._send_status(outcome.status, error=outcome.reason, details=details)
         self._state.job_finished(
             self._job_id, status=JobViewStatus(outcome.status), error=outcome.reason
         )

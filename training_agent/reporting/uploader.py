@@ -2,7 +2,9 @@
 
 Per job, one pass sends the leading status changes (``running``), then every pending log
 line and metric point, and the terminal status only once nothing else is left, so the
-platform never shows a job completed with half its log. Delivered rows are deleted; a
+platform never shows a job completed with half its log, and only once the job's
+artifact uploads (``reporting.artifacts``) settled, so its ``outputs`` can carry their
+ids. Delivered rows are deleted; a
 row is deleted only after the backend accepted it, so a crash at any point re-sends,
 and the backend's offsets (``log_offsets``) and per-step keys make re-sending harmless.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -19,10 +22,12 @@ from typing import Any, TypeVar
 
 from training_agent.api import BackendClient
 from training_agent.errors import ApiError, ConflictError, HttpStatusError
+from training_agent.reporting import extra
 from training_agent.reporting.outbox import Outbox, PendingStatus
 from training_agent.retry import (
     REPORT,
     RetryPolicy,
+    backoff_s,
     call_with_retry,
     is_job_gone,
     is_retryable,
@@ -43,10 +48,18 @@ MAX_BATCH_METRICS = 500
 # still goes out at once. Buildkite's log streamer sends once a second; a quarter keeps
 # the page live. See docs/benchmarks.md (the trainer overhead).
 BATCH_WINDOW_S = 1.0
+# The one refusal a caller mends instead of dropping the report (docs/protocol.md).
+LOG_GAP = "LOG_GAP"
+TOO_LARGE = 413  # a batch is split in halves; a single report this large is dropped
+FORBIDDEN = 403  # not a reason to drop a report: the job is held and retried later
 
 
 def _ignore(*_args: object) -> None:
     return None
+
+
+class _TooLarge(Exception):
+    """A batch answered 413: send it in halves."""
 
 
 class _JobGone(Exception):
@@ -55,6 +68,46 @@ class _JobGone(Exception):
     def __init__(self, cause: HttpStatusError) -> None:
         super().__init__(str(cause))
         self.cause = cause
+
+
+class _Holds:
+    """Jobs whose delivery failed in a way no retry inside the pass covers (a garbled
+    answer, a 403, a bug): each waits ``policy``'s back-off before its next try, so it
+    neither spins nor holds up the other jobs."""
+
+    def __init__(
+        self, *, policy: RetryPolicy, rng: Callable[[], float], clock: Callable[[], float]
+    ) -> None:
+        self._policy = policy
+        self._rng = rng
+        self._clock = clock
+        self._failures: dict[str, int] = {}
+        self._until: dict[str, float] = {}
+
+    def holds(self, job_id: str) -> bool:
+        return self._clock() < self._until.get(job_id, -math.inf)
+
+    def failed(self, job_id: str, exc: Exception) -> None:
+        failures = self._failures[job_id] = self._failures.get(job_id, 0) + 1
+        retry_after = exc.retry_after_s if isinstance(exc, HttpStatusError) else None
+        delay = backoff_s(failures, self._policy, retry_after_s=retry_after, rng=self._rng)
+        self._until[job_id] = self._clock() + delay
+        if isinstance(exc, ApiError):
+            log.warning(
+                "job %s: reports not delivered yet (%s); next try in %.1fs", job_id, exc, delay
+            )
+        else:
+            log.error(
+                "job %s: reports not delivered, the agent failed sending them (a bug: please "
+                "report it with this traceback); next try in %.1fs",
+                job_id,
+                delay,
+                exc_info=exc,
+            )
+
+    def clear(self, job_id: str) -> None:
+        self._failures.pop(job_id, None)
+        self._until.pop(job_id, None)
 
 
 class Uploader:
@@ -97,6 +150,7 @@ class Uploader:
         self._clock = clock
         self._wake = asyncio.Event()
         self._passed = asyncio.Event()
+        self._holds = _Holds(policy=policy, rng=rng, clock=clock)
 
     def wake(self) -> None:
         """New reports are waiting (called by the sink)."""
@@ -129,19 +183,26 @@ class Uploader:
             return not self._outbox.unfinished_jobs()
         delivered = True
         for job_id, token in self._outbox.unfinished_jobs():
+            if self._holds.holds(job_id):
+                delivered = False
+                continue
             try:
                 delivered &= await self._drain_job(job_id, token)
             except _JobGone as exc:
-                log.error(
-                    "job %s: reports dropped, the backend no longer accepts them: %s", job_id, exc
-                )
-                self._outbox.finish_job(job_id)
-                self._on_gone(job_id, exc.cause)
-                self._on_delivered(job_id)
-            except ApiError as exc:
-                log.warning("job %s: reports not delivered yet (%s); will retry", job_id, exc)
+                self._give_up(job_id, exc)
+            except Exception as exc:  # one job's trouble never stops the others' delivery
+                self._holds.failed(job_id, exc)
                 delivered = False
+            else:
+                self._holds.clear(job_id)
         return delivered
+
+    def _give_up(self, job_id: str, exc: _JobGone) -> None:
+        log.error("job %s: reports dropped, the backend no longer accepts them: %s", job_id, exc)
+        self._outbox.finish_job(job_id)
+        self._holds.clear(job_id)
+        self._on_gone(job_id, exc.cause)
+        self._on_delivered(job_id)
 
     async def _drain_job(self, job_id: str, token: str) -> bool:
         statuses = self._outbox.pending_statuses(job_id)
@@ -149,8 +210,8 @@ class Uploader:
             await self._send_status(job_id, token, statuses.pop(0))
         await self._send_logs(job_id, token)
         await self._send_metrics(job_id, token)
-        if self._outbox.has_data(job_id):
-            return False  # more arrived meanwhile; the terminal status waits
+        if self._outbox.has_data(job_id) or self._outbox.artifacts.unsettled(job_id):
+            return False  # more arrived meanwhile, or outputs upload: the terminal status waits
         for status in statuses:
             await self._send_status(job_id, token, status)
             if status.status.is_terminal:
@@ -162,6 +223,9 @@ class Uploader:
 
     async def _send_status(self, job_id: str, token: str, pending: PendingStatus) -> None:
         details: dict[str, Any] | None = pending.details or None
+        if details and isinstance(details.get("outputs"), list):
+            outputs = self._outbox.artifacts.outputs_detail(job_id, details["outputs"])
+            details = {**details, "outputs": outputs}
         if details and "job_details" not in (self._features() or ()):
             if not pending.status.is_terminal:
                 self._outbox.ack_status(pending.seq)  # only totals: a v1 backend has no use
@@ -178,7 +242,8 @@ class Uploader:
 
     async def _send_logs(self, job_id: str, token: str) -> None:
         use_offsets = "log_offsets" in (self._features() or ())
-        while batch := self._outbox.pending_logs(job_id, limit=MAX_BATCH_LINES):
+        limit = MAX_BATCH_LINES
+        while batch := self._outbox.pending_logs(job_id, limit=limit):
             lines = _cap_bytes(batch.lines)
             sent_below = batch.offset + len(lines)
             try:
@@ -188,13 +253,17 @@ class Uploader:
                     lambda lines=lines, offset=batch.offset if use_offsets else None: (  # type: ignore[misc]
                         self._client.post_logs(job_id, token, lines, offset=offset)
                     ),
+                    count=len(lines),
                 )
+            except _TooLarge:
+                limit = max(1, len(lines) // 2)
+                continue
             except ConflictError as exc:
-                if exc.code != "LOG_GAP":
+                if exc.code != LOG_GAP:
                     raise
                 sent_below = await self._after_gap(job_id, token, lines, batch.offset, exc)
             self._outbox.ack_logs(job_id, below=sent_below)
-            if len(batch.lines) < MAX_BATCH_LINES and len(lines) == len(batch.lines):
+            if len(batch.lines) < limit and len(lines) == len(batch.lines):
                 return  # all there was; lines that came meanwhile wait for the next pass
 
     async def _after_gap(
@@ -214,28 +283,42 @@ class Uploader:
         return offset + len(lines)
 
     async def _send_metrics(self, job_id: str, token: str) -> None:
-        while points := self._outbox.pending_metrics(job_id, limit=MAX_BATCH_METRICS):
-            await self._call(
-                job_id,
-                f"job {job_id} metrics",
-                lambda points=points: self._client.post_metrics(job_id, token, points),  # type: ignore[misc]
-            )
+        limit = MAX_BATCH_METRICS
+        while points := self._outbox.pending_metrics(job_id, limit=limit):
+            sent = extra.for_backend(points, self._features())
+            try:
+                await self._call(
+                    job_id,
+                    f"job {job_id} metrics",
+                    lambda sent=sent: self._client.post_metrics(job_id, token, sent),  # type: ignore[misc]
+                    count=len(sent),
+                )
+            except _TooLarge:
+                limit = max(1, len(points) // 2)
+                continue
             self._outbox.ack_metrics(job_id, points)
-            if len(points) < MAX_BATCH_METRICS:
+            if len(points) < limit:
                 return  # all there was; the next pass takes what came meanwhile
 
-    async def _call(self, job_id: str, what: str, call: Callable[[], Awaitable[T]]) -> T | None:
-        """Send with retries; pass on the answer's ``control``. None when refused for good."""
+    async def _call(
+        self, job_id: str, what: str, call: Callable[[], Awaitable[T]], *, count: int = 1
+    ) -> T | None:
+        """Send with retries; pass on the answer's ``control``. None when refused for good.
+
+        A batch of ``count`` > 1 answered 413 raises ``_TooLarge``: the caller halves it
+        (a proxy in front of the backend may take less than the backend's own caps).
+        """
         try:
             answer = await call_with_retry(
                 call, policy=self._policy, sleep=self._sleep, rng=self._rng, describe=what
             )
-        except ConflictError as exc:
-            if exc.code == "LOG_GAP":
-                raise  # the caller can mend a gap
-            self._refused(what, exc)
         except HttpStatusError as exc:
-            if is_retryable(exc):
+            if exc.status == TOO_LARGE and count > 1:
+                log.warning("%s: %d in one request is too large; sending halves", what, count)
+                raise _TooLarge from exc
+            if exc.code == LOG_GAP or exc.status == FORBIDDEN or is_retryable(exc):
+                # A gap the caller mends; a 403 (a proxy, a policy) the job's hold waits
+                # out; a retryable one out of attempts.
                 raise
             self._refused(what, exc)
             return None
@@ -247,8 +330,8 @@ class Uploader:
     def _refused(self, what: str, exc: HttpStatusError) -> None:
         if is_job_gone(exc):
             raise _JobGone(exc) from exc
-        # A report the backend rejects (400, 409 INVALID_TRANSITION, 413...) would be
-        # rejected forever; keeping it would block every report behind it.
+        # A report the backend rejects (400, 409 INVALID_TRANSITION, 422, a 413 of one
+        # line...) would be rejected forever; keeping it would block every report after it.
         log.error("%s rejected by the backend, dropped: %s", what, exc)
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from training_agent.errors import ServiceError
 from training_agent.paths import HOME_ENV, AgentPaths
 from training_agent.service.base import ServiceManager, ServiceState, ServiceStatus
+from training_agent.service.owner import acting_as, find_owner
 from training_agent.service.shell import Runner, run_command
 from training_agent.service.spec import build_spec, carried_environment
 
@@ -40,7 +41,9 @@ def service_manager(
             home = systemd.SYSTEM_HOME
             carried = carried_environment(os.environ if environ is None else environ)
             env = {**carried, HOME_ENV: str(home)}
-            spec = build_spec(systemd.system_paths(home), environ=env)
+            # Its config.toml is the service user's: read it as that user, never as root.
+            with acting_as(find_owner(systemd.SYSTEM_USER)):
+                spec = build_spec(systemd.system_paths(home), environ=env)
             return systemd.SystemdService(
                 spec, runner, say, system=True, unit_dir=systemd.SYSTEM_UNIT_DIR
             )

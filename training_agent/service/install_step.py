@@ -65,8 +65,6 @@ class ServiceStep:
         if choice == "none":
             self.say("No background service (--service none): run 'training-agent start'.")
             return
-        if system is not None:
-            system.hand_over(paths.config_dir.parent)
         install_service(system or self.manager(paths, system=False))
 
     def remove(self, paths: AgentPaths) -> list[Path]:

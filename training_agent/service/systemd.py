@@ -19,6 +19,7 @@ from training_agent.credentials import CREDENTIAL_FILE_NAME
 from training_agent.errors import ServiceError
 from training_agent.paths import AgentPaths
 from training_agent.service.base import SERVICE_NAME, ServiceManager, ServiceState, ServiceStatus
+from training_agent.service.owner import Owner, find_owner
 from training_agent.service.templates import SYSTEMD_TEMPLATE, fill
 
 UNIT_NAME = f"{SERVICE_NAME}.service"
@@ -159,6 +160,10 @@ class SystemdService(ServiceManager):
                 "install training-agent where every user can run it (e.g. the "
                 "release folder under /opt) and run this again"
             )
+
+    def owner(self) -> Owner | None:
+        """The user a system service runs as, once it exists (None: a user service)."""
+        return find_owner(SYSTEM_USER) if self.system else None
 
     def missing_key_file(self) -> Path | None:
         """A system service's key file when it does not exist yet (else None)."""

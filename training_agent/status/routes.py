@@ -121,55 +121,106 @@ def create_app(
     ``closing`` ends every event stream when set (the server sets it before stopping);
     ``usage`` answers ``/v1/resources`` (501 without it).
     """
-    closing = closing or asyncio.Event()
-    collector = AgentCollector(state)
-    registry = registry_for(collector)
+    ends = _Endpoints(
+        state=state,
+        controller=controller,
+        backlog=backlog,
+        usage=usage,
+        coalesce_s=coalesce_s,
+        keepalive_s=keepalive_s,
+        closing=closing or asyncio.Event(),
+    )
+    routes = [
+        Route("/v1/status", ends.status, methods=["GET"]),
+        Route("/v1/events", ends.events, methods=["GET"]),
+        Route("/v1/jobs/{job_id}", ends.job, methods=["GET"]),
+        Route("/v1/jobs/{job_id}/metrics", ends.job_metrics, methods=["GET"]),
+        Route("/v1/jobs/{job_id}/log", ends.job_log, methods=["GET"]),
+        Route("/v1/jobs/{job_id}/cancel", ends.cancel, methods=["POST"]),
+        Route("/v1/resources", ends.resources, methods=["GET"]),
+        Route("/v1/drain", ends.drain, methods=["POST"]),
+        Route("/v1/resume", ends.resume, methods=["POST"]),
+        Route("/metrics", ends.metrics, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={404: _no_such_endpoint, 405: _not_allowed})
+    open_paths = frozenset({"/metrics"}) if metrics_without_token else frozenset()
+    return _Guard(app, token=token, open_paths=open_paths)
 
-    async def status(request: Request) -> Response:
-        return JSONResponse(state.snapshot())
 
-    async def events(request: Request) -> Response:
-        stream = EventStream(state, closing, coalesce_s=coalesce_s, keepalive_s=keepalive_s)
+class _Endpoints:
+    """The handlers of ``create_app``'s routes, over one agent's state and controller."""
+
+    def __init__(
+        self,
+        *,
+        state: AgentState,
+        controller: Controller,
+        backlog: Callable[[], Mapping[str, int]] | None,
+        usage: Callable[[], Mapping[str, Any]] | None,
+        coalesce_s: float,
+        keepalive_s: float,
+        closing: asyncio.Event,
+    ) -> None:
+        self._state = state
+        self._controller = controller
+        self._backlog = backlog
+        self._usage = usage
+        self._coalesce_s = coalesce_s
+        self._keepalive_s = keepalive_s
+        self._closing = closing
+        self._collector = AgentCollector(state)
+        self._registry = registry_for(self._collector)
+
+    async def status(self, request: Request) -> Response:
+        return JSONResponse(self._state.snapshot())
+
+    async def events(self, request: Request) -> Response:
+        stream = EventStream(
+            self._state,
+            self._closing,
+            coalesce_s=self._coalesce_s,
+            keepalive_s=self._keepalive_s,
+        )
         return StreamingResponse(
             stream.stream(),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
-    async def job(request: Request) -> Response:
-        view = state.job(request.path_params["job_id"])
+    async def job(self, request: Request) -> Response:
+        view = self._state.job(request.path_params["job_id"])
         if view is None:
             return _not_found(request.path_params["job_id"])
         return JSONResponse(view.to_dict(time.time()))
 
-    async def job_metrics(request: Request) -> Response:
+    async def job_metrics(self, request: Request) -> Response:
         job_id = request.path_params["job_id"]
-        points = state.history(job_id)
+        points = self._state.history(job_id)
         if points is None:
             return _not_found(job_id)
         return JSONResponse({"job_id": job_id, "points": points})
 
-    async def job_log(request: Request) -> Response:
+    async def job_log(self, request: Request) -> Response:
         job_id = request.path_params["job_id"]
         try:
             tail = int(request.query_params.get("tail", "100"))
         except ValueError:
             return _error(400, "BAD_REQUEST", "tail must be a whole number of lines")
-        found = state.log_tail(job_id, max(0, tail))
+        found = self._state.log_tail(job_id, max(0, tail))
         if found is None:
             return _not_found(job_id)
         first_line, lines = found
         return JSONResponse({"job_id": job_id, "first_line": first_line, "lines": lines})
 
-    async def resources(request: Request) -> Response:
-        if usage is None:
+    async def resources(self, request: Request) -> Response:
+        if self._usage is None:
             return _error(501, "NOT_SUPPORTED", "this agent does not sample its machine's load")
-        return JSONResponse(dict(await run_in_threadpool(usage)))
+        return JSONResponse(dict(await run_in_threadpool(self._usage)))
 
-    async def cancel(request: Request) -> Response:
+    async def cancel(self, request: Request) -> Response:
         job_id = request.path_params["job_id"]
         try:
-            cancelling = controller.cancel_job(job_id, "cancelled on this machine")
+            cancelling = self._controller.cancel_job(job_id, "cancelled on this machine")
         except NotImplementedError as exc:
             return _error(501, "NOT_SUPPORTED", str(exc))
         if not cancelling:
@@ -177,48 +228,36 @@ def create_app(
         log.info("job %s: cancel requested through the status API", job_id)
         return JSONResponse({"job_id": job_id, "cancelling": True}, status_code=202)
 
-    async def drain(request: Request) -> Response:
-        controller.drain()
+    async def drain(self, request: Request) -> Response:
+        self._controller.drain()
         return JSONResponse({"draining": True})
 
-    async def resume(request: Request) -> Response:
+    async def resume(self, request: Request) -> Response:
         try:
-            controller.resume()
+            self._controller.resume()
         except NotImplementedError as exc:
             return _error(501, "NOT_SUPPORTED", str(exc))
         return JSONResponse({"draining": False})
 
-    async def metrics(request: Request) -> Response:
-        if backlog is not None:
+    async def metrics(self, request: Request) -> Response:
+        if self._backlog is not None:
             try:
-                collector.backlog = await run_in_threadpool(backlog)
+                self._collector.backlog = await run_in_threadpool(self._backlog)
             except Exception as exc:  # a scrape still answers without the backlog
                 log.warning("cannot count the outbox backlog: %s", exc)
-                collector.backlog = None
+                self._collector.backlog = None
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
-        return Response(encoder(registry), media_type=None, headers={"Content-Type": content_type})
+        return Response(
+            encoder(self._registry), media_type=None, headers={"Content-Type": content_type}
+        )
 
-    async def not_found(request: Request, exc: Exception) -> Response:
-        return _error(404, "NOT_FOUND", f"no such endpoint: {request.method} {request.url.path}")
 
-    async def not_allowed(request: Request, exc: Exception) -> Response:
-        return _error(405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed here")
+async def _no_such_endpoint(request: Request, exc: Exception) -> Response:
+    return _error(404, "NOT_FOUND", f"no such endpoint: {request.method} {request.url.path}")
 
-    routes = [
-        Route("/v1/status", status, methods=["GET"]),
-        Route("/v1/events", events, methods=["GET"]),
-        Route("/v1/jobs/{job_id}", job, methods=["GET"]),
-        Route("/v1/jobs/{job_id}/metrics", job_metrics, methods=["GET"]),
-        Route("/v1/jobs/{job_id}/log", job_log, methods=["GET"]),
-        Route("/v1/jobs/{job_id}/cancel", cancel, methods=["POST"]),
-        Route("/v1/resources", resources, methods=["GET"]),
-        Route("/v1/drain", drain, methods=["POST"]),
-        Route("/v1/resume", resume, methods=["POST"]),
-        Route("/metrics", metrics, methods=["GET"]),
-    ]
-    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed})
-    open_paths = frozenset({"/metrics"}) if metrics_without_token else frozenset()
-    return _Guard(app, token=token, open_paths=open_paths)
+
+async def _not_allowed(request: Request, exc: Exception) -> Response:
+    return _error(405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed here")
 
 
 def _not_found(job_id: str) -> JSONResponse:

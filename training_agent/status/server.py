@@ -86,11 +86,12 @@ class StatusApi:
         )
         self._server: _LoopbackServer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._sock: socket.socket | None = None
         self.file: StatusFile | None = None
 
     async def start(self) -> StatusFile:
         """Listen on 127.0.0.1 and a free port, then write ``status.json``."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock = sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
         config = uvicorn.Config(
@@ -139,6 +140,29 @@ class StatusApi:
                 other.pid,
                 self._status_path.parent,
             )
+
+    async def serve(self) -> None:
+        """Serve until ``stop``; raises what ended the server otherwise.
+
+        Run under ``supervise``, which calls it again: a server that died is started
+        again on a new port, and ``status.json`` says which.
+        """
+        if self._closing.is_set():
+            return
+        if self._task is None or self._task.done():
+            await self.start()
+        task, server = self._task, self._server
+        if task is None or server is None:
+            raise RuntimeError("the status API did not start")
+        await asyncio.wait({task})
+        if server.stop_requested.is_set() or self._closing.is_set():
+            return
+        for listener in server.servers:  # a server that died did not close its socket
+            listener.close()
+        if self._sock is not None:
+            self._sock.close()
+        task.result()  # raises what stopped it
+        raise RuntimeError("the status API stopped by itself")
 
     async def stop(self) -> None:
         """Remove ``status.json``, end the event streams, stop listening."""

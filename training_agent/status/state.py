@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from training_agent.status.uploads import UploadBoard
+
 RECENT_JOBS = 20
 HISTORY_POINTS = 500  # metric points kept per job for a chart (thinned evenly past that)
 LOG_TAIL_LINES = 2000  # log lines kept per job (the dashboard's log view)
@@ -150,7 +152,7 @@ class LogTail:
 class Changes:
     """What changed since a watcher last looked."""
 
-    kinds: set[str] = field(default_factory=set)  # connection | agent | job | metric | log
+    kinds: set[str] = field(default_factory=set)  # connection|agent|job|metric|log|upload
     points: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # new, per job
     lines: dict[str, list[str]] = field(default_factory=dict)  # new log lines, per job
     dropped: int = 0  # points and lines dropped because the reader fell behind
@@ -220,7 +222,7 @@ class AgentState:
         self.jobs: dict[str, JobView] = {}
         self.recent: deque[JobView] = deque(maxlen=RECENT_JOBS)
         self.resources: dict[str, Any] = {}
-        self.update: dict[str, Any] | None = None  # the self-update, while not idle
+        self.problems: dict[str, str] = {}  # what fails inside the agent now, by part
         # Counters since the agent started, for /metrics.
         self.polls_total = 0
         self.poll_errors_total = 0
@@ -228,6 +230,7 @@ class AgentState:
         self._histories: OrderedDict[str, MetricHistory] = OrderedDict()
         self._logs: OrderedDict[str, LogTail] = OrderedDict()
         self._watchers: set[Watcher] = set()
+        self.uploads = UploadBoard(on_change=lambda: self._changed("upload"))
 
     # -- reports ------------------------------------------------------------------------
 
@@ -269,8 +272,12 @@ class AgentState:
         self.resources = dict(resources)
         self._changed("agent")
 
-    def set_update(self, update: Mapping[str, Any] | None) -> None:
-        self.update = None if update is None else dict(update)
+    def set_problem(self, part: str, sentence: str | None) -> None:
+        """``part`` of the agent fails (a sentence) or works again (None)."""
+        if sentence is None:
+            self.problems.pop(part, None)
+        else:
+            self.problems[part] = sentence
         self._changed("agent")
 
     def job_started(self, job_id: str, *, model_name: str | None) -> None:
@@ -337,8 +344,9 @@ class AgentState:
             "connection": asdict(self.connection),
             "jobs": [view.to_dict(now) for view in self.jobs.values()],
             "recent_jobs": [view.to_dict(now) for view in self.recent],
+            "uploads": self.uploads.snapshot(),
             "resources": dict(self.resources),
-            "update": self.update,
+            "problems": dict(self.problems),
             "counters": {
                 "polls": self.polls_total,
                 "poll_errors": self.poll_errors_total,

@@ -7,13 +7,20 @@ the dashboard shows too.
     claiming  yes
     running   1 job
       7c1e…  demo-model  running  step 120/600 (20%)  epoch 0.40/2  loss 0.6931  1m 02s, 4m 10s left
+    uploads
+      7c1e…  final_adapter.tar  adapter  uploading 24.0 MiB of 64.0 MiB (38%)  91.3 MB/s  0s left
     recent
       5b0d…  completed  3m 12s  ended 5m ago
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+# Characters a terminal would act on rather than show: C0 and C1 controls (escape
+# sequences among them) and the bidirectional overrides that can reorder a line.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 _LINK = {
     "starting": "starting (no poll answered yet)",
@@ -26,18 +33,43 @@ _LINK = {
 }
 
 
+def printable(value: object) -> str:
+    """``value`` as one line a terminal shows as it is: controls become escapes.
+
+    Every text from a job or the backend (ids, model names, errors, reasons) goes
+    through this before it reaches a terminal: it must not be able to move the cursor,
+    retitle the window, hide part of a line or start a line of its own.
+
+    >>> printable("job\\x1b[2Jname\\tx")
+    'job\\\\x1b[2Jname x'
+    """
+    return _UNPRINTABLE.sub(_escape, str(value).replace("\t", " "))
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def render(snapshot: dict[str, Any]) -> str:
+    """The snapshot as the lines ``training-agent status`` prints (every text printable)."""
     now = float(snapshot.get("now") or 0.0)
     lines = [
-        f"agent     {snapshot['agent_id']}  training-agent {snapshot['version']}"
+        f"agent     {printable(snapshot['agent_id'])}  training-agent "
+        f"{printable(snapshot['version'])}"
         f"  pid {snapshot.get('pid', '?')}  up {duration(now - snapshot['started_at'])}",
-        f"backend   {snapshot['backend_url']}",
+        f"backend   {printable(snapshot['backend_url'])}",
         f"link      {_link(snapshot['connection'], now)}",
         f"claiming  {'no (draining: finishing running jobs)' if snapshot['draining'] else 'yes'}",
     ]
+    lines += [f"problem   {sentence}" for sentence in (snapshot.get("problems") or {}).values()]
     jobs = snapshot.get("jobs") or []
     lines.append(f"running   {len(jobs)} job{'' if len(jobs) == 1 else 's'}")
     lines += [f"  {_running(job)}" for job in jobs]
+    uploads = snapshot.get("uploads") or []
+    if uploads:
+        lines.append("uploads")
+        lines += [f"  {upload_line(upload)}" for upload in uploads]
     recent = snapshot.get("recent_jobs") or []
     if recent:
         lines.append("recent")
@@ -47,12 +79,12 @@ def render(snapshot: dict[str, Any]) -> str:
 
 def _link(connection: dict[str, Any], now: float) -> str:
     state = str(connection.get("state"))
-    text = _LINK.get(state, state)
+    text = _LINK.get(state, printable(state))
     if state == "connected" and connection.get("long_poll"):
         held = connection.get("poll_started_at")
         text += f" (long poll, held {duration(now - held)})" if held else " (long poll)"
     if connection.get("reason") and state != "connected":
-        text += f": {connection['reason']}"
+        text += f": {printable(connection['reason'])}"
     if connection.get("next_retry_at") and state != "connected":
         text += f"; next try in {duration(connection['next_retry_at'] - now)}"
     if connection.get("last_poll_at"):
@@ -63,7 +95,11 @@ def _link(connection: dict[str, Any], now: float) -> str:
 
 
 def _running(job: dict[str, Any]) -> str:
-    parts = [job["id"], job.get("model_name") or "-", job["status"]]
+    parts = [
+        printable(job["id"]),
+        printable(job.get("model_name") or "-"),
+        printable(job["status"]),
+    ]
     if job.get("step") is not None:
         step = f"step {job['step']}"
         if job.get("total_steps"):
@@ -87,13 +123,49 @@ def _running(job: dict[str, Any]) -> str:
 
 
 def _finished(job: dict[str, Any], now: float) -> str:
-    parts = [job["id"], job["status"], duration(job["elapsed_s"])]
+    parts = [printable(job["id"]), printable(job["status"]), duration(job["elapsed_s"])]
     if job.get("finished_at"):
         parts.append(f"ended {duration(now - job['finished_at'])} ago")
     if job.get("error"):
         error = str(job["error"]).splitlines()[0] if str(job["error"]).strip() else ""
-        parts.append(f"({error[:80]})")
+        parts.append(f"({printable(error[:80])})")
     return "  ".join(parts)
+
+
+def upload_line(upload: dict[str, Any]) -> str:
+    """One artifact upload: its job, name, kind, and bytes, rate and time left."""
+    parts = [str(upload.get("job_id")), str(upload.get("name")), str(upload.get("kind"))]
+    state, size = upload.get("state"), upload.get("size_bytes")
+    sent = int(upload.get("sent_bytes") or 0)
+    if state == "hashing" and size:
+        parts.append(f"checksumming {int(upload.get('hashed_bytes') or 0) / size:.0%}")
+    elif state in ("uploading", "waiting") and size:
+        text = f"{state} {byte_size(sent)} of {byte_size(size)} ({sent / size:.0%})"
+        if state == "waiting":
+            text += ", the backend did not take it yet"
+        parts.append(text)
+        if upload.get("rate_bps"):
+            parts.append(f"{upload['rate_bps'] / 1e6:.1f} MB/s")
+        if upload.get("eta_s") is not None:
+            parts.append(f"{duration(upload['eta_s'])} left")
+    elif state == "complete":
+        parts.append(f"uploaded {byte_size(size or sent)}")
+    elif state == "failed":
+        parts.append(f"not uploaded: {str(upload.get('error') or '')[:100]}")
+    else:
+        parts.append(str(state))
+    return "  ".join(parts)
+
+
+def byte_size(count: float) -> str:
+    """``512 B``, ``3.2 KiB``, ``64.0 MiB``, ``1.50 GiB``."""
+    if count < 1024:
+        return f"{int(count)} B"
+    if count < 1024**2:
+        return f"{count / 1024:.1f} KiB"
+    if count < 1024**3:
+        return f"{count / 1024**2:.1f} MiB"
+    return f"{count / 1024**3:.2f} GiB"
 
 
 def duration(seconds: float) -> str:

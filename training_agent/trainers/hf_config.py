@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-SUPPORTED_METHODS = ("sft",)
+from training_agent.trainers.distributed import DistributedSettings
+from training_agent.trainers.distributed import parse as parse_distributed
+from training_agent.trainers.methods.options import OPTION_KEYS, MethodOptions, parse_options
 
 # Keys read from each section; anything else there is reported as ignored.
 _MODEL_KEYS = {"name", "trust_remote_code", "torch_dtype"}
@@ -44,9 +46,21 @@ _TRAINING_KEYS = {
     "save_total_limit",
     "packing",
     "checkpoint_resume",
+    "distributed",
+    *OPTION_KEYS,
 }
 _DATA_KEYS = {"max_samples", "train_split", "eval_split"}
-_TOP_KEYS = {"model", "tokenizer", "training", "data", "dataset_path", "seed", "lora", "type"}
+_TOP_KEYS = {
+    "model",
+    "tokenizer",
+    "training",
+    "data",
+    "dataset_path",
+    "seed",
+    "lora",
+    "type",
+    "outputs",
+}
 
 
 @dataclass(frozen=True)
@@ -97,6 +111,8 @@ class HfSettings:
     max_samples: int | None = None
     train_split: str | float | None = None
     eval_split: str | float | None = None
+    options: MethodOptions = field(default_factory=MethodOptions)
+    distributed: DistributedSettings | None = None
 
 
 def parse(config: dict[str, Any]) -> tuple[HfSettings, list[str]]:
@@ -124,14 +140,19 @@ def parse(config: dict[str, Any]) -> tuple[HfSettings, list[str]]:
             "http(s) URL of the training data"
         )
     method = str(training.get("method", "sft"))
-    if method not in SUPPORTED_METHODS:
-        raise ValueError(f"method {method} is not supported yet (supported: sft)")
+    options = parse_options(method, training)
 
     lora, lora_ignored = _lora(config, training)
     ignored += lora_ignored
     quant = training.get("quantization") or {}
     if not isinstance(quant, dict):
         raise ValueError("training.quantization must be an object")
+    if quant.get("load_in_4bit") and lora is None:
+        raise ValueError(
+            "training.quantization.load_in_4bit trains a LoRA adapter on the frozen 4-bit "
+            "model (QLoRA): set training.use_lora to true, or remove quantization for a "
+            "full fine-tune"
+        )
     settings = HfSettings(
         model_name=model_name,
         dataset_path=dataset_path,
@@ -162,12 +183,14 @@ def parse(config: dict[str, Any]) -> tuple[HfSettings, list[str]]:
         eval_steps=_opt_int(training, "eval_steps"),
         save_steps=_opt_int(training, "save_steps"),
         save_total_limit=_opt_int(training, "save_total_limit"),
-        packing=bool(training.get("packing", False)),
+        packing=bool(training.get("packing", method == "cpt")),
         checkpoint_resume=_opt_str(training, "checkpoint_resume", "training"),
         seed=_int(config, "seed", 42, minimum=0),
         max_samples=_opt_int(data, "max_samples"),
         train_split=_split(data, "train_split"),
         eval_split=_split(data, "eval_split"),
+        options=options,
+        distributed=parse_distributed(training.get("distributed")),
     )
     return settings, sorted(ignored)
 

@@ -2,9 +2,10 @@
 
 Sources: a local file, a local directory (its data files; ``train_split`` / ``eval_split``
 name a file by its stem), or an http(s) URL (downloaded once into the agent's dataset cache,
-kept by content SHA-256). Formats by file name: ``.jsonl``, ``.json``, ``.csv``, ``.parquet``, each
-optionally ``.gz``. Row shapes: ``text``; chat ``messages`` (role/content, rendered with the
-tokenizer's chat template, loss on the assistant turns only); ShareGPT ``conversations``
+kept by content SHA-256). Formats by file name: ``.jsonl``, ``.json``, ``.csv``, ``.parquet``,
+``.txt`` (one ``text`` row per file), each optionally ``.gz``. Row shapes: ``text``; chat
+``messages`` (role/content, rendered with the tokenizer's chat template, loss on the
+assistant turns only); ShareGPT ``conversations``
 (from/value); ``prompt``/``completion``; ``instruction``/``input``/``output`` (loss on the
 completion or output only). Anything else raises ``DatasetError`` with the path, the
 detected format and the columns found.
@@ -17,11 +18,15 @@ import gzip
 import hashlib
 import io
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-FORMATS = ("jsonl", "json", "csv", "parquet")
+from training_agent import url_guard
+from training_agent.job_policy import JobPolicy
+
+FORMATS = ("jsonl", "json", "csv", "parquet", "txt")
 IGNORE_INDEX = -100
 ALPACA_PROMPT = "### Instruction:\n{instruction}\n\n{input_block}### Response:\n"
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
@@ -52,11 +57,13 @@ def detect_format(path: Path) -> str:
     return suffixes[-1] if suffixes and suffixes[-1] in FORMATS else "unknown"
 
 
-def fetch(source: str, cache_dir: Path) -> Path:
+def fetch(source: str, cache_dir: Path, policy: JobPolicy | None = None) -> Path:
     """A local path for ``source``: itself, or an http(s) URL fetched into ``cache_dir``.
 
     A URL is downloaded once: its content is kept by SHA-256 in the agent's dataset
-    cache (``training_agent.dataset_cache``), shared by every job on this machine.
+    cache (``training_agent.dataset_cache``), shared by every job on this machine. It is
+    fetched within the owner's ``policy`` (default: the one the agent gave this trainer):
+    public addresses only, at most ``max_dataset_download_gb`` (``url_guard``).
     """
     if not source.startswith(("http://", "https://")):
         path = Path(source).expanduser()
@@ -70,26 +77,33 @@ def fetch(source: str, cache_dir: Path) -> Path:
         print(f"dataset {source} found in the cache")
         return hit
     name = source.rsplit("/", 1)[-1].split("?", 1)[0] or "dataset"
+    policy = policy or JobPolicy.from_env(os.environ)
     try:
         partial = cache.partial_path()
-        sha256 = _download(source, partial)
+        sha256 = _download(source, partial, policy)
         path = cache.adopt(partial, sha256, name)
         cache.remember_url(source, sha256, name)
+    except url_guard.UrlRefused as exc:
+        raise DatasetError(str(exc)) from exc
     except OSError as exc:  # urllib's URLError is an OSError too
         raise DatasetError(f"cannot download the dataset {source}: {exc}") from exc
     return path
 
 
-def _download(url: str, target: Path) -> str:
+def _download(url: str, target: Path, policy: JobPolicy) -> str:
     """Stream ``url`` into ``target``; its SHA-256. A failed download leaves no file."""
-    import urllib.request
-
     digest = hashlib.sha256()
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, target.open("xb") as out:
-            while chunk := response.read(1024 * 1024):
+        with (
+            url_guard.open_url(url, allow_private=policy.allow_private_urls) as response,
+            target.open("xb") as out,
+        ):
+
+            def write(chunk: bytes) -> None:
                 digest.update(chunk)
                 out.write(chunk)
+
+            url_guard.copy_capped(response, write, max_bytes=policy.max_download_bytes, url=url)
     except BaseException:
         target.unlink(missing_ok=True)
         raise
@@ -108,7 +122,7 @@ def data_files(path: Path, split: str | None) -> list[Path]:
     if not files:
         wanted = f" for split {split!r}" if split else ""
         raise DatasetError(
-            f"the dataset directory {path} has no jsonl, json, csv or parquet file{wanted}"
+            f"the dataset directory {path} has no jsonl, json, csv, parquet or txt file{wanted}"
         )
     return files
 
@@ -131,18 +145,30 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
             import pyarrow.parquet as pq
 
             rows = pq.read_table(io.BytesIO(raw)).to_pylist()
+        elif fmt == "txt":
+            rows = [{"text": raw.decode("utf-8")}]  # one document per file
         else:
             raise DatasetError(
                 f"cannot read the dataset {path}: unknown format (name it .jsonl, .json, "
-                ".csv or .parquet, optionally .gz)"
+                ".csv, .parquet or .txt, optionally .gz)"
             )
     except DatasetError:
         raise
     except Exception as exc:
-        raise DatasetError(f"cannot read the dataset {path} as {fmt}: {exc}") from exc
+        raise DatasetError(f"cannot read the dataset {path} as {fmt}: {_reason(exc, fmt)}") from exc
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise DatasetError(f"cannot read the dataset {path} as {fmt}: rows must be objects")
     return rows
+
+
+def _reason(exc: Exception, fmt: str) -> str:
+    """What went wrong reading a data file, never a piece of its content (which a parser's
+    message can quote): the job log is not a way to read a file."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"invalid JSON at line {exc.lineno}, column {exc.colno}"
+    if isinstance(exc, UnicodeDecodeError):
+        return "it is not UTF-8 text"
+    return f"{type(exc).__name__}; check that it is a valid {fmt} file"
 
 
 def row_shape(rows: list[dict[str, Any]]) -> str | None:
@@ -160,12 +186,18 @@ def row_shape(rows: list[dict[str, Any]]) -> str | None:
     return None
 
 
-def load_rows(files: Iterable[Path]) -> list[dict[str, Any]]:
-    """The rows of ``files``; raises ``DatasetError`` when their shape is not one we train on."""
+def read_all(files: Iterable[Path]) -> list[dict[str, Any]]:
+    """The rows of every file in ``files``, in order (the methods check their shape)."""
     rows: list[dict[str, Any]] = []
-    files = list(files)
     for path in files:
         rows += read_rows(path)
+    return rows
+
+
+def load_rows(files: Iterable[Path]) -> list[dict[str, Any]]:
+    """The rows of ``files``; raises ``DatasetError`` when their shape is not one sft trains on."""
+    files = list(files)
+    rows = read_all(files)
     if row_shape(rows) is None:
         columns = sorted(rows[0]) if rows else []
         raise DatasetError(

@@ -29,6 +29,7 @@ from training_agent.tui.screens.help import HelpScreen
 from training_agent.tui.screens.main import MainScreen
 from training_agent.tui.screens.no_agent import NoAgentScreen
 from training_agent.tui.source import Connector, StatusSource
+from training_agent.tui.text import printable
 from training_agent.tui.widgets.jobs_table import JobsTable
 
 RETRY_S = 1.0  # between attach attempts while no agent answers
@@ -162,7 +163,7 @@ class DashboardApp(App[int]):
         try:
             if action == "cancel" and job_id is not None:
                 await source.cancel(job_id)
-                self.notify(f"Cancelling job {job_id}.")
+                self.notify(f"Cancelling job {printable(job_id)}.", markup=False)
             elif action == "drain":
                 await source.drain()
                 self.notify("Draining: running jobs finish, no new job is claimed.")
@@ -170,7 +171,7 @@ class DashboardApp(App[int]):
                 await source.resume()
                 self.notify("Claiming new jobs again.")
         except TrainingAgentError as exc:
-            self.notify(str(exc), severity="error")
+            self.notify(printable(exc), severity="error", markup=False)
 
     @work(exclusive=True, group="launch", thread=True)
     def start_agent(self) -> None:

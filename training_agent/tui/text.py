@@ -1,14 +1,26 @@
-"""Small text helpers the widgets share: durations, sizes, bars, short ids."""
+"""Small text helpers the widgets share: durations, sizes, bars, short ids, plain text.
+
+Every text that comes from a job or the backend (ids, model names, errors, reasons,
+log lines) reaches the screen through ``plain``: a ``Text`` that is never read as
+markup (a job named ``[/]`` is shown as ``[/]``), with terminal controls escaped.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from training_agent.status.text import duration
+from rich.text import Text
 
-__all__ = ["bar", "duration", "gb", "number", "short_id"]
+from training_agent.status.text import duration, printable
+
+__all__ = ["bar", "duration", "gb", "number", "plain", "printable", "short_id"]
 
 BAR_FULL, BAR_EMPTY = "█", "░"
+
+
+def plain(value: object, style: str = "") -> Text:
+    """``value`` shown as it is: no markup read, controls escaped (``printable``)."""
+    return Text(printable(value), style)
 
 
 def short_id(job_id: str, width: int = 8) -> str:

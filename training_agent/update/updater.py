@@ -13,7 +13,7 @@ it); if that does not come within ``TRIAL_S`` (:meth:`watch_trial`) it switches 
 link back and re-executes the old build, which says why on the page. Each version is
 tried once (``record.attempts``): a failed update never loops. A downgrade is taken
 only when the backend marks it so. The state (``UpdateState``) goes to the page (in
-``X-Agent-Info`` as ``update``) and to the status API.
+``X-Agent-Info`` as ``update``) and to the log.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@
     training-backend keys create --user NAME [--scope training]... [--name N]
     training-backend jobs submit --user NAME --file job.json [--dataset FILE]
     training-backend jobs show ID [--json]
+    training-backend jobs artifacts ID [--json]
+    training-backend jobs download ID NAME [--output PATH]
+    training-backend jobs delete ID
+    training-backend artifacts gc [--dry-run]
     training-backend agents list [--user NAME] [--json]
     training-backend releases add PATH... [--releases-dir DIR]
 
@@ -29,6 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from training_backend import __version__
 from training_backend.cli.agents import add_agents_parser
+from training_backend.cli.artifacts import add_artifacts_parser
 from training_backend.cli.common import Command
 from training_backend.cli.jobs import add_jobs_parser
 from training_backend.cli.keys import add_keys_parser
@@ -51,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_jobs_parser,
         add_agents_parser,
         add_releases_parser,
+        add_artifacts_parser,
     ):
         add_parser(commands)
     return parser

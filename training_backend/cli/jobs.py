@@ -1,4 +1,5 @@
-"""``training-backend jobs submit`` and ``jobs show``: queue a job, look at one."""
+"""``training-backend jobs submit`` and ``jobs show``: queue a job, look at one (its
+artifacts: ``cli/artifacts.py``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from training_backend.body import validate
+from training_backend.cli.artifacts import add_job_artifact_commands
 from training_backend.cli.common import Subcommands, add_command, open_database, settings_of
 from training_backend.db.types import utcnow
 from training_backend.errors import ApiError
@@ -107,3 +109,4 @@ def add_jobs_parser(commands: Subcommands) -> None:
     show = add_command(group, "show", jobs_show, "Show a job with its metric and log counts.")
     show.add_argument("job_id")
     show.add_argument("--json", action="store_true", help="print one JSON object")
+    add_job_artifact_commands(group)

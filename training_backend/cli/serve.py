@@ -16,7 +16,16 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = settings_of(args, host=args.host, port=args.port)
     app = create_app(settings)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=args.log_level)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        # The client address (sign-in throttle) and scheme (Secure cookie, HSTS) come
+        # from X-Forwarded-* only when the proxy sending them is one of these.
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+    )
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:

@@ -78,12 +78,13 @@ def users_create(args: argparse.Namespace) -> int:
 
 
 def users_set_password(args: argparse.Namespace) -> int:
-    """Replace a user's password (prints a generated one, if one was made)."""
+    """Replace a user's password and end their sessions (prints a generated password)."""
     with open_database(args) as db:
         user = users.get_user_by_name(db, name=args.name)
         chosen = choose_password(name=user.name, from_stdin=args.password_stdin, stdin=sys.stdin)
-        users.set_password(db, user_id=user.id, password=chosen.password)
+        ended = users.set_password(db, user_id=user.id, password=chosen.password)
     print(chosen.note, file=sys.stderr)
+    print(f"Signed {user.name} out of {ended} session(s).", file=sys.stderr)
     if chosen.generated:
         print(chosen.password)
     return 0
@@ -101,6 +102,11 @@ def add_users_parser(commands: Subcommands) -> None:
     source.add_argument(
         "--no-password", action="store_true", help="no password: API keys only, no sign-in"
     )
-    reset = add_command(group, "set-password", users_set_password, "Replace a user's password.")
+    reset = add_command(
+        group,
+        "set-password",
+        users_set_password,
+        "Replace a user's password; signs the user out everywhere.",
+    )
     reset.add_argument("name")
     reset.add_argument("--password-stdin", action="store_true", help="read it from stdin")

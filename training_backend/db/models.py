@@ -1,4 +1,4 @@
-"""The tables: people and their credentials, jobs with their reports, and agents."""
+"""The tables: people and their credentials, jobs with reports and artifacts, and agents."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Float,
     ForeignKey,
     Index,
@@ -68,7 +69,7 @@ class ApiKey(Base):
     scopes: Mapped[list[str]] = mapped_column(JsonDocument)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     # The agent an enrollment made this key for: revoking that agent revokes the key.
     agent_id: Mapped[str | None] = mapped_column(String(128))
 
@@ -134,6 +135,7 @@ class TrainingJob(Base):
         Index("ix_training_jobs_poll", "user_id", "status", "created_at"),
         Index("ix_training_jobs_agent", "agent_id", "status"),
         Index("ix_training_jobs_lease", "status", "lease_expires_at"),
+        Index("ix_training_jobs_available", "status", "available_at"),
     )
 
     id: Mapped[str] = mapped_column(_ID, primary_key=True, default=new_id)
@@ -173,6 +175,10 @@ class TrainingJob(Base):
     last_heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Hashes of tokens whose lease expired: a late report with one gets 409 LEASE_EXPIRED.
     retired_token_hashes: Mapped[list[str] | None] = mapped_column(JsonDocument)
+    # Hashes of tokens revoked with their agent or key: a report gets 403 JOB_TOKEN_REVOKED.
+    revoked_token_hashes: Mapped[list[str] | None] = mapped_column(JsonDocument)
+    # The API key that claimed the job: revoking it revokes the job's token.
+    claimed_by_key_id: Mapped[str | None] = mapped_column(String(36))
     error_message: Mapped[str | None] = mapped_column(Text)
     exit_code: Mapped[int | None] = mapped_column(Integer)
     outputs: Mapped[Any | None] = mapped_column(JsonDocument)
@@ -180,6 +186,12 @@ class TrainingJob(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Which agents may take it: ``{"agent_id", "labels", "min_gpus", "min_gpu_memory_gb"}``.
+    requirements: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
+    # A pending job is on offer from this moment: when it was submitted or re-queued, or
+    # when the reservation of the agent it was last offered to (``offered_to``) lapses.
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    offered_to: Mapped[str | None] = mapped_column(String(128))
 
 
 class TrainingMetric(Base):
@@ -215,6 +227,34 @@ class JobLog(Base):
     text: Mapped[str] = mapped_column(Text)
 
 
+class Artifact(Base):
+    """A file a job sent back (an adapter, a model...); its bytes live in the artifact store.
+
+    ``received_bytes`` counts the bytes stored from offset 0; ``complete`` is set only once
+    all ``size_bytes`` arrived and their SHA-256 matched ``sha256``. ``upload_state`` is
+    what the store needs to go on with an unfinished upload (an S3 multipart upload's id).
+    """
+
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("job_id", "name"),)
+
+    id: Mapped[str] = mapped_column(_ID, primary_key=True, default=new_id)
+    job_id: Mapped[str] = mapped_column(_ID, _job_fk())
+    user_id: Mapped[str] = mapped_column(_ID, _user_fk(), index=True)  # the quota's owner
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))  # adapter, model, checkpoint or file
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    received_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The object's name in the store: chosen by the backend, never by a request.
+    storage_key: Mapped[str] = mapped_column(String(255), unique=True)
+    upload_state: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class TrainingAgent(Base):
     """An agent as last seen by its polls; one row per ``(user_id, agent_id)``."""
 
@@ -232,7 +272,7 @@ class TrainingAgent(Base):
     registered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # ``metadata`` is reserved on declarative classes, hence the trailing underscore.
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JsonDocument, default=dict)
-    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
 
 #: Metric keys a point may carry besides ``step`` and ``epoch``.
@@ -249,3 +289,18 @@ METRIC_FIELDS: tuple[str, ...] = (
     "gpu_memory_reserved_gb",
     "gpu_utilization_percent",
 )
+
+
+class MetricSeries(Base):
+    """One value of a point's ``extra`` series (feature ``metrics_extra``), by name.
+
+    A row per ``(job_id, step, name)``: a re-sent point replaces the values it carries
+    and keeps the others, as its fixed metrics do.
+    """
+
+    __tablename__ = "training_metric_series"
+
+    job_id: Mapped[str] = mapped_column(_ID, _job_fk(), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)

@@ -31,10 +31,10 @@ from training_backend.schemas.jobs import JobDispatch
 from training_backend.services.agents import agent_identity_from_headers
 from training_backend.services.claims import claim_job
 from training_backend.services.dispatch import (
+    CheckedIn,
     check_in_agent,
     clamp_wait,
     poll_for_job,
-    require_supported_agent,
 )
 from training_backend.services.jobs import dataset_of
 from training_backend.settings import BackendSettings
@@ -76,14 +76,14 @@ async def poll(
     """
     wait_s = clamp_wait(wait_seconds)
 
-    def check_in(db: Session) -> str:
+    def check_in(db: Session) -> CheckedIn:
         key = current_api_key(request, db, rate_limit)
         agent = agent_identity_from_headers(request.headers)
         url = _backend_url(request, settings)
         check_in_agent(
             db, user_id=key.user_id, agent=agent, settings=settings, backend_url=url, now=utcnow()
         )
-        return key.user_id
+        return CheckedIn(user_id=key.user_id, agent_id=agent.agent_id, key_id=key.id)
 
     job = await poll_for_job(sessions=sessions, wakeups=wakeups, wait_s=wait_s, check_in=check_in)
     agent = agent_identity_from_headers(request.headers)
@@ -106,15 +106,24 @@ def claim(
     db: DbSession,
     settings: SettingsDep,
 ) -> ClaimAnswer:
-    """Give the job to the calling agent, atomically; the answer carries its job token."""
-    require_supported_agent(agent, settings=settings, backend_url=_backend_url(request, settings))
+    """Give the job to the calling agent, atomically; the answer carries its job token.
+
+    The claim counts as a check-in: an agent the backend has not seen before (one that
+    claims without polling) gets its row, so it is listed and can be revoked.
+    """
+    url = _backend_url(request, settings)
+    now = utcnow()
+    check_in_agent(
+        db, user_id=key.user_id, agent=agent, settings=settings, backend_url=url, now=now
+    )
     job, token = claim_job(
         db,
         job_id=job_id,
         user_id=key.user_id,
         agent_id=agent.agent_id,
-        now=utcnow(),
+        now=now,
         lease_seconds=settings.lease_seconds,
+        key_id=key.id,
     )
     dispatch = JobDispatch.of(job, dataset=dataset_of(db, job))
     return ClaimAnswer(job_token=token, job=dispatch, lease_seconds=settings.lease_seconds)

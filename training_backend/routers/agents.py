@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from training_backend.db.models import TrainingAgent
 from training_backend.db.types import utcnow
-from training_backend.deps import CurrentUser, DbSession, SettingsDep
+from training_backend.deps import CurrentUser, DbSession, SettingsDep, WakeupsDep
 from training_backend.routing import DbRoute
 from training_backend.schemas.accounts import (
     AgentAnswer,
@@ -21,6 +21,7 @@ from training_backend.schemas.accounts import (
 from training_backend.schemas.jobs import JobPublic
 from training_backend.services import agents as service
 from training_backend.services.jobs import dataset_of
+from training_backend.services.wakeups import Signal
 from training_backend.settings import BackendSettings
 
 router = APIRouter(prefix="/api/training/agents", tags=["agents"], route_class=DbRoute)
@@ -99,7 +100,7 @@ def agent_jobs(
 
 @router.delete("/{agent_id}")
 def revoke_agent(
-    agent_id: str, user: CurrentUser, db: DbSession, settings: SettingsDep
+    agent_id: str, user: CurrentUser, db: DbSession, settings: SettingsDep, wakeups: WakeupsDep
 ) -> AgentAnswer:
     """Revoke the agent: its polls and claims get 403 ``AGENT_REVOKED`` until enabled.
 
@@ -107,13 +108,15 @@ def revoke_agent(
     ``POST …/enable`` lifts the revocation. Revoking twice changes nothing.
     """
     agent = service.revoke_agent(db, user_id=user.id, agent_id=agent_id, now=utcnow())
+    wakeups.deliver(Signal.agent(user.id, agent_id))  # a poll it holds answers 403 now
     return _detail(db, agent, settings)
 
 
 @router.post("/{agent_id}/enable")
 def enable_agent(
-    agent_id: str, user: CurrentUser, db: DbSession, settings: SettingsDep
+    agent_id: str, user: CurrentUser, db: DbSession, settings: SettingsDep, wakeups: WakeupsDep
 ) -> AgentAnswer:
     """Lift a revocation: the agent's next poll is answered as usual."""
     agent = service.enable_agent(db, user_id=user.id, agent_id=agent_id)
+    wakeups.deliver(Signal.agent(user.id, agent_id))
     return _detail(db, agent, settings)

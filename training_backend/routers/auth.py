@@ -7,16 +7,25 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from training_backend.body import read_json_object_capped, validate
+from training_backend.body import json_body, read_json_object_capped, validate
 from training_backend.db.types import utcnow
 from training_backend.deps import CurrentUser, DbSession, LoginThrottleDep, SettingsDep
 from training_backend.errors import ApiError
 from training_backend.ratelimit import client_address
 from training_backend.routing import DbRoute
-from training_backend.schemas.accounts import Done, LoginAnswer, LoginRequest, UserPublic
+from training_backend.schemas.accounts import (
+    Done,
+    LoginAnswer,
+    LoginRequest,
+    SessionsEnded,
+    UserPublic,
+)
 from training_backend.services.sessions import (
     SESSION_COOKIE,
+    end_all_sessions,
     end_session,
+    refuse_cross_site,
+    secure_cookies,
     session_token_of,
     set_session_cookie,
 )
@@ -34,7 +43,7 @@ async def _small_body(request: Request) -> dict[str, Any]:
 SmallBody = Annotated[dict[str, Any], Depends(_small_body)]
 
 
-@router.post("/login")
+@router.post("/login", openapi_extra=json_body(LoginRequest))
 def login(
     request: Request,
     response: Response,
@@ -45,9 +54,12 @@ def login(
 ) -> LoginAnswer:
     """Check a name and password; answer a session token and set the session cookie.
 
-    Every wrong name or password gets the same 401 sentence, and repeated failures for
-    one name or from one address are slowed down (429 ``LOGIN_THROTTLED``).
+    Every wrong name or password gets the same 401 sentence, and repeated tries at one
+    name from one address, or from one address at all, are slowed down (429
+    ``LOGIN_THROTTLED``). A browser's request from another site's page is refused (403
+    ``CROSS_SITE_REQUEST``), so no page can sign a visitor in to another account.
     """
+    refuse_cross_site(request, public_url=settings.public_url)
     credentials = validate(LoginRequest, body)
     lifetime = timedelta(hours=settings.session_lifetime_hours)
     signed_in = sign_in(
@@ -59,7 +71,7 @@ def login(
         now=utcnow(),
         lifetime=lifetime,
     )
-    secure = request.url.scheme == "https"
+    secure = secure_cookies(request, settings)
     set_session_cookie(response, signed_in.token, lifetime=lifetime, secure=secure)
     return LoginAnswer(
         token=signed_in.token,
@@ -80,6 +92,14 @@ def logout(request: Request, response: Response, db: DbSession, settings: Settin
         end_session(db, token=token, now=utcnow())
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
     return Done()
+
+
+@router.post("/sessions/revoke-all")
+def sign_out_everywhere(response: Response, user: CurrentUser, db: DbSession) -> SessionsEnded:
+    """End every session of the caller, this one included ("Sign out everywhere")."""
+    ended = end_all_sessions(db, user_id=user.id, now=utcnow())
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
+    return SessionsEnded(sessions_ended=ended)
 
 
 @router.get("/me")

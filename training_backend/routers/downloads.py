@@ -42,7 +42,13 @@ def _enrolled(
         url = backend_url(request, settings)
         ttl = timedelta(minutes=settings.enrollment_ttl_minutes)
         archive = enrolled_archive(
-            db, user_id=user.id, artifact=artifact, backend_url=url, ttl=ttl, now=utcnow()
+            db,
+            user_id=user.id,
+            artifact=artifact,
+            backend_url=url,
+            ttl=ttl,
+            now=utcnow(),
+            max_pending=settings.max_pending_enrollments_per_user,
         )
     headers = {
         "Cache-Control": "no-store",

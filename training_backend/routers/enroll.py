@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
-from training_backend.body import read_json_object_capped, validate
+from training_backend.body import json_body, read_json_object_capped, validate
 from training_backend.db.types import utcnow
 from training_backend.deps import DbSession, EnrollRateLimitDep, SettingsDep
 from training_backend.public_url import backend_url
@@ -32,7 +32,7 @@ async def _limited_body(request: Request, limit: EnrollRateLimitDep) -> dict[str
 LimitedBody = Annotated[dict[str, Any], Depends(_limited_body)]
 
 
-@router.post("/enroll", status_code=201)
+@router.post("/enroll", status_code=201, openapi_extra=json_body(EnrollRequest))
 def enroll(
     request: Request, body: LimitedBody, db: DbSession, settings: SettingsDep
 ) -> EnrollAnswer:

@@ -32,7 +32,9 @@ def create_enrollment(
     url = backend_url(request, settings)
     now = utcnow()
     ttl = timedelta(minutes=settings.enrollment_ttl_minutes)
-    row, token = service.create_enrollment(db, user_id=user.id, now=now, ttl=ttl)
+    row, token = service.create_enrollment(
+        db, user_id=user.id, now=now, ttl=ttl, max_pending=settings.max_pending_enrollments_per_user
+    )
     return EnrollmentCreated(
         enrollment=EnrollmentPublic.of(row, now=now), token=token, backend_url=url
     )

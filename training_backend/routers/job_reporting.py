@@ -13,10 +13,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 
-from training_backend.body import read_json_object
+from training_backend.body import json_body, read_json_object
 from training_backend.db.models import TrainingJob
 from training_backend.db.types import utcnow
-from training_backend.deps import DbSession, JobToken, JsonObject, SettingsDep
+from training_backend.deps import DbSession, JobRateLimitDep, JobToken, JsonObject, SettingsDep
 from training_backend.routing import DbRoute
 from training_backend.schemas.agent import HeartbeatAnswer
 from training_backend.schemas.reports import (
@@ -42,13 +42,20 @@ router = APIRouter(prefix="/api/training/local", tags=["job reporting"], route_c
 MAX_POINTS_PER_BATCH = 5_000
 
 
-def leased_job(job_id: str, token: JobToken, db: DbSession, settings: SettingsDep) -> TrainingJob:
-    """The job named in the path, if the bearer token is its token; renews its lease."""
+def leased_job(
+    job_id: str, token: JobToken, db: DbSession, settings: SettingsDep, limit: JobRateLimitDep
+) -> TrainingJob:
+    """The job named in the path, if the bearer token is its token; renews its lease.
+
+    Each job's requests are rate-limited (429 ``RATE_LIMITED``, setting
+    ``job_rate_limit_per_minute``).
+    """
     now = utcnow()
     job = authenticate_job(
         db, job_id=job_id, token=token, now=now, lease_seconds=settings.lease_seconds
     )
     db.commit()  # give the connection back before the next thread hop (see deps.get_db)
+    limit.check(job.id)
     return job
 
 
@@ -66,7 +73,7 @@ async def optional_json_object(request: Request) -> dict[str, Any]:
 OptionalJsonObject = Annotated[dict[str, Any], Depends(optional_json_object)]
 
 
-@router.patch("/{job_id}/status")
+@router.patch("/{job_id}/status", openapi_extra=json_body(StatusUpdate))
 def report_status(job: LeasedJob, body: JsonObject, db: DbSession) -> StatusUpdated:
     """Move the job to a new status (or confirm the one it has)."""
     report = StatusUpdate.parse(body)
@@ -76,7 +83,7 @@ def report_status(job: LeasedJob, body: JsonObject, db: DbSession) -> StatusUpda
     )
 
 
-@router.put("/{job_id}/metrics")
+@router.put("/{job_id}/metrics", openapi_extra=json_body(MetricPoint))
 def report_metric(job: LeasedJob, body: JsonObject, db: DbSession) -> MetricsRecorded:
     """Store one metric point (a re-sent step replaces its earlier values)."""
     point = MetricPoint.parse(body)
@@ -84,9 +91,13 @@ def report_metric(job: LeasedJob, body: JsonObject, db: DbSession) -> MetricsRec
     return MetricsRecorded(recorded=recorded, control=job.control)
 
 
-@router.post("/metrics")
+@router.post("/metrics", openapi_extra=json_body(MetricsBatch))
 def report_metrics_batch(
-    token: JobToken, body: JsonObject, db: DbSession, settings: SettingsDep
+    token: JobToken,
+    body: JsonObject,
+    db: DbSession,
+    settings: SettingsDep,
+    limit: JobRateLimitDep,
 ) -> MetricsRecorded:
     """Store several points of the job named in the body (the token must be its token)."""
     batch = MetricsBatch.parse(body, max_points=MAX_POINTS_PER_BATCH)
@@ -94,11 +105,12 @@ def report_metrics_batch(
     job = authenticate_job(
         db, job_id=batch.job_id, token=token, now=now, lease_seconds=settings.lease_seconds
     )
+    limit.check(job.id)
     recorded = record_metrics(db, job_id=job.id, points=batch.points, now=now)
     return MetricsRecorded(recorded=recorded, control=job.control)
 
 
-@router.post("/{job_id}/logs")
+@router.post("/{job_id}/logs", openapi_extra=json_body(LogAppend))
 def report_logs(job: LeasedJob, body: JsonObject, db: DbSession) -> LogsAppended | NothingToAppend:
     """Append log lines; with ``offset``, lines already stored are skipped."""
     request = LogAppend.parse(body)
@@ -115,7 +127,7 @@ def _append(db: Session, *, job: TrainingJob, request: LogAppend) -> LogsAppende
     return LogsAppended(logs_appended=appended, total_logs=total, control=job.control)
 
 
-@router.post("/{job_id}/heartbeat")
+@router.post("/{job_id}/heartbeat", openapi_extra=json_body(Heartbeat, required=False))
 def heartbeat(
     job: LeasedJob, body: OptionalJsonObject, db: DbSession, settings: SettingsDep
 ) -> HeartbeatAnswer:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from training_backend.body import validate
+from training_backend.body import json_body, validate
 from training_backend.db.types import utcnow
 from training_backend.deps import (
     ApiKeyOrUser,
@@ -43,10 +43,23 @@ from training_backend.schemas.jobs import (
 )
 from training_backend.schemas.reports import ControlRequest
 from training_backend.services.control import ControlAction, request_control
-from training_backend.services.datasets import DatasetUpload, dataset_too_large, datasets_dir
-from training_backend.services.jobs import create_job, dataset_of, get_owned_job, list_jobs
+from training_backend.services.datasets import (
+    DatasetQuota,
+    DatasetUpload,
+    dataset_too_large,
+    datasets_dir,
+)
+from training_backend.services.jobs import (
+    create_job,
+    dataset_of,
+    get_owned_job,
+    job_signal,
+    list_jobs,
+)
 from training_backend.services.logs import read_logs
+from training_backend.services.metric_series import series_by_step
 from training_backend.services.metrics import list_metrics
+from training_backend.services.wakeups import Signal
 from training_backend.settings import BackendSettings
 
 router = APIRouter(prefix="/api/training", tags=["jobs"], route_class=DbRoute)
@@ -58,14 +71,14 @@ INT32_MAX = 2_147_483_647
 UPLOAD_WRITE_BYTES = 1024 * 1024
 
 
-@router.post("/jobs", status_code=201)
+@router.post("/jobs", status_code=201, openapi_extra=json_body(JobCreate))
 def submit_job(
     caller: ApiKeyOrUser, body: JsonObject, db: DbSession, wakeups: WakeupsDep
 ) -> JobCreated:
     """Queue a job for the caller's agents (and wake their long polls)."""
     spec = validate(JobCreate, body)
     job = create_job(db, user_id=caller.user_id, now=utcnow(), **spec.model_dump())
-    wakeups.wake(caller.user_id)
+    wakeups.deliver(job_signal(job))
     return JobCreated(job=JobPublic.of(job, dataset=dataset_of(db, job)))
 
 
@@ -82,14 +95,17 @@ def jobs_page(
     return JobsPage(jobs=summaries, total=total, limit=limit, offset=offset)
 
 
-@router.post("/local/{job_id}/control")
+@router.post("/local/{job_id}/control", openapi_extra=json_body(ControlRequest))
 def control_job(
-    job_id: str, caller: ApiKeyOrUser, body: JsonObject, db: DbSession
+    job_id: str, caller: ApiKeyOrUser, body: JsonObject, db: DbSession, wakeups: WakeupsDep
 ) -> ControlAnswer:
     """Cancel, pause or resume a job: a pending job is cancelled at once; a held job's
-    agent sees the request as ``control`` in its next heartbeat or report."""
+    agent sees the request as ``control`` in its next heartbeat or report (and a poll it
+    holds answers at once, so it polls again with its capacity as it now is)."""
     action = ControlAction(ControlRequest.parse(body).action)
     job = request_control(db, job_id=job_id, user_id=caller.user_id, action=action, now=utcnow())
+    if action == ControlAction.CANCEL and job.agent_id is not None:
+        wakeups.deliver(Signal.agent(job.user_id, job.agent_id))
     return ControlAnswer(job_id=job.id, action=action.value, status=job.status, control=job.control)
 
 
@@ -111,7 +127,9 @@ def job_metrics(
     that already holds the earlier points asks for the rest)."""
     job = get_owned_job(db, job_id=job_id, user_id=caller.user_id)
     rows = list_metrics(db, job_id=job.id, after_step=after_step)
-    return MetricsPage(job_id=job.id, metrics=[MetricRow.of(row) for row in rows])
+    series = series_by_step(db, job_id=job.id, after_step=after_step)
+    metrics = [MetricRow.of(row, series.get(row.step)) for row in rows]
+    return MetricsPage(job_id=job.id, metrics=metrics)
 
 
 @router.get("/local/{job_id}/logs")
@@ -138,20 +156,35 @@ def _caller(
         return api_key_or_user(request, db, limit, settings)
 
 
-def _check_upload(request: Request, max_bytes: int) -> None:
+def _check_upload(request: Request, max_bytes: int) -> int:
+    """The declared size of an acceptable upload (0 when not declared)."""
     if request.headers.get("content-type", "").lower().startswith("multipart/"):
         message = "Send the dataset file itself as the request body, not as a multipart form"
         raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", message)
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise dataset_too_large(max_bytes)
+    return int(declared) if declared.isdigit() else 0
+
+
+def _precheck_quota(
+    sessions: sessionmaker[Session], quota: DatasetQuota, user_id: str, declared: int
+) -> None:
+    # Refuse before receiving a byte when the quota is already used up; ``_save`` checks
+    # again, under the user's lock, once the size is known.
+    with sessions() as db:
+        quota.check(db, user_id=user_id, adding_bytes=declared)
 
 
 def _save(
-    sessions: sessionmaker[Session], upload: DatasetUpload, user_id: str, filename: str | None
+    sessions: sessionmaker[Session],
+    upload: DatasetUpload,
+    user_id: str,
+    filename: str | None,
+    quota: DatasetQuota,
 ) -> DatasetPublic:
     with sessions() as db:
-        dataset = upload.save(db, user_id=user_id, filename=filename, now=utcnow())
+        dataset = upload.save(db, user_id=user_id, filename=filename, now=utcnow(), quota=quota)
         return DatasetPublic.model_validate(dataset)
 
 
@@ -168,7 +201,9 @@ async def upload_dataset(
     The name shown for it comes from ``?filename=`` or the ``X-Filename`` header.
     """
     caller = await run_in_threadpool(_caller, request, sessions, rate_limit, settings)
-    _check_upload(request, settings.max_dataset_bytes)
+    declared = _check_upload(request, settings.max_dataset_bytes)
+    quota = DatasetQuota.of(settings)
+    await run_in_threadpool(_precheck_quota, sessions, quota, caller.user_id, declared)
     directory = datasets_dir(settings)
     upload = await run_in_threadpool(DatasetUpload, directory, max_bytes=settings.max_dataset_bytes)
     with upload:
@@ -182,5 +217,5 @@ async def upload_dataset(
                 pending.clear()
         await run_in_threadpool(upload.write, bytes(pending))
         name = filename or request.headers.get("x-filename")
-        dataset = await run_in_threadpool(_save, sessions, upload, caller.user_id, name)
+        dataset = await run_in_threadpool(_save, sessions, upload, caller.user_id, name, quota)
     return DatasetCreated(dataset=dataset)

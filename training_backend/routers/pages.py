@@ -8,6 +8,7 @@ without one it redirects to ``/login?next=<the page>``.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -25,7 +26,11 @@ from training_backend.services import agents as agents_service
 from training_backend.services.downloads import list_downloads
 from training_backend.services.enrollments import list_enrollments
 from training_backend.services.jobs import get_owned_job
-from training_backend.services.sessions import create_session, set_session_cookie
+from training_backend.services.sessions import (
+    create_session,
+    secure_cookies,
+    set_session_cookie,
+)
 from training_backend.services.sign_in_links import LINK_PATH, spend_sign_in_link
 from training_backend.templating import render
 
@@ -33,16 +38,20 @@ router = APIRouter(include_in_schema=False, route_class=DbRoute)
 
 NextPage = Annotated[str, Query(alias="next", max_length=2000)]
 
+#: An absolute path of this site in plain URL characters: no scheme, no host, no second
+#: leading slash, no backslash, no space, tab, newline or other control character. A
+#: browser drops tabs and newlines from a URL and reads a backslash as ``/``, so
+#: ``/<tab>/evil.example`` would otherwise leave the site.
+_PLAIN_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9\-._~!$&'()*+,;=:@%/?#]*")
+
 
 def safe_next(target: str) -> str:
-    """``target`` if it is a path on this site, else the Training Agent page.
+    """``target`` if it is a plain absolute path on this site, else the Training Agent page.
 
-    >>> safe_next("/jobs/42"), safe_next("//evil.example/"), safe_next("https://x")
+    >>> safe_next("/jobs/42"), safe_next("//evil.example/"), safe_next("/\\t/evil.example")
     ('/jobs/42', '/workers', '/workers')
     """
-    if target.startswith("/") and not target.startswith(("//", "/\\")):
-        return target
-    return "/workers"
+    return target if _PLAIN_PATH.fullmatch(target) else "/workers"
 
 
 def sign_in_first(request: Request) -> RedirectResponse:
@@ -61,7 +70,7 @@ def sign_in_link(request: Request, token: str, db: DbSession, settings: Settings
     lifetime = timedelta(hours=settings.session_lifetime_hours)
     _, session_token = create_session(db, user_id=user_id, now=utcnow(), lifetime=lifetime)
     page = RedirectResponse("/workers", status_code=303)
-    secure = request.url.scheme == "https"
+    secure = secure_cookies(request, settings)
     set_session_cookie(page, session_token, lifetime=lifetime, secure=secure)
     return page
 

@@ -47,6 +47,13 @@ class Done(BaseModel):
     success: bool = True
 
 
+class SessionsEnded(BaseModel):
+    """``POST /api/auth/sessions/revoke-all``: how many sessions were ended."""
+
+    success: bool = True
+    sessions_ended: int
+
+
 class ApiKeyCreate(BaseModel):
     """``POST /api/user/api-keys``: a label and the scopes (default ``training``)."""
 

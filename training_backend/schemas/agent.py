@@ -20,6 +20,8 @@ FEATURES: tuple[str, ...] = (
     "dataset_download",
     "agent_info",
     "revocation",
+    "metrics_extra",
+    "artifacts",
     "agent_update",
 )
 

@@ -190,13 +190,15 @@ class MetricRow(BaseModel):
     gpu_memory_allocated_gb: float | None
     gpu_memory_reserved_gb: float | None
     gpu_utilization_percent: float | None
+    extra: dict[str, float] | None = None
+    """The point's other series, by name (feature ``metrics_extra``); absent when none."""
     created_at: datetime
     updated_at: datetime
 
     @classmethod
-    def of(cls, row: TrainingMetric) -> MetricRow:
-        """The view of a stored point."""
-        return cls.model_validate(row)
+    def of(cls, row: TrainingMetric, extra: dict[str, float] | None = None) -> MetricRow:
+        """The view of a stored point, with its ``extra`` series."""
+        return cls.model_validate(row).model_copy(update={"extra": extra or None})
 
 
 class MetricsPage(BaseModel):

@@ -11,6 +11,8 @@ from pydantic_core import ErrorDetails
 from training_backend.body import first_field, validate
 from training_backend.errors import ApiError, describe_validation_error
 from training_backend.job_status import REPORTABLE_STATUSES
+from training_backend.schemas.metric_extra import INVALID as EXTRA_INVALID
+from training_backend.schemas.metric_extra import ExtraSeries
 
 INT32_MAX = 2_147_483_647
 #: A non-negative count that fits every database's INTEGER.
@@ -79,6 +81,7 @@ class MetricPoint(BaseModel):
     gpu_memory_allocated_gb: Number | None = None
     gpu_memory_reserved_gb: Number | None = None
     gpu_utilization_percent: Number | None = None
+    extra: ExtraSeries | None = None
 
     @classmethod
     def parse(cls, data: Any, *, index: int | None = None) -> MetricPoint:
@@ -90,6 +93,8 @@ def _metric_error(errors: list[ErrorDetails], index: int | None) -> ApiError:
     field = first_field(errors)
     if field in (None, "step", "epoch"):
         message = "Invalid metric: step and epoch are required"
+    elif field == "extra":
+        message = EXTRA_INVALID
     else:
         message = f"Invalid metric: {field} must be a number"
     extra = {} if index is None else {"index": index}

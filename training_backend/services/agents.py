@@ -31,6 +31,8 @@ from training_backend.services.agent_identity import (
     AgentIdentity,
     agent_identity_from_headers,
 )
+from training_backend.services.job_revocation import revoke_job_tokens
+from training_backend.services.wakeups import Signal, announce
 
 __all__ = [  # the header reading lives in agent_identity; callers import it from here too
     "AgentIdentity",
@@ -189,13 +191,16 @@ def get_agent(db: Session, *, user_id: str, agent_id: str) -> TrainingAgent:
 def revoke_agent(db: Session, *, user_id: str, agent_id: str, now: datetime) -> TrainingAgent:
     """Refuse the agent's polls and claims from now on (idempotent); returns its row.
 
-    The API keys an enrollment bound to the agent are revoked with it.
+    The API keys an enrollment bound to the agent are revoked with it, and so are the
+    job tokens of the jobs it holds (``job_revocation``).
     """
     agent = get_agent(db, user_id=user_id, agent_id=agent_id)
     if agent.revoked_at is None:
         agent.revoked_at = now
         agent.status = "offline"
         revoke_agent_keys(db, user_id=user_id, agent_id=agent_id, now=now)
+        revoke_job_tokens(db, user_id=user_id, agent_id=agent_id, now=now)
+        announce(db, [Signal.agent(user_id, agent_id)])  # held polls elsewhere answer 403
         db.commit()
     return agent
 
@@ -209,6 +214,7 @@ def enable_agent(db: Session, *, user_id: str, agent_id: str) -> TrainingAgent:
     if agent.revoked_at is not None:
         restore_agent_keys(db, user_id=user_id, agent_id=agent_id, revoked_at=agent.revoked_at)
         agent.revoked_at = None
+        announce(db, [Signal.agent(user_id, agent_id)])  # caches forget the revocation
         db.commit()
     return agent
 

@@ -20,6 +20,9 @@ from training_backend.security import (
     is_api_key_format,
 )
 from training_backend.services.agents import REVOKED_MESSAGE
+from training_backend.services.job_revocation import revoke_job_tokens
+from training_backend.services.quotas import check_api_key_quota, lock_user
+from training_backend.services.wakeups import Signal, announce
 
 #: Scopes a key may carry; ``all`` grants every other one.
 VALID_SCOPES = ("all", "training", "production", "testing")
@@ -35,10 +38,17 @@ def _unauthorized(code: str, message: str) -> ApiError:
 
 
 def create_api_key(
-    db: Session, *, user_id: str, name: str, scopes: Sequence[str]
+    db: Session, *, user_id: str, name: str, scopes: Sequence[str], max_keys: int = 0
 ) -> tuple[ApiKey, str]:
-    """Store a new key for ``user_id``; returns the row and the key (shown once, never stored)."""
+    """Store a new key for ``user_id``; returns the row and the key (shown once, never stored).
+
+    With ``max_keys`` (setting ``max_api_keys_per_user``) a user who already has that
+    many unrevoked keys gets 409 ``QUOTA_EXCEEDED``.
+    """
     check_scopes(scopes)
+    if max_keys:
+        lock_user(db, user_id=user_id)
+        check_api_key_quota(db, user_id=user_id, max_keys=max_keys)
     key = generate_api_key()
     row = ApiKey(
         user_id=user_id,
@@ -77,14 +87,24 @@ def list_api_keys(db: Session, *, user_id: str) -> list[ApiKey]:
 
 
 def revoke_user_api_key(db: Session, *, user_id: str, key_id: str, now: datetime) -> ApiKey:
-    """Revoke one of the user's keys (idempotent); 404 ``KEY_NOT_FOUND`` for any other id."""
+    """Revoke one of the user's keys (idempotent); 404 ``KEY_NOT_FOUND`` for any other id.
+
+    The job tokens of the jobs claimed with the key (or by the agent it is bound to)
+    are revoked with it.
+    """
     row = db.scalar(select(ApiKey).where(ApiKey.id == key_id).where(ApiKey.user_id == user_id))
     if row is None:
         raise ApiError(404, "KEY_NOT_FOUND", "API key not found")
     if row.revoked_at is None:
         row.revoked_at = now
+        _revoke_its_jobs(db, row=row, now=now)
+        announce(db, [Signal.key(user_id, row.id)])  # held polls elsewhere answer 401
         db.commit()
     return row
+
+
+def _revoke_its_jobs(db: Session, *, row: ApiKey, now: datetime) -> None:
+    revoke_job_tokens(db, user_id=row.user_id, key_id=row.id, agent_id=row.agent_id, now=now)
 
 
 def extract_api_key(headers: Mapping[str, str]) -> str:
@@ -174,6 +194,14 @@ def _touch(db: Session, *, row: ApiKey, now: datetime) -> None:
 
 
 def revoke_api_key(db: Session, *, key_id: str) -> None:
-    """Mark a key revoked; its next request is answered 401 ``INVALID_API_KEY``."""
-    db.execute(update(ApiKey).where(ApiKey.id == key_id).values(revoked_at=utcnow()))
+    """Mark a key revoked; its next request is answered 401 ``INVALID_API_KEY``.
+
+    The job tokens of the jobs claimed with it are revoked too.
+    """
+    row = db.get(ApiKey, key_id)
+    if row is None or row.revoked_at is not None:
+        return
+    now = utcnow()
+    row.revoked_at = now
+    _revoke_its_jobs(db, row=row, now=now)
     db.commit()

@@ -16,11 +16,19 @@ from training_backend.services.leases import lease_deadline
 
 
 def claim_job(
-    db: Session, *, job_id: str, user_id: str, agent_id: str, now: datetime, lease_seconds: int
+    db: Session,
+    *,
+    job_id: str,
+    user_id: str,
+    agent_id: str,
+    now: datetime,
+    lease_seconds: int,
+    key_id: str | None = None,
 ) -> tuple[TrainingJob, str]:
     """Give job ``job_id`` to ``agent_id`` for a lease; returns the job and its new token.
 
-    A revoked agent gets 403 ``AGENT_REVOKED`` and nothing changes.
+    A revoked agent gets 403 ``AGENT_REVOKED`` and nothing changes. ``key_id``, the API
+    key that claims, is stored: revoking that key revokes the job's token too.
 
     The guard lives in the ``WHERE`` of a single ``UPDATE … RETURNING``: the database
     applies it atomically, on SQLite and PostgreSQL alike, so there is no window between
@@ -37,6 +45,7 @@ def claim_job(
         .where(TrainingJob.agent_id.is_(None))
         .values(
             agent_id=agent_id,
+            claimed_by_key_id=key_id,
             status=JobStatus.RUNNING.value,
             job_token_hash=hash_secret(token),
             claimed_at=now,

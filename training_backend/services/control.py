@@ -28,6 +28,7 @@ from training_backend.db.models import TrainingJob
 from training_backend.errors import ApiError
 from training_backend.job_status import JobStatus
 from training_backend.services.jobs import get_owned_job
+from training_backend.services.wakeups import Signal, announce
 
 _MAX_ATTEMPTS = 3
 
@@ -93,6 +94,8 @@ def request_control(
         values = _changes(job, action, now)
         if values is None:
             raise _refuse(job, action)
+        if action == ControlAction.CANCEL and job.agent_id is not None:
+            announce(db, [Signal.agent(job.user_id, job.agent_id)])
         stmt = (
             update(TrainingJob)
             .where(TrainingJob.id == job.id, TrainingJob.status == job.status)

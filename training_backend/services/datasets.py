@@ -16,6 +16,7 @@ import os
 import re
 import unicodedata
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from training_backend.db.models import Dataset, TrainingJob
 from training_backend.errors import ApiError
+from training_backend.services.quotas import check_dataset_quota, lock_user
 from training_backend.settings import APP_NAME, BackendSettings
 
 MAX_FILENAME_CHARS = 255
@@ -34,16 +36,21 @@ DEFAULT_FILENAME = "dataset"
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\"\\/]")
 
 
-def datasets_dir(settings: BackendSettings) -> Path:
-    """Where datasets are kept: the setting, else beside the SQLite file, else the data dir."""
-    if settings.datasets_dir is not None:
-        return settings.datasets_dir.expanduser()
+def backend_data_dir(settings: BackendSettings) -> Path:
+    """The folder of the SQLite file, else the user data directory (PostgreSQL)."""
     url = make_url(settings.database_url)
     database = url.database
     is_file = bool(database) and database != ":memory:" and not str(database).startswith("file:")
     if url.get_backend_name() == "sqlite" and database and is_file:
-        return Path(database).expanduser().resolve().parent / "datasets"
-    return Path(user_data_dir(APP_NAME, appauthor=False)) / "datasets"
+        return Path(database).expanduser().resolve().parent
+    return Path(user_data_dir(APP_NAME, appauthor=False))
+
+
+def datasets_dir(settings: BackendSettings) -> Path:
+    """Where datasets are kept: the setting, else beside the SQLite file, else the data dir."""
+    if settings.datasets_dir is not None:
+        return settings.datasets_dir.expanduser()
+    return backend_data_dir(settings) / "datasets"
 
 
 def clean_filename(name: str | None) -> str:
@@ -65,6 +72,29 @@ def dataset_too_large(max_bytes: int) -> ApiError:
         "raise TRAINING_BACKEND_MAX_DATASET_BYTES or upload a smaller file"
     )
     return ApiError(413, "PAYLOAD_TOO_LARGE", message)
+
+
+@dataclass(frozen=True)
+class DatasetQuota:
+    """How many datasets, and bytes of them, one user may keep (0: no limit)."""
+
+    max_count: int
+    max_bytes: int
+
+    @classmethod
+    def of(cls, settings: BackendSettings) -> DatasetQuota:
+        """The quota the settings give."""
+        return cls(settings.max_datasets_per_user, settings.max_dataset_storage_bytes_per_user)
+
+    def check(self, db: Session, *, user_id: str, adding_bytes: int) -> None:
+        """409 ``QUOTA_EXCEEDED`` unless ``user_id`` may add ``adding_bytes`` more."""
+        check_dataset_quota(
+            db,
+            user_id=user_id,
+            adding_bytes=adding_bytes,
+            max_count=self.max_count,
+            max_bytes=self.max_bytes,
+        )
 
 
 class DatasetUpload:
@@ -91,10 +121,25 @@ class DatasetUpload:
         self._sha256.update(chunk)
         self._file.write(chunk)
 
-    def save(self, db: Session, *, user_id: str, filename: str | None, now: datetime) -> Dataset:
-        """Keep the file under its storage name and record it for ``user_id``."""
+    def save(
+        self,
+        db: Session,
+        *,
+        user_id: str,
+        filename: str | None,
+        now: datetime,
+        quota: DatasetQuota | None = None,
+    ) -> Dataset:
+        """Keep the file under its storage name and record it for ``user_id``.
+
+        With ``quota``, checked under the user's lock: 409 ``QUOTA_EXCEEDED`` (and the
+        file is dropped) when the user may not keep one more dataset of this size.
+        """
         if self.size_bytes == 0:
             raise ApiError(400, "EMPTY_DATASET", "The dataset is empty: send the file as the body")
+        if quota is not None:
+            lock_user(db, user_id=user_id)
+            quota.check(db, user_id=user_id, adding_bytes=self.size_bytes)
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()

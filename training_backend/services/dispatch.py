@@ -1,12 +1,14 @@
-"""Polls: record the agent, offer its user's oldest pending job, and for a long poll hold
-the poll until such a job turns up or the wait ends.
+"""Polls: record the agent, offer it a job, and for a long poll hold the poll until a job
+it can take turns up or the wait ends.
 
-A waiter wakes on its event (``services.wakeups``: a job submitted or requeued in this
-process, or a PostgreSQL notification from another) and in any case about once a
-second, when it looks at the database again: a lost wake-up costs a second, never a
-whole hold. It holds no database connection while it waits; each look opens and closes
-its own session in a worker thread (``run_in_threadpool``): the poll route is async, and
-must hold neither a worker thread nor a connection for up to 30 s (see ``routing.py``).
+A held poll is a ``Waiter`` (``services.wakeups``) and costs nothing while it waits: no
+timer of its own, no database look. It wakes when a signal concerns it (a job it can
+take became available, its agent or key was revoked, a job of its agent was cancelled),
+whether the signal came from this process, from another one by PostgreSQL ``NOTIFY``, or
+from this process's one shared re-check (``services.recheck``), which covers lost
+signals once a second whatever the number of waiters. Each look opens and closes its own
+session in a worker thread (``run_in_threadpool``): the poll route is async, and must
+hold neither a worker thread nor a connection for up to 30 s (see ``routing.py``).
 """
 
 from __future__ import annotations
@@ -28,13 +30,11 @@ from training_backend.schemas.jobs import JobDispatch
 from training_backend.services.agent_versions import require_supported
 from training_backend.services.agents import AgentIdentity, poll_coalesce, record_poll
 from training_backend.services.jobs import dataset_of, next_pending_job
-from training_backend.services.wakeups import Wakeups
+from training_backend.services.wakeups import Accepts, Waiter, Wakeups
 from training_backend.settings import BackendSettings
 
 #: The longest a poll is held (``wait_seconds`` above it is clamped).
 MAX_WAIT_SECONDS = 30.0
-#: How often a waiter looks at the database even without a wake-up.
-RECHECK_SECONDS = 1.0
 
 T = TypeVar("T")
 
@@ -50,43 +50,56 @@ def clamp_wait(wait_seconds: float | None) -> float:
 
 
 async def wait_for_job(
-    event: asyncio.Event,
+    waiter: Waiter,
     *,
     wait_s: float,
-    peek: Callable[[], Awaitable[T | None]],
-    recheck_s: float | None = None,
+    look: Callable[[], Awaitable[T | None]],
     clock: Callable[[], float] = time.monotonic,
     closing: Callable[[], bool] = lambda: False,
 ) -> T | None:
-    """What ``peek`` finds after a wake-up or a recheck, or ``None`` once ``wait_s`` passed
+    """What ``look`` finds once ``waiter`` is woken, or ``None`` once ``wait_s`` passed
     (or at once when ``closing()`` turns true: the server is shutting down).
 
-    ``recheck_s`` defaults to ``RECHECK_SECONDS`` (read at call time).
+    ``look`` may raise (an ``ApiError`` for a key or agent revoked meanwhile): the poll
+    then answers that error.
     """
-    recheck_s = RECHECK_SECONDS if recheck_s is None else recheck_s
     deadline = clock() + wait_s
     while (remaining := deadline - clock()) > 0:
+        waiter.looking = False
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout=min(recheck_s, remaining))
-        event.clear()
+            await asyncio.wait_for(waiter.event.wait(), timeout=remaining)
+        waiter.looking = True
+        if not waiter.event.is_set():
+            return None  # the hold is over
+        waiter.event.clear()  # a signal during the look sets it again: one more look
         if closing():
             return None
-        found = await peek()
-        if found is not None:
+        found = await look()
+        if found is not None or waiter.release:
             return found
     return None
 
 
-CheckIn = Callable[[Session], str]
-"""Authenticates a poll and records its agent in the session given; returns the id of the
-user whose jobs the agent is offered."""
+@dataclass(frozen=True)
+class CheckedIn:
+    """Who polls, once authenticated and recorded: what a waiter needs to know."""
+
+    user_id: str
+    agent_id: str
+    key_id: str = ""
+    accepts: Accepts | None = None
+
+
+CheckIn = Callable[[Session], CheckedIn]
+"""Authenticates a poll and records its agent in the session given (raising ``ApiError``
+when it must be refused); says whose jobs the agent is offered."""
 
 
 @dataclass
 class _FirstLook:
-    user_id: str
+    who: CheckedIn
     job: JobDispatch | None
-    event: asyncio.Event | None  # subscribed when the caller will wait
+    waiter: Waiter | None  # subscribed when the caller will wait
 
 
 def offer(db: Session, *, user_id: str) -> JobDispatch | None:
@@ -127,41 +140,52 @@ def _first_look(
     sessions: sessionmaker[Session], check_in: CheckIn, wakeups: Wakeups | None
 ) -> _FirstLook:
     with sessions() as db:
-        user_id = check_in(db)
+        who = check_in(db)
         # Subscribe before looking, so a job submitted right after the look still wakes us.
-        event = None if wakeups is None else wakeups.subscribe(user_id)
+        waiter = None
+        if wakeups is not None:
+            waiter = wakeups.subscribe(
+                who.user_id, agent_id=who.agent_id, key_id=who.key_id, accepts=who.accepts
+            )
+            if waiter is not None:
+                waiter.looking = True
         try:
-            job = offer(db, user_id=user_id)
+            job = offer(db, user_id=who.user_id)
         except BaseException:
-            if event is not None and wakeups is not None:
-                wakeups.unsubscribe(user_id, event)
+            if waiter is not None and wakeups is not None:
+                wakeups.unsubscribe(waiter)
             raise
-    return _FirstLook(user_id, job, event)
+    return _FirstLook(who, job, waiter)
 
 
-def _look_again(sessions: sessionmaker[Session], user_id: str) -> JobDispatch | None:
+def _look_again(sessions: sessionmaker[Session], check_in: CheckIn) -> JobDispatch | None:
     with sessions() as db:
-        return offer(db, user_id=user_id)
+        who = check_in(db)  # a key or agent revoked meanwhile is refused here
+        return offer(db, user_id=who.user_id)
 
 
 async def poll_for_job(
     *, sessions: sessionmaker[Session], wakeups: Wakeups, wait_s: float, check_in: CheckIn
 ) -> JobDispatch | None:
     """One poll: check in, then the job on offer; with ``wait_s`` > 0 and none there yet,
-    the job that turns up within ``wait_s`` (``None`` if none does)."""
+    the job that turns up within ``wait_s`` (``None`` if none does).
+
+    A key already holding ``max_long_polls_per_key`` polls gets a plain poll's answer.
+    """
     first = await run_in_threadpool(
         _first_look, sessions, check_in, wakeups if wait_s > 0 else None
     )
-    if first.job is not None or first.event is None:
-        if first.event is not None:
-            wakeups.unsubscribe(first.user_id, first.event)
+    waiter = first.waiter
+    if first.job is not None or waiter is None:
+        if waiter is not None:
+            wakeups.unsubscribe(waiter)
         return first.job
     try:
         return await wait_for_job(
-            first.event,
+            waiter,
             wait_s=wait_s,
-            peek=lambda: run_in_threadpool(_look_again, sessions, first.user_id),
+            look=lambda: run_in_threadpool(_look_again, sessions, check_in),
             closing=lambda: wakeups.closing,
         )
     finally:
-        wakeups.unsubscribe(first.user_id, first.event)
+        wakeups.unsubscribe(waiter)

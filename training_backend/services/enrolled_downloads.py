@@ -52,14 +52,18 @@ def enrolled_archive(
     backend_url: str,
     ttl: timedelta,
     now: datetime,
+    max_pending: int = 0,
 ) -> EnrolledArchive:
     """``artifact`` with a new enrollment token of ``user_id`` inside (404 when the archive
-    is missing, 500 when it is damaged: in both cases before a token is made)."""
+    is missing, 500 when it is damaged: in both cases before a token is made; 409 when the
+    user has ``max_pending`` unused tokens already)."""
     if not artifact.exists():
         raise artifact.missing_error()
     appender = _appender(artifact)  # check the archive before a token is made for it
     try:
-        row, token = create_enrollment(db, user_id=user_id, now=now, ttl=ttl)
+        row, token = create_enrollment(
+            db, user_id=user_id, now=now, ttl=ttl, max_pending=max_pending
+        )
     except BaseException:
         appender.close()
         raise

@@ -28,6 +28,7 @@ from training_backend.security import (
     is_enrollment_token_format,
 )
 from training_backend.services.agents import ensure_agent_allowed
+from training_backend.services.quotas import check_enrollment_quota, lock_user
 
 #: Every refusal ends with this: the only fix is a fresh download.
 DOWNLOAD_AGAIN = "download the agent again from the Training Agent page"
@@ -46,12 +47,17 @@ class Enrolled:
 
 
 def create_enrollment(
-    db: Session, *, user_id: str, now: datetime, ttl: timedelta
+    db: Session, *, user_id: str, now: datetime, ttl: timedelta, max_pending: int = 0
 ) -> tuple[EnrollmentToken, str]:
     """A new token of ``user_id`` valid for ``ttl``; returns the row and the token.
 
-    The user's tokens that ended more than ``KEPT_FOR`` ago are deleted on the way.
+    The user's tokens that ended more than ``KEPT_FOR`` ago are deleted on the way. With
+    ``max_pending`` (setting ``max_pending_enrollments_per_user``) a user who already has
+    that many unused, unexpired tokens gets 409 ``QUOTA_EXCEEDED``.
     """
+    if max_pending:
+        lock_user(db, user_id=user_id)
+        check_enrollment_quota(db, user_id=user_id, max_pending=max_pending, now=now)
     _forget_old(db, user_id=user_id, now=now)
     token = generate_enrollment_token()
     row = EnrollmentToken(

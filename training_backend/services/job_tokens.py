@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from training_backend.db.models import TrainingJob
 from training_backend.errors import ApiError
 from training_backend.security import secret_matches
+from training_backend.services.job_revocation import token_revoked
 from training_backend.services.leases import renew_lease
 
 _BEARER_PREFIX = "bearer "
@@ -42,7 +43,8 @@ def authenticate_job(
 ) -> TrainingJob:
     """Job ``job_id``, if ``token`` is its token: else 404 ``JOB_NOT_FOUND`` or 401.
 
-    A token whose lease expired gets 409 ``LEASE_EXPIRED``. With ``now`` and
+    A token whose lease expired gets 409 ``LEASE_EXPIRED``; one revoked with the agent
+    or key that claimed the job gets 403 ``JOB_TOKEN_REVOKED``. With ``now`` and
     ``lease_seconds`` the job's lease is renewed (flushed; the caller commits).
     """
     job = db.get(TrainingJob, job_id)
@@ -52,6 +54,8 @@ def authenticate_job(
         if now is not None and lease_seconds is not None:
             renew_lease(db, job=job, now=now, lease_seconds=lease_seconds)
         return job
+    if any(secret_matches(token, revoked) for revoked in job.revoked_token_hashes or ()):
+        raise token_revoked()
     if any(secret_matches(token, retired) for retired in job.retired_token_hashes or ()):
         raise lease_expired()
     raise ApiError(401, "INVALID_TOKEN", "Unauthorized: Invalid token")

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from training_backend.db.models import Dataset, JobLog, TrainingJob, TrainingMetric
 from training_backend.errors import ApiError
 from training_backend.job_status import JobStatus
-from training_backend.services.wakeups import announce_jobs
+from training_backend.services.wakeups import Signal, announce
 
 
 def create_job(
@@ -28,8 +28,8 @@ def create_job(
     """A new pending job of ``user_id``, waiting for one of the user's agents.
 
     ``dataset_id`` must name a dataset of the same user (404 ``DATASET_NOT_FOUND``).
-    Other backend processes' long polls hear of it at commit (``announce_jobs``); this
-    process's caller wakes its own (``Wakeups.wake``).
+    Other backend processes' long polls hear of it at commit (``announce``); this
+    process's caller delivers ``job_signal(job)`` to its own (``Wakeups.deliver``).
     """
     if dataset_id is not None:
         dataset = db.get(Dataset, dataset_id)
@@ -47,9 +47,14 @@ def create_job(
         updated_at=now,
     )
     db.add(job)
-    announce_jobs(db, user_ids=[user_id])
+    announce(db, [job_signal(job)])
     db.commit()
     return job
+
+
+def job_signal(job: TrainingJob) -> Signal:
+    """The signal that ``job`` is available: it wakes one agent that can take it."""
+    return Signal.job(job.user_id, job.requirements)
 
 
 def dataset_of(db: Session, job: TrainingJob) -> Dataset | None:

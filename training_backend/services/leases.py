@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from training_backend.db.models import TrainingJob
 from training_backend.errors import ApiError
 from training_backend.job_status import JobStatus
-from training_backend.services.wakeups import announce_jobs
+from training_backend.services.wakeups import Signal, announce
 
 #: Statuses in which a job is held by an agent under a lease.
 LEASED_STATUSES = (JobStatus.RUNNING.value, JobStatus.PAUSED.value)
@@ -72,8 +72,8 @@ class ExpiredLeases:
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
-    #: Owners of requeued jobs: their long polls should wake.
-    users_with_new_work: set[str] = field(default_factory=set)
+    #: One per requeued job: it is on offer again, so an agent that can take it wakes.
+    signals: list[Signal] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -93,7 +93,13 @@ def _outcome(job: TrainingJob, now: datetime) -> tuple[str, dict[str, Any]]:
     if job.control == "cancel":
         return "cancelled", values | {"status": JobStatus.CANCELLED.value, "completed_at": now}
     if job.attempt < job.max_attempts:
-        back = {"status": JobStatus.PENDING.value, "agent_id": None, "claimed_at": None}
+        back = {
+            "status": JobStatus.PENDING.value,
+            "agent_id": None,
+            "claimed_at": None,
+            "available_at": now,
+            "offered_to": None,
+        }
         return "requeued", values | back | {"error_message": LOST_CONTACT}
     failed = {"status": JobStatus.FAILED.value, "completed_at": now}
     return "failed", values | failed | {"error_message": LOST_CONTACT}
@@ -127,7 +133,7 @@ def expire_leases(db: Session, *, now: datetime) -> ExpiredLeases:
         if outcome is not None:
             getattr(result, outcome).append(job.id)
             if outcome == "requeued":
-                result.users_with_new_work.add(job.user_id)
-    announce_jobs(db, user_ids=result.users_with_new_work)
+                result.signals.append(Signal.job(job.user_id, job.requirements))
+    announce(db, result.signals)
     db.commit()
     return result

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from training_backend.db.models import METRIC_FIELDS, TrainingJob, TrainingMetric
 from training_backend.db.upsert import insert_for
 from training_backend.schemas.reports import MetricPoint
+from training_backend.services.metric_series import record_series
 from training_backend.services.progress import progress_at_step
 
 #: Point fields and the job summary columns they update.
@@ -24,9 +25,17 @@ def merge_by_step(points: Sequence[MetricPoint]) -> dict[int, dict[str, Any]]:
     """Points folded per step: a later point's values win, its missing keys erase nothing."""
     merged: dict[int, dict[str, Any]] = {}
     for point in points:
-        values = point.model_dump(exclude_none=True)
+        values = point.model_dump(exclude_none=True, exclude={"extra"})
         merged.setdefault(point.step, {}).update(values)
     return merged
+
+
+def _series_by_step(points: Sequence[MetricPoint]) -> dict[int, dict[str, float]]:
+    series: dict[int, dict[str, float]] = {}
+    for point in points:
+        if point.extra:
+            series.setdefault(point.step, {}).update(point.extra)
+    return series
 
 
 def _upsert_points(db: Session, *, job_id: str, rows: list[dict[str, Any]], now: datetime) -> None:
@@ -85,6 +94,7 @@ def record_metrics(
     if not merged:
         return 0
     _upsert_points(db, job_id=job_id, rows=list(merged.values()), now=now)
+    record_series(db, job_id=job_id, by_step=_series_by_step(points))
     _update_summary(db, job_id=job_id, merged=merged, now=now)
     db.commit()
     return len(merged)

@@ -1,5 +1,5 @@
-"""``LISTEN training_jobs`` on PostgreSQL: wake this process's long polls on other
-processes' notifications (see ``services.wakeups``).
+"""``LISTEN training_jobs`` on PostgreSQL: deliver other processes' signals (jobs on offer,
+revocations) to this process's long polls and caches (see ``services.wakeups``).
 
 One dedicated async psycopg connection per backend process, outside the SQLAlchemy pool
 (it is held for ever). When it drops, the listener reconnects with a growing pause and
@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import make_url
 
-from training_backend.services.wakeups import CHANNEL, Wakeups
+from training_backend.services.wakeups import CHANNEL, Signal, Wakeups, this_process
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,11 @@ async def listen_once(conninfo: str, wakeups: Wakeups, *, on_ready: Callable[[],
     try:
         await conn.execute(f"LISTEN {CHANNEL}")
         on_ready()
+        me = this_process()
         async for notification in conn.notifies():
-            wakeups.wake(notification.payload)
+            signal = Signal.decode(notification.payload)
+            if signal is not None and signal.origin != me:  # ours went out in-process
+                wakeups.deliver(signal)
     finally:
         await conn.close()
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from training_backend.db.models import User, UserSession
 from training_backend.errors import ApiError
 from training_backend.security import hash_secret, secret_matches
+from training_backend.settings import BackendSettings
 
 SESSION_TOKEN_PREFIX = "sess_"
 SESSION_COOKIE = "training_backend_session"
@@ -61,10 +62,25 @@ def session_token_of(request: Request, *, public_url: str | None) -> str:
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         raise session_unauthorized()
-    if request.method not in _SAFE_METHODS and not _same_origin(request, public_url):
+    if request.method not in _SAFE_METHODS:
+        refuse_cross_site(request, public_url=public_url)
+    return cookie
+
+
+def refuse_cross_site(request: Request, *, public_url: str | None) -> None:
+    """403 ``CROSS_SITE_REQUEST`` when a browser sent ``request`` from another site's page.
+
+    Cookie-authenticated writes call this, and so does sign-in: a hostile page must not
+    sign a visitor in to the attacker's account either (login CSRF).
+    """
+    if not _same_origin(request, public_url):
         message = "Cross-site request refused; use the page served by this backend"
         raise ApiError(403, "CROSS_SITE_REQUEST", message)
-    return cookie
+
+
+def secure_cookies(request: Request, settings: BackendSettings) -> bool:
+    """Whether cookies get ``Secure``: over https, or always with ``cookie_secure``."""
+    return settings.cookie_secure or request.url.scheme == "https"
 
 
 def set_session_cookie(
@@ -144,3 +160,20 @@ def end_session(db: Session, *, token: str, now: datetime) -> None:
         .values(revoked_at=now)
     )
     db.commit()
+
+
+def end_all_sessions(db: Session, *, user_id: str, now: datetime) -> int:
+    """Sign the user out everywhere (every browser, every token); returns how many ended.
+
+    A password change does this too, so a stolen session dies with the old password.
+    """
+    result = db.execute(
+        update(UserSession)
+        .where(UserSession.user_id == user_id)
+        .where(UserSession.revoked_at.is_(None))
+        .where(UserSession.expires_at > now)
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    db.commit()
+    return int(getattr(result, "rowcount", 0) or 0)

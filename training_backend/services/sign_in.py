@@ -1,8 +1,8 @@
 """Signing in with a name and a password: a throttled check, then a new session.
 
 Every wrong name or password gets the same 401 sentence, so the answer never tells
-which of the two was wrong, and repeated failures for one name or from one address are
-slowed down (429 ``LOGIN_THROTTLED``, see ``ratelimit.LoginThrottle``).
+which of the two was wrong, and repeated tries at one name from one address, or from one
+address at all, are slowed down (429 ``LOGIN_THROTTLED``, see ``ratelimit.LoginThrottle``).
 """
 
 from __future__ import annotations
@@ -41,11 +41,10 @@ def sign_in(
     lifetime: timedelta,
 ) -> SignedIn:
     """A new session of the user ``name`` if ``password`` is theirs (401 otherwise)."""
-    throttle.check(name=name, address=address)
+    throttle.attempt(name=name, address=address)  # spent before the check: no race
     user = authenticate_password(db, name=name, password=password)
     if user is None:
-        throttle.failed(name=name, address=address)
         raise ApiError(401, "INVALID_CREDENTIALS", INVALID_CREDENTIALS)
-    throttle.succeeded(name=name)
+    throttle.succeeded(name=name, address=address)
     session, token = create_session(db, user_id=user.id, now=now, lifetime=lifetime)
     return SignedIn(user, session, token)

@@ -6,8 +6,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from training_backend.db.models import User
+from training_backend.db.types import utcnow
 from training_backend.errors import ApiError
 from training_backend.services import passwords
+from training_backend.services.sessions import end_all_sessions
 
 MAX_NAME_CHARS = 200
 
@@ -40,10 +42,14 @@ def get_user_by_name(db: Session, *, name: str) -> User:
     return user
 
 
-def set_password(db: Session, *, user_id: str, password: str) -> None:
-    """Replace the user's password."""
+def set_password(db: Session, *, user_id: str, password: str) -> int:
+    """Replace the user's password and end every session they have; returns how many.
+
+    Whoever knew the old password (or held a session made with it) is signed out.
+    """
     passwords.check_password_rules(password)
     _store_password(db, user_id=user_id, password=password)
+    return end_all_sessions(db, user_id=user_id, now=utcnow())
 
 
 def _store_password(db: Session, *, user_id: str, password: str) -> None:

@@ -1,4 +1,5 @@
-// The loss chart: train and eval loss over steps, drawn as inline SVG (no library).
+// The loss chart: train and eval loss over steps, drawn as inline SVG (no library);
+// drawChart draws any series of metric rows the same way (extra_chart.js uses it).
 const SVG = "http://www.w3.org/2000/svg";
 const WIDTH = 640;
 const HEIGHT = 260;
@@ -37,7 +38,12 @@ function label(value) {
  * series were drawn, e.g. {train_loss: 120, eval_loss: 6}.
  */
 export function drawLossChart(svg, points) {
-  const series = SERIES.map((s) => ({
+  return drawChart(svg, points, SERIES);
+}
+
+/** Draw `series` ([{key, className, label}]) of `points` into `svg`; the counts drawn. */
+export function drawChart(svg, points, chartSeries) {
+  const series = chartSeries.map((s) => ({
     ...s,
     points: thin(points.filter((p) => typeof p[s.key] === "number" && Number.isFinite(p[s.key]))),
   }));

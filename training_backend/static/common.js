@@ -1,5 +1,5 @@
 // What every page's script shares: JSON calls, polling, relative times, copy buttons,
-// the confirmation dialog and the sign-out button. Plain ES modules, no build step.
+// the confirmation dialog and the sign-out buttons. Plain ES modules, no build step.
 
 /** An answer other than 2xx, carrying the server's one-sentence `error` and `code`. */
 export class ApiError extends Error {
@@ -264,5 +264,27 @@ function wireSignOut() {
   });
 }
 
+/** "Sign out everywhere": ends every session of this user, in every browser. */
+function wireSignOutEverywhere() {
+  const button = document.getElementById("sign-out-everywhere");
+  if (!button) return;
+  button.addEventListener("click", async () => {
+    const confirmed = await confirmAction({
+      title: "Sign out everywhere?",
+      message:
+        "Every browser and script signed in as you is signed out, this one included. " +
+        "API keys and agents keep working.",
+      confirmLabel: "Sign out everywhere",
+    });
+    if (!confirmed) return;
+    try {
+      await api("/api/auth/sessions/revoke-all", { method: "POST" });
+    } finally {
+      location.assign("/login");
+    }
+  });
+}
+
 wireSignOut();
+wireSignOutEverywhere();
 wireCopyButtons();

@@ -1,6 +1,9 @@
 // A job's page: status, progress and time left, the loss chart, the last metrics, the
-// log tail, and cancel / pause / resume. Refreshed every 2 s until the job ends.
+// artifacts, the log tail, and cancel / pause / resume. Refreshed every 2 s until the
+// job ends.
+import { ArtifactsSection } from "./artifacts.js";
 import { drawLossChart } from "./chart.js";
+import { drawExtraCharts } from "./extra_chart.js";
 import {
   api,
   confirmAction,
@@ -134,6 +137,7 @@ function drawChart() {
       ? "No metrics yet."
       : `${counts.train_loss} train and ${counts.eval_loss} eval points up to step ${last.step}.`,
   );
+  drawExtraCharts($("extra-series"), rows);
 }
 
 // ---- log tail ----------------------------------------------------------------------
@@ -180,11 +184,13 @@ for (const action of ["pause", "resume", "cancel"]) {
   $(`job-${action}`).addEventListener("click", () => control(action));
 }
 
+const artifacts = new ArtifactsSection(jobId);
+
 const poller = startPolling(
   async () => {
     const status = await api(`${base}/status`);
     renderStatus(status);
-    await Promise.all([loadMetrics(), loadLogs()]);
+    await Promise.all([loadMetrics(), loadLogs(), artifacts.refresh()]);
     if (TERMINAL.has(status.status)) poller.stop();
   },
   POLL_MS,

@@ -4,6 +4,21 @@ import { api, pageData, showError } from "./common.js";
 const form = document.getElementById("login-form");
 const errorBox = document.getElementById("login-error");
 
+/**
+ * Where to go after signing in: `next` if it is a page of this site, else the Training
+ * Agent page. The server checks it too; this check is the browser's own reading of the
+ * URL (which drops tabs and newlines and reads a backslash as a slash).
+ */
+function sameOriginTarget(next) {
+  try {
+    const url = new URL(next, location.origin);
+    if (url.origin === location.origin) return url.pathname + url.search + url.hash;
+  } catch {
+    // not a URL at all
+  }
+  return "/workers";
+}
+
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   const name = form.elements.name.value.trim();
@@ -17,7 +32,7 @@ form.addEventListener("submit", async (event) => {
   button.disabled = true;
   try {
     await api("/api/auth/login", { method: "POST", body: { name, password } });
-    location.replace(pageData().next);
+    location.replace(sameOriginTarget(pageData().next));
   } catch (error) {
     showError(errorBox, error);
     form.elements.password.select();

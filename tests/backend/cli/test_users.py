@@ -11,14 +11,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 
 import pytest
 
 from training_backend.cli import main
 from training_backend.cli.users import choose_password
 from training_backend.db import create_db_engine, create_session_factory
+from training_backend.db.types import utcnow
 from training_backend.errors import ApiError
-from training_backend.services.users import authenticate_password
+from training_backend.services.sessions import authenticate_session, create_session
+from training_backend.services.users import authenticate_password, get_user_by_name
 
 PTY_TIMEOUT_S = 60.0
 
@@ -91,6 +94,28 @@ def test_set_password_replaces_it(run: Run, url: str) -> None:
     assert not can_sign_in(url, "dora", "first password")
     code, out, _ = run("users", "set-password", "dora")  # not a terminal: generated
     assert code == 0 and can_sign_in(url, "dora", out.strip())
+
+
+def test_set_password_signs_the_user_out_everywhere(run: Run, url: str) -> None:
+    run("users", "create", "eve", "--password-stdin", stdin="first password\n")
+    engine = create_db_engine(url)
+    try:
+        with create_session_factory(engine)() as db:
+            user = get_user_by_name(db, name="eve")
+            _, token = create_session(
+                db, user_id=user.id, now=utcnow(), lifetime=timedelta(hours=1)
+            )
+
+        code, _, err = run(
+            "users", "set-password", "eve", "--password-stdin", stdin="second one!\n"
+        )
+
+        assert code == 0 and "Signed eve out of 1 session(s)." in err
+        with create_session_factory(engine)() as db, pytest.raises(ApiError) as refused:
+            authenticate_session(db, token=token, now=utcnow())
+        assert refused.value.status == 401
+    finally:
+        engine.dispose()
 
 
 def test_the_two_modes_exclude_each_other(run: Run) -> None:

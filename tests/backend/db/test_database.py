@@ -36,7 +36,9 @@ def test_upgrading_twice_is_a_no_op(tmp_path: Path) -> None:
     finally:
         engine.dispose()
     expected = {"users", "sessions", "api_keys", "training_jobs", "training_metrics", "job_logs"}
-    expected |= {"datasets", "enrollment_tokens", "sign_in_links"}
+    expected |= {"datasets", "enrollment_tokens", "training_metric_series"}
+    expected |= {"artifacts"}
+    expected |= {"sign_in_links"}
     assert expected | {"training_agents", "alembic_version"} == tables
 
 

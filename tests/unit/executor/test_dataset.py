@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -163,3 +164,38 @@ def test_the_cache_finds_the_same_content_under_another_name(tmp_path: Path) -> 
     cache.remember_url("https://data.example/x.jsonl", SHA, "a_b.jsonl")
     assert cache.find_url("https://data.example/x.jsonl") == stored
     assert cache.find_url("https://data.example/y.jsonl") is None
+
+
+def modes(root: Path) -> dict[str, int]:
+    found = {".": root.stat().st_mode & 0o777}
+    found.update({str(p.relative_to(root)): p.stat().st_mode & 0o777 for p in root.rglob("*")})
+    return found
+
+
+async def test_the_cache_is_private_whatever_the_umask(
+    backend: FakeBackend, client: BackendClient, tmp_path: Path
+) -> None:
+    # A dataset can be a company's data: 0700 folders and 0600 files, like the rest.
+    backend.on(ROUTE, served())
+    old = os.umask(0o022)
+    try:
+        path = await fetcher(client, tmp_path).fetch(claimed())
+        cache = DatasetCache(tmp_path / "cache")
+        cache.remember_url("https://data.example.com/train.jsonl", SHA, "train.jsonl")
+        other = cache.find(SHA, "other.jsonl")  # the same content under a second name
+    finally:
+        os.umask(old)
+    assert path.read_bytes() == BODY and other is not None
+    found = modes(tmp_path / "cache")
+    for name, mode in found.items():
+        is_dir = (tmp_path / "cache" / name).is_dir()
+        assert mode == (0o700 if is_dir else 0o600), (name, oct(mode))
+    assert len(found) >= 6  # root, .partial, the entry folder, two names, urls, the index
+
+
+async def test_a_cache_left_readable_is_narrowed_when_next_written(tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    root.mkdir(mode=0o755)
+    root.chmod(0o755)
+    DatasetCache(root).partial_path()
+    assert root.stat().st_mode & 0o777 == 0o700

@@ -172,3 +172,25 @@ async def test_follow_polls_until_cancelled(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+def test_outputs_keep_their_kind_and_name(
+    reader: EventReader, sink: RecordingSink, tmp_path: Path
+) -> None:
+    handle(
+        reader,
+        {"type": "checkpoint", "step": 10, "path": "ckpt-10"},
+        {"type": "output", "path": "final_adapter", "kind": "adapter", "name": "my-lora"},
+        {"type": "output", "path": "export.gguf", "kind": "weights"},
+        {"type": "output", "path": "plain.txt"},
+    )
+    assert [(o.path, o.kind.value, o.name) for o in reader.declared] == [
+        (str(tmp_path / "ckpt-10"), "checkpoint", None),
+        (str(tmp_path / "final_adapter"), "adapter", "my-lora"),
+        (str(tmp_path / "export.gguf"), "file", None),
+        (str(tmp_path / "plain.txt"), "file", None),
+    ]
+    assert (
+        "events line 3: output kind 'weights' is not one of adapter, model, checkpoint, file; "
+        "taken as file"
+    ) in sink.lines

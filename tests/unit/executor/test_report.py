@@ -84,3 +84,19 @@ def test_pause_support_round_trips(
     EventFollower(events_file, reader).read_new()
     assert reader.capabilities == {"pause": True}
     assert states == ["paused", "resumed"]
+
+
+def test_output_carries_kind_and_name(
+    events_file: Path, tmp_path: Path, sink: RecordingSink
+) -> None:
+    report.output(tmp_path / "final_adapter", kind="adapter", name="lora")
+    report.output(tmp_path / "notes.txt")
+    reader = EventReader(sink, base_dir=tmp_path)
+    EventFollower(events_file, reader).read_new()
+
+    assert [(o.kind.value, o.name) for o in reader.declared] == [
+        ("adapter", "lora"),
+        ("file", None),
+    ]
+    with pytest.raises(ValueError, match="kind must be one of adapter, model, checkpoint, file"):
+        report.output("x", kind="weights")

@@ -188,6 +188,31 @@ async def test_a_lost_lease_is_reported_once_and_the_job_delivered(
     assert len(backend.calls(LOGS)) == 1
 
 
+async def test_a_revoked_job_token_drops_the_jobs_reports_with_one_line(
+    outbox: Outbox,
+    client: BackendClient,
+    backend: FakeBackend,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    outbox.append_logs("j1", ["a", "b"])
+    revoked = {"error": "This job's token was revoked", "code": "JOB_TOKEN_REVOKED"}
+    backend.on(LOGS, httpx.Response(403, json=revoked))
+    gone: list[tuple[str, str | None]] = []
+    up = Uploader(
+        outbox=outbox,
+        client=client,
+        features=lambda: frozenset({"log_offsets"}),
+        sleep=no_sleep,
+        on_gone=lambda job, exc: gone.append((job, exc.code)),
+    )
+    await up.drain_once()
+    await up.drain_once()
+    assert gone == [("j1", "JOB_TOKEN_REVOKED")]
+    assert len(backend.calls(LOGS)) == 1  # not retried, nothing sent after
+    dropped = [r for r in caplog.records if "reports dropped" in r.getMessage()]
+    assert len(dropped) == 1
+
+
 async def test_nothing_is_sent_before_the_backends_extensions_are_known(
     outbox: Outbox, client: BackendClient, backend: FakeBackend
 ) -> None:

@@ -65,3 +65,18 @@ def test_rejected_and_revoked(state_name: str, shown: str) -> None:
 )
 def test_durations(seconds: float, text: str) -> None:
     assert duration(seconds) == text
+
+
+def test_texts_from_jobs_and_the_backend_cannot_drive_the_terminal() -> None:
+    state = make_state()
+    state.poll_failed(state="refused", reason="bad\x1b]0;owned\x07 answer", retry_in_s=None)
+    state.job_started("job-1", model_name="\x1b[2Jllama\nrunning   0 jobs")
+    state.job_started("old", model_name=None)
+    state.job_finished("old", status=JobViewStatus.FAILED, error="boom\x1b[31m\u202eevil\nmore")
+
+    text = render(state.snapshot())
+
+    assert "\x1b" not in text and "\u202e" not in text and "\x07" not in text
+    assert "  job-1  \\x1b[2Jllama\\x0arunning   0 jobs  running" in text  # one line
+    assert "(boom\\x1b[31m\\u202eevil)" in text
+    assert "refused by the backend: bad\\x1b]0;owned\\x07 answer" in text

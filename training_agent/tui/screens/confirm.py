@@ -10,6 +10,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label
 
+from training_agent.tui.text import plain
+
 
 class ConfirmScreen(ModalScreen[bool]):
     DEFAULT_CSS = """
@@ -33,7 +35,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self._question)
+            yield Label(plain(self._question))  # it may name a job: never markup
             with Horizontal():
                 yield Button(f"{self._yes} (y)", id="yes", variant="error")
                 yield Button("No (n)", id="no", variant="primary")

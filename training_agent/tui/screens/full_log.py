@@ -13,6 +13,7 @@ from textual.widgets import Footer, Label, RichLog
 from training_agent.errors import TrainingAgentError
 from training_agent.status.state import LOG_TAIL_LINES
 from training_agent.tui.source import StatusSource
+from training_agent.tui.text import plain
 
 
 class FullLogScreen(Screen[None]):
@@ -28,7 +29,7 @@ class FullLogScreen(Screen[None]):
         self._source = source
 
     def compose(self) -> ComposeResult:
-        yield Label(f"log of job {self.job_id} (loading…)", id="title")
+        yield Label(plain(f"log of job {self.job_id} (loading…)"), id="title")
         yield RichLog(max_lines=LOG_TAIL_LINES, wrap=True, markup=False, id="lines")
         yield Footer()
 
@@ -41,13 +42,14 @@ class FullLogScreen(Screen[None]):
         try:
             first, lines = await self._source.job_log(self.job_id, tail=LOG_TAIL_LINES)
         except TrainingAgentError as exc:
-            title.update(f"log of job {self.job_id}: {exc}")
+            title.update(plain(f"log of job {self.job_id}: {exc}"))
             return
         log = self.query_one("#lines", RichLog)
-        log.write("\n".join(lines) if lines else "(no lines yet)")
+        for line in lines or ["(no lines yet)"]:
+            log.write(plain(line))
         earlier = f"; lines before {first + 1} are on the platform's job page" if first else ""
         shown = f"lines {first + 1}-{first + len(lines)}{earlier}"
-        title.update(f"log of job {self.job_id}: {shown}  (Esc: back)")
+        title.update(plain(f"log of job {self.job_id}: {shown}  (Esc: back)"))
 
     def action_close(self) -> None:
         self.dismiss(None)

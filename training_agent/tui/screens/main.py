@@ -15,10 +15,12 @@ from training_agent.tui.widgets.jobs_table import JobsTable
 from training_agent.tui.widgets.log_tail import LogTail
 from training_agent.tui.widgets.loss_chart import LossChart
 from training_agent.tui.widgets.machine_panel import MachinePanel
+from training_agent.tui.widgets.uploads_panel import UploadsPanel
 
 
 class MainScreen(Screen[None]):
-    """Connection; jobs; the selected job and its loss; its log and the machine."""
+    """Connection; jobs; uploads (when any); the selected job and its loss; its log and
+    the machine."""
 
     class Ready(Message):
         """The widgets are mounted: the app may draw (what came before is drawn now)."""
@@ -36,6 +38,7 @@ class MainScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield ConnectionBar()
         yield JobsTable(id="jobs")
+        yield UploadsPanel()
         with Horizontal(id="middle"):
             yield JobDetail()
             yield LossChart()
@@ -46,6 +49,8 @@ class MainScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one(JobsTable).border_title = "jobs"
+        self.query_one(UploadsPanel).border_title = "uploads"
+        self.query_one(UploadsPanel).display = False
         self.query_one("#middle").border_title = "selected job · loss"
         self.query_one("#bottom").border_title = "log · machine"
         self.ready = True
@@ -67,6 +72,7 @@ class MainScreen(Screen[None]):
         else:
             chart.show(model.series(selected, "train_loss"), model.series(selected, "eval_loss"))
         self.query_one(LogTail).show(selected, model.logs.get(selected) if selected else None)
+        self.query_one(UploadsPanel).show((model.snapshot or {}).get("uploads") or [])
         resources = (model.snapshot or {}).get("resources")
         self.query_one(MachinePanel).show(model.usage, resources)
         return selected

@@ -10,6 +10,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label
 
+from training_agent.tui.text import plain
+
 
 class NoAgentScreen(ModalScreen[None]):
     """Dismissed by the app as soon as an agent answers (one started here or elsewhere)."""
@@ -34,7 +36,7 @@ class NoAgentScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label("[b]No agent is running on this machine.[/b]")
-            yield Label(self._reason or "", id="reason", classes="dim")
+            yield Label(plain(self._reason or ""), id="reason", classes="dim")
             yield Label(
                 "Start one in the background now? It keeps running after you quit; "
                 "'training-agent drain' or Ctrl-C in its terminal stops it."
@@ -44,7 +46,7 @@ class NoAgentScreen(ModalScreen[None]):
                 yield Button("Quit (q)", id="quit")
 
     def show_reason(self, reason: str | None) -> None:
-        self.query_one("#reason", Label).update(reason or "")
+        self.query_one("#reason", Label).update(plain(reason or ""))
 
     async def on_button_pressed(self, event: Button.Pressed) -> None:
         await self.app.run_action("start_agent" if event.button.id == "start" else "quit")

@@ -12,7 +12,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from training_agent.tui.model import Attach, DashboardModel
-from training_agent.tui.text import duration
+from training_agent.tui.text import duration, printable
 
 # state -> (mark, words, style)
 _LINK: dict[str, tuple[str, str, str]] = {
@@ -48,19 +48,19 @@ def render_connection(model: DashboardModel, now: float) -> Text:
         text = Text.assemble(("✕ " if model.attach is not Attach.CONNECTING else "◌ ", style))
         text.append(words, style)
         if model.attach_reason:
-            text.append(f"\n{model.attach_reason}", "dim")
+            text.append(f"\n{printable(model.attach_reason)}", "dim")
         return text
     lines = [_first_line(snapshot, now), _second_line(snapshot, now)]
     connection = snapshot.get("connection") or {}
     if connection.get("reason") and connection.get("state") != "connected":
-        lines.append(Text(str(connection["reason"]), "red"))
+        lines.append(Text(printable(connection["reason"]), "red"))
     return Text("\n").join(lines)
 
 
 def _first_line(snapshot: dict[str, Any], now: float) -> Text:
     connection = snapshot.get("connection") or {}
     state = str(connection.get("state"))
-    mark, words, style = _LINK.get(state, ("?", state, "yellow"))
+    mark, words, style = _LINK.get(state, ("?", printable(state), "yellow"))
     text = Text(f"{mark} {words}", style)
     if state == "connected" and connection.get("long_poll"):
         text.append(" · long-polling", "green")
@@ -68,13 +68,14 @@ def _first_line(snapshot: dict[str, Any], now: float) -> Text:
         text.append(f" · retry in {duration(connection['next_retry_at'] - now)}", "yellow")
     if snapshot.get("draining"):
         text.append(" · draining", "bold yellow")
-    text.append(f"   {snapshot.get('agent_id')}  v{snapshot.get('version')}", "dim")
+    who = f"   {snapshot.get('agent_id')}  v{snapshot.get('version')}"
+    text.append(printable(who), "dim")
     return text
 
 
 def _second_line(snapshot: dict[str, Any], now: float) -> Text:
     connection = snapshot.get("connection") or {}
-    text = Text(str(snapshot.get("backend_url")), "underline")
+    text = Text(printable(snapshot.get("backend_url")), "underline")
     if connection.get("last_poll_at"):
         text.append(f"  last poll {duration(now - connection['last_poll_at'])} ago")
         if connection.get("last_poll_latency_s") is not None:

@@ -15,7 +15,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
-from training_agent.tui.text import bar, duration, number
+from training_agent.tui.text import bar, duration, number, printable
 
 BAR_WIDTH = 24
 
@@ -39,7 +39,7 @@ def render_detail(job: dict[str, Any] | None, elapsed_extra_s: float) -> Text:
     extra = elapsed_extra_s if running else 0.0
     progress = job.get("progress")
     lines = [
-        Text(f"{job['id'][:12]}  {job.get('model_name') or '-'}"[:30], "bold"),
+        Text(printable(f"{job['id'][:12]}  {job.get('model_name') or '-'}")[:30], "bold"),
         Text(bar(progress, BAR_WIDTH) + ("" if progress is None else f" {progress:4.0%}")),
         Text(_position(job)),
         Text(_timing(job, extra, running)),
@@ -47,7 +47,8 @@ def render_detail(job: dict[str, Any] | None, elapsed_extra_s: float) -> Text:
         Text(_speed(metrics)),
     ]
     if job.get("error"):
-        lines.append(Text(str(job["error"]).splitlines()[0][:60], "red"))
+        first = str(job["error"]).strip().splitlines() or [""]
+        lines.append(Text(printable(first[0])[:60], "red"))
     return Text("\n").join(lines)
 
 
@@ -67,7 +68,7 @@ def _timing(job: dict[str, Any], extra: float, running: bool) -> str:
     if running and job.get("eta_s") is not None:
         text += f", {duration(max(0.0, job['eta_s'] - extra))} left"
     elif not running:
-        text += f", {job.get('status')}"
+        text += f", {printable(job.get('status'))}"
     return text
 
 

@@ -13,7 +13,7 @@ from rich.text import Text
 from textual.message import Message
 from textual.widgets import DataTable
 
-from training_agent.tui.text import bar, duration, short_id
+from training_agent.tui.text import bar, duration, plain, printable, short_id
 
 COLUMNS = ("job", "model", "status", "progress", "step", "time", "left")
 _STATUS_STYLE = {
@@ -87,7 +87,7 @@ class JobsTable(DataTable[Any]):
 
 
 def _first_line(text: str, width: int) -> str:
-    line = str(text).strip().splitlines()[0] if str(text).strip() else ""
+    line = printable(str(text).strip().splitlines()[0]) if str(text).strip() else ""
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
@@ -105,12 +105,13 @@ def _cells(job: dict[str, Any], elapsed_extra_s: float) -> tuple[Any, ...]:
     else:
         left = _first_line(job["error"], 12) if job.get("error") else "-"
     status = str(job.get("status"))
+    # A str cell would be read as markup by the table: every cell is a Text.
     return (
-        short_id(str(job["id"])),
-        str(job.get("model_name") or "-")[:12],
-        Text(status, _STATUS_STYLE.get(status, "")),
-        bar(progress, BAR_WIDTH) + pct,
-        step,
-        duration(elapsed),
-        left,
+        plain(short_id(printable(job["id"]))),
+        plain(printable(job.get("model_name") or "-")[:12]),
+        plain(status, _STATUS_STYLE.get(status, "")),
+        Text(bar(progress, BAR_WIDTH) + pct),
+        plain(step),
+        Text(duration(elapsed)),
+        plain(left),
     )

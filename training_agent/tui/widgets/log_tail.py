@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.widgets import RichLog
 
 from training_agent.tui.model import JobLog
+from training_agent.tui.text import plain
 
 SHOWN_LINES = 500  # the full log screen (l) shows all the agent keeps
 
@@ -30,5 +31,5 @@ class LogTail(RichLog):
         first = log.total - len(log.lines)
         start = max(self._shown, first, log.total - SHOWN_LINES)
         for number in range(start, log.total):
-            self.write(log.lines[number - first])
+            self.write(plain(log.lines[number - first]))
         self._shown = log.total

@@ -16,7 +16,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
-from training_agent.tui.text import bar, gb
+from training_agent.tui.text import bar, gb, printable
 
 GPU_BAR = 6
 
@@ -66,7 +66,7 @@ def _gpu(gpu: dict[str, Any]) -> Text:
     if used is None and gpu.get("memory_free_gb") is not None:
         used = (gpu.get("memory_gb") or 0) - gpu["memory_free_gb"]
     label = "mps " if gpu.get("kind") == "mps" else f"GPU{gpu.get('index')} "
-    text = Text(label)
+    text = Text(printable(label))
     if isinstance(load, int | float):
         text.append(bar(load / 100, GPU_BAR), "green")
         text.append(f"{load:4.0f}%")
