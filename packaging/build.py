@@ -235,14 +235,17 @@ def record_checksum(sums: Path, archive: Path) -> None:
 
 
 def repack(folder: Path, work: Path, target: Target, trusted: list[str]) -> Path:
-    """A copy of the one-folder build ``folder`` under ``work`` with ``target``'s version
-    and these trusted keys in its ``_build.json``; the copy."""
+    """A copy of the one-folder build in ``folder`` (PyInstaller's output, or an unpacked
+    release: only ``training-agent`` and ``_internal`` are taken) under ``work`` with
+    ``target``'s version and these trusted keys in its ``_build.json``; the copy."""
     build_file = Path("_internal") / "training_agent" / "_build.json"
     if not (folder / build_file).is_file():
         raise SystemExit(f"packaging/build: {folder} is not a one-folder build (no {build_file})")
     copy = work / "repacked" / "training-agent"
     shutil.rmtree(copy, ignore_errors=True)
-    shutil.copytree(folder, copy, symlinks=True)
+    copy.mkdir(parents=True)
+    shutil.copy2(folder / "training-agent", copy / "training-agent")
+    shutil.copytree(folder / "_internal", copy / "_internal", symlinks=True)
     info = json.loads((copy / build_file).read_text(encoding="utf-8"))
     info.update(version=target.version, trusted_keys=trusted)
     (copy / build_file).write_text(json.dumps(info) + "\n", encoding="utf-8")

@@ -4,6 +4,7 @@ build holds (everything the daemon needs, nothing of the training stack)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import stat
 import subprocess
 import tarfile
@@ -120,3 +121,17 @@ def test_the_executable_keeps_the_key_in_the_real_secret_service(
     release: Release, backend: BackendProcess, tmp_path: Path
 ) -> None:
     check_secret_service_round_trip([str(release.executable)], backend, tmp_path, "frozen")
+
+
+def test_the_archive_is_signed_with_the_key_the_build_trusts(release: Release) -> None:
+    from training_agent.update.signature import load_private_key, public_key_text, verify
+
+    if release.key is None:
+        pytest.skip("the reused build has no release-test.pem beside it")
+    build_info = release.unpacked / "_internal" / "training_agent" / "_build.json"
+    trusted = json.loads(build_info.read_text())["trusted_keys"]
+    signature = release.archive.with_name(release.archive.name + ".sig").read_text()
+    digest = hashlib.sha256(release.archive.read_bytes()).hexdigest()
+
+    assert trusted == [public_key_text(load_private_key(release.key).public_key())]
+    verify(release.archive.name, digest, signature, trusted)
