@@ -297,6 +297,7 @@ async def run_agent(settings: Settings, paths: AgentPaths) -> int:
         return EXIT_CRASHED
     if code == EXIT_UPDATE and agent.updater.wants_restart:
         agent.updater.restart()  # switches builds and re-executes: does not return
+    agent.updater.discard()
     return code
 
 

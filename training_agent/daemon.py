@@ -167,8 +167,14 @@ class Daemon:
         self._jobs.cancel_all(AGENT_STOPPED)
 
     def request_stop(self) -> None:
-        """A stop signal: drain the first time, force the second."""
-        if self._stopping:
+        """A stop signal: drain the first time, force the second. A stop that comes while
+        the daemon waits to switch to a new build is the first: the agent stops (exit 0)
+        once its jobs ended, and the update waits for the next start."""
+        if self._for_update:
+            log.warning("stop signal: stopping after the running jobs; the update waits")
+            self._for_update = False
+            self.stop()
+        elif self._stopping:
             log.warning("second stop signal: cancelling running jobs")
             self.force_stop()
         else:

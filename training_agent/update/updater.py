@@ -235,6 +235,13 @@ class Updater:
                 log.warning("switching to training-agent %s; restarting", version)
         execute_build(self._layout.link)
 
+    def discard(self) -> None:
+        """The agent stops for good (a stop signal came first): drop the staged build;
+        the next start prepares it again."""
+        if self._staged is not None:
+            self._cleanup(self._staged)
+            self._staged = None
+
     # -- the trial of a new build -------------------------------------------------------
 
     def _confirm(self) -> None:

@@ -170,6 +170,21 @@ async def test_a_signed_newer_build_is_prepared_then_switched_to(
     assert state_of(updater) is UpdateState.UPDATING
 
 
+async def test_a_stop_before_the_switch_drops_the_staged_build(
+    make: Make, layout: InstallLayout
+) -> None:
+    before = sorted(layout.versions_dir.iterdir())
+    updater = make()
+    updater.observe(offer())
+    await settle(updater)
+    assert len(list(layout.versions_dir.iterdir())) == 2
+
+    updater.discard()
+
+    assert sorted(layout.versions_dir.iterdir()) == before
+    assert not updater.wants_restart
+
+
 @pytest.mark.parametrize(
     ("response", "served", "reason"),
     [
