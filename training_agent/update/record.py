@@ -6,7 +6,10 @@
                "deadline": 1765000120.0, "starts": 1}}
 
 ``attempts`` holds one entry per version ever tried (``installed``, ``confirmed`` or
-``failed`` with why), so a version is tried once: an update can never loop. ``trial`` is
+``failed`` with why), so a version is switched to once: an update can never loop. Only a
+failure before anything was switched that may pass by itself (the download: the backend
+or its upstream down; a full disk) carries ``retry_at``, when the download is tried
+again. ``trial`` is
 set just before the switch to a new build and cleared when that build reached its first
 successful poll (or was rolled back). The file is written to a temporary name and
 renamed, so a crash leaves the old or the new content, never half of it.
@@ -66,10 +69,27 @@ class UpdateRecord:
         """What came of trying ``version``; None when it never was."""
         return self.attempts.get(version)
 
-    def note(self, version: str, outcome: str, reason: str | None, at: float) -> None:
-        """Record what came of ``version`` (and save)."""
-        self.attempts[version] = {"outcome": outcome, "reason": reason, "at": at}
+    def note(
+        self,
+        version: str,
+        outcome: str,
+        reason: str | None,
+        at: float,
+        *,
+        retry_at: float | None = None,
+    ) -> None:
+        """Record what came of ``version`` (and save); ``retry_at``: a failure before
+        anything was switched (the download, a full disk) that may be tried again then."""
+        attempt: dict[str, Any] = {"outcome": outcome, "reason": reason, "at": at}
+        if retry_at is not None:
+            attempt["retry_at"] = retry_at
+        self.attempts[version] = attempt
         self.save()
+
+    def may_retry(self, version: str, now: float) -> bool:
+        """Whether ``version`` failed before anything was switched and its wait is over."""
+        retry_at = (self.attempts.get(version) or {}).get("retry_at")
+        return isinstance(retry_at, int | float) and now >= retry_at
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

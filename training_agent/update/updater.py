@@ -11,7 +11,9 @@ through it (same process id, so a service manager sees no exit).
 The new build is on trial until its first successful poll (:meth:`observe` confirms
 it); if that does not come within ``TRIAL_S`` (:meth:`watch_trial`) it switches the
 link back and re-executes the old build, which says why on the page. Each version is
-tried once (``record.attempts``): a failed update never loops. A downgrade is taken
+switched to once (``record.attempts``): a failed update never loops; only a download
+that failed (the backend or its upstream down, a full disk) is tried again, an hour
+later. A downgrade is taken
 only when the backend marks it so. The state (``UpdateState``) goes to the page (in
 ``X-Agent-Info`` as ``update``) and to the log.
 """
@@ -41,6 +43,7 @@ from training_agent.update.record import CONFIRMED, FAILED, INSTALLED, Trial, Up
 log = logging.getLogger(__name__)
 
 TRIAL_S = 120.0  # the new build must poll successfully within this, or it is rolled back
+RETRY_S = 3600.0  # a download that failed (backend, upstream, full disk) is tried again then
 
 
 class UpdateState(enum.StrEnum):
@@ -127,7 +130,8 @@ class Updater:
         if self._trial is not None:
             self._confirm()
         offer = answer.agent_update
-        if offer is None or offer.version == self._version or self._task is not None:
+        busy = self._task is not None and not self._task.done()
+        if offer is None or offer.version == self._version or busy:
             return
         if self.status.state in (UpdateState.READY, UpdateState.UPDATING):
             return
@@ -145,7 +149,8 @@ class Updater:
             self._set(UpdateState.AVAILABLE, offer.version, self._disabled)
             return None
         tried = self._record.attempted(offer.version)
-        if tried is not None:  # one attempt per version: never a loop
+        if tried is not None and not self._record.may_retry(offer.version, self._clock()):
+            # one attempt per version: never a loop
             if self.status.version != offer.version:
                 self._set(UpdateState.FAILED, offer.version, tried.get("reason"))
             return None
@@ -182,12 +187,16 @@ class Updater:
             staged = self._layout.new_folder(version)
             await asyncio.to_thread(unpack, download, staged)
             await asyncio.to_thread(self._try_new_build, staged, version)
-        except (UpdateFailed, TrainingAgentError) as exc:
+        except UpdateFailed as exc:
             self._cleanup(staged)
             self._fail(version, str(exc))
+        except TrainingAgentError as exc:  # the download: the backend or its upstream
+            self._cleanup(staged)
+            self._fail(version, f"{exc}; tried again in an hour", retry=True)
         except OSError as exc:
             self._cleanup(staged)
-            self._fail(version, f"cannot write the new version ({exc.strerror or exc})")
+            why = f"cannot write the new version ({exc.strerror or exc}); tried again in an hour"
+            self._fail(version, why, retry=True)
         else:
             self._staged = staged
             self._set(UpdateState.READY, version)
@@ -287,9 +296,10 @@ class Updater:
             return UpdateStatus()
         return UpdateStatus(UpdateState.FAILED, version, attempt.get("reason"))
 
-    def _fail(self, version: str, reason: str) -> None:
+    def _fail(self, version: str, reason: str, *, retry: bool = False) -> None:
         log.error("update to training-agent %s failed: %s", version, reason)
-        self._record.note(version, FAILED, reason, self._clock())
+        now = self._clock()
+        self._record.note(version, FAILED, reason, now, retry_at=now + RETRY_S if retry else None)
         self._set(UpdateState.FAILED, version, reason)
 
     def _set(self, state: UpdateState, version: str | None, reason: str | None = None) -> None:

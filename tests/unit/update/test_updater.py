@@ -238,8 +238,61 @@ async def test_a_full_disk_is_one_sentence_and_leaves_nothing(
     updater.observe(offer())
     await settle(updater)
 
-    assert updater.status.reason == "cannot write the new version (No space left on device)"
+    assert updater.status.reason == (
+        "cannot write the new version (No space left on device); tried again in an hour"
+    )
     assert len(list(layout.versions_dir.iterdir())) == 1
+
+
+class Down(Server):
+    """A backend whose download fails (its upstream is down) until ``up``."""
+
+    up = False
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(str(request.url))
+        if self.up:
+            return httpx.Response(200, content=self.body)
+        error = {"error": "the release server did not answer", "code": "RELEASE_UNAVAILABLE"}
+        return httpx.Response(502, json=error)
+
+
+async def test_a_failed_download_is_tried_again_an_hour_later_not_at_each_poll(
+    make: Make, layout: InstallLayout
+) -> None:
+    now = [1000.0]
+    server = Down()
+    updater = make(server, clock=lambda: now[0])
+
+    updater.observe(offer())
+    await settle(updater)
+    assert state_of(updater) is UpdateState.FAILED
+    assert "tried again in an hour" in (updater.status.reason or "")
+    updater.observe(offer())  # the next poll: not tried again yet
+    await settle(updater)
+    assert len(server.requests) == 1
+
+    now[0] += 3600
+    server.up = True
+    updater.observe(offer())
+    await settle(updater)
+
+    assert len(server.requests) == 2
+    assert state_of(updater) is UpdateState.READY
+
+
+async def test_after_a_failed_version_a_newer_one_is_still_taken(make: Make) -> None:
+    newer = release("0.4.0")
+    server = Server(newer)
+    updater = make(server)
+    updater.observe(offer(signed_by=Ed25519PrivateKey.generate()))
+    await settle(updater)
+    assert state_of(updater) is UpdateState.FAILED
+
+    updater.observe(offer("0.4.0", data=newer))
+    await settle(updater)
+
+    assert (state_of(updater), updater.status.version) == (UpdateState.READY, "0.4.0")
 
 
 async def test_an_install_that_does_not_update_itself_says_how_to_upgrade(make: Make) -> None:
