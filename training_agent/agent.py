@@ -262,6 +262,7 @@ def build_agent(
         settings, paths, client=client, version=identity.version, platform=identity.platform
     )
     updater.on_ready = daemon.stop_for_update
+    updater.on_change = lambda status: poller.refresh()  # the page learns it at once
     daemon.update_info = lambda: updater.status.as_info()
     return Agent(settings, paths, identity, client, outbox, state, daemon, updater)
 

@@ -119,6 +119,7 @@ class Poller:
         self._rng = rng
         self._clock = clock
         self._wake = asyncio.Event()
+        self._refresh = False  # the in-flight poll was abandoned for a fresh one
         self._stopped = False
         self._inflight: asyncio.Future[PollResponse] | None = None
         self._failures = 0
@@ -136,6 +137,14 @@ class Poller:
     def wake(self) -> None:
         """Poll again now (a job finished)."""
         self._wake.set()
+
+    def refresh(self) -> None:
+        """Poll again now with fresh headers (the agent's state changed, e.g. its
+        self-update): a held poll is abandoned, which loses nothing (a poll is a peek)."""
+        self._refresh = True
+        self._wake.set()
+        if self._inflight is not None:
+            self._inflight.cancel()
 
     def stop(self) -> None:
         """End ``jobs()``: at once when pausing or polling, after it when claiming."""
@@ -164,6 +173,9 @@ class Poller:
         self._inflight = asyncio.ensure_future(self._client.poll(wait_s=wait_s, headers=headers))
         try:
             await asyncio.wait({self._inflight})
+            if self._inflight.cancelled() and self._refresh and not self._stopped:
+                self._refresh = False
+                return Step(job=None, delay_s=0.0)
             answer = self._inflight.result()
         except asyncio.CancelledError:
             if not self._stopped:

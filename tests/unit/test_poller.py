@@ -11,7 +11,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from tests.support.fake_backend import API_KEY, FakeBackend, job
+from tests.support.fake_backend import API_KEY, IDENTITY, FakeBackend, job
+from training_agent.api import BackendClient
 from training_agent.poller import LONG_POLL_WAIT_S, Connection, Poller
 from training_agent.status.state import AgentState
 
@@ -255,3 +256,49 @@ async def test_a_long_poll_answered_at_once_waits_the_interval(backend: FakeBack
 
     backend.on(POLL, held)
     assert (await poller.step(can_claim=True)).delay_s == 0.0  # the next goes out at once
+
+
+async def test_refresh_abandons_a_held_poll_for_one_with_fresh_headers() -> None:
+    # The self-update's state changed: the page should learn it now, not after a long
+    # poll the backend may hold for 30 s.
+    seen: list[str | None] = []
+
+    async def backend(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("X-Agent-Info"))
+        if len(seen) == 2:
+            await asyncio.Event().wait()  # held until abandoned
+        answer = {"job": None, "features": ["long_poll"], "poll_interval_seconds": 5}
+        return httpx.Response(200, json=answer)
+
+    client = BackendClient(
+        base_url="http://backend.test",
+        api_key=SecretStr(API_KEY),
+        identity=IDENTITY,
+        transport=httpx.MockTransport(backend),
+    )
+    info = ["before"]
+    poller = Poller(
+        client=client,
+        min_interval_s=1.0,
+        sleep=Sleeps(),
+        rng=lambda: 0.5,
+        headers=lambda: {"X-Agent-Info": info[0]},
+    )
+
+    async def consume() -> None:
+        async for _claimed in poller.jobs(can_claim=lambda: True):
+            pass
+
+    task = asyncio.create_task(consume())
+    async with asyncio.timeout(5):
+        while len(seen) < 2:
+            await asyncio.sleep(0.01)
+        info[0] = "after"
+        poller.refresh()
+        while len(seen) < 3:
+            await asyncio.sleep(0.01)
+    poller.stop()
+    await asyncio.wait_for(task, 2)
+    await client.aclose()
+
+    assert seen[:3] == ["before", "before", "after"]
