@@ -1,12 +1,15 @@
 """The self-update of the real executable: version A, installed by ``install.sh``, is
 offered version B by a real backend (``TRAINING_BACKEND_AGENT_VERSION``). B is the
 session's build packed again with a bumped version and signed (``packaging/build
---repack --version --sign``), as a release would be.
+--repack --version --sign``), as a release would be: once per test session; the other
+B's are cheap variations of that archive (signed by another key; a copy whose daemon
+cannot start, packed by the test at a low compression level).
 
 - a job running when the offer comes is completed first; then A switches to B in the
   same process, and B's first successful poll confirms it;
 - a B signed by a key A does not trust is refused, and A goes on;
-- a B that cannot start its daemon is rolled back to A, which says why on the page.
+- a B that cannot start its daemon is rolled back to A, which says why on the page and
+  does not try B again (one attempt per version).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,27 +49,26 @@ VERSION_B = f"{MAJOR}.{MINOR}.{PATCH + 1}"
 SQLITE = "_internal/python3.11/lib-dynload"
 
 
-def version_b(release: Release, tmp_path: Path, *, key: Path, broken: bool = False) -> Path:
-    """Version B of the build, signed with ``key``; the archive (and its ``.sig``)."""
-    source = release.unpacked
-    if broken:  # its daemon cannot start: the sqlite3 module is gone (``version`` works)
-        source = tmp_path / "broken"
-        shutil.copytree(release.unpacked, source, symlinks=True)
-        for module in (source / SQLITE).glob("_sqlite3*"):
-            module.unlink()
+@pytest.fixture(scope="session")
+def version_b(release: Release, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Version B of the session's build, signed with the release key; the archive (its
+    ``.sig`` beside it). Made once per session."""
+    if release.key is None:
+        pytest.skip("the reused build has no release-test.pem beside it")
+    root = tmp_path_factory.mktemp("version-b")
     done = subprocess.run(
         [
             str(ROOT / "packaging" / "build"),
             "--repack",
-            str(source),
+            str(release.unpacked),
             "--version",
             VERSION_B,
             "--sign",
-            str(key),
+            str(release.key),
             "--dist",
-            str(tmp_path / "dist-b"),
+            str(root / "dist"),
             "--work",
-            str(tmp_path / "work-b"),
+            str(root / "work"),
         ],
         env={**os.environ, "PYTHON": sys.executable},
         capture_output=True,
@@ -77,9 +80,44 @@ def version_b(release: Release, tmp_path: Path, *, key: Path, broken: bool = Fal
     return Path(done.stdout.strip().splitlines()[-1])
 
 
+def sign(archive: Path, key: Path) -> None:
+    """Write ``archive.sig`` with ``key`` (``packaging/sign.py sign``)."""
+    command = [sys.executable, str(ROOT / "packaging" / "sign.py"), "sign", str(key), str(archive)]
+    subprocess.run(command, check=True, capture_output=True, timeout=60)
+
+
+def signed_by_a_stranger(archive: Path, folder: Path) -> Path:
+    """A copy of ``archive`` signed with a new key no build trusts."""
+    folder.mkdir()
+    copy = Path(shutil.copy2(archive, folder / archive.name))
+    stranger = folder / "stranger.pem"
+    command = [sys.executable, str(ROOT / "packaging" / "sign.py"), "genkey", str(stranger)]
+    subprocess.run(command, check=True, capture_output=True, timeout=60)
+    sign(copy, stranger)
+    return copy
+
+
+def broken_copy(archive: Path, folder: Path, key: Path) -> Path:
+    """``archive`` with its sqlite3 module taken out (``version`` works, the daemon
+    cannot start), packed again (quickly) and signed with ``key``."""
+    unpacked = folder / "unpacked"
+    with tarfile.open(archive) as opened:
+        opened.extractall(unpacked, filter="tar")
+    [top] = list(unpacked.iterdir())
+    for module in (top / SQLITE).glob("_sqlite3*"):
+        module.unlink()
+    broken = folder / "dist" / archive.name
+    broken.parent.mkdir()
+    with tarfile.open(broken, "w:gz", compresslevel=1) as packed:
+        packed.add(top, arcname=top.name)
+    sign(broken, key)
+    return broken
+
+
 @contextmanager
-def backend_offering(archive: Path, tmp_path: Path) -> Iterator[BackendProcess]:
-    """A backend whose releases directory holds ``archive`` and which wants its version."""
+def backend_offering(archive: Path, tmp_path: Path, name: str) -> Iterator[Site]:
+    """A backend whose releases directory holds ``archive`` and which wants its version;
+    the user ``name`` on its page."""
     releases = tmp_path / "releases"
     command = [sys.executable, "-m", "training_backend.cli", "releases", "add"]
     added = run([*command, str(archive), "--releases-dir", str(releases)], dict(os.environ))
@@ -87,15 +125,21 @@ def backend_offering(archive: Path, tmp_path: Path) -> Iterator[BackendProcess]:
     settings = {
         "TRAINING_BACKEND_RELEASES_DIR": str(releases),
         "TRAINING_BACKEND_AGENT_VERSION": VERSION_B,
+        "TRAINING_BACKEND_POLL_INTERVAL_SECONDS": "1",
     }
     with start_backend(tmp_path / "backend", env=settings) as backend:
-        yield backend
+        site = Site(backend, name)
+        try:
+            yield site
+        finally:
+            site.http.close()
 
 
 class Site:
     """The owner on the Training Agent page: a user with a password and a session."""
 
     def __init__(self, backend: BackendProcess, name: str) -> None:
+        self.backend = backend
         password = backend.cli("users", "create", name).splitlines()[1]
         self.http = httpx.Client(base_url=backend.url, timeout=30)
         self.http.post("/api/auth/login", json={"name": name, "password": password})
@@ -160,25 +204,31 @@ def output(tmp_path: Path) -> str:
 
 
 def test_a_running_job_is_completed_then_the_agent_becomes_version_b_in_place(
-    release: Release, tmp_path: Path
+    release: Release, version_b: Path, tmp_path: Path
 ) -> None:
-    if release.key is None:
-        pytest.skip("the reused build has no release-test.pem beside it")
-    archive = version_b(release, tmp_path, key=release.key)
-    with backend_offering(archive, tmp_path) as backend:
-        site = Site(backend, "uma")
-        job = {"type": "command", "command": ["sh", "-c", "sleep 6; echo finished before"]}
+    finish = tmp_path / "finish"
+    job = {
+        "type": "command",
+        "command": ["sh", "-c", f"while [ ! -e '{finish}' ]; do sleep 0.1; done; echo done in A"],
+    }
+    with backend_offering(version_b, tmp_path, "uma") as site:
+        backend = site.backend
         job_id = submit(backend, tmp_path, "uma", job)
         with installed_agent(release, tmp_path, backend, site.key) as agent:
+            waiting = "stopping for the update once 1 running job(s) ended"
+            wait_until(lambda: waiting in output(tmp_path), "B verified while the job runs", 300)
+            assert job_json(backend, job_id)["job"]["status"] == "running"
+            assert current_build(tmp_path).startswith(f"{__version__}-")  # not switched yet
+            finish.touch()
             wait_until(lambda: site.agent().get("version") == VERSION_B, "version B polls", 300)
             state = job_json(backend, job_id)["job"]
             assert agent.poll() is None, output(tmp_path)  # the same process, re-executed
-            status = json.loads((tmp_path / "agent" / "state" / "status.json").read_text())
             wait_until(lambda: record(tmp_path).get("trial") is None, "B confirmed", 60)
+            owner = Owner(backend, site.key)
+            logs = owner.logs(job_id)
 
         assert state["status"] == "completed"
-        assert "finished before" in Owner(backend, site.key).logs(job_id)
-        assert status.get("pid") in (None, agent.pid)
+        assert "done in A" in logs
         assert record(tmp_path)["attempts"][VERSION_B]["outcome"] == "confirmed"
         assert current_build(tmp_path).startswith(f"{VERSION_B}-")
         assert len(builds(tmp_path)) == 2  # A kept for a rollback
@@ -187,24 +237,17 @@ def test_a_running_job_is_completed_then_the_agent_becomes_version_b_in_place(
 
 
 def test_a_version_b_signed_by_an_untrusted_key_is_refused_and_a_goes_on(
-    release: Release, tmp_path: Path
+    release: Release, version_b: Path, tmp_path: Path
 ) -> None:
-    if release.key is None:
-        pytest.skip("the reused build has no release-test.pem beside it")
-    stranger = tmp_path / "stranger.pem"
-    subprocess.run(
-        [sys.executable, str(ROOT / "packaging" / "sign.py"), "genkey", str(stranger)],
-        check=True,
-        capture_output=True,
-    )
-    archive = version_b(release, tmp_path, key=stranger)
-    with backend_offering(archive, tmp_path) as backend:
-        site = Site(backend, "vic")
-        with installed_agent(release, tmp_path, backend, site.key) as agent:
-            wait_until(lambda: (site.update() or {}).get("state") == "failed", "refusal", 180)
-            update = site.update()
-            assert agent.poll() is None
-            assert site.agent()["version"] == __version__
+    archive = signed_by_a_stranger(version_b, tmp_path / "stranger")
+    with (
+        backend_offering(archive, tmp_path, "vic") as site,
+        installed_agent(release, tmp_path, site.backend, site.key) as agent,
+    ):
+        wait_until(lambda: (site.update() or {}).get("state") == "failed", "refusal", 180)
+        update = site.update()
+        assert agent.poll() is None
+        assert site.agent()["version"] == __version__
 
     assert update is not None and update["version"] == VERSION_B
     assert update["reason"].startswith(f"refused {archive.name}: the signature does not vouch")
@@ -213,29 +256,34 @@ def test_a_version_b_signed_by_an_untrusted_key_is_refused_and_a_goes_on(
 
 
 def test_a_version_b_that_cannot_start_is_rolled_back_and_a_says_why(
-    release: Release, tmp_path: Path
+    release: Release, version_b: Path, tmp_path: Path
 ) -> None:
-    if release.key is None:
-        pytest.skip("the reused build has no release-test.pem beside it")
-    archive = version_b(release, tmp_path, key=release.key, broken=True)
-    with backend_offering(archive, tmp_path) as backend:
-        site = Site(backend, "wes")
-        with installed_agent(release, tmp_path, backend, site.key) as agent:
-            wait_until(
-                lambda: (
-                    record(tmp_path)["attempts"].get(VERSION_B, {}).get("outcome") == "failed"
-                    if (tmp_path / "agent" / "state" / "update.json").exists()
-                    else False
-                ),
-                "the rollback",
-                300,
-            )
-            wait_until(lambda: (site.update() or {}).get("state") == "failed", "the page", 120)
-            update = site.update()
-            assert agent.poll() is None, output(tmp_path)
-            assert site.agent()["version"] == __version__
+    assert release.key is not None
+    archive = broken_copy(version_b, tmp_path / "broken", release.key)
+    with (
+        backend_offering(archive, tmp_path, "wes") as site,
+        installed_agent(release, tmp_path, site.backend, site.key) as agent,
+    ):
+        wait_until(
+            lambda: (
+                record(tmp_path)["attempts"].get(VERSION_B, {}).get("outcome") == "failed"
+                if (tmp_path / "agent" / "state" / "update.json").exists()
+                else False
+            ),
+            "the rollback",
+            300,
+        )
+        wait_until(lambda: (site.update() or {}).get("state") == "failed", "the page", 120)
+        polls = site.agent().get("last_poll_at")
+        wait_until(lambda: site.agent().get("last_poll_at") != polls, "A polls again", 60)
+        update = site.update()
+        assert agent.poll() is None, output(tmp_path)
+        assert site.agent()["version"] == __version__
 
     assert current_build(tmp_path).startswith(f"{__version__}-")
     assert update is not None and update["version"] == VERSION_B
     assert "_sqlite3" in update["reason"]
     assert record(tmp_path)["trial"] is None
+    # one attempt: A, offered B again at each poll, never downloads or switches again
+    assert output(tmp_path).count(f"switching to training-agent {VERSION_B}") == 1
+    assert output(tmp_path).count(f"downloading training-agent-{VERSION_B}") == 1
