@@ -98,18 +98,19 @@ def signed_by_a_stranger(archive: Path, folder: Path) -> Path:
 
 
 def broken_copy(archive: Path, folder: Path, key: Path) -> Path:
-    """``archive`` with its sqlite3 module taken out (``version`` works, the daemon
-    cannot start), packed again (quickly) and signed with ``key``."""
-    unpacked = folder / "unpacked"
-    with tarfile.open(archive) as opened:
-        opened.extractall(unpacked, filter="tar")
-    [top] = list(unpacked.iterdir())
-    for module in (top / SQLITE).glob("_sqlite3*"):
-        module.unlink()
-    broken = folder / "dist" / archive.name
-    broken.parent.mkdir()
-    with tarfile.open(broken, "w:gz", compresslevel=1) as packed:
-        packed.add(top, arcname=top.name)
+    """``archive`` without its sqlite3 module (``version`` works, the daemon cannot
+    start), copied member by member into a quickly compressed archive signed with
+    ``key``."""
+    broken = folder / archive.name
+    folder.mkdir()
+    with (
+        tarfile.open(archive) as source,
+        tarfile.open(broken, "w:gz", compresslevel=1) as packed,
+    ):
+        for member in source:
+            if member.name.split("/", 1)[-1].startswith(f"{SQLITE}/_sqlite3"):
+                continue
+            packed.addfile(member, source.extractfile(member) if member.isfile() else None)
     sign(broken, key)
     return broken
 
