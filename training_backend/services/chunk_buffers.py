@@ -13,6 +13,10 @@ chunk pays page faults and zeroing on top of the copy (a fifth of the backend's 
 uploaded GB, measured in docs/benchmarks.md). A buffer that stays mapped between chunks
 takes the pieces with one copy and no faults. At most ``keep`` idle buffers are held;
 more chunks at once borrow new ones, which go when they come back to a full pool.
+
+A buffer goes back only when the chunk's store-and-hash work is over: that work runs in
+``run_in_threadpool``, which does not let the request give up before the thread is done,
+so no later chunk can land in a buffer a write or a hash is still reading.
 """
 
 from __future__ import annotations
