@@ -104,10 +104,13 @@ def measure(workdir: Path, mib: int) -> dict[str, Any]:
         ).strip()
         home = workdir / "agent"
         env = agent_env(home, url=server.url, key=key, TRAINING_AGENT_ALLOW_COMMAND_JOBS="1")
-        agent = start_agent(env, "--max-jobs", "1", log=workdir / "agent.log")
+        # No --max-jobs: an agent that stops itself once the upload is delivered can be
+        # gone before the 0.1 s poll sees "complete"; this one is stopped afterwards.
+        agent = start_agent(env, log=workdir / "agent.log")
         try:
             seen = phases(home, psutil.Process(agent.pid), psutil.Process(server.process.pid))
         finally:
+            agent.terminate()
             agent.wait(timeout=120)
         headers = {"Authorization": f"Bearer {key}"}
         listed = httpx.get(
