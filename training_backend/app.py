@@ -35,6 +35,7 @@ from training_backend.routers import (
 )
 from training_backend.services.agent_updates import UpdateOffers
 from training_backend.services.artifact_store import open_store
+from training_backend.services.chunk_buffers import ChunkBuffers
 from training_backend.services.release_mirror import ReleaseMirror
 from training_backend.services.upload_hashes import UploadHashes
 from training_backend.services.wakeups import Wakeups
@@ -85,6 +86,7 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     app.state.wakeups = Wakeups(max_per_key=settings.max_long_polls_per_key)
     app.state.artifact_store = open_store(settings)  # opens no connection and no file yet
     app.state.upload_hashes = UploadHashes()
+    app.state.chunk_buffers = ChunkBuffers(settings.artifact_max_chunk_bytes)
     app.state.release_mirror = mirror = ReleaseMirror()  # releases fetched from releases_url
     app.state.update_offers = UpdateOffers(mirror)  # agent_update in poll answers
     install_error_handlers(app)

@@ -10,6 +10,7 @@ replace its objects to drive the clock):
     WakeupsDep          the long polls waiting in this process
     ArtifactStoreDep    where artifact bytes live (a directory or an S3 bucket)
     UploadHashesDep     running SHA-256s and per-artifact locks of this process's uploads
+    ChunkBuffersDep     the buffers artifact chunks are received into
     ApiKeyRateLimitDep, JobRateLimitDep, LoginThrottleDep, EnrollRateLimitDep
                         the in-memory rate limits
     ReleaseMirrorDep    fetches agent releases from ``releases_url`` on first use
@@ -54,6 +55,7 @@ from training_backend.services.api_keys import (
     uses_api_key,
 )
 from training_backend.services.artifact_store import ArtifactStore
+from training_backend.services.chunk_buffers import ChunkBuffers
 from training_backend.services.job_tokens import authenticate_job, extract_job_token
 from training_backend.services.release_mirror import ReleaseMirror
 from training_backend.services.sessions import authenticate_session, session_token_of
@@ -90,6 +92,12 @@ async def get_upload_hashes(request: Request) -> UploadHashes:
     """This process's running hashes of artifact uploads."""
     hashes: UploadHashes = request.app.state.upload_hashes
     return hashes
+
+
+async def get_chunk_buffers(request: Request) -> ChunkBuffers:
+    """The buffers this process receives artifact chunks into."""
+    buffers: ChunkBuffers = request.app.state.chunk_buffers
+    return buffers
 
 
 async def get_api_key_rate_limit(request: Request) -> ApiKeyRateLimit:
@@ -133,6 +141,7 @@ SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory
 WakeupsDep = Annotated[Wakeups, Depends(get_wakeups)]
 ArtifactStoreDep = Annotated[ArtifactStore, Depends(get_artifact_store)]
 UploadHashesDep = Annotated[UploadHashes, Depends(get_upload_hashes)]
+ChunkBuffersDep = Annotated[ChunkBuffers, Depends(get_chunk_buffers)]
 ApiKeyRateLimitDep = Annotated[ApiKeyRateLimit, Depends(get_api_key_rate_limit)]
 JobRateLimitDep = Annotated[JobRateLimit, Depends(get_job_rate_limit)]
 LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]

@@ -27,6 +27,7 @@ from training_backend.db.types import utcnow
 from training_backend.deps import (
     ApiKeyOrUser,
     ArtifactStoreDep,
+    ChunkBuffersDep,
     DbSession,
     SessionFactoryDep,
     SettingsDep,
@@ -129,18 +130,20 @@ def _chunk_too_large(max_bytes: int) -> ApiError:
     return ApiError(413, "CHUNK_TOO_LARGE", message)
 
 
-async def _read_chunk(request: Request, max_bytes: int) -> bytes:
+async def _read_chunk(request: Request, buffer: bytearray, max_bytes: int) -> memoryview:
+    """The body, copied piece by piece into ``buffer`` (no join, no new chunk-sized bytes)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise _chunk_too_large(max_bytes)
-    pieces: list[bytes] = []
+    view = memoryview(buffer)[:max_bytes]
     size = 0
     async for piece in request.stream():
-        size += len(piece)
-        if size > max_bytes:
+        end = size + len(piece)
+        if end > max_bytes:
             raise _chunk_too_large(max_bytes)
-        pieces.append(piece)
-    return b"".join(pieces)
+        view[size:end] = piece
+        size = end
+    return view[:size]
 
 
 def _receive(
@@ -151,7 +154,7 @@ def _receive(
     job: TrainingJob,
     artifact_id: str,
     offset: int,
-    data: bytes,
+    data: memoryview,
 ) -> ArtifactProgress:
     with sessions() as db:
         artifact = receive_chunk(
@@ -177,14 +180,16 @@ async def upload_chunk(
     sessions: SessionFactoryDep,
     store: ArtifactStoreDep,
     hashes: UploadHashesDep,
+    buffers: ChunkBuffersDep,
 ) -> ArtifactProgress:
     """Store the body at ``offset``; answers the bytes held and whether the upload is complete."""
     token = extract_job_token(request.headers)
     job = await run_in_threadpool(_authenticated, sessions, job_id, token, settings)
-    data = await _read_chunk(request, settings.artifact_max_chunk_bytes)
-    return await run_in_threadpool(
-        _receive, sessions, store, hashes, settings, job, artifact_id, offset, data
-    )
+    with buffers.borrowed() as buffer:
+        data = await _read_chunk(request, buffer, settings.artifact_max_chunk_bytes)
+        return await run_in_threadpool(
+            _receive, sessions, store, hashes, settings, job, artifact_id, offset, data
+        )
 
 
 @router.get(OWNED)

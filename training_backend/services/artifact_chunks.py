@@ -59,7 +59,7 @@ def receive_chunk(
     job_id: str,
     artifact_id: str,
     offset: int,
-    data: bytes,
+    data: bytes | memoryview,
     now: datetime,
 ) -> Artifact:
     """Store ``data`` at ``offset`` of the artifact (see the module docstring)."""
@@ -85,7 +85,7 @@ def _store_tail(
     store: ArtifactStore,
     hashes: UploadHashes,
     artifact: Artifact,
-    tail: bytes,
+    tail: bytes | memoryview,
     now: datetime,
 ) -> bool:
     """Write the bytes after ``received_bytes``; ``False`` if another process got there first."""

@@ -55,7 +55,7 @@ class UploadHashes:
                 else:
                     self._locks[artifact_id] = (lock, users - 1)
 
-    def add(self, artifact_id: str, *, offset: int, data: bytes) -> None:
+    def add(self, artifact_id: str, *, offset: int, data: bytes | memoryview) -> None:
         """Hash ``data``, stored at ``offset``; a chunk that does not follow drops the entry."""
         with self._guard:
             running = self._running.pop(artifact_id, None)

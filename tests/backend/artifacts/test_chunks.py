@@ -56,6 +56,21 @@ async def test_chunks_in_order_make_a_complete_verified_artifact(
     assert listed.status_code == 401  # a job token is not an owner's credential
 
 
+async def test_chunks_are_received_into_one_reused_buffer_and_stored_exactly(
+    client: httpx.AsyncClient, app: FastAPI, running: tuple[TrainingJob, str], spy: SpyStore
+) -> None:
+    job, token = running
+    await declare(client, job.id, token, CONTENT)
+
+    last = await upload_all(client, job.id, token, CONTENT)
+
+    assert last.json()["complete"] is True
+    assert app.state.chunk_buffers.idle == 1  # one buffer served every chunk
+    key = spy.writes[0][0]
+    stored = b"".join(spy.inner.read(key, start=0, end=len(CONTENT)))
+    assert stored == CONTENT  # the short last chunk carried none of the one before
+
+
 async def test_declaring_again_answers_the_same_upload_and_its_offset(
     client: httpx.AsyncClient, running: tuple[TrainingJob, str]
 ) -> None:

@@ -1,4 +1,5 @@
-"""The pieces under the chunk protocol: HTTP ranges and the running hashes."""
+"""The pieces under the chunk protocol: HTTP ranges, the running hashes and the buffers
+chunks are received into."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import pytest
 
 from training_backend.services.byte_ranges import Unsatisfiable, requested_range
+from training_backend.services.chunk_buffers import ChunkBuffers
 from training_backend.services.upload_hashes import UploadHashes
 
 
@@ -60,3 +62,20 @@ def test_the_oldest_running_hashes_are_dropped_past_the_limit() -> None:
         hashes.add(name, offset=0, data=b"x")
     assert hashes.digest("a", size=1) is None
     assert hashes.digest("c", size=1) == hashlib.sha256(b"x").hexdigest()
+
+
+def test_a_chunk_buffer_is_used_again_by_the_next_chunk() -> None:
+    buffers = ChunkBuffers(1024)
+    with buffers.borrowed() as first:
+        first[:3] = b"abc"
+    with buffers.borrowed() as second:
+        assert second is first  # no new chunk-sized memory per chunk
+        assert len(second) == 1024
+    assert buffers.idle == 1
+
+
+def test_chunks_at_once_get_their_own_buffers_and_only_a_few_are_kept() -> None:
+    buffers = ChunkBuffers(16, keep=2)
+    with buffers.borrowed() as a, buffers.borrowed() as b, buffers.borrowed() as c:
+        assert len({id(a), id(b), id(c)}) == 3
+    assert buffers.idle == 2

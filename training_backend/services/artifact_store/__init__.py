@@ -35,9 +35,12 @@ class ArtifactStore(Protocol):
         ...
 
     def write(
-        self, key: str, state: UploadState, *, offset: int, data: bytes, last: bool
+        self, key: str, state: UploadState, *, offset: int, data: bytes | memoryview, last: bool
     ) -> UploadState:
-        """Store ``data`` at ``offset`` (the bytes held so far); ``last`` if it ends the object."""
+        """Store ``data`` at ``offset`` (the bytes held so far); ``last`` if it ends the object.
+
+        ``data`` may be a view of a buffer the next chunk reuses: a store that keeps any
+        of it past the call keeps a copy."""
         ...
 
     def finish(self, key: str, state: UploadState) -> None:

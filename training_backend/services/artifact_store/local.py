@@ -63,7 +63,7 @@ class LocalStore:
         return self.directory / key
 
     def write(
-        self, key: str, state: UploadState, *, offset: int, data: bytes, last: bool
+        self, key: str, state: UploadState, *, offset: int, data: bytes | memoryview, last: bool
     ) -> UploadState:
         """``pwrite`` ``data`` at ``offset`` into ``<key>.partial``."""
         partial = self._path(key + _PARTIAL)

@@ -77,7 +77,7 @@ class S3Store:
         return name.removeprefix(f"{self.prefix}/" if self.prefix else "").removesuffix(_TAIL)
 
     def write(
-        self, key: str, state: UploadState, *, offset: int, data: bytes, last: bool
+        self, key: str, state: UploadState, *, offset: int, data: bytes | memoryview, last: bool
     ) -> UploadState:
         """Send ``data`` as a part once 5 MiB are waiting (or it is the last), else keep it
         in the tail object."""
@@ -87,7 +87,7 @@ class S3Store:
             raise _failure(exc, "store an artifact chunk", self.location) from exc
 
     def _write(
-        self, key: str, state: dict[str, Any], *, offset: int, data: bytes, last: bool
+        self, key: str, state: dict[str, Any], *, offset: int, data: bytes | memoryview, last: bool
     ) -> UploadState:
         part_bytes = int(state.get("part_bytes", 0))
         waiting = self._tail(key, offset - part_bytes) + data
