@@ -194,6 +194,7 @@ def build_agent(
         auth_retry_s=settings.auth_retry_seconds,
         reload_key=lambda: reread_api_key(paths),
         headers=lambda: daemon.poll_headers(),
+        holds=lambda job_id: daemon.holds(job_id),
         sleep=sleep,
         rng=rng,
         clock=clock,

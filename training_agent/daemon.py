@@ -169,6 +169,7 @@ class Daemon:
     async def run(self) -> int:
         """Run until stopped and drained; the process exit code."""
         self._recover()
+        self._idle_since = self._clock()  # idle from now, not from when it was built
         self._ready = not self._outbox.unfinished_jobs()
         helpers = [self._supervised("the uploader", self.uploader.run)]
         if self.artifacts is not None:
@@ -245,6 +246,13 @@ class Daemon:
                 self._state.set_problem(SAMPLER, None)
         return headers
 
+    def holds(self, job_id: str) -> bool:
+        """Whether the job runs here or its reports are not all delivered: a backend
+        offering it again (a claim answer it thinks lost) must not get it run twice."""
+        if job_id in self._active:
+            return True
+        return self._outbox.has_job(job_id) and not self._outbox.is_finished(job_id)
+
     def _has_room(self) -> bool:
         if self._draining or not self._ready:
             return False
@@ -316,6 +324,7 @@ class Daemon:
                     self._options.startup_drain_s,
                 )
         self._ready = True
+        self._idle_since = self._clock()  # delivering the last run's reports is not idle
         self.poller.wake()
 
     async def _idle_watch(self) -> None:
@@ -348,15 +357,24 @@ class Daemon:
         if not pending:
             return
         log.info("delivering the last reports of %d job(s)", len(pending))
-        waits = [self.uploader.wait_delivered(job_id) for job_id in pending]
         try:
-            await asyncio.wait_for(asyncio.gather(*waits), self._options.flush_timeout_s)
+            await asyncio.wait_for(self._deliver(pending), self._options.flush_timeout_s)
         except TimeoutError:
             log.warning(
                 "reports not delivered within %.0fs; they stay in the outbox and "
                 "go out at the next start",
                 self._options.flush_timeout_s,
             )
+
+    async def _deliver(self, pending: list[str]) -> None:
+        # A stop that came before any poll was answered (--idle-exit on a slow start, a
+        # signal) leaves the backend's extensions unknown, and nothing is sent without
+        # them: ask for them with polls that claim nothing.
+        while self.poller.known_features() is None:
+            step = await self.poller.step(can_claim=False)
+            if self.poller.known_features() is None:
+                await self._sleep(step.delay_s)
+        await asyncio.gather(*(self.uploader.wait_delivered(job_id) for job_id in pending))
 
 
 def install_signal_handlers(
