@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from training_agent.gpus import GIB
+from training_agent.disk_room import DiskRoom
 from training_agent.job_slot import AGENT_STOPPED, JobSlots
 from training_agent.jobs import ClaimedJob
 from training_agent.journal import recover_jobs
@@ -35,7 +35,7 @@ from training_agent.poller import Poller
 from training_agent.reporting.artifacts import ArtifactUploader
 from training_agent.reporting.outbox import Outbox
 from training_agent.reporting.uploader import Uploader
-from training_agent.resources import ResourceMonitor, free_disk_bytes
+from training_agent.resources import ResourceMonitor
 from training_agent.status.state import AgentState
 from training_agent.supervise import supervise
 
@@ -99,7 +99,6 @@ class Daemon:
         self._outbox = outbox
         self._state = state
         self._resources = resources
-        self._jobs_dir = jobs_dir
         self._journals_dir = journals_dir
         self._clock = clock
         self._sleep = sleep
@@ -108,7 +107,7 @@ class Daemon:
         self._draining = False  # claim nothing new
         self._stopping = False  # and exit once no job runs
         self._ready = False  # the reports of the last run had their chance first
-        self._disk_low = False
+        self._room = DiskRoom(jobs_dir, options.min_free_disk_gb, outbox, state)
         self._idle_since = clock()
         self._changed = asyncio.Event()  # a job started or ended, or a stop came
 
@@ -260,24 +259,7 @@ class Daemon:
             return False
         if not self._jobs.has_free_gpus():
             return False
-        return self._disk_ok()
-
-    def _disk_ok(self) -> bool:
-        minimum = self._options.min_free_disk_gb
-        free = free_disk_bytes(self._jobs_dir) if minimum > 0 else None
-        low = free is not None and free < minimum * GIB
-        if low and not self._disk_low:
-            log.warning(
-                "only %.1f GB free in %s, below min_free_disk_gb = %g: taking no jobs "
-                "until space is freed",
-                (free or 0) / GIB,
-                self._jobs_dir,
-                minimum,
-            )
-        elif self._disk_low and not low:
-            log.info("free disk space is back above min_free_disk_gb; taking jobs again")
-        self._disk_low = low
-        return not low
+        return self._room.ok()
 
     # -- one job ------------------------------------------------------------------------
 
