@@ -87,7 +87,11 @@ class JobReports:
 
     def abandon(self) -> None:
         """The backend gave the job up: nothing more of it goes out, not even what waits."""
-        self._outbox.finish_job(self._job_id)
+        self._held.clear()
+        try:
+            self._outbox.finish_job(self._job_id)
+        except StateError as exc:  # the uploader gives it up at the backend's next answer
+            log.error("job %s: cannot mark it given up in the outbox: %s", self._job_id, exc)
 
     def ended(self, outcome: JobOutcome, *, outputs: list[Any] | None = None) -> None:
         """The job ended: its terminal status goes out (after everything before it).
@@ -141,6 +145,8 @@ class JobReports:
 
     def retry_held(self) -> None:
         """Write the held reports to the outbox, in order, as far as it takes them."""
+        if not self._held:
+            return
         while self._held:
             kind, write, args, kwargs = self._held[0]
             try:

@@ -163,3 +163,17 @@ def test_no_job_is_claimed_while_the_outbox_disk_is_full(
     disk.free()
     assert room.ok()
     assert OUTBOX not in state.problems
+
+
+def test_a_job_given_up_while_its_reports_wait_drops_them_without_raising(
+    outbox: Outbox, state: AgentState
+) -> None:
+    disk = Disk(outbox)
+    reports = JobReports(outbox, state, "job-1", wake=lambda: None)
+    fill_up(outbox, disk)
+    reports.log("held")
+    reports.lost("the backend gave the job up")  # its outbox row may not be writable now
+    assert reports.held == 0
+    disk.free()
+    reports.retry_held()
+    assert "held" not in all_lines(outbox)
