@@ -50,16 +50,17 @@ def _shut_down(engine: Engine) -> Exception:
 
 
 @contextmanager
-def failing_inserts(
-    app: FastAPI, table: str, error: Callable[[Engine], Exception]
+def failing_writes(
+    app: FastAPI, prefix: str, error: Callable[[Engine], Exception]
 ) -> Iterator[list[str]]:
-    """Every INSERT into ``table`` raises ``error``; yields the statements refused."""
+    """Every statement that starts with ``prefix`` (``INSERT INTO job_logs``) raises
+    ``error``; yields the statements refused."""
     engine = _engine(app)
     refused: list[str] = []
 
     def fail(*args: Any) -> None:
-        statement = str(args[2])
-        if statement.lstrip().upper().startswith(f"INSERT INTO {table.upper()}"):
+        statement = " ".join(str(args[2]).split())
+        if statement.upper().startswith(prefix.upper()):
             refused.append(statement)
             raise error(engine)
 
@@ -77,24 +78,55 @@ async def _logs(client: httpx.AsyncClient, job_id: str, caller: Caller) -> list[
     return lines
 
 
+REPORTS = {
+    "logs": "INSERT INTO job_logs",
+    "metrics": "INSERT INTO training_metrics",
+    "status": "UPDATE training_jobs SET status",
+}
+
+
+def _report(kind: str, job_id: str) -> tuple[str, str, dict[str, Any]]:
+    """The method, path and body of one report of ``kind``."""
+    if kind == "logs":
+        return "POST", f"/api/training/local/{job_id}/logs", {"logs": ["a", "b"], "offset": 0}
+    if kind == "metrics":
+        point = {"step": 1, "epoch": 0.1, "train_loss": 1.0}
+        return "POST", "/api/training/local/metrics", {"job_id": job_id, "metrics": [point]}
+    return "PATCH", f"/api/training/local/{job_id}/status", {"status": "completed"}
+
+
+async def _stored(client: httpx.AsyncClient, kind: str, job_id: str, caller: Caller) -> Any:
+    if kind == "logs":
+        return await _logs(client, job_id, caller)
+    url = f"/api/training/local/{job_id}/{'metrics' if kind == 'metrics' else 'status'}"
+    answer = (await client.get(url, headers=caller.headers())).json()
+    return len(answer["metrics"]) if kind == "metrics" else answer["status"]
+
+
+@pytest.mark.parametrize("kind", list(REPORTS))
 async def test_a_full_disk_answers_507_and_stores_nothing(
-    app: FastAPI, client: httpx.AsyncClient, make_running_job: MakeRunningJob, caller: Caller
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    make_running_job: MakeRunningJob,
+    caller: Caller,
+    kind: str,
 ) -> None:
     job, token = make_running_job()
-    url, body = f"/api/training/local/{job.id}/logs", {"logs": ["a", "b"], "offset": 0}
-    with failing_inserts(app, "job_logs", _disk_full) as refused:
-        answer = await client.post(url, json=body, headers=bearer(token))
-    assert refused
+    method, url, body = _report(kind, job.id)
+    before = await _stored(client, kind, job.id, caller)
+    with failing_writes(app, REPORTS[kind], _disk_full) as refused:
+        answer = await client.request(method, url, json=body, headers=bearer(token))
+    assert refused, kind
     assert answer.status_code == 507
     assert answer.json() == {
         "code": "INSUFFICIENT_STORAGE",
         "error": "The server's disk is full, so nothing of this request was stored; "
         "it is accepted again once an administrator frees space",
     }
-    assert await _logs(client, job.id, caller) == []
-    again = await client.post(url, json=body, headers=bearer(token))
+    assert await _stored(client, kind, job.id, caller) == before
+    again = await client.request(method, url, json=body, headers=bearer(token))
     assert again.status_code == 200, again.text
-    assert await _logs(client, job.id, caller) == ["a", "b"]
+    assert await _stored(client, kind, job.id, caller) != before
 
 
 @pytest.mark.parametrize("table", ["training_metrics", "job_logs"])
@@ -111,7 +143,7 @@ async def test_a_database_going_away_answers_503_with_retry_after(
     else:
         url = "/api/training/local/metrics"
         body = {"job_id": job.id, "metrics": [{"step": 1, "epoch": 0.1, "train_loss": 1.0}]}
-    with failing_inserts(app, table, _shut_down) as refused:
+    with failing_writes(app, f"INSERT INTO {table}", _shut_down) as refused:
         answer = await client.post(url, json=body, headers=bearer(token))
     assert refused
     assert answer.status_code == 503
@@ -137,7 +169,7 @@ async def test_a_bad_query_is_still_a_500(
         return psycopg.errors.SyntaxError('syntax error at or near "INSRT"')
 
     url, body = f"/api/training/local/{job.id}/logs", {"logs": ["a"], "offset": 0}
-    with failing_inserts(app, "job_logs", syntax_error):
+    with failing_writes(app, "INSERT INTO job_logs", syntax_error):
         answer = await client.post(url, json=body, headers=bearer(token))
     assert answer.status_code == 500
     assert answer.json()["code"] == "INTERNAL_ERROR"
