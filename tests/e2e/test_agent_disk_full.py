@@ -18,7 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_backend_faults import (
+from tests.support.agent import agent_env
+from tests.support.backend import start_backend
+from tests.support.e2e import Owner, make_user_and_key, wait_until
+from tests.support.job_faults import (
     OUTAGE_S,
     WAIT_S,
     assert_delivered_once,
@@ -28,9 +31,6 @@ from tests.e2e.test_backend_faults import (
     stored_steps,
     submit_job,
 )
-from tests.support.agent import agent_env
-from tests.support.backend import start_backend
-from tests.support.e2e import Owner, make_user_and_key, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
