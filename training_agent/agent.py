@@ -200,6 +200,7 @@ def build_agent(
         reload_key=lambda: reread_api_key(paths),
         headers=lambda: daemon.poll_headers(),
         on_answer=lambda answer: updater.observe(answer),
+        holds=lambda job_id: daemon.holds(job_id),
         sleep=sleep,
         rng=rng,
         clock=clock,

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from training_agent.gpus import GIB
+from training_agent.disk_room import DiskRoom
 from training_agent.job_slot import AGENT_STOPPED, JobSlots
 from training_agent.jobs import ClaimedJob
 from training_agent.journal import recover_jobs
@@ -35,7 +35,7 @@ from training_agent.poller import Poller
 from training_agent.reporting.artifacts import ArtifactUploader
 from training_agent.reporting.outbox import Outbox
 from training_agent.reporting.uploader import Uploader
-from training_agent.resources import ResourceMonitor, free_disk_bytes
+from training_agent.resources import ResourceMonitor
 from training_agent.status.state import AgentState
 from training_agent.supervise import supervise
 
@@ -100,7 +100,6 @@ class Daemon:
         self._outbox = outbox
         self._state = state
         self._resources = resources
-        self._jobs_dir = jobs_dir
         self._journals_dir = journals_dir
         self._clock = clock
         self._sleep = sleep
@@ -111,7 +110,7 @@ class Daemon:
         self._for_update = False  # the stop is the self-update's: exit EXIT_UPDATE
         self.update_info: Callable[[], dict[str, object] | None] = lambda: None
         self._ready = False  # the reports of the last run had their chance first
-        self._disk_low = False
+        self._room = DiskRoom(jobs_dir, options.min_free_disk_gb, outbox, state)
         self._idle_since = clock()
         self._changed = asyncio.Event()  # a job started or ended, or a stop came
 
@@ -185,6 +184,7 @@ class Daemon:
     async def run(self) -> int:
         """Run until stopped and drained; the process exit code."""
         self._recover()
+        self._idle_since = self._clock()  # idle from now, not from when it was built
         self._ready = not self._outbox.unfinished_jobs()
         helpers = [self._supervised("the uploader", self.uploader.run)]
         if self.artifacts is not None:
@@ -263,6 +263,13 @@ class Daemon:
                 self._state.set_problem(SAMPLER, None)
         return headers
 
+    def holds(self, job_id: str) -> bool:
+        """Whether the job runs here or its reports are not all delivered: a backend
+        offering it again (a claim answer it thinks lost) must not get it run twice."""
+        if job_id in self._active:
+            return True
+        return self._outbox.has_job(job_id) and not self._outbox.is_finished(job_id)
+
     def _has_room(self) -> bool:
         if self._draining or not self._ready:
             return False
@@ -270,24 +277,7 @@ class Daemon:
             return False
         if not self._jobs.has_free_gpus():
             return False
-        return self._disk_ok()
-
-    def _disk_ok(self) -> bool:
-        minimum = self._options.min_free_disk_gb
-        free = free_disk_bytes(self._jobs_dir) if minimum > 0 else None
-        low = free is not None and free < minimum * GIB
-        if low and not self._disk_low:
-            log.warning(
-                "only %.1f GB free in %s, below min_free_disk_gb = %g: taking no jobs "
-                "until space is freed",
-                (free or 0) / GIB,
-                self._jobs_dir,
-                minimum,
-            )
-        elif self._disk_low and not low:
-            log.info("free disk space is back above min_free_disk_gb; taking jobs again")
-        self._disk_low = low
-        return not low
+        return self._room.ok()
 
     # -- one job ------------------------------------------------------------------------
 
@@ -334,6 +324,7 @@ class Daemon:
                     self._options.startup_drain_s,
                 )
         self._ready = True
+        self._idle_since = self._clock()  # delivering the last run's reports is not idle
         self.poller.wake()
 
     async def _idle_watch(self) -> None:
@@ -366,15 +357,24 @@ class Daemon:
         if not pending:
             return
         log.info("delivering the last reports of %d job(s)", len(pending))
-        waits = [self.uploader.wait_delivered(job_id) for job_id in pending]
         try:
-            await asyncio.wait_for(asyncio.gather(*waits), self._options.flush_timeout_s)
+            await asyncio.wait_for(self._deliver(pending), self._options.flush_timeout_s)
         except TimeoutError:
             log.warning(
                 "reports not delivered within %.0fs; they stay in the outbox and "
                 "go out at the next start",
                 self._options.flush_timeout_s,
             )
+
+    async def _deliver(self, pending: list[str]) -> None:
+        # A stop that came before any poll was answered (--idle-exit on a slow start, a
+        # signal) leaves the backend's extensions unknown, and nothing is sent without
+        # them: ask for them with polls that claim nothing.
+        while self.poller.known_features() is None:
+            step = await self.poller.step(can_claim=False)
+            if self.poller.known_features() is None:
+                await self._sleep(step.delay_s)
+        await asyncio.gather(*(self.uploader.wait_delivered(job_id) for job_id in pending))
 
 
 def install_signal_handlers(

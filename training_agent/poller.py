@@ -102,13 +102,17 @@ class Poller:
         reload_key: KeyReader | None = None,
         headers: Callable[[], dict[str, str]] | None = None,
         on_answer: Callable[[PollResponse], None] | None = None,
+        holds: Callable[[str], bool] = lambda _job_id: False,
         sleep: Sleep = asyncio.sleep,
         rng: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``headers()`` gives extra poll headers (``X-Agent-Info``...), asked per poll;
-        ``on_answer`` sees every successful poll's answer (the self-update)."""
+        ``on_answer`` sees every successful poll's answer (the self-update);
+        ``holds(job_id)`` says the agent runs the job or still has reports of it: such a
+        job is never claimed (again), whatever a backend offers."""
         self._client = client
+        self._holds = holds
         self._state = state
         self._min_interval_s = min_interval_s
         self._auth_retry_s = auth_retry_s
@@ -197,6 +201,9 @@ class Poller:
             # per-key cap of held polls, or a proxy that does not hold) waits out the
             # interval, so a full cap never turns into a tight loop.
             return Step(job=None, delay_s=max(0.0, delay - held_s) if wait_s else delay)
+        if self._holds(answer.job.id):
+            log.info("job %s offered again, but it ran here: not claiming it", answer.job.id)
+            return Step(job=None, delay_s=delay)
         return Step(job=await self.claim(answer.job), delay_s=delay)
 
     async def claim(self, polled: PolledJob) -> ClaimedJob | None:

@@ -6,7 +6,10 @@ Every error body is ``{"error": "<one sentence>", "code": "<UPPER_SNAKE>"}`` plu
 ``extra`` fields (``expected_offset`` for ``LOG_GAP``). A 429 carries ``Retry-After``.
 Request validation errors become 400 ``INVALID_REQUEST`` (or ``INVALID_JSON``), and
 database errors caused by a value in the request become 400 too: a bad request must never
-produce a 500.
+produce a 500. A database that cannot be reached (down, restarting, a connection cut)
+answers 503 ``DATABASE_UNAVAILABLE`` with ``Retry-After``, and one whose disk is full 507
+``INSUFFICIENT_STORAGE``: in both cases the request's transaction was not committed, so
+nothing of it is stored and the client sends it again (``db/faults.py`` tells them apart).
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from training_backend.db.faults import DATABASE_RETRY_AFTER_S, is_disk_full, is_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +106,26 @@ async def _integrity_error(_: Request, exc: Exception) -> JSONResponse:
     return ApiError(409, "CONFLICT", "The request conflicts with the stored state").response()
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    if is_disk_full(exc):
+        logger.error("the database's disk is full; requests that write fail: %s", exc.orig)
+        message = (
+            "The server's disk is full, so nothing of this request was stored; "
+            "it is accepted again once an administrator frees space"
+        )
+        return ApiError(507, "INSUFFICIENT_STORAGE", message).response()
+    if is_unavailable(exc):
+        logger.warning("the database is unavailable: %s", exc.orig)
+        message = (
+            "The server's database is unavailable, so nothing of this request was stored; "
+            f"try again in {DATABASE_RETRY_AFTER_S} seconds"
+        )
+        headers = {"Retry-After": str(DATABASE_RETRY_AFTER_S)}
+        return ApiError(503, "DATABASE_UNAVAILABLE", message, headers=headers).response()
+    return await _unexpected_error(request, exc)
+
+
 async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
     logger.exception("unexpected error", exc_info=exc)
     return ApiError(500, "INTERNAL_ERROR", "Internal server error").response()
@@ -113,4 +138,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -77,7 +77,10 @@ async def test_a_second_claim_is_409_already_claimed_even_by_the_same_agent(
     client: httpx.AsyncClient, caller: Caller, make_job: MakeJob, agent_id: str
 ) -> None:
     job = make_job()
-    await client.post(claim_url(job.id), headers=caller.headers())
+    token = (await client.post(claim_url(job.id), headers=caller.headers())).json()["job_token"]
+    # The agent used its token: the claim answer arrived (test_claim_again has the rest).
+    url = f"/api/training/local/{job.id}/status"
+    await client.patch(url, json={"status": "running"}, headers=bearer(token))
     response = await client.post(claim_url(job.id), headers=caller.headers(agent_id=agent_id))
     assert response.status_code == 409
     assert response.json() == {

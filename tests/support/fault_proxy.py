@@ -8,9 +8,10 @@
         assert proxy.injected()  # what it did, one dict per fault
 
 Every request is read whole (h11), then the first rule whose ``paths`` (a regex on the
-path), ``methods`` and ``min_bytes`` (of the body) match decides: the rule's n-th
-matching request is faulted when ``n % every == 0``, or with probability ``rate``; the
-fault is drawn from ``faults`` (or taken in turn with ``cycle``).
+path), ``methods``, ``min_bytes`` and ``contains`` (of the body) match decides: the
+rule's n-th matching request is faulted when ``n % every == 0``, or with probability
+``rate``, at most ``limit`` times; the fault is drawn from ``faults`` (or taken in turn
+with ``cycle``).
 Draws come from a generator seeded with the script's seed and the request itself
 (method, path, body and how often that same request was seen), so the same request
 meets the same fate in every run whatever else runs at the same time, and a retry
@@ -21,7 +22,7 @@ draws afresh. Fault kinds:
 | ``reset_before`` | the connection reset; the backend never saw the request |
 | ``reset_after`` | the backend applied the request; the connection reset before the answer |
 | ``status`` | ``status`` (409, 413, 422, 429, 5xx) instead of forwarding (+ ``retry_after``) |
-| ``delay`` | the answer after 0 to ``max_s`` (default 2) seconds |
+| ``delay`` | forwarded after ``min_s`` (default 0) to ``max_s`` (default 2) seconds |
 | ``truncate`` | the backend applied it; half the answer's body, then the connection closes |
 | ``garble`` | the backend applied it; the answer's body replaced by as many non-JSON bytes |
 
@@ -76,6 +77,8 @@ class Rule:
     every: int | None = None
     rate: float = 0.0
     min_bytes: int = 0
+    contains: bytes = b""
+    limit: int | None = None
     cycle: bool = False
     seen: int = 0
     hits: int = 0
@@ -90,6 +93,8 @@ class Rule:
             every=raw.get("every"),
             rate=float(raw.get("rate", 0.0)),
             min_bytes=int(raw.get("min_bytes", 0)),
+            contains=str(raw.get("contains", "")).encode(),
+            limit=raw.get("limit"),
             cycle=bool(raw.get("cycle", False)),
         )
 
@@ -97,7 +102,7 @@ class Rule:
         """The fault for this rule's next matching request, or None."""
         self.seen += 1
         hit = self.seen % self.every == 0 if self.every else rng.random() < self.rate
-        if not hit:
+        if not hit or (self.limit is not None and self.hits >= self.limit):
             return None
         self.hits += 1
         return (
@@ -109,7 +114,9 @@ class Rule:
     def matches(self, method: str, path: str, body: bytes) -> bool:
         if self.methods is not None and method not in self.methods:
             return False
-        return len(body) >= self.min_bytes and bool(self.paths.search(path))
+        if len(body) < self.min_bytes or self.contains not in body:
+            return False
+        return bool(self.paths.search(path))
 
 
 @dataclass
@@ -181,7 +188,11 @@ class Proxy:
             _send(conn, writer, *_injected(fault or {}))
             return _reusable(conn)
         if kind == "delay":
-            await asyncio.sleep(rng.uniform(0.0, float((fault or {}).get("max_s", 2.0))))
+            low, high = (
+                float((fault or {}).get("min_s", 0.0)),
+                float((fault or {}).get("max_s", 2.0)),
+            )
+            await asyncio.sleep(rng.uniform(low, high))
         status, headers, content = await self._forward(method, target, request.headers, body)
         return await _answer(kind, conn, writer, (status, headers, content), rng)
 

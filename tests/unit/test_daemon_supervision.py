@@ -16,12 +16,14 @@ from pydantic import SecretStr
 import training_agent.agent as agent_module
 from tests.support.executor import command_job
 from tests.support.fake_backend import API_KEY, IDENTITY, FakeBackend
-from tests.unit.test_daemon import VirtualTime, offer, run, statuses, wired_agent
+from tests.unit.test_daemon import POLL, VirtualTime, offer, run, statuses, wired_agent
 from training_agent.agent import EXIT_CRASHED, Agent, run_agent
 from training_agent.config import Settings
 from training_agent.control import JobControl
 from training_agent.daemon import EXIT_OK, SAMPLER
+from training_agent.jobs import JobStatus
 from training_agent.paths import AgentPaths
+from training_agent.reporting.outbox import Outbox
 from training_agent.resources import ResourceMonitor
 
 HEARTBEAT = "POST /api/training/local/job-1/heartbeat"
@@ -169,3 +171,29 @@ async def test_an_unexpected_error_ends_the_agent_with_code_1_and_its_traceback(
         r for r in caplog.records if "the agent stopped on an unexpected error" in r.getMessage()
     ]
     assert len(crash) == 1 and crash[0].exc_info is not None
+
+
+async def test_a_stop_before_any_poll_answered_still_delivers_the_outbox(
+    tmp_path: Path, backend: FakeBackend
+) -> None:
+    # --idle-exit on a slow start (or a stop signal) used to stop the poller before it
+    # learnt the backend's extensions, and the outbox waited in vain for them.
+    paths = AgentPaths.under(tmp_path / "agent")
+    paths.ensure()
+    outbox = Outbox(paths.outbox_file)
+    outbox.open_job("old", "tok-old")
+    outbox.append_status("old", JobStatus.FAILED, error="agent restarted during the job")
+    outbox.close()
+
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused")
+
+    backend.on(POLL, down, offer(backend, config={}))  # the first poll is not answered
+    built = wired_agent(paths, backend, VirtualTime(), idle_exit_seconds=0.001)
+    try:
+        assert await run(built.daemon, timeout_s=20) == EXIT_OK
+    finally:
+        await built.aclose()
+    assert statuses(backend, "old") == [
+        {"status": "failed", "error": "agent restarted during the job"}
+    ]

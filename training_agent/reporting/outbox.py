@@ -13,13 +13,13 @@ uploader has delivered them:
 delivered, so an agent restart resumes where it stopped.
 
 A job's log is bounded (``max_log_lines``): its first half streams as it is written;
-past it, lines wait in ``held_logs``, a window that keeps only the latest lines, and go
-out when the job's terminal status is stored, behind one notice line saying how many
-lines were skipped in between. So a job that prints a million lines still costs the
-outbox and the backend at most ``max_log_lines`` + 1 lines, and keeps what matters most:
+past it, lines wait in ``held_logs``, a window of the latest lines, and go out when the
+job's terminal status is stored, behind one notice saying how many were skipped. So a
+job that prints a million lines costs at most ``max_log_lines`` + 1 lines, and keeps
 how it started and how it ended. The price: past the first half, the live log on the
 platform waits until the job ends (rejected: streaming the tail as it comes, which
-would make the kept lines depend on when a job ends, not on the cap).
+would make the kept lines depend on when a job ends, not on the cap). A write refused
+for a full disk sets ``full`` until a write goes through (``has_room`` tries one).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,13 @@ from training_agent.errors import StateError
 from training_agent.jobs import JobStatus
 from training_agent.reporting import artifact_rows
 
+_SQLITE_FULL = 13  # "database or disk is full"
+DISK_FULL = (
+    "the agent's disk is full: reports cannot be stored in {directory}; the running job's "
+    "output waits in memory and no new job is taken until space is freed there"
+)
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS space_probe (at BLOB);
 CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT PRIMARY KEY,
     job_token TEXT NOT NULL,
@@ -125,6 +131,7 @@ class Outbox:
             raise ValueError(f"max_log_lines must be at least {MIN_MAX_LOG_LINES}")
         self.path = path
         self._max_log_lines = max_log_lines
+        self.full: str | None = None  # the sentence while the disk is full
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # owner-only: holds job tokens
@@ -155,14 +162,31 @@ class Outbox:
     def _tx(self) -> Iterator[sqlite3.Connection]:
         try:
             self._db.execute("BEGIN IMMEDIATE")
+            before = self._db.total_changes
             try:
                 yield self._db
+                wrote = self._db.total_changes != before
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLite rolls back itself on a full disk
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise StateError(f"the outbox {self.path} failed: {exc}") from exc
+            full = DISK_FULL.format(directory=self.path.parent) if _is_full(exc) else None
+            self.full = full or self.full
+            raise StateError(f"{full or 'the outbox failed'} ({self.path}: {exc})") from exc
+        if wrote and self.full is not None:
+            self.full = None  # a write went through: there is room again
+
+    def has_room(self) -> bool:
+        """Whether the outbox can store reports: after a write failed for a full disk, a
+        write of 64 KiB (rolled back by its delete) tells whether space is back."""
+        if self.full is None:
+            return True
+        with suppress(StateError), self._tx() as db:
+            db.execute("INSERT INTO space_probe (at) VALUES (?)", (bytes(65536),))
+            db.execute("DELETE FROM space_probe")
+        return self.full is None
 
     # -- writing (the job side) ---------------------------------------------------------
 
@@ -363,6 +387,11 @@ def _append_notice(db: sqlite3.Connection, job_id: str, line: str) -> None:
         return
     db.execute("INSERT INTO logs (job_id, line_no, text) VALUES (?, ?, ?)", (job_id, row[0], line))
     db.execute("UPDATE jobs SET next_line = next_line + 1 WHERE job_id = ?", (job_id,))
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    code = int(getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+    return code == _SQLITE_FULL or "disk is full" in str(exc)
 
 
 def _is_open(db: sqlite3.Connection, job_id: str) -> bool:

@@ -8,7 +8,9 @@ points and progress; the job's slot writes its status changes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -20,11 +22,21 @@ from training_agent.status.state import AgentState, JobViewStatus
 log = logging.getLogger(__name__)
 
 
+#: Reports a job may keep in memory while the outbox's disk is full; past it, further
+#: log lines are counted and replaced by one notice (metrics and statuses are all kept).
+MAX_HELD = 100_000
+RETRY_HELD_S = 1.0  # how often held reports try the outbox again
+OUTBOX = "outbox"  # the agent state's problem while reports wait in memory
+
+
 class JobReports:
     """One job's reports, to the outbox (waking the uploader) and to the agent state.
 
     Never raises for the outbox: a job must not die because its report could not be
-    stored. A failed write is logged once per kind of report.
+    stored. A failed write is logged once per kind of report and dropped; when the disk
+    is full (``Outbox.full``) the report is held in memory instead, with every later one
+    in order, and written once space is back (tried every ``RETRY_HELD_S``), so the
+    trainer's output is neither lost nor reordered; ``status`` shows the problem.
     """
 
     def __init__(
@@ -35,6 +47,10 @@ class JobReports:
         self._job_id = job_id
         self._wake = wake
         self._failed: set[str] = set()
+        self._held: deque[tuple[str, Callable[..., None], tuple[Any, ...], dict[str, Any]]]
+        self._held = deque()
+        self._skipped = 0  # log lines past MAX_HELD
+        self._retry: asyncio.TimerHandle | None = None
 
     # -- JobSink: what the trainer reports ----------------------------------------------
 
@@ -71,7 +87,11 @@ class JobReports:
 
     def abandon(self) -> None:
         """The backend gave the job up: nothing more of it goes out, not even what waits."""
-        self._outbox.finish_job(self._job_id)
+        self._held.clear()
+        try:
+            self._outbox.finish_job(self._job_id)
+        except StateError as exc:  # the uploader gives it up at the backend's next answer
+            log.error("job %s: cannot mark it given up in the outbox: %s", self._job_id, exc)
 
     def ended(self, outcome: JobOutcome, *, outputs: list[Any] | None = None) -> None:
         """The job ended: its terminal status goes out (after everything before it).
@@ -100,14 +120,80 @@ class JobReports:
         )
 
     def _store(self, kind: str, write: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        if self._held:  # behind the held ones, in order; the timer writes them
+            self._hold(kind, write, args, kwargs)
+            self._schedule_retry()
+            return
         try:
             write(*args, **kwargs)
         except StateError as exc:
-            if kind not in self._failed:
+            if self._outbox.full is not None:
+                self._hold(kind, write, args, kwargs)
+                log.error("job %s: %s", self._job_id, self._outbox.full)
+                self._state.set_problem(OUTBOX, self._outbox.full)
+                self._schedule_retry()
+            elif kind not in self._failed:
                 self._failed.add(kind)
                 log.error("job %s: cannot store a %s report: %s", self._job_id, kind, exc)
             return
         self._wake()
+
+    @property
+    def held(self) -> int:
+        """How many reports wait in memory for the outbox."""
+        return len(self._held)
+
+    def retry_held(self) -> None:
+        """Write the held reports to the outbox, in order, as far as it takes them."""
+        if not self._held:
+            return
+        while self._held:
+            kind, write, args, kwargs = self._held[0]
+            try:
+                write(*args, **kwargs)
+            except StateError:
+                if self._outbox.full is None:  # another failure: as _store would drop it
+                    self._held.popleft()
+                    log.error("job %s: cannot store a held %s report", self._job_id, kind)
+                    continue
+                self._schedule_retry()
+                return
+            self._held.popleft()
+        if self._skipped:
+            skipped, self._skipped = self._skipped, 0
+            self._store("log", self._outbox.append_logs, self._job_id, [_skipped(skipped)])
+        log.info("job %s: the outbox has room again; its held reports are stored", self._job_id)
+        self._state.set_problem(OUTBOX, None)
+        self._wake()
+
+    def _hold(
+        self, kind: str, write: Callable[..., None], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        if kind == "log" and len(self._held) >= MAX_HELD:
+            self._skipped += 1
+            return
+        self._held.append((kind, write, args, kwargs))
+
+    def _schedule_retry(self) -> None:
+        if self._retry is not None and not self._retry.cancelled():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not in the daemon (a unit test): retry_held by hand
+            return
+
+        def again() -> None:
+            self._retry = None
+            self.retry_held()
+
+        self._retry = loop.call_later(RETRY_HELD_S, again)
+
+
+def _skipped(count: int) -> str:
+    return (
+        f"[training-agent] {count} log lines were skipped here: the agent's disk was full "
+        f"and more than {MAX_HELD:,} reports waited in memory"
+    )
 
 
 def _details(outcome: JobOutcome) -> dict[str, object]:

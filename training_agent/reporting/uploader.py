@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from training_agent.api import BackendClient
-from training_agent.errors import ApiError, ConflictError, HttpStatusError
+from training_agent.errors import ApiError, ConflictError, HttpStatusError, StateError
 from training_agent.reporting import extra
 from training_agent.reporting.outbox import Outbox, PendingStatus
 from training_agent.retry import (
@@ -95,6 +95,13 @@ class _Holds:
         if isinstance(exc, ApiError):
             log.warning(
                 "job %s: reports not delivered yet (%s); next try in %.1fs", job_id, exc, delay
+            )
+        elif isinstance(exc, StateError):  # a full disk: delivered, not yet marked so
+            log.warning(
+                "job %s: the outbox cannot record what was delivered (%s); next try in %.1fs",
+                job_id,
+                exc.__cause__ or exc,
+                delay,
             )
         else:
             log.error(

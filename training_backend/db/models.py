@@ -143,6 +143,9 @@ class TrainingJob(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")
     agent_id: Mapped[str | None] = mapped_column(String(128))
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the agent first used the token of its claim: until then the claim answer may
+    # have been lost, and the same agent may claim the job again (services.claims).
+    claim_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     job_token_hash: Mapped[str | None] = mapped_column(String(64))
     config: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
     model_name: Mapped[str | None] = mapped_column(Text)

@@ -1,10 +1,18 @@
-"""Claiming a job: one conditional UPDATE, so exactly one of many racing agents wins."""
+"""Claiming a job: one conditional UPDATE, so exactly one of many racing agents wins.
+
+A claim whose answer was lost (the backend committed it, the connection broke before
+the agent read the answer) must not strand the job: until the agent first uses the
+claim's token (``claim_confirmed_at``), the same agent may claim the job again and gets
+a fresh token, the old one retired (a late report with it gets 409 ``LEASE_EXPIRED``).
+Its polls offer it such a job again once ``REOFFER_AFTER_S`` passed, for an agent that
+crashed before it could retry.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from training_backend.db.models import TrainingJob
@@ -13,6 +21,10 @@ from training_backend.job_status import JobStatus
 from training_backend.security import generate_job_token, hash_secret
 from training_backend.services.agents import ensure_agent_allowed
 from training_backend.services.leases import lease_deadline
+
+#: An unconfirmed claim older than this is offered to its agent's polls again. An agent
+#: reports ``running`` within a second of its claim; this leaves room for a slow one.
+REOFFER_AFTER_S = 10.0
 
 
 def claim_job(
@@ -54,6 +66,7 @@ def claim_job(
             attempt=TrainingJob.attempt + 1,
             lease_expires_at=lease_deadline(now, lease_seconds),
             last_heartbeat_at=None,
+            claim_confirmed_at=None,
             control=None,
             error_message=None,
         )
@@ -62,8 +75,60 @@ def claim_job(
     job = db.scalars(stmt).one_or_none()
     db.commit()
     if job is None:
+        again = _claim_again(
+            db, job_id=job_id, agent_id=agent_id, now=now, lease_seconds=lease_seconds
+        )
+        if again is not None:
+            return again
         raise _why_not_claimed(db, job_id=job_id, user_id=user_id)
     return job, token
+
+
+def _claim_again(
+    db: Session, *, job_id: str, agent_id: str, now: datetime, lease_seconds: int
+) -> tuple[TrainingJob, str] | None:
+    """The job with a fresh token, if ``agent_id`` holds an unconfirmed claim on it."""
+    job = db.get(TrainingJob, job_id, populate_existing=True)
+    if job is None or job.agent_id != agent_id or job.claim_confirmed_at is not None:
+        return None
+    if job.status != JobStatus.RUNNING.value:
+        return None
+    token = generate_job_token()
+    retired = [*(job.retired_token_hashes or []), *filter(None, [job.job_token_hash])]
+    stmt = (
+        update(TrainingJob)
+        .where(TrainingJob.id == job_id, TrainingJob.status == JobStatus.RUNNING.value)
+        .where(TrainingJob.agent_id == agent_id, TrainingJob.claim_confirmed_at.is_(None))
+        .where(TrainingJob.job_token_hash == job.job_token_hash)
+        .values(
+            job_token_hash=hash_secret(token),
+            retired_token_hashes=retired,
+            claimed_at=now,
+            updated_at=now,
+            lease_expires_at=lease_deadline(now, lease_seconds),
+        )
+        .returning(TrainingJob)
+    )
+    again = db.scalars(stmt).one_or_none()
+    db.commit()
+    return None if again is None else (again, token)
+
+
+def unconfirmed_claim(
+    db: Session, *, user_id: str, agent_id: str, now: datetime
+) -> TrainingJob | None:
+    """The oldest job ``agent_id`` claimed more than ``REOFFER_AFTER_S`` ago and never
+    confirmed: what its poll offers again when no job is pending."""
+    query = (
+        select(TrainingJob)
+        .where(TrainingJob.user_id == user_id, TrainingJob.agent_id == agent_id)
+        .where(TrainingJob.status == JobStatus.RUNNING.value)
+        .where(TrainingJob.claim_confirmed_at.is_(None))
+        .where(TrainingJob.claimed_at <= now - timedelta(seconds=REOFFER_AFTER_S))
+        .order_by(TrainingJob.claimed_at)
+        .limit(1)
+    )
+    return db.scalar(query)
 
 
 def _why_not_claimed(db: Session, *, job_id: str, user_id: str) -> ApiError:

@@ -25,10 +25,12 @@ from typing import TypeVar
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from training_backend.db.types import utcnow
 from training_backend.errors import ApiError
 from training_backend.schemas.jobs import JobDispatch
 from training_backend.services.agent_versions import require_supported
 from training_backend.services.agents import AgentIdentity, poll_coalesce, record_poll
+from training_backend.services.claims import unconfirmed_claim
 from training_backend.services.jobs import dataset_of, next_pending_job
 from training_backend.services.wakeups import Accepts, Waiter, Wakeups
 from training_backend.settings import BackendSettings
@@ -102,9 +104,12 @@ class _FirstLook:
     waiter: Waiter | None  # subscribed when the caller will wait
 
 
-def offer(db: Session, *, user_id: str) -> JobDispatch | None:
-    """The user's oldest pending job as an agent receives it, or ``None``."""
-    job = next_pending_job(db, user_id=user_id)
+def offer(db: Session, *, who: CheckedIn) -> JobDispatch | None:
+    """The user's oldest pending job as an agent receives it, else a job this agent
+    claimed but whose claim answer it may have lost (``services.claims``), or ``None``."""
+    job = next_pending_job(db, user_id=who.user_id)
+    if job is None and who.agent_id:
+        job = unconfirmed_claim(db, user_id=who.user_id, agent_id=who.agent_id, now=utcnow())
     return None if job is None else JobDispatch.of(job, dataset=dataset_of(db, job))
 
 
@@ -150,7 +155,7 @@ def _first_look(
             if waiter is not None:
                 waiter.looking = True
         try:
-            job = offer(db, user_id=who.user_id)
+            job = offer(db, who=who)
         except BaseException:
             if waiter is not None and wakeups is not None:
                 wakeups.unsubscribe(waiter)
@@ -161,7 +166,7 @@ def _first_look(
 def _look_again(sessions: sessionmaker[Session], check_in: CheckIn) -> JobDispatch | None:
     with sessions() as db:
         who = check_in(db)  # a key or agent revoked meanwhile is refused here
-        return offer(db, user_id=who.user_id)
+        return offer(db, who=who)
 
 
 async def poll_for_job(

@@ -44,13 +44,16 @@ def authenticate_job(
     """Job ``job_id``, if ``token`` is its token: else 404 ``JOB_NOT_FOUND`` or 401.
 
     A token whose lease expired gets 409 ``LEASE_EXPIRED``; one revoked with the agent
-    or key that claimed the job gets 403 ``JOB_TOKEN_REVOKED``. With ``now`` and
-    ``lease_seconds`` the job's lease is renewed (flushed; the caller commits).
+    or key that claimed the job gets 403 ``JOB_TOKEN_REVOKED``. With ``now`` the first
+    use of the token confirms the claim, and with ``lease_seconds`` too the job's lease
+    is renewed (flushed; the caller commits).
     """
     job = db.get(TrainingJob, job_id)
     if job is None:
         raise ApiError(404, "JOB_NOT_FOUND", "Job not found")
     if secret_matches(token, job.job_token_hash):
+        if now is not None and job.claim_confirmed_at is None:
+            job.claim_confirmed_at = now  # the claim answer arrived: no claiming it again
         if now is not None and lease_seconds is not None:
             renew_lease(db, job=job, now=now, lease_seconds=lease_seconds)
         return job

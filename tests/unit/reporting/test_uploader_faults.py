@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from pathlib import Path
 
 import httpx
@@ -13,6 +14,7 @@ import pytest
 
 from tests.support.fake_backend import FakeBackend
 from training_agent.api import BackendClient
+from training_agent.errors import StateError
 from training_agent.jobs import JobStatus
 from training_agent.reporting.outbox import Outbox
 from training_agent.reporting.uploader import Uploader
@@ -213,3 +215,37 @@ async def test_a_revoked_job_token_gives_the_job_up_instead_of_holding_it(
     assert gone == ["JOB_TOKEN_REVOKED"]
     assert box.is_finished("j1")
     assert len(backend.calls(LOGS)) == 1
+
+
+async def test_a_delivery_the_full_outbox_cannot_record_is_sent_again_without_a_traceback(
+    box: Outbox,
+    client: BackendClient,
+    backend: FakeBackend,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The backend stored the lines but the full disk refused the ack: the lines stay in
+    the outbox and go again (the backend's offsets store them once); a warning, no bug."""
+    box.append_logs("j1", ["a"])
+    real = box.ack_logs
+    full = [True]
+
+    def ack_logs(job_id: str, *, below: int) -> None:
+        if full[0]:
+            raise StateError("the agent's disk is full") from sqlite3.OperationalError(
+                "database or disk is full"
+            )
+        real(job_id, below=below)
+
+    monkeypatch.setattr(box, "ack_logs", ack_logs)
+    clock = Clock()
+    up = uploader(box, client, clock)
+    assert not await up.drain_once()
+    warned = [r for r in caplog.records if "cannot record what was delivered" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].exc_info is None
+    assert "database or disk is full" in warned[0].getMessage()
+    full[0] = False
+    clock.now += 2.0
+    box.append_status("j1", JobStatus.COMPLETED)
+    assert await up.drain_once()
+    assert backend.calls(LOGS) == [{"logs": ["a"], "offset": 0}] * 2
