@@ -37,6 +37,7 @@ from training_backend.services.agent_updates import UpdateOffers
 from training_backend.services.artifact_store import open_store
 from training_backend.services.release_mirror import ReleaseMirror
 from training_backend.services.upload_hashes import UploadHashes
+from training_backend.services.poll_cache import PollCache
 from training_backend.services.wakeups import Wakeups
 from training_backend.settings import BackendSettings
 from training_backend.templating import STATIC_DIR, StrictTransportSecurity
@@ -83,6 +84,9 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     )
     # Long polls held in this process.
     app.state.wakeups = Wakeups(max_per_key=settings.max_long_polls_per_key)
+    # What polls keep asking the database; it hears every signal the waiters hear.
+    app.state.poll_cache = PollCache()
+    app.state.wakeups.listeners.append(app.state.poll_cache.apply)
     app.state.artifact_store = open_store(settings)  # opens no connection and no file yet
     app.state.upload_hashes = UploadHashes()
     app.state.release_mirror = mirror = ReleaseMirror()  # releases fetched from releases_url

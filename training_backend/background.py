@@ -1,8 +1,8 @@
 """The app's background tasks, started and stopped with its lifespan.
 
 - housekeeping (``housekeeping.py``): lease expiry, forgetting stale agents;
-- the shared re-check (``services.recheck``): once a second while a poll is held, what
-  lost signals would have said;
+- the shared re-check (``services.recheck``): once a second while a poll is held or the
+  poll caches remember anything, what lost signals would have said;
 - on PostgreSQL, the ``LISTEN`` connection that wakes this process's long polls when
   another process submits or requeues a job (``services.pg_listener``);
   ``app.state.notifications_listening`` is set once it listens.
@@ -31,7 +31,13 @@ async def background_tasks(app: FastAPI) -> AsyncIterator[None]:
     wakeups: Wakeups = app.state.wakeups
     wakeups.bind(asyncio.get_running_loop())
     app.state.housekeeping = Housekeeping(app.state.session_factory, settings, wakeups)
-    app.state.recheck = Recheck(app.state.session_factory, wakeups)
+    cache = app.state.poll_cache
+    app.state.recheck = Recheck(
+        app.state.session_factory,
+        wakeups,
+        wanted=lambda: wakeups.waiting() > 0 or len(cache) > 0,
+        on_pass=cache.sweep,
+    )
     tasks = [
         asyncio.create_task(app.state.housekeeping.run(), name="housekeeping"),
         asyncio.create_task(app.state.recheck.run(), name="recheck"),

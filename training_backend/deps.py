@@ -13,7 +13,10 @@ replace its objects to drive the clock):
     ApiKeyRateLimitDep, JobRateLimitDep, LoginThrottleDep, EnrollRateLimitDep
                         the in-memory rate limits
     ReleaseMirrorDep    fetches agent releases from ``releases_url`` on first use
-    UpdateOffersDep     the ``agent_update`` poll answers offer (cached per platform)
+    poll_desk(request), update_offers(request)
+                        all a poll needs (the above, the key rate limit, the poll caches),
+                        and the ``agent_update`` it offers: plain functions, since the
+                        poll is the hottest route
 
     CurrentApiKey   an API key with the ``training`` scope (rate-limited per key); a key
                     an enrollment bound to an agent speaks only for that agent
@@ -47,6 +50,7 @@ from training_backend.ratelimit import (
 )
 from training_backend.services.agent_updates import UpdateOffers
 from training_backend.services.agents import AgentIdentity, agent_identity_from_headers
+from training_backend.services.checkin import PollDesk
 from training_backend.services.api_keys import (
     authenticate_api_key,
     extract_api_key,
@@ -122,8 +126,9 @@ async def get_release_mirror(request: Request) -> ReleaseMirror:
     return mirror
 
 
-async def get_update_offers(request: Request) -> UpdateOffers:
-    """The updates this process offers agents in poll answers."""
+def update_offers(request: Request) -> UpdateOffers:
+    """The updates this process offers agents in poll answers (a plain function, read by
+    the poll itself: see ``poll_desk``)."""
     offers: UpdateOffers = request.app.state.update_offers
     return offers
 
@@ -138,7 +143,21 @@ JobRateLimitDep = Annotated[JobRateLimit, Depends(get_job_rate_limit)]
 LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
 EnrollRateLimitDep = Annotated[AddressRateLimit, Depends(get_enroll_rate_limit)]
 ReleaseMirrorDep = Annotated[ReleaseMirror, Depends(get_release_mirror)]
-UpdateOffersDep = Annotated[UpdateOffers, Depends(get_update_offers)]
+
+
+def poll_desk(request: Request) -> PollDesk:
+    """What a poll needs (settings, sessions, waiters, the key rate limit, the caches).
+
+    A plain function rather than a dependency: the poll is the hottest route, and
+    FastAPI's solving of its dependencies cost a quarter of its time
+    (docs/benchmarks.md). ``get_settings`` overrides are honoured all the same.
+    """
+    state = request.app.state
+    settings_of = request.app.dependency_overrides.get(get_settings)
+    settings = state.settings if settings_of is None else settings_of()
+    return PollDesk(
+        settings, state.session_factory, state.wakeups, state.api_key_rate_limit, state.poll_cache
+    )
 
 
 async def get_db(factory: SessionFactoryDep) -> AsyncIterator[Session]:
