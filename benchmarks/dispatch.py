@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from profile_support import cpu_s, sampled, top_of_profile  # noqa: E402
+
 from tests.support.backend import BackendProcess, start_backend  # noqa: E402
 from tests.support.crowd import drain  # noqa: E402
 from training_backend.db import (  # noqa: E402
@@ -156,7 +157,12 @@ def run_cpu(
         cpu: list[float] = []
         lat = asyncio.run(
             poll_latency(
-                backend.url, key, 20, seconds, lambda: cpu.append(cpu_s(pid)), lambda: cpu.append(cpu_s(pid))
+                backend.url,
+                key,
+                20,
+                seconds,
+                lambda: cpu.append(cpu_s(pid)),
+                lambda: cpu.append(cpu_s(pid)),
             )
         )
     per_poll_ms = (cpu[1] - cpu[0]) / len(lat) * 1000

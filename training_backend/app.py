@@ -35,9 +35,9 @@ from training_backend.routers import (
 )
 from training_backend.services.agent_updates import UpdateOffers
 from training_backend.services.artifact_store import open_store
+from training_backend.services.poll_cache import PollCache
 from training_backend.services.release_mirror import ReleaseMirror
 from training_backend.services.upload_hashes import UploadHashes
-from training_backend.services.poll_cache import PollCache
 from training_backend.services.wakeups import Wakeups
 from training_backend.settings import BackendSettings
 from training_backend.templating import STATIC_DIR, StrictTransportSecurity

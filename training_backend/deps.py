@@ -50,7 +50,6 @@ from training_backend.ratelimit import (
 )
 from training_backend.services.agent_updates import UpdateOffers
 from training_backend.services.agents import AgentIdentity, agent_identity_from_headers
-from training_backend.services.checkin import PollDesk
 from training_backend.services.api_keys import (
     authenticate_api_key,
     extract_api_key,
@@ -58,6 +57,7 @@ from training_backend.services.api_keys import (
     uses_api_key,
 )
 from training_backend.services.artifact_store import ArtifactStore
+from training_backend.services.checkin import PollDesk
 from training_backend.services.job_tokens import authenticate_job, extract_job_token
 from training_backend.services.release_mirror import ReleaseMirror
 from training_backend.services.sessions import authenticate_session, session_token_of

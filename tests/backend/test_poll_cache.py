@@ -104,7 +104,7 @@ async def test_a_job_submitted_here_is_offered_at_the_next_poll(
 ) -> None:
     for _ in range(2):
         await client.get(POLL, headers=caller.headers())
-    job = {"config": {}}
+    job: dict[str, object] = {"config": {}}
     submitted = await client.post("/api/training/jobs", json=job, headers=caller.headers())
     answer = await client.get(POLL, headers=caller.headers())
     assert answer.json()["job"]["id"] == submitted.json()["job"]["id"]
@@ -152,7 +152,9 @@ async def test_an_agent_revoked_by_another_process_is_refused_within_a_second(
         await client.get(POLL, headers=caller.headers())
     revoked_at = utcnow() - timedelta(milliseconds=1)
     db.execute(
-        update(TrainingAgent).where(TrainingAgent.agent_id == AGENT_ID).values(revoked_at=revoked_at)
+        update(TrainingAgent)
+        .where(TrainingAgent.agent_id == AGENT_ID)
+        .values(revoked_at=revoked_at)
     )
     db.commit()
     assert await poll_until(client, caller, lambda answer: answer.status_code == 403) < 2.5

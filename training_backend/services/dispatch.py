@@ -158,7 +158,7 @@ async def _hold(
         desk.wakeups.unsubscribe(waiter)
 
 
-def _idle_waiter(desk: PollDesk, who: CheckedIn, wait_s: float) -> Waiter | None | bool:
+def _idle_waiter(desk: PollDesk, who: CheckedIn, wait_s: float) -> Waiter | bool | None:
     """For a poll the caches checked in: ``False`` when a look is needed; else the waiter
     to hold (``None``: nothing to hold, answer ``null`` now)."""
     version = desk.cache.version(who.user_id)
