@@ -13,6 +13,7 @@ from training_backend import __version__
 from training_backend.background import background_tasks
 from training_backend.db import create_db_engine, create_session_factory, upgrade_database
 from training_backend.errors import install_error_handlers
+from training_backend.quick_polls import QuickPolls
 from training_backend.ratelimit import (
     AddressRateLimit,
     ApiKeyRateLimit,
@@ -92,6 +93,7 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     app.state.release_mirror = mirror = ReleaseMirror()  # releases fetched from releases_url
     app.state.update_offers = UpdateOffers(mirror)  # agent_update in poll answers
     install_error_handlers(app)
+    app.add_middleware(QuickPolls, owner=app)  # inside: the HSTS header still applies
     app.add_middleware(StrictTransportSecurity, always=settings.cookie_secure)
     routers = (health, agent_protocol, job_reporting, jobs, auth, agents, api_keys, downloads)
     for module in (*routers, pages):

@@ -13,7 +13,7 @@ replace its objects to drive the clock):
     ApiKeyRateLimitDep, JobRateLimitDep, LoginThrottleDep, EnrollRateLimitDep
                         the in-memory rate limits
     ReleaseMirrorDep    fetches agent releases from ``releases_url`` on first use
-    poll_desk(request), update_offers(request)
+    poll_desk(app), update_offers(app)
                         all a poll needs (the above, the key rate limit, the poll caches),
                         and the ``agent_update`` it offers: plain functions, since the
                         poll is the hottest route
@@ -35,7 +35,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from training_backend.body import read_json_object
@@ -126,10 +126,10 @@ async def get_release_mirror(request: Request) -> ReleaseMirror:
     return mirror
 
 
-def update_offers(request: Request) -> UpdateOffers:
+def update_offers(app: FastAPI) -> UpdateOffers:
     """The updates this process offers agents in poll answers (a plain function, read by
     the poll itself: see ``poll_desk``)."""
-    offers: UpdateOffers = request.app.state.update_offers
+    offers: UpdateOffers = app.state.update_offers
     return offers
 
 
@@ -145,15 +145,15 @@ EnrollRateLimitDep = Annotated[AddressRateLimit, Depends(get_enroll_rate_limit)]
 ReleaseMirrorDep = Annotated[ReleaseMirror, Depends(get_release_mirror)]
 
 
-def poll_desk(request: Request) -> PollDesk:
+def poll_desk(app: FastAPI) -> PollDesk:
     """What a poll needs (settings, sessions, waiters, the key rate limit, the caches).
 
     A plain function rather than a dependency: the poll is the hottest route, and
     FastAPI's solving of its dependencies cost a quarter of its time
     (docs/benchmarks.md). ``get_settings`` overrides are honoured all the same.
     """
-    state = request.app.state
-    settings_of = request.app.dependency_overrides.get(get_settings)
+    state = app.state
+    settings_of = app.dependency_overrides.get(get_settings)
     settings = state.settings if settings_of is None else settings_of()
     return PollDesk(
         settings, state.session_factory, state.wakeups, state.api_key_rate_limit, state.poll_cache

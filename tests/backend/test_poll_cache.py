@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 from tests.backend.support import AGENT_ID, Caller, MakeJob
 from training_backend.db.models import ApiKey, TrainingAgent
 from training_backend.db.types import utcnow
-from training_backend.services.agents import AgentSeen
+from training_backend.services.agents import AgentIdentity, AgentSeen, needs_write
 from training_backend.services.poll_cache import PollCache
 from training_backend.services.wakeups import Signal
 
@@ -158,3 +159,25 @@ async def test_an_agent_revoked_by_another_process_is_refused_within_a_second(
     )
     db.commit()
     assert await poll_until(client, caller, lambda answer: answer.status_code == 403) < 2.5
+
+
+def test_a_poll_needs_a_write_only_for_news_or_an_old_last_poll() -> None:
+    now = utcnow()
+    seen = AgentSeen("box", "linux", "0.2.0", "online", {"info": {"cpu_count": 8}}, now)
+    same = AgentIdentity("agent_a1b2c3d4", "box", "linux", "0.2.0", {"cpu_count": 8})
+    window = timedelta(seconds=10)
+    assert not needs_write(seen, same, now=now + timedelta(seconds=9), coalesce=window)
+    assert not needs_write(seen, AgentIdentity("agent_a1b2c3d4"), now=now, coalesce=window)
+    news = [
+        replace(same, hostname="other"),
+        replace(same, version="0.3.0"),
+        replace(same, platform="darwin"),
+        replace(same, platform="plan9"),  # stored as null: a change from linux
+        replace(same, info={"cpu_count": 4}),
+        replace(same, current_jobs=("j1",)),
+    ]
+    assert [needs_write(seen, agent, now=now, coalesce=window) for agent in news] == [True] * 6
+    assert needs_write(seen, same, now=now + window, coalesce=window)
+    assert needs_write(seen, same, now=now - timedelta(seconds=1), coalesce=window)
+    assert needs_write(None, same, now=now, coalesce=window)
+    assert needs_write(replace(seen, status="offline"), same, now=now, coalesce=window)

@@ -4,12 +4,12 @@ The poll is an async route: it may wait up to 30 s, and must hold neither a work
 thread nor a database connection meanwhile; ``services.dispatch`` runs its database
 work in worker threads, each look with a session of its own. A poll the process's
 caches can answer (``services.checkin.quick_check_in``) needs neither a thread nor the
-database, and its ``null`` answer is serialised once.
+database, and its ``null`` answer is serialised once; the plainest of those never get
+here (``quick_polls.QuickPolls`` answers them before FastAPI routes anything).
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -27,7 +27,13 @@ from training_backend.deps import (
 )
 from training_backend.errors import ApiError
 from training_backend.routing import DbRoute
-from training_backend.schemas.agent import FEATURES, AgentUpdate, ClaimAnswer, PollAnswer
+from training_backend.schemas.agent import (
+    FEATURES,
+    AgentUpdate,
+    ClaimAnswer,
+    PollAnswer,
+    no_job_body,
+)
 from training_backend.schemas.jobs import JobDispatch
 from training_backend.services.agent_updates import UpdateOffers
 from training_backend.services.agents import AgentIdentity, agent_identity_from_headers
@@ -63,16 +69,10 @@ def _answer(
     )
 
 
-@functools.cache
-def _no_job(poll_interval_seconds: int) -> bytes:
-    # The answer of almost every poll, serialised once.
-    return _answer(None, poll_interval_seconds).model_dump_json().encode()
-
-
 async def _update_for(
     request: Request, settings: BackendSettings, agent: AgentIdentity | None
 ) -> AgentUpdate | None:
-    offers: UpdateOffers = update_offers(request)
+    offers: UpdateOffers = update_offers(request.app)
     platform = None if agent is None else agent.platform
     version = None if agent is None else agent.version
     if offers.nothing_to_offer(settings, platform=platform, version=version):
@@ -97,7 +97,7 @@ async def poll(
 
     With ``wait_seconds`` the answer waits until a job is there or the time is up.
     """
-    desk = poll_desk(request)
+    desk = poll_desk(request.app)
     settings = desk.settings
     wait_s = clamp_wait(wait_seconds)
     # Read once (each get() of Headers scans them all); the first of repeated headers
@@ -122,7 +122,7 @@ async def poll(
     job = await poll_for_job(desk=desk, wait_s=wait_s, check_in=check_in, quick=quick)
     update = await _update_for(request, settings, agent)
     if job is None and update is None:
-        return Response(_no_job(settings.poll_interval_seconds), media_type=JSON)
+        return Response(no_job_body(settings.poll_interval_seconds), media_type=JSON)
     answer = _answer(job, settings.poll_interval_seconds, update)
     return Response(answer.model_dump_json(), media_type=JSON)
 

@@ -123,31 +123,31 @@ class AgentSeen:
         return cls(row.hostname, row.platform, row.version, row.status, metadata, row.last_poll_at)
 
 
-def _unchanged(seen: AgentSeen, agent: AgentIdentity, platform: str | None) -> bool:
-    # Would the upsert leave the row as it is (``last_poll_at`` aside)? Only headers the
-    # agent sent count; a sent but unknown platform is stored as null.
-    wanted: dict[str, str | None] = {}
-    if agent.hostname is not None:
-        wanted["hostname"] = agent.hostname
-    if agent.version is not None:
-        wanted["version"] = agent.version
-    if agent.platform is not None:
-        wanted["platform"] = platform
-    return seen.status == "online" and all(getattr(seen, c) == v for c, v in wanted.items())
-
-
 def needs_write(
     seen: AgentSeen | None, agent: AgentIdentity, *, now: datetime, coalesce: timedelta
 ) -> bool:
-    """Whether this poll must write the agent's row: it is new, a header changed, or its
-    ``last_poll_at`` is ``coalesce`` old (or in the future)."""
-    if seen is None or seen.last_poll_at is None:
+    """Whether this poll must write the agent's row: it is new, a header it sent changed,
+    or its ``last_poll_at`` is ``coalesce`` old (or in the future).
+
+    Only headers the agent sent count (an absent one erases nothing); a sent but
+    unknown platform is stored as null. Asked on every poll, hence spelled out.
+    """
+    if seen is None or seen.last_poll_at is None or seen.status != "online":
         return True
-    if not timedelta(0) <= now - seen.last_poll_at < coalesce:
+    age = now - seen.last_poll_at
+    if age < timedelta(0) or age >= coalesce:
+        return True
+    metadata = seen.metadata
+    if agent.info is not None and agent.info != metadata.get("info"):
+        return True
+    if agent.current_jobs is not None and list(agent.current_jobs) != metadata.get("current_jobs"):
+        return True
+    if agent.hostname is not None and agent.hostname != seen.hostname:
+        return True
+    if agent.version is not None and agent.version != seen.version:
         return True
     platform = agent.platform if agent.platform in PLATFORMS else None
-    changed = _merged_metadata(seen.metadata, agent) != seen.metadata
-    return changed or not _unchanged(seen, agent, platform)
+    return agent.platform is not None and platform != seen.platform
 
 
 def record_poll(

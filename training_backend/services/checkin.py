@@ -48,7 +48,7 @@ BackendUrl = str | Callable[[], str]
 """This backend's URL, or how to work it out (only a refusal needs it)."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class PollDesk:
     """What a poll needs from its process, handed over at once (``deps.poll_desk``)."""
 
@@ -128,9 +128,14 @@ def quick_check_in(
     *,
     backend_url: BackendUrl,
     now: datetime,
+    spend: bool = True,
 ) -> QuickCheckIn | None:
     """The check-in from the caches alone, or ``None`` when it needs the database (an
-    unknown or expired key or agent row)."""
+    unknown or expired key or agent row).
+
+    ``spend=False`` leaves the key's rate limit to the caller, who spends it
+    (``desk.rate_limit.check``) once it decides to answer this way.
+    """
     key = extract_api_key(headers)
     if not is_api_key_format(key):
         return None
@@ -143,7 +148,8 @@ def quick_check_in(
     seen = desk.cache.agent(cached.user_id, agent.agent_id)
     if seen is None:
         return None
-    desk.rate_limit.check(cached.id)  # 429 RATE_LIMITED
+    if spend:
+        desk.rate_limit.check(cached.id)  # 429 RATE_LIMITED
     coalesce = poll_coalesce(desk.settings.online_threshold_seconds)
     who = CheckedIn(cached.user_id, agent.agent_id, cached.id, fingerprint=fingerprint_of(headers))
     return QuickCheckIn(who, agent, seen, needs_write(seen, agent, now=now, coalesce=coalesce))

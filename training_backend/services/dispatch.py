@@ -173,6 +173,13 @@ def _idle_waiter(desk: PollDesk, who: CheckedIn, wait_s: float) -> Waiter | bool
     return False
 
 
+def idle_now(desk: PollDesk, quick: QuickCheckIn) -> bool:
+    """True when a poll the caches checked in can be answered "no job" as it stands: its
+    agent's row needs no write and nothing became available for it since its last look."""
+    who = quick.who
+    return not quick.must_record and desk.cache.is_idle(who.user_id, who.agent_id, who.fingerprint)
+
+
 async def poll_for_job(
     *,
     desk: PollDesk,
