@@ -64,6 +64,7 @@ class DaemonOptions:
     min_free_disk_gb: float = 0.0
     flush_timeout_s: float = FINAL_FLUSH_S
     startup_drain_s: float = STARTUP_DRAIN_S
+    labels: tuple[str, ...] = ()  # sent with every poll: jobs may require them
 
 
 class Daemon:
@@ -228,7 +229,10 @@ class Daemon:
         headers = {"X-Agent-Current-Jobs": ",".join(sorted(self._active))}
         try:
             headers["X-Agent-Info"] = self._resources.info_header(
-                busy_jobs=len(self._active), max_jobs=self._options.max_concurrent_jobs
+                busy_jobs=len(self._active),
+                max_jobs=self._options.max_concurrent_jobs,
+                labels=self._options.labels,
+                busy_gpus=self._jobs.busy_gpus(),
             )
             self._state.set_resources(self._resources.sample())
         except Exception as exc:

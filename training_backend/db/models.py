@@ -19,7 +19,13 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from training_backend.db.base import Base
-from training_backend.db.types import JsonDocument, UTCDateTime, new_id, utcnow
+from training_backend.db.types import (
+    JsonDocument,
+    NullableJsonDocument,
+    UTCDateTime,
+    new_id,
+    utcnow,
+)
 
 _ID = String(36)
 
@@ -187,11 +193,11 @@ class TrainingJob(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Which agents may take it: ``{"agent_id", "labels", "min_gpus", "min_gpu_memory_gb"}``.
-    requirements: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
+    requirements: Mapped[dict[str, Any] | None] = mapped_column(NullableJsonDocument)
     # A pending job is on offer from this moment: when it was submitted or re-queued, or
     # when the reservation of the agent it was last offered to (``offered_to``) lapses.
     available_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    offered_to: Mapped[str | None] = mapped_column(String(128))
+    offered_to: Mapped[str | None] = mapped_column(String(128), index=True)
 
 
 class TrainingMetric(Base):

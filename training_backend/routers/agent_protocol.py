@@ -46,6 +46,7 @@ from training_backend.services.checkin import (
 from training_backend.services.claims import claim_job
 from training_backend.services.dispatch import clamp_wait, poll_for_job
 from training_backend.services.jobs import dataset_of
+from training_backend.services.matching import AgentProfile
 from training_backend.settings import BackendSettings
 
 JSON = "application/json"
@@ -143,9 +144,12 @@ def claim(
     """
     url = _backend_url(request, settings)
     now = utcnow()
-    check_in_agent(
+    seen = check_in_agent(
         db, user_id=key.user_id, agent=agent, settings=settings, backend_url=url, now=now
     )
+    # What the agent is: its claim's X-Agent-Info, else what its last poll said.
+    info = agent.info if agent.info is not None else seen.metadata.get("info")
+    profile = AgentProfile.of(agent.agent_id, info if isinstance(info, dict) else None)
     job, token = claim_job(
         db,
         job_id=job_id,
@@ -154,6 +158,7 @@ def claim(
         now=now,
         lease_seconds=settings.lease_seconds,
         key_id=key.id,
+        fits=profile.could_ever,
     )
     dispatch = JobDispatch.of(job, dataset=dataset_of(db, job))
     return ClaimAnswer(job_token=token, job=dispatch, lease_seconds=settings.lease_seconds)

@@ -24,6 +24,7 @@ FEATURES: tuple[str, ...] = (
     "metrics_extra",
     "artifacts",
     "agent_update",
+    "requirements",
 )
 
 

@@ -38,6 +38,7 @@ from training_backend.services.api_keys import (
     require_agent,
     require_scope,
 )
+from training_backend.services.matching import AgentProfile
 from training_backend.services.poll_cache import PollCache
 from training_backend.services.wakeups import Accepts, Wakeups
 from training_backend.settings import BackendSettings
@@ -67,8 +68,20 @@ class CheckedIn:
     agent_id: str
     key_id: str = ""
     accepts: Accepts | None = None
+    """Which jobs it may be offered (``None``: a v1 agent, jobs without requirements)."""
+    full: bool = False
+    """All its job slots are busy: it is offered nothing."""
     fingerprint: str = ""
     """What the agent said about itself that decides which jobs it can take."""
+
+    @classmethod
+    def of(
+        cls, user_id: str, agent: AgentIdentity, key_id: str, headers: Mapping[str, str]
+    ) -> CheckedIn:
+        """The check-in of ``agent`` (its profile from its ``X-Agent-Info``)."""
+        profile = AgentProfile.of(agent.agent_id, agent.info)
+        accepts = profile.accepts if profile.informed else None
+        return cls(user_id, agent.agent_id, key_id, accepts, profile.full, fingerprint_of(headers))
 
 
 @dataclass(frozen=True)
@@ -151,7 +164,7 @@ def quick_check_in(
     if spend:
         desk.rate_limit.check(cached.id)  # 429 RATE_LIMITED
     coalesce = poll_coalesce(desk.settings.online_threshold_seconds)
-    who = CheckedIn(cached.user_id, agent.agent_id, cached.id, fingerprint=fingerprint_of(headers))
+    who = CheckedIn.of(cached.user_id, agent, cached.id, headers)
     return QuickCheckIn(who, agent, seen, needs_write(seen, agent, now=now, coalesce=coalesce))
 
 
@@ -196,4 +209,4 @@ def full_check_in(
         now=now,
     )
     desk.cache.remember_agent(row.user_id, agent.agent_id, seen)
-    return CheckedIn(row.user_id, agent.agent_id, row.id, fingerprint=fingerprint_of(headers))
+    return CheckedIn.of(row.user_id, agent, row.id, headers)

@@ -37,7 +37,8 @@ from training_backend.services.checkin import (
     QuickCheckIn,
     record_known_agent,
 )
-from training_backend.services.jobs import dataset_of, next_pending_job
+from training_backend.services.jobs import dataset_of
+from training_backend.services.offers import take_offer
 from training_backend.services.wakeups import Waiter, Wakeups
 
 #: The longest a poll is held (``wait_seconds`` above it is clamped).
@@ -99,9 +100,10 @@ class _FirstLook:
     waiter: Waiter | None  # subscribed when the caller will wait
 
 
-def offer(db: Session, *, user_id: str) -> JobDispatch | None:
-    """The user's oldest pending job as an agent receives it, or ``None``."""
-    job = next_pending_job(db, user_id=user_id)
+def offer(db: Session, who: CheckedIn, *, now: datetime) -> JobDispatch | None:
+    """A job for this agent, reserved for it a few seconds (``services.offers``), as the
+    agent receives it; ``None`` when there is none it can take."""
+    job = take_offer(db, user_id=who.user_id, agent_id=who.agent_id, now=now, accepts=who.accepts)
     return None if job is None else JobDispatch.of(job, dataset=dataset_of(db, job))
 
 
@@ -116,7 +118,7 @@ def _look(desk: PollDesk, db: Session, who: CheckedIn) -> JobDispatch | None:
     version = desk.cache.version(who.user_id)
     if desk.cache.is_idle(who.user_id, who.agent_id, who.fingerprint):
         return None  # nothing became available for it since its last look
-    job = offer(db, user_id=who.user_id)
+    job = None if who.full else offer(db, who, now=utcnow())
     if job is None:
         desk.cache.remember_idle(who.user_id, who.agent_id, who.fingerprint, version)
     return job
