@@ -5,7 +5,9 @@
   poll caches remember anything, what lost signals would have said;
 - on PostgreSQL, the ``LISTEN`` connection that wakes this process's long polls when
   another process submits or requeues a job (``services.pg_listener``);
-  ``app.state.notifications_listening`` is set once it listens.
+  ``app.state.notifications_listening`` is set once it listens;
+- and for as long as they run, SIGTERM and SIGINT first answer the held polls
+  (``stopping.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from training_backend.services.pg_listener import listen_forever
 from training_backend.services.recheck import Recheck
 from training_backend.services.wakeups import Wakeups
 from training_backend.settings import BackendSettings
+from training_backend.stopping import closing_held_polls
 
 
 @contextlib.asynccontextmanager
@@ -47,7 +50,8 @@ async def background_tasks(app: FastAPI) -> AsyncIterator[None]:
         listener = listen_forever(settings.database_url, wakeups, listening=listening)
         tasks.append(asyncio.create_task(listener, name="job notifications"))
     try:
-        yield
+        with closing_held_polls(wakeups.close):
+            yield
     finally:
         for task in tasks:
             task.cancel()

@@ -70,7 +70,8 @@ class QuickPolls:
                 desk.settings, platform=agent.platform, version=agent.version
             ):
                 return None
-            desk.rate_limit.check(quick.who.key_id)  # 429 RATE_LIMITED
+            if not desk.rate_limit.check_here(quick.who.key_id):  # 429 RATE_LIMITED
+                return None  # the key's shared bucket must be asked: the route does that
         except ApiError:
             return None  # the route says what is wrong, with everything it needs
         return no_job_body(desk.settings.poll_interval_seconds)

@@ -310,3 +310,14 @@ class MetricSeries(Base):
     step: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[float] = mapped_column(Float)
+
+
+class RateLimitBucket(Base):
+    """A rate-limit bucket shared by every backend process (``services.shared_limits``):
+    its tokens as counted at ``updated_at`` (wall-clock seconds since the epoch)."""
+
+    __tablename__ = "rate_limit_buckets"
+
+    bucket: Mapped[str] = mapped_column(String(80), primary_key=True)  # scope:hash
+    tokens: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float, index=True)

@@ -147,7 +147,7 @@ def quick_check_in(
     unknown or expired key or agent row).
 
     ``spend=False`` leaves the key's rate limit to the caller, who spends it
-    (``desk.rate_limit.check``) once it decides to answer this way.
+    (``desk.rate_limit.check_here``) once it decides to answer this way.
     """
     key = extract_api_key(headers)
     if not is_api_key_format(key):
@@ -161,8 +161,8 @@ def quick_check_in(
     seen = desk.cache.agent(cached.user_id, agent.agent_id)
     if seen is None:
         return None
-    if spend:
-        desk.rate_limit.check(cached.id)  # 429 RATE_LIMITED
+    if spend and not desk.rate_limit.check_here(cached.id):  # 429 RATE_LIMITED
+        return None  # the key's shared bucket must be asked: the full path does that
     coalesce = poll_coalesce(desk.settings.online_threshold_seconds)
     who = CheckedIn.of(cached.user_id, agent, cached.id, headers)
     return QuickCheckIn(who, agent, seen, needs_write(seen, agent, now=now, coalesce=coalesce))

@@ -1,4 +1,5 @@
-"""Fleet, continued: finding the job reserved for an agent by its id.
+"""Fleet, continued: finding the job reserved for an agent by its id, and the rate-limit
+buckets every backend process shares.
 
 Revision ID: 0009
 Revises: 0008
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
@@ -19,7 +21,17 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_index("ix_training_jobs_offered_to", "training_jobs", ["offered_to"])
+    op.create_table(
+        "rate_limit_buckets",
+        sa.Column("bucket", sa.String(80), nullable=False),
+        sa.Column("tokens", sa.Float(), nullable=False),
+        sa.Column("updated_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("bucket", name="pk_rate_limit_buckets"),
+    )
+    op.create_index("ix_rate_limit_buckets_updated_at", "rate_limit_buckets", ["updated_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_rate_limit_buckets_updated_at", table_name="rate_limit_buckets")
+    op.drop_table("rate_limit_buckets")
     op.drop_index("ix_training_jobs_offered_to", table_name="training_jobs")
