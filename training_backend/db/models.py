@@ -279,6 +279,8 @@ class TrainingAgent(Base):
     # ``metadata`` is reserved on declarative classes, hence the trailing underscore.
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JsonDocument, default=dict)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # The end of the long poll it last started to hold: "connected now" until then.
+    connected_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 #: Metric keys a point may carry besides ``step`` and ``epoch``.

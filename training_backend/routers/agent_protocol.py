@@ -10,6 +10,7 @@ here (``quick_polls.QuickPolls`` answers them before FastAPI routes anything).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -108,6 +109,9 @@ async def poll(
     def url() -> str:
         return _backend_url(request, settings)
 
+    # A long poll records until when it is held: the page shows its agent "connected now".
+    now = utcnow()
+    holding_until = now + timedelta(seconds=wait_s) if wait_s > 0 else None
     agent: AgentIdentity | None = None
     quick = None
     try:
@@ -115,10 +119,14 @@ async def poll(
     except ApiError:
         pass  # the full check-in says what is wrong, in its order
     else:
-        quick = quick_check_in(desk, headers, agent, backend_url=url, now=utcnow())
+        quick = quick_check_in(
+            desk, headers, agent, backend_url=url, now=now, holding_until=holding_until
+        )
 
     def check_in(db: Session) -> CheckedIn:
-        return full_check_in(db, desk, headers, backend_url=url, now=utcnow())
+        return full_check_in(
+            db, desk, headers, backend_url=url, now=utcnow(), holding_until=holding_until
+        )
 
     job = await poll_for_job(desk=desk, wait_s=wait_s, check_in=check_in, quick=quick)
     update = await _update_for(request, settings, agent)

@@ -115,24 +115,43 @@ class AgentSeen:
     status: str
     metadata: dict[str, Any]
     last_poll_at: datetime | None
+    connected_until: datetime | None = None
 
     @classmethod
     def of(cls, row: TrainingAgent) -> AgentSeen:
         """The view of a stored row."""
         metadata = dict(row.metadata_ or {})
-        return cls(row.hostname, row.platform, row.version, row.status, metadata, row.last_poll_at)
+        return cls(
+            row.hostname,
+            row.platform,
+            row.version,
+            row.status,
+            metadata,
+            row.last_poll_at,
+            row.connected_until,
+        )
 
 
 def needs_write(
-    seen: AgentSeen | None, agent: AgentIdentity, *, now: datetime, coalesce: timedelta
+    seen: AgentSeen | None,
+    agent: AgentIdentity,
+    *,
+    now: datetime,
+    coalesce: timedelta,
+    holding_until: datetime | None = None,
 ) -> bool:
     """Whether this poll must write the agent's row: it is new, a header it sent changed,
-    or its ``last_poll_at`` is ``coalesce`` old (or in the future).
+    its ``last_poll_at`` is ``coalesce`` old (or in the future), or it holds a poll
+    (until ``holding_until``) that ends more than ``coalesce`` after the one on record.
 
     Only headers the agent sent count (an absent one erases nothing); a sent but
     unknown platform is stored as null. Asked on every poll, hence spelled out.
     """
     if seen is None or seen.last_poll_at is None or seen.status != "online":
+        return True
+    if holding_until is not None and (
+        seen.connected_until is None or seen.connected_until < holding_until - coalesce
+    ):
         return True
     age = now - seen.last_poll_at
     if age < timedelta(0) or age >= coalesce:
@@ -158,9 +177,10 @@ def record_poll(
     now: datetime,
     coalesce: timedelta = POLL_COALESCE,
     seen: AgentSeen | None = None,
+    holding_until: datetime | None = None,
 ) -> AgentSeen:
-    """Create or refresh the agent's row: seen now, with what its headers say; returns
-    the row as it now is.
+    """Create or refresh the agent's row: seen now, with what its headers say, and (for
+    a long poll) holding it until ``holding_until``; returns the row as it now is.
 
     403 ``AGENT_REVOKED`` (and nothing written) for a revoked agent. Costs one indexed
     read (none when ``seen`` gives the row, as this process's cache does), and one
@@ -172,7 +192,9 @@ def record_poll(
     if seen is None:
         row = ensure_agent_allowed(db, user_id=user_id, agent_id=agent.agent_id)
         seen = None if row is None else AgentSeen.of(row)
-    if seen is not None and not needs_write(seen, agent, now=now, coalesce=coalesce):
+    if seen is not None and not needs_write(
+        seen, agent, now=now, coalesce=coalesce, holding_until=holding_until
+    ):
         return seen
     stored = {} if seen is None else seen.metadata
     metadata = _merged_metadata(stored, agent)
@@ -189,8 +211,11 @@ def record_poll(
         last_poll_at=now,
         registered_at=now,
         metadata=metadata,
+        connected_until=holding_until,
     )
     updates = {"status": "online", "last_poll_at": stmt.excluded.last_poll_at}
+    if holding_until is not None:
+        updates["connected_until"] = stmt.excluded.connected_until
     updates |= _changed_columns(agent, stmt.excluded)
     if metadata != stored:
         updates["metadata"] = stmt.excluded.metadata
@@ -209,6 +234,7 @@ def record_poll(
         "online",
         metadata,
         now,
+        holding_until if holding_until is not None else before.connected_until,
     )
 
 
@@ -228,6 +254,16 @@ def is_online(
     if agent.revoked_at is not None or agent.last_poll_at is None:
         return False
     return now - agent.last_poll_at <= threshold
+
+
+def is_connected(agent: TrainingAgent, *, now: datetime, held_here: set[str]) -> bool:
+    """True when the agent holds a long poll now: in this process (``held_here``, the
+    agent ids of its held polls), or in another one (the hold its row records)."""
+    if agent.revoked_at is not None:
+        return False
+    if agent.agent_id in held_here:
+        return True
+    return agent.connected_until is not None and agent.connected_until > now
 
 
 def get_agent(db: Session, *, user_id: str, agent_id: str) -> TrainingAgent:

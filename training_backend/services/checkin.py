@@ -97,6 +97,7 @@ class QuickCheckIn:
     agent: AgentIdentity
     seen: AgentSeen
     must_record: bool
+    holding_until: datetime | None = None
 
 
 def fingerprint_of(headers: Mapping[str, str]) -> str:
@@ -126,12 +127,21 @@ def check_in_agent(
     settings: BackendSettings,
     backend_url: BackendUrl,
     now: datetime,
+    holding_until: datetime | None = None,
 ) -> AgentSeen:
-    """Record that ``agent`` called, once it is known to be new enough (426 otherwise,
-    before anything is recorded); returns its row as it now is."""
+    """Record that ``agent`` called (holding a poll until ``holding_until``), once it is
+    known to be new enough (426 otherwise, before anything is recorded); returns its row
+    as it now is."""
     require_supported_agent(agent, settings=settings, backend_url=backend_url)
     coalesce = poll_coalesce(settings.online_threshold_seconds)
-    return record_poll(db, user_id=user_id, agent=agent, now=now, coalesce=coalesce)
+    return record_poll(
+        db,
+        user_id=user_id,
+        agent=agent,
+        now=now,
+        coalesce=coalesce,
+        holding_until=holding_until,
+    )
 
 
 def quick_check_in(
@@ -142,6 +152,7 @@ def quick_check_in(
     backend_url: BackendUrl,
     now: datetime,
     spend: bool = True,
+    holding_until: datetime | None = None,
 ) -> QuickCheckIn | None:
     """The check-in from the caches alone, or ``None`` when it needs the database (an
     unknown or expired key or agent row).
@@ -165,7 +176,8 @@ def quick_check_in(
         return None  # the key's shared bucket must be asked: the full path does that
     coalesce = poll_coalesce(desk.settings.online_threshold_seconds)
     who = CheckedIn.of(cached.user_id, agent, cached.id, headers)
-    return QuickCheckIn(who, agent, seen, needs_write(seen, agent, now=now, coalesce=coalesce))
+    held = needs_write(seen, agent, now=now, coalesce=coalesce, holding_until=holding_until)
+    return QuickCheckIn(who, agent, seen, held, holding_until)
 
 
 def record_known_agent(db: Session, desk: PollDesk, quick: QuickCheckIn, *, now: datetime) -> None:
@@ -174,7 +186,13 @@ def record_known_agent(db: Session, desk: PollDesk, quick: QuickCheckIn, *, now:
     coalesce = poll_coalesce(desk.settings.online_threshold_seconds)
     try:
         seen = record_poll(
-            db, user_id=who.user_id, agent=quick.agent, now=now, coalesce=coalesce, seen=quick.seen
+            db,
+            user_id=who.user_id,
+            agent=quick.agent,
+            now=now,
+            coalesce=coalesce,
+            seen=quick.seen,
+            holding_until=quick.holding_until,
         )
     except ApiError:
         desk.cache.remember_agent(who.user_id, who.agent_id, None)
@@ -189,10 +207,12 @@ def full_check_in(
     *,
     backend_url: BackendUrl,
     now: datetime,
+    holding_until: datetime | None = None,
 ) -> CheckedIn:
     """Authenticate the key, read the agent's headers (400 when malformed), check its
-    version, and record the poll on its row (read again, never taken from the cache:
-    this is also the path that must see a revocation no signal announced yet)."""
+    version, and record the poll on its row (holding until ``holding_until``). The row
+    is read again, never taken from the cache: this is also the path that must see a
+    revocation no signal announced yet."""
     key = extract_api_key(headers)
     row = authenticate_api_key(db, key=key, scope=SCOPE, now=now)
     db.commit()
@@ -207,6 +227,7 @@ def full_check_in(
         settings=desk.settings,
         backend_url=backend_url,
         now=now,
+        holding_until=holding_until,
     )
     desk.cache.remember_agent(row.user_id, agent.agent_id, seen)
     return CheckedIn.of(row.user_id, agent, row.id, headers)

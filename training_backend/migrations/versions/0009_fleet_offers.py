@@ -1,5 +1,5 @@
-"""Fleet, continued: finding the job reserved for an agent by its id, and the rate-limit
-buckets every backend process shares.
+"""Fleet, continued: finding the job reserved for an agent by its id, the rate-limit
+buckets every backend process shares, and when an agent's held poll ends.
 
 Revision ID: 0009
 Revises: 0008
@@ -29,9 +29,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("bucket", name="pk_rate_limit_buckets"),
     )
     op.create_index("ix_rate_limit_buckets_updated_at", "rate_limit_buckets", ["updated_at"])
+    with op.batch_alter_table("training_agents") as batch:
+        batch.add_column(sa.Column("connected_until", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("training_agents") as batch:
+        batch.drop_column("connected_until")
     op.drop_index("ix_rate_limit_buckets_updated_at", table_name="rate_limit_buckets")
     op.drop_table("rate_limit_buckets")
     op.drop_index("ix_training_jobs_offered_to", table_name="training_jobs")
