@@ -33,7 +33,7 @@ def test_a_page_asks_to_sign_in_and_comes_back_after(
     expect(page.get_by_text(f"Signed in as {site.user}")).to_be_visible()
     shots.take(page, "signed-in")
 
-    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign out", exact=True).click()
     expect(page).to_have_url(f"{site.url}/login")
     page.goto(f"{site.url}/workers")
     expect(page).to_have_url(re.compile(r"/login\?next=/workers$"))

@@ -32,7 +32,13 @@ def test_the_lora_adapter_comes_back_and_loads_with_peft(
     )
     key = make_user_and_key(backend, "alice")
     job_id = submit(backend, tmp_path, "alice", config, dataset=data)
-    env = agent_env(tmp_path / "agent", backend_url=backend.url, api_key=key)
+    # The model is a local folder: the owner lets jobs read it (data_dirs).
+    env = agent_env(
+        tmp_path / "agent",
+        backend_url=backend.url,
+        api_key=key,
+        TRAINING_AGENT_DATA_DIRS=str(tiny_model),
+    )
 
     code, output = wait_agent(start_agent(env, "--max-jobs", "1"), timeout_s=180)
 

@@ -108,7 +108,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         jobs["after"] = submit(
             backend, root, "alice", method_config(root, "cpt"), dataset=DATA / "orchard.txt"
         )
-        env = agent_env(home, backend_url=backend.url, api_key=key)
+        # The owner lets jobs read the local model and reward model folders and the
+        # first job's checkpoint (data_dirs): all of them live under this test's root.
+        env = agent_env(
+            home, backend_url=backend.url, api_key=key, TRAINING_AGENT_DATA_DIRS=str(root)
+        )
         code, output = wait_agent(start_agent(env, "--max-jobs", str(len(jobs))), timeout_s=840)
         assert code == 0, output
         yield Run(backend, key, jobs, home, output)

@@ -1,4 +1,9 @@
-"""An agent revoked on the platform stops polling, finishes its job and exits 4."""
+"""An agent revoked on the platform stops polling, gives up its job and exits 4.
+
+Revoking an agent retires the job tokens of its running jobs (403 ``JOB_TOKEN_REVOKED``):
+the agent stops the job and drops its reports, and the backend puts the job back in the
+queue while attempts remain (else fails it), so a revoked machine does no more work.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ pytestmark = pytest.mark.e2e
 SLOW_DEMO = {"type": "demo", "samples": 1600, "epochs": 3, "batch_size": 16, "step_delay_s": 0.015}
 
 
-def test_a_revoked_agent_finishes_its_job_and_exits_4(tmp_path: Path) -> None:
+def test_a_revoked_agent_gives_up_its_job_and_exits_4(tmp_path: Path) -> None:
     quick_polls = {"TRAINING_BACKEND_POLL_INTERVAL_SECONDS": "1"}
     with start_backend(tmp_path / "backend", env=quick_polls) as backend:
         _user_id, password = backend.cli("users", "create", "rita").split()
@@ -42,4 +47,4 @@ def test_a_revoked_agent_finishes_its_job_and_exits_4(tmp_path: Path) -> None:
 
     assert code == EXIT_REVOKED, output
     assert output.count("the platform revoked this agent") == 2  # said, then the exit
-    assert state["status"] == "completed", state
+    assert state["status"] in ("pending", "failed"), state  # never completed by it

@@ -16,6 +16,7 @@ import pytest
 
 from tests.trainers.conftest import RunTrainer, chat_rows, read_events, training_config
 from training_agent.executor.process import TRACKING_ENV, ChildProcess
+from training_agent.job_policy import POLICY_ENV, JobPolicy
 from training_agent.trainers import distributed
 
 TWO_RANKS = {"strategy": "ddp", "num_gpus": 2}
@@ -37,7 +38,8 @@ def test_two_ranks_train_one_run_and_rank_zero_reports_it(
     # 32 rows, 4 a rank, 2 ranks: 4 steps, each reported once
     assert run.of("progress") == [{"type": "progress", "total_steps": 4, "total_epochs": 1.0}]
     assert [m["step"] for m in run.of("metric")] == [1, 2, 3, 4]
-    assert run.of("output") == [{"type": "output", "path": str(run.job_dir / "final_model")}]
+    final = str(run.job_dir / "final_model")
+    assert run.of("output") == [{"type": "output", "path": final, "kind": "model"}]
 
 
 def test_a_rank_that_fails_gives_its_sentence_last(
@@ -62,6 +64,7 @@ async def test_the_agents_kill_ladder_ends_every_rank(tiny_model: Path, tmp_path
     (job_dir / "config.json").write_text(json.dumps(config))
     events = job_dir / "events.jsonl"
     env = {**os.environ, "TRAINING_AGENT_JOB_DIR": str(job_dir), "HF_HUB_OFFLINE": "1"}
+    env[POLICY_ENV] = JobPolicy(data_dirs=(os.sep,)).to_env()  # the tiny model's folder
     env["TRAINING_AGENT_EVENTS_FILE"] = str(events)
     lines: list[str] = []
     entry = Path(distributed.__file__).with_name("hf_entry.py")

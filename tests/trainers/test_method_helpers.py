@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.trainers.conftest import training_config
+from training_agent.job_policy import POLICY_ENV, JobPolicy
 from training_agent.trainers import hf, hf_callback, hf_config, hf_model
 from training_agent.trainers.methods import MethodError
 from training_agent.trainers.methods.causal import text_blocks
@@ -85,6 +86,9 @@ def test_out_of_memory_fails_with_what_to_lower(
         )
 
     monkeypatch.setattr(hf, "_train", oom)
+    monkeypatch.setenv(POLICY_ENV, JobPolicy(data_dirs=(str(tmp_path),)).to_env())
+    monkeypatch.setenv("TRAINING_AGENT_JOB_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # the trainer runs in the job dir
     config = tmp_path / "config.json"
     config.write_text(json.dumps(training_config(tmp_path, "d.jsonl", batch_size=16)))
     assert hf.main(["--config", str(config)]) == hf.EXIT_INVALID

@@ -44,7 +44,8 @@ def test_dpo_with_lora_saves_an_adapter(tiny_model: Path, train_here: RunTrainer
     run = train_here(preference_config(tiny_model, "dpo", use_lora=True, lora_config=lora))
     assert run.returncode == 0, run.stderr
     assert rises(series(run, "rewards/margins"), 0.2), series(run, "rewards/margins")
-    assert run.of("output") == [{"type": "output", "path": str(run.job_dir / "final_adapter")}]
+    adapter = str(run.job_dir / "final_adapter")
+    assert run.of("output") == [{"type": "output", "path": adapter, "kind": "adapter"}]
 
 
 @pytest.mark.parametrize(("use_lora", "copies"), [(True, 0), (False, 1)])

@@ -147,7 +147,14 @@ async def _run(url: str, database_url: str, workdir: Path, trainer: str) -> tupl
     key, job_id = _seed(database_url, config)
     print(f"job      {job_id}  ({what})")
     agent_settings = Settings(
-        backend_url=url, api_key=key, max_jobs=1, min_poll_interval_seconds=0.5, log_level="WARNING"
+        backend_url=url,
+        api_key=key,
+        max_jobs=1,
+        min_poll_interval_seconds=0.5,
+        log_level="WARNING",
+        # The tiny model and the shipped chat dataset are local folders outside the job's
+        # own: the demo allows them, as an owner would with data_dirs.
+        data_dirs=(workdir / "tiny-model", CHAT_DATASET.parent.resolve()),
     )
     agent = asyncio.create_task(run_agent(agent_settings, AgentPaths.under(workdir / "agent")))
     show = _show_inline if sys.stdout.isatty() else _show_lines()

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import random
 import threading
@@ -39,6 +38,7 @@ from training_agent.api import BackendClient
 from training_agent.errors import ApiError, ConflictError, HttpStatusError, StateError
 from training_agent.reporting.archive import OutputChanged, Source, open_source, sha256_of
 from training_agent.reporting.artifact_rows import ArtifactRow, ArtifactRows, ArtifactState
+from training_agent.reporting.artifact_steps import Corrupt, Gap, GiveUp, JobGone, Step
 from training_agent.reporting.outbox import Outbox
 from training_agent.retry import ARTIFACT, RetryPolicy, call_with_retry, is_job_gone
 from training_agent.status.uploads import UploadBoard
@@ -52,23 +52,6 @@ CHUNK_BYTES = 8 * 1024 * 1024  # the protocol's default chunk
 FINGERPRINT_EVERY_S = 2.0  # how often a running upload checks that its output is unchanged
 MAX_REREADS = 1
 MAX_RESTARTS = 1
-
-
-class _Step(enum.Enum):
-    """How one upload session ended."""
-
-    COMPLETE = "complete"  # the server verified it
-    CHANGED = "changed"  # the output changed under us
-    CORRUPT = "corrupt"  # the server found it corrupt (or lost it)
-    GONE = "gone"  # the row is gone: the job was finished or abandoned meanwhile
-
-
-class _GiveUp(Exception):
-    """This upload cannot succeed; the message is the sentence that says why."""
-
-
-class _JobGone(Exception):
-    """The backend no longer accepts the job's reports."""
 
 
 class ArtifactUploader:
@@ -149,9 +132,9 @@ class ArtifactUploader:
         )
         try:
             await self._sessions(row.seq, token)
-        except _GiveUp as exc:
+        except GiveUp as exc:
             self._give_up(row, str(exc))
-        except _JobGone as exc:
+        except JobGone as exc:
             for other in self._rows.of_job(row.job_id):
                 self._give_up(other, str(exc))
         except (asyncio.CancelledError, StateError):
@@ -176,16 +159,16 @@ class ArtifactUploader:
                     source = None
                     continue
                 step = await self._send(row, token, source)
-                if step is _Step.COMPLETE:
+                if step is Step.COMPLETE:
                     self._rows.complete(seq)
                     self._board.settled(seq)
                     log.info("job %s: uploaded %s (%d bytes)", row.job_id, row.name, row.size_bytes)
                     return
-                if step is _Step.GONE:
+                if step is Step.GONE:
                     return
                 source.close()
                 source = None
-                if step is _Step.CHANGED:
+                if step is Step.CHANGED:
                     self._changed(row, "changed while it was uploading")
                 else:
                     self._corrupt(row)
@@ -197,7 +180,7 @@ class ArtifactUploader:
         try:
             return await asyncio.to_thread(open_source, row.path, is_dir=row.is_dir)
         except OSError as exc:
-            raise _GiveUp(f"it cannot be read ({exc.strerror or exc})") from exc
+            raise GiveUp(f"it cannot be read ({exc.strerror or exc})") from exc
 
     async def _hash(self, row: ArtifactRow, source: Source) -> None:
         loop = asyncio.get_running_loop()
@@ -214,7 +197,7 @@ class ArtifactUploader:
         except OutputChanged:
             sha256, unchanged = "", False
         except OSError as exc:
-            raise _GiveUp(f"it cannot be read ({exc.strerror or exc})") from exc
+            raise GiveUp(f"it cannot be read ({exc.strerror or exc})") from exc
         except asyncio.CancelledError:
             stop.set()  # the thread stops within one read; the agent need not wait for it
             raise
@@ -232,7 +215,7 @@ class ArtifactUploader:
             row.seq, size_bytes=source.size, sha256=sha256, fingerprint=source.fingerprint
         )
 
-    async def _send(self, row: ArtifactRow, token: str, source: Source) -> _Step:
+    async def _send(self, row: ArtifactRow, token: str, source: Source) -> Step:
         """One session: declare, then send chunks from the server's offset to the end."""
         assert row.sha256 is not None and row.size_bytes is not None
         size = row.size_bytes
@@ -249,9 +232,9 @@ class ArtifactUploader:
         )
         offset = min(declared.offset, size)
         if not self._rows.declared(row.seq, artifact_id=declared.artifact_id, offset=offset):
-            return _Step.GONE
+            return Step.GONE
         if declared.complete or offset >= size:
-            return _Step.COMPLETE
+            return Step.COMPLETE
         self._board.sent(row.seq, offset=offset, size=size)
         chunk_bytes = min(self._chunk_bytes, declared.max_chunk_bytes or self._chunk_bytes)
         self._checked_at = self._clock()
@@ -261,15 +244,15 @@ class ArtifactUploader:
                 row, source, offset, length, last=offset + length >= size
             )
             if chunk is None:
-                return _Step.CHANGED
+                return Step.CHANGED
             sent = await self._put_chunk(row, token, declared.artifact_id, offset, chunk, size)
-            if isinstance(sent, _Step):
+            if isinstance(sent, Step):
                 return sent
             offset = sent
             if not self._rows.advanced(row.seq, offset=offset):
-                return _Step.GONE
+                return Step.GONE
             self._board.sent(row.seq, offset=offset, size=size)
-        return _Step.COMPLETE
+        return Step.COMPLETE
 
     async def _read_chunk(
         self, row: ArtifactRow, source: Source, offset: int, length: int, *, last: bool
@@ -284,11 +267,11 @@ class ArtifactUploader:
         except OutputChanged:
             return None
         except OSError as exc:
-            raise _GiveUp(f"it cannot be read ({exc.strerror or exc})") from exc
+            raise GiveUp(f"it cannot be read ({exc.strerror or exc})") from exc
 
     async def _put_chunk(
         self, row: ArtifactRow, token: str, artifact_id: str, offset: int, chunk: bytes, size: int
-    ) -> int | _Step:
+    ) -> int | Step:
         """Send one chunk; the offset to go on from (the backend's word wins), or a step."""
         try:
             stored = await self._call(
@@ -297,11 +280,11 @@ class ArtifactUploader:
                     row.job_id, token, artifact_id, offset=offset, chunk=chunk
                 ),
             )
-        except _Corrupt:
-            return _Step.CORRUPT
-        except _Gap as gap:
+        except Corrupt:
+            return Step.CORRUPT
+        except Gap as gap:
             if gap.expected == offset:
-                raise _GiveUp(f"the backend answered a gap at its own offset ({gap})") from None
+                raise GiveUp(f"the backend answered a gap at its own offset ({gap})") from None
             return gap.expected
         if stored.complete:
             return size
@@ -322,26 +305,26 @@ class ArtifactUploader:
             )
         except ConflictError as exc:
             if exc.code == "ARTIFACT_GAP":
-                raise _Gap.from_error(exc, row) from exc
+                raise Gap.from_error(exc, row) from exc
             raise self._final(exc) from exc
         except HttpStatusError as exc:
             if exc.code in ("ARTIFACT_CORRUPT", "ARTIFACT_NOT_FOUND"):
-                raise _Corrupt(str(exc)) from exc
+                raise Corrupt(str(exc)) from exc
             raise self._final(exc) from exc
         except ApiError as exc:  # an answer this agent cannot read
-            raise _GiveUp(str(exc)) from exc
+            raise GiveUp(str(exc)) from exc
 
     @staticmethod
     def _final(exc: HttpStatusError) -> Exception:
         if is_job_gone(exc):
-            return _JobGone(f"the backend no longer accepts this job's reports ({exc})")
-        return _GiveUp(f"the backend refused it: {exc}")
+            return JobGone(f"the backend no longer accepts this job's reports ({exc})")
+        return GiveUp(f"the backend refused it: {exc}")
 
     # -- what an upload that did not go through means -----------------------------------
 
     def _changed(self, row: ArtifactRow, how: str) -> None:
         if row.rereads >= MAX_REREADS:
-            raise _GiveUp(
+            raise GiveUp(
                 f"it {how} even after it was read a second time (its SHA-256 no longer "
                 "matches); make sure nothing writes to it after the job declares it"
             )
@@ -351,7 +334,7 @@ class ArtifactUploader:
 
     def _corrupt(self, row: ArtifactRow) -> None:
         if row.restarts >= MAX_RESTARTS:
-            raise _GiveUp(
+            raise GiveUp(
                 "the backend found the uploaded bytes corrupt twice (their SHA-256 did not "
                 "match); check the network path to the backend"
             )
@@ -392,23 +375,3 @@ class ArtifactUploader:
                 await self._client.heartbeat(job_id, token)
             except ApiError as exc:
                 log.debug("job %s: heartbeat during the upload failed: %s", job_id, exc)
-
-
-class _Corrupt(Exception):
-    """The server discarded the artifact (``ARTIFACT_CORRUPT``) or does not know it."""
-
-
-class _Gap(Exception):
-    """The server expects another offset (``ARTIFACT_GAP``)."""
-
-    def __init__(self, expected: int) -> None:
-        super().__init__(f"the backend expects offset {expected}")
-        self.expected = expected
-
-    @classmethod
-    def from_error(cls, exc: ConflictError, row: ArtifactRow) -> Exception:
-        expected = exc.body.get("expected_offset") if isinstance(exc.body, dict) else None
-        size = row.size_bytes or 0
-        if isinstance(expected, int) and not isinstance(expected, bool) and 0 <= expected <= size:
-            return cls(expected)
-        return _GiveUp(f"the backend answered a gap without a usable offset: {exc}")

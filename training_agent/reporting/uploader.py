@@ -316,9 +316,11 @@ class Uploader:
             if exc.status == TOO_LARGE and count > 1:
                 log.warning("%s: %d in one request is too large; sending halves", what, count)
                 raise _TooLarge from exc
+            if is_job_gone(exc):  # a lost lease, a revoked token (403 JOB_TOKEN_REVOKED)...
+                raise _JobGone(exc) from exc
             if exc.code == LOG_GAP or exc.status == FORBIDDEN or is_retryable(exc):
-                # A gap the caller mends; a 403 (a proxy, a policy) the job's hold waits
-                # out; a retryable one out of attempts.
+                # A gap the caller mends; another 403 (a proxy, a policy) the job's hold
+                # waits out; a retryable one out of attempts.
                 raise
             self._refused(what, exc)
             return None
@@ -328,8 +330,6 @@ class Uploader:
         return answer
 
     def _refused(self, what: str, exc: HttpStatusError) -> None:
-        if is_job_gone(exc):
-            raise _JobGone(exc) from exc
         # A report the backend rejects (400, 409 INVALID_TRANSITION, 422, a 413 of one
         # line...) would be rejected forever; keeping it would block every report after it.
         log.error("%s rejected by the backend, dropped: %s", what, exc)

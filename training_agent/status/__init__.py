@@ -6,6 +6,8 @@ Two sides meet here, and only through HTTP on 127.0.0.1 and ``status.json``:
 | side | module | what it does |
 |---|---|---|
 | daemon | ``state`` | ``AgentState``: the jobs, the link to the backend, a JSON-ready snapshot |
+| daemon | ``watch`` | one reader's view of the changes (``AgentState.watch``) |
+| daemon | ``uploads`` | each artifact upload's bytes, rate and time left |
 | daemon | ``server`` | serves the status API inside the agent's loop; writes ``status.json`` |
 | daemon | ``routes`` | the status API's endpoints and its loopback-and-token guard |
 | daemon | ``events`` | the server-sent event stream (``GET /v1/events``) |

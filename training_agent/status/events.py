@@ -35,7 +35,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from typing import Any
 
-from training_agent.status.state import AgentState, Changes, Watcher
+from training_agent.status.state import AgentState
+from training_agent.status.watch import Changes, Watcher
 
 COALESCE_S = 0.1  # at most ~10 change events a second per event stream
 KEEPALIVE_S = 15.0  # an SSE comment this often keeps idle proxies and clients attached

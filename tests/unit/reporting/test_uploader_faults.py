@@ -193,3 +193,23 @@ async def test_a_bug_in_one_jobs_delivery_is_logged_with_its_traceback_and_other
     clock.now += 1.0
     assert await up.drain_once()
     assert backend.calls(LOGS) == [{"logs": ["a"], "offset": 0}]
+
+
+async def test_a_revoked_job_token_gives_the_job_up_instead_of_holding_it(
+    box: Outbox, client: BackendClient, backend: FakeBackend
+) -> None:
+    box.append_logs("j1", ["never accepted again"])
+    revoked = {"error": "The job token was revoked", "code": "JOB_TOKEN_REVOKED"}
+    backend.on(LOGS, httpx.Response(403, json=revoked))
+    gone: list[str | None] = []
+    up = Uploader(
+        outbox=box,
+        client=client,
+        features=lambda: frozenset({"log_offsets"}),
+        sleep=no_sleep,
+        on_gone=lambda _job, exc: gone.append(exc.code),
+    )
+    await up.drain_once()
+    assert gone == ["JOB_TOKEN_REVOKED"]
+    assert box.is_finished("j1")
+    assert len(backend.calls(LOGS)) == 1

@@ -1,7 +1,7 @@
 """Artifacts: files a job sends back, stored once and verified.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-20
 """
 

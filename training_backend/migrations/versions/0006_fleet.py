@@ -2,7 +2,7 @@
 looks up (jobs that became available, keys and agents revoked since its last look).
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0005
 Create Date: 2026-12-08
 """
 

@@ -5,7 +5,7 @@ job's token; ``revoked_token_hashes`` keeps the retired tokens, so a report with
 told 403 ``JOB_TOKEN_REVOKED`` (rather than 401) and its agent stops the job.
 
 Revision ID: 0007
-Revises: 0003
+Revises: 0006
 Create Date: 2026-12-06
 """
 

@@ -1,7 +1,7 @@
 """Single-use sign-in links (the demo's page link).
 
 Revision ID: 0008
-Revises: 0003
+Revises: 0007
 Create Date: 2026-12-06
 """
 
