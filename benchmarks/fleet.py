@@ -350,7 +350,12 @@ def run_drain(kind: str, admin_url: str | None, tmp: Path, jobs: int) -> None:
         asyncio.run(submit_all(served[0].url, key, jobs))
         submitted_s = time.perf_counter() - started
         started = time.perf_counter()
-        claims, lost = asyncio.run(drain(served, key, 100))
+        try:
+            claims, lost = asyncio.run(drain(served, key, 100))
+        except AssertionError:
+            for backend in served:  # what went wrong, in the backend's words
+                print("\n".join(backend.server_log().splitlines()[-40:]), file=sys.stderr)
+            raise
         elapsed = time.perf_counter() - started
     once = len(claims) == jobs and set(claims.values()) == {1}
     print(f"| drain | {kind} | {len(served)} process(es), 100 agents, {jobs} jobs |", end="")
