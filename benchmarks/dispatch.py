@@ -1,11 +1,16 @@
-"""Backend dispatch benchmarks: poll latency, dispatch latency, key validation, drain.
+"""Backend dispatch benchmarks: poll cost and latency, dispatch latency, key validation, drain.
 
 Run from the repository root with the project's virtualenv; each benchmark runs on
 SQLite and, given an admin URL of a PostgreSQL server, on PostgreSQL too:
 
     url=$(scripts/postgres start /tmp/bench-pg)
-    .venv/bin/python benchmarks/dispatch.py --postgres-url "$url" [--only poll,dispatch,keys,drain]
+    .venv/bin/python benchmarks/dispatch.py --postgres-url "$url" [--only cpu,poll,dispatch,...]
     scripts/postgres stop /tmp/bench-pg
+
+``cpu`` is the server's CPU time per plain poll (psutil: user + system of the server
+process while 20 agents poll back to back); ``--profile DIR`` also samples the server
+with py-spy meanwhile (``benchmarks/profile_support.py``), keeps the stacks in DIR and
+prints where the busy time went.
 
 The server is the real ``training-backend serve`` process; the agents are asyncio tasks
 in this process speaking real HTTP over loopback (so both share the machine's cores).
@@ -23,8 +28,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
@@ -34,7 +39,9 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.backend import start_backend  # noqa: E402
+from profile_support import cpu_s, sampled, top_of_profile  # noqa: E402
+
+from tests.support.backend import BackendProcess, start_backend  # noqa: E402
 from tests.support.crowd import drain  # noqa: E402
 from training_backend.db import (  # noqa: E402
     create_db_engine,
@@ -74,23 +81,38 @@ def database(kind: str, admin_url: str | None, tmp: Path) -> Iterator[str]:
 
 
 @contextmanager
-def server(url: str, tmp: Path) -> Iterator[tuple[str, str]]:
+def server_process(url: str, tmp: Path) -> Iterator[tuple[BackendProcess, str]]:
     """A served backend on ``url`` and a training key of a fresh user."""
     os.environ["TRAINING_BACKEND_RATE_LIMIT_PER_MINUTE"] = "100000000"
     os.environ["TRAINING_BACKEND_RATE_LIMIT_BURST"] = "100000000"
     with start_backend(tmp / uuid.uuid4().hex[:6], database_url=url) as backend:
         backend.cli("users", "create", "bench")
         key = backend.cli("keys", "create", "--user", "bench").strip().splitlines()[-1]
+        yield backend, key
+
+
+@contextmanager
+def server(url: str, tmp: Path) -> Iterator[tuple[str, str]]:
+    """A served backend's URL and a training key of a fresh user."""
+    with server_process(url, tmp) as (backend, key):
         yield backend.url, key
 
 
-async def poll_latency(base: str, key: str, agents: int, seconds: float) -> list[float]:
+async def poll_latency(
+    base: str,
+    key: str,
+    agents: int,
+    seconds: float,
+    on_start: Callable[[], None] = lambda: None,
+    on_stop: Callable[[], None] = lambda: None,
+) -> list[float]:
     """Latencies of back-to-back polls by ``agents`` agents for ``seconds``.
 
     Each agent has a client of its own, as real agents do: one shared client's
     connection pool costs the benchmark process several ms per request at 100
     connections, which capped the first runs at about 110 polls/s whatever the server did.
-    Each agent's first poll (connection, row insert) happens before the clock starts.
+    Each agent's first poll (connection, row insert) happens before the clock starts;
+    ``on_start`` and ``on_stop`` run as the clock starts and stops.
     """
     latencies: list[float] = []
     stop_at = 0.0
@@ -113,11 +135,42 @@ async def poll_latency(base: str, key: str, agents: int, seconds: float) -> list
     async def start() -> None:
         nonlocal stop_at
         await connected.wait()
+        on_start()
         stop_at = time.monotonic() + seconds
         go.set()
 
     await asyncio.gather(start(), *(agent(n) for n in range(agents)))
+    on_stop()
     return latencies
+
+
+def run_cpu(
+    kind: str, admin_url: str | None, tmp: Path, seconds: float, profile: Path | None
+) -> None:
+    """Server CPU per plain poll: 20 agents polling back to back for ``seconds``."""
+    with ExitStack() as stack:
+        url = stack.enter_context(database(kind, admin_url, tmp))
+        backend, key = stack.enter_context(server_process(url, tmp))
+        pid = backend.process.pid
+        if profile is not None:
+            out = stack.enter_context(sampled(pid, profile / f"poll-{kind}.txt"))
+        cpu: list[float] = []
+        lat = asyncio.run(
+            poll_latency(
+                backend.url,
+                key,
+                20,
+                seconds,
+                lambda: cpu.append(cpu_s(pid)),
+                lambda: cpu.append(cpu_s(pid)),
+            )
+        )
+    per_poll_ms = (cpu[1] - cpu[0]) / len(lat) * 1000
+    print(f"| poll cost | {kind} | 20 agents, plain polls, {seconds:.0f} s |", end="")
+    print(f" {len(lat)} polls | server CPU {per_poll_ms:.2f} ms per poll |", end="")
+    print(f" p50 {pct(lat, 0.5) * 1000:.1f} ms |", flush=True)
+    if profile is not None:
+        print("\n".join(top_of_profile(out)), flush=True)
 
 
 async def dispatch_latency(base: str, key: str, *, long_poll: bool, rounds: int) -> list[float]:
@@ -239,14 +292,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default_pg = os.environ.get("TRAINING_BACKEND_TEST_POSTGRES_URL")
     parser.add_argument("--postgres-url", default=default_pg, help="admin URL of a server")
-    parser.add_argument("--only", default="poll,dispatch,keys,drain")
+    parser.add_argument("--only", default="cpu,poll,dispatch,keys,drain")
     parser.add_argument("--seconds", type=float, default=6.0, help="duration of each poll run")
+    parser.add_argument("--profile", type=Path, help="py-spy the server in `cpu`, into this dir")
     args = parser.parse_args()
     only = set(args.only.split(","))
     kinds = ["sqlite"] + (["postgresql"] if args.postgres_url else [])
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         for kind in kinds:
+            if "cpu" in only:
+                run_cpu(kind, args.postgres_url, tmp, args.seconds, args.profile)
             if "poll" in only:
                 run_poll(kind, args.postgres_url, tmp, args.seconds)
             if "dispatch" in only:

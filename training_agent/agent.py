@@ -321,6 +321,7 @@ def _daemon_options(settings: Settings) -> DaemonOptions:
         max_concurrent_jobs=settings.max_concurrent_jobs,
         idle_exit_s=settings.idle_exit_seconds,
         min_free_disk_gb=settings.min_free_disk_gb,
+        labels=settings.labels,
     )
 
 

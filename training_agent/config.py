@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextvars
 import json
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,6 +35,10 @@ from pydantic_settings import (
 
 from training_agent.errors import ConfigError
 from training_agent.job_policy import JobPolicy
+
+#: The labels a job's requirements may name: what the backend accepts too.
+LABEL = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}$")
+MAX_LABELS = 32
 
 _CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "training_agent_config_file", default=None
@@ -113,6 +118,11 @@ class Settings(BaseSettings):
     max_concurrent_jobs: int = Field(default=1, ge=1, le=64)
     """How many jobs run at the same time."""
 
+    labels: Annotated[tuple[str, ...], NoDecode] = ()
+    """What this machine offers, as short slugs (``a100``, ``eu-west``): sent with every
+    poll, so a job whose ``requirements`` name labels goes only to agents that have them
+    all. Environment: comma-separated (``TRAINING_AGENT_LABELS=a100,fast``)."""
+
     gpus: str = "all"
     """GPUs the jobs may use: ``all``, ``none``, or indices like ``0,1``. With several
     jobs at a time each gets its share through ``CUDA_VISIBLE_DEVICES``."""
@@ -178,6 +188,26 @@ class Settings(BaseSettings):
                 return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _split_labels(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(value) > MAX_LABELS:
+            raise ValueError(f"at most {MAX_LABELS} labels, not {len(value)}")
+        for label in value:
+            if not LABEL.fullmatch(label):
+                raise ValueError(
+                    f"{label[:40]!r} is not a short slug: use lower-case letters, digits, "
+                    "'.', '_' and '-', starting with a letter or digit, at most 40 characters"
+                )
+        return tuple(dict.fromkeys(value))
 
     @field_validator("data_dirs", mode="before")
     @classmethod

@@ -65,6 +65,7 @@ class DaemonOptions:
     min_free_disk_gb: float = 0.0
     flush_timeout_s: float = FINAL_FLUSH_S
     startup_drain_s: float = STARTUP_DRAIN_S
+    labels: tuple[str, ...] = ()  # sent with every poll: jobs may require them
 
 
 class Daemon:
@@ -247,6 +248,8 @@ class Daemon:
                 busy_jobs=len(self._active),
                 max_jobs=self._options.max_concurrent_jobs,
                 update=self.update_info(),
+                labels=self._options.labels,
+                busy_gpus=self._jobs.busy_gpus(),
             )
             self._state.set_resources(self._resources.sample())
         except Exception as exc:

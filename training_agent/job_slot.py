@@ -107,6 +107,10 @@ class JobSlots:
         self._journals: dict[str, JobJournal] = {}  # finished jobs until delivered
         self._cancel_all: str | None = None  # once set, every job is cancelled with it
 
+    def busy_gpus(self) -> frozenset[str]:
+        """The GPUs this agent's running jobs hold (for ``X-Agent-Info``)."""
+        return self._gpus.busy()
+
     def has_free_gpus(self) -> bool:
         """Whether a new job would get its share of the GPUs now."""
         return self._gpus.has_free_share()

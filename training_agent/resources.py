@@ -96,11 +96,26 @@ class ResourceMonitor:
         return self._last_gpus
 
     def info_header(
-        self, *, busy_jobs: int, max_jobs: int, update: dict[str, object] | None = None
+        self,
+        *,
+        busy_jobs: int,
+        max_jobs: int,
+        labels: tuple[str, ...] = (),
+        busy_gpus: frozenset[str] = frozenset(),
+        update: dict[str, object] | None = None,
     ) -> str:
-        """The ``X-Agent-Info`` value: the last sample plus the job slots (and the
-        self-update's state when there is one), compact JSON."""
-        info = {**self.sample(), "max_jobs": max_jobs, "busy_jobs": busy_jobs}
+        """The ``X-Agent-Info`` value: the last sample, the job slots, the ``labels``
+        setting, ``"busy": true`` on each GPU a job holds (the backend counts the
+        others as free when a job asks for GPUs), and the self-update's state when there
+        is one, as compact JSON."""
+        sample = self.sample()
+        gpus = [
+            {**gpu, "busy": True} if str(gpu.get("index")) in busy_gpus else gpu
+            for gpu in sample["gpus"]
+        ]
+        info = {**sample, "gpus": gpus, "max_jobs": max_jobs, "busy_jobs": busy_jobs}
+        if labels:
+            info["labels"] = list(labels)
         if update:
             info["update"] = update
         return json.dumps(info, separators=(",", ":"))
@@ -190,6 +205,10 @@ class GpuPool:
 
     def release(self, job_id: str) -> None:
         self._busy.pop(job_id, None)
+
+    def busy(self) -> frozenset[str]:
+        """The GPUs jobs hold now (those the pool manages)."""
+        return frozenset(gpu for gpus in self._busy.values() for gpu in gpus)
 
     def _free(self) -> list[str]:
         taken = {gpu for gpus in self._busy.values() for gpu in gpus}

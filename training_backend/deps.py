@@ -14,7 +14,10 @@ replace its objects to drive the clock):
     ApiKeyRateLimitDep, JobRateLimitDep, LoginThrottleDep, EnrollRateLimitDep
                         the in-memory rate limits
     ReleaseMirrorDep    fetches agent releases from ``releases_url`` on first use
-    UpdateOffersDep     the ``agent_update`` poll answers offer (cached per platform)
+    poll_desk(app), update_offers(app)
+                        all a poll needs (the above, the key rate limit, the poll caches),
+                        and the ``agent_update`` it offers: plain functions, since the
+                        poll is the hottest route
 
     CurrentApiKey   an API key with the ``training`` scope (rate-limited per key); a key
                     an enrollment bound to an agent speaks only for that agent
@@ -33,7 +36,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from training_backend.body import read_json_object
@@ -55,6 +58,7 @@ from training_backend.services.api_keys import (
     uses_api_key,
 )
 from training_backend.services.artifact_store import ArtifactStore
+from training_backend.services.checkin import PollDesk
 from training_backend.services.chunk_buffers import ChunkBuffers
 from training_backend.services.job_tokens import authenticate_job, extract_job_token
 from training_backend.services.release_mirror import ReleaseMirror
@@ -130,9 +134,10 @@ async def get_release_mirror(request: Request) -> ReleaseMirror:
     return mirror
 
 
-async def get_update_offers(request: Request) -> UpdateOffers:
-    """The updates this process offers agents in poll answers."""
-    offers: UpdateOffers = request.app.state.update_offers
+def update_offers(app: FastAPI) -> UpdateOffers:
+    """The updates this process offers agents in poll answers (a plain function, read by
+    the poll itself: see ``poll_desk``)."""
+    offers: UpdateOffers = app.state.update_offers
     return offers
 
 
@@ -147,7 +152,21 @@ JobRateLimitDep = Annotated[JobRateLimit, Depends(get_job_rate_limit)]
 LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
 EnrollRateLimitDep = Annotated[AddressRateLimit, Depends(get_enroll_rate_limit)]
 ReleaseMirrorDep = Annotated[ReleaseMirror, Depends(get_release_mirror)]
-UpdateOffersDep = Annotated[UpdateOffers, Depends(get_update_offers)]
+
+
+def poll_desk(app: FastAPI) -> PollDesk:
+    """What a poll needs (settings, sessions, waiters, the key rate limit, the caches).
+
+    A plain function rather than a dependency: the poll is the hottest route, and
+    FastAPI's solving of its dependencies cost a quarter of its time
+    (docs/benchmarks.md). ``get_settings`` overrides are honoured all the same.
+    """
+    state = app.state
+    settings_of = app.dependency_overrides.get(get_settings)
+    settings = state.settings if settings_of is None else settings_of()
+    return PollDesk(
+        settings, state.session_factory, state.wakeups, state.api_key_rate_limit, state.poll_cache
+    )
 
 
 async def get_db(factory: SessionFactoryDep) -> AsyncIterator[Session]:

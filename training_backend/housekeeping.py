@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from training_backend.db.types import utcnow
 from training_backend.services import agents
 from training_backend.services.leases import ExpiredLeases, expire_leases
+from training_backend.services.shared_limits import forget_idle_buckets
 from training_backend.services.wakeups import Wakeups
 from training_backend.settings import BackendSettings
 
@@ -49,11 +50,14 @@ def retention_of(settings: BackendSettings) -> timedelta:
 def housekeeping_step(
     db: Session, *, now: datetime, forget_agents: bool, retention: timedelta
 ) -> HousekeepingReport:
-    """One pass: take back expired leases, and (if asked) forget stale agents."""
+    """One pass: take back expired leases, and (if asked) forget stale agents and the
+    rate-limit buckets that have been idle long enough to be full again."""
     leases = expire_leases(db, now=now)
     forgotten = None
     if forget_agents:
         forgotten = agents.forget_stale_agents(db, now=now, retention=retention)
+        forget_idle_buckets(db, now=now.timestamp())
+        db.commit()
     return HousekeepingReport(leases=leases, agents_forgotten=forgotten)
 
 

@@ -1,23 +1,29 @@
-"""Token-bucket rate limits kept in this process's memory: per API key, per job token, for
-sign-ins, and per client address for enrollments.
+"""Token-bucket rate limits: per API key, per job token, for sign-ins, and per client
+address for enrollments.
 
 Each key (an API key's id, a client address, a user name) has a bucket of ``burst``
-tokens that refills at ``per_minute / 60`` tokens a second; a request spends one. The
-buckets live in this process only: with several backend processes each one counts on
-its own, so the effective limit is the per-process limit times the number of processes.
-That is enough to stop a runaway script, which is the point; a shared limit would cost a
-database or cache write per request. (FineTune Lab does the same, with a fixed window.)
+tokens that refills at ``per_minute / 60`` tokens a second; a request spends one.
+
+Given a ``store`` (``services.shared_limits.DatabaseBuckets``, as the app does), the
+buckets live in the database and every backend process on it shares them: two processes
+allow what one would. A process takes ``lease`` tokens from the shared bucket at a time
+and spends them from memory, so a busy API key costs one database write per ``lease``
+requests, never one per request; sign-ins and enrollments take one token at a time (they
+are rare, and exactness matters there). Without a store (tests that drive the clock),
+the buckets are this process's own.
 
 Time comes from ``clock`` (``time.monotonic`` by default) so tests can drive it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from fastapi import Request
 
@@ -35,6 +41,23 @@ class _Bucket:
     updated_at: float
 
 
+class BucketStore(Protocol):
+    """Buckets shared by every backend process (``services.shared_limits``)."""
+
+    def take(self, bucket: str, n: float, *, rate_per_s: float, burst: float) -> float:
+        """Take ``n`` tokens, or 1 when fewer than ``n`` are left: how many were taken
+        (0.0: not even one)."""
+
+    def wait_s(self, bucket: str, *, rate_per_s: float, burst: float) -> float:
+        """Seconds until ``bucket`` has a token (0.0 now)."""
+
+    def give(self, bucket: str, n: float, *, rate_per_s: float, burst: float) -> None:
+        """Put ``n`` tokens back (never above ``burst``)."""
+
+    def forget(self, bucket: str) -> None:
+        """Drop the bucket: it starts full again."""
+
+
 class RateLimiter:
     """Buckets of ``burst`` tokens refilled at ``per_minute`` a minute, one per key.
 
@@ -44,7 +67,16 @@ class RateLimiter:
     [0.0, 0.0, 1.0]
     """
 
-    def __init__(self, *, per_minute: float, burst: int, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        per_minute: float,
+        burst: int,
+        clock: Clock = time.monotonic,
+        store: BucketStore | None = None,
+        scope: str = "",
+        lease: int = 1,
+    ) -> None:
         if per_minute <= 0 or burst < 1:
             raise ValueError("per_minute must be positive and burst at least 1")
         self._rate_per_s = per_minute / 60.0
@@ -52,32 +84,80 @@ class RateLimiter:
         self._clock = clock
         self._buckets: dict[str, _Bucket] = {}
         self._lock = threading.Lock()  # sync dependencies run in worker threads
+        self._store = store
+        self._scope = scope
+        self._lease = float(max(1, min(lease, burst)))
+        self._leased: dict[str, float] = {}  # tokens taken from the store, not spent yet
 
     def spend(self, key: str) -> float:
         """Take a token for ``key``: 0.0 if there was one, else the seconds until there is."""
+        here = self.spend_here(key)
+        if here is not None:
+            return here
+        assert self._store is not None  # spend_here decides everything without a store
+        bucket = self._bucket(key)
+        taken = self._store.take(
+            bucket, self._lease, rate_per_s=self._rate_per_s, burst=self._burst
+        )
+        if taken < 1.0:
+            return self._store.wait_s(bucket, rate_per_s=self._rate_per_s, burst=self._burst)
         with self._lock:
-            bucket = self._refilled(key)
-            if bucket.tokens >= 1.0:
-                bucket.tokens -= 1.0
+            if len(self._leased) >= MAX_BUCKETS:
+                self._leased.clear()  # leftover leases go: the shared limit only tightens
+            self._leased[key] = self._leased.get(key, 0.0) + taken - 1.0
+        return 0.0
+
+    def spend_here(self, key: str) -> float | None:
+        """``spend`` from this process's memory alone (no database: for the event loop);
+        ``None`` when only the shared store can say."""
+        with self._lock:
+            if self._store is None:
+                bucket = self._refilled(key)
+                if bucket.tokens >= 1.0:
+                    bucket.tokens -= 1.0
+                    return 0.0
+                return (1.0 - bucket.tokens) / self._rate_per_s
+            left = self._leased.get(key, 0.0)
+            if left >= 1.0:
+                self._leased[key] = left - 1.0
                 return 0.0
-            return (1.0 - bucket.tokens) / self._rate_per_s
+        return None
 
     def wait_s(self, key: str) -> float:
         """Seconds until ``key`` has a token (0.0 now), without spending one."""
+        if self._store is not None:
+            if self._leased.get(key, 0.0) >= 1.0:
+                return 0.0
+            bucket = self._bucket(key)
+            return self._store.wait_s(bucket, rate_per_s=self._rate_per_s, burst=self._burst)
         with self._lock:
             tokens = self._refilled(key).tokens
         return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self._rate_per_s
 
     def refund(self, key: str) -> None:
         """Give back one token spent by ``key`` (never above the burst)."""
+        if self._store is not None:
+            name = self._bucket(key)
+            self._store.give(name, 1.0, rate_per_s=self._rate_per_s, burst=self._burst)
+            return
         with self._lock:
             bucket = self._refilled(key)
             bucket.tokens = min(self._burst, bucket.tokens + 1.0)
 
     def reset(self, key: str) -> None:
         """Forget ``key``'s bucket: it starts full again."""
+        if self._store is not None:
+            with self._lock:
+                self._leased.pop(key, None)
+            self._store.forget(self._bucket(key))
+            return
         with self._lock:
             self._buckets.pop(key, None)
+
+    def _bucket(self, key: str) -> str:
+        # Hashed: a bucket's name holds no user name or address, and no NUL either.
+        digest = hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:40]
+        return f"{self._scope}:{digest}"
 
     def _refilled(self, key: str) -> _Bucket:
         now = self._clock()
@@ -108,23 +188,56 @@ def retry_after_header(wait_s: float) -> dict[str, str]:
     return {"Retry-After": str(max(1, math.ceil(wait_s)))}
 
 
+def _lease(burst: int) -> int:
+    # A twentieth of the burst per database write: at most that much of one key's
+    # allowance sits unspent in a process.
+    return max(1, burst // 20)
+
+
 class ApiKeyRateLimit:
     """The per-key limit the API-key dependency applies after the key is validated."""
 
-    def __init__(self, *, per_minute: int, burst: int, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        per_minute: int,
+        burst: int,
+        clock: Clock = time.monotonic,
+        store: BucketStore | None = None,
+    ) -> None:
         self._limiter = None
         if per_minute > 0:
-            self._limiter = RateLimiter(per_minute=per_minute, burst=burst, clock=clock)
+            self._limiter = RateLimiter(
+                per_minute=per_minute,
+                burst=burst,
+                clock=clock,
+                store=store,
+                scope="api_key",
+                lease=_lease(burst),
+            )
 
     def check(self, key_id: str) -> None:
         """Spend one request of ``key_id``; 429 ``RATE_LIMITED`` when none is left."""
+        if self._limiter is not None:
+            _refuse_key(self._limiter.spend(key_id))
+
+    def check_here(self, key_id: str) -> bool:
+        """``check`` without the database (for the event loop): ``False`` when only the
+        shared buckets can say (nothing was spent; call ``check`` in a thread)."""
         if self._limiter is None:
-            return
-        wait_s = self._limiter.spend(key_id)
-        if wait_s > 0:
-            seconds = max(1, math.ceil(wait_s))
-            message = f"Rate limit exceeded for this API key; try again in {seconds} s"
-            raise ApiError(429, "RATE_LIMITED", message, headers=retry_after_header(wait_s))
+            return True
+        wait_s = self._limiter.spend_here(key_id)
+        if wait_s is None:
+            return False
+        _refuse_key(wait_s)
+        return True
+
+
+def _refuse_key(wait_s: float) -> None:
+    if wait_s > 0:
+        seconds = max(1, math.ceil(wait_s))
+        message = f"Rate limit exceeded for this API key; try again in {seconds} s"
+        raise ApiError(429, "RATE_LIMITED", message, headers=retry_after_header(wait_s))
 
 
 class JobRateLimit:
@@ -135,10 +248,24 @@ class JobRateLimit:
     valid, by job id.
     """
 
-    def __init__(self, *, per_minute: int, burst: int, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        per_minute: int,
+        burst: int,
+        clock: Clock = time.monotonic,
+        store: BucketStore | None = None,
+    ) -> None:
         self._limiter = None
         if per_minute > 0:
-            self._limiter = RateLimiter(per_minute=per_minute, burst=burst, clock=clock)
+            self._limiter = RateLimiter(
+                per_minute=per_minute,
+                burst=burst,
+                clock=clock,
+                store=store,
+                scope="job",
+                lease=_lease(burst),
+            )
 
     def check(self, job_id: str) -> None:
         """Spend one request of ``job_id``; 429 ``RATE_LIMITED`` when none is left."""
@@ -174,10 +301,17 @@ class LoginThrottle:
         address_burst: int = 50,
         address_per_minute: float = 10,
         clock: Clock = time.monotonic,
+        store: BucketStore | None = None,
     ) -> None:
-        self._names = RateLimiter(per_minute=name_per_minute, burst=name_burst, clock=clock)
+        self._names = RateLimiter(
+            per_minute=name_per_minute, burst=name_burst, clock=clock, store=store, scope="login"
+        )
         self._addresses = RateLimiter(
-            per_minute=address_per_minute, burst=address_burst, clock=clock
+            per_minute=address_per_minute,
+            burst=address_burst,
+            clock=clock,
+            store=store,
+            scope="login_address",
         )
 
     def attempt(self, *, name: str, address: str) -> None:
@@ -211,9 +345,16 @@ class AddressRateLimit:
     """
 
     def __init__(
-        self, *, per_minute: float = 10, burst: int = 30, clock: Clock = time.monotonic
+        self,
+        *,
+        per_minute: float = 10,
+        burst: int = 30,
+        clock: Clock = time.monotonic,
+        store: BucketStore | None = None,
     ) -> None:
-        self._limiter = RateLimiter(per_minute=per_minute, burst=burst, clock=clock)
+        self._limiter = RateLimiter(
+            per_minute=per_minute, burst=burst, clock=clock, store=store, scope="enroll"
+        )
 
     def check(self, address: str) -> None:
         """Spend one request of ``address``; 429 ``RATE_LIMITED`` when none is left."""

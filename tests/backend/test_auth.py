@@ -12,6 +12,7 @@ from tests.backend.support import AGENT_ID, Caller, MakeKey, MakeRunningJob, bea
 from training_backend.db.models import ApiKey
 from training_backend.db.types import utcnow
 from training_backend.security import hash_secret
+from training_backend.services import poll_cache
 from training_backend.services.api_keys import revoke_api_key
 
 POLL = "/api/training/agent/poll"
@@ -89,8 +90,11 @@ async def test_scope_all_grants_training(client: httpx.AsyncClient, make_key: Ma
 
 
 async def test_last_used_at_is_written_at_most_once_a_minute(
-    client: httpx.AsyncClient, caller: Caller, db: Session
+    client: httpx.AsyncClient, caller: Caller, db: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Every poll authenticates in the database here (a poll the cache answers reads no
+    # key, so last_used_at then follows at most a cache lifetime later).
+    monkeypatch.setattr(poll_cache, "KEY_TTL_S", 0.0)
     assert key_row(db, caller.key).last_used_at is None
     await client.get(POLL, headers=caller.headers())
     first = key_row(db, caller.key).last_used_at

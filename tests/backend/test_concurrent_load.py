@@ -66,5 +66,5 @@ async def test_concurrent_polls_logs_and_metrics_all_succeed(
     lines = page.json()["logs"]
     assert len(lines) == len(set(lines)) == REPORTS * LINES_PER_REPORT
     assert status.json()["current_step"] == REPORTS
-    # the pollers, and the claiming agent: a claim checks its agent in too
+    # Every poller, and the agent that claimed the job (a claim checks its agent in too).
     assert len(json.loads(backend.cli("agents", "list", "--json"))) == AGENTS + 1

@@ -48,6 +48,7 @@ async def test_no_job_answers_null_with_interval_features_and_message(
             "metrics_extra",
             "artifacts",
             "agent_update",
+            "requirements",
         ],
         "message": "No pending jobs available",
     }
@@ -84,13 +85,15 @@ async def test_offers_the_oldest_pending_unclaimed_job_of_the_caller(
     assert datetime.fromisoformat(job["created_at"]) == oldest.created_at
 
 
-async def test_poll_is_a_peek_and_reserves_nothing(
+async def test_an_offer_is_held_for_its_agent_and_not_offered_to_others(
     client: httpx.AsyncClient, caller: Caller, make_job: MakeJob
 ) -> None:
     job = make_job()
     first = (await client.get(POLL, headers=caller.headers())).json()
-    second = (await client.get(POLL, headers=caller.headers(agent_id="agent_another01"))).json()
-    assert first["job"]["id"] == second["job"]["id"] == job.id
+    other = (await client.get(POLL, headers=caller.headers(agent_id="agent_another01"))).json()
+    again = (await client.get(POLL, headers=caller.headers())).json()
+    assert first["job"]["id"] == again["job"]["id"] == job.id
+    assert other["job"] is None
 
 
 async def test_interval_comes_from_the_settings_dependency(

@@ -144,7 +144,7 @@ def test_key_agent_job_and_revocation_end_to_end(
     key = generate_key(page, shots, site)
 
     home = tmp_path / "agent"
-    env = agent_env(home, backend_url=site.url, api_key=key)
+    env = agent_env(home, backend_url=site.url, api_key=key, TRAINING_AGENT_LABELS="cpu,lab-1")
     agent = start_agent(env, "--allow-command-jobs")
     try:
         page.evaluate("window.notReloaded = true")
@@ -156,7 +156,9 @@ def test_key_agent_job_and_revocation_end_to_end(
         expect(card).to_contain_text(socket.gethostname())
         expect(card).to_contain_text("Linux")
         expect(card).to_contain_text(agent_version)
-        expect(card).to_contain_text(re.compile(r"Last seen(just now|\d+ s ago)"))
+        # An idle agent holds a long poll: connected now, not "last seen 25 s ago".
+        expect(card).to_contain_text("Last seenconnected now")
+        expect(card).to_contain_text("Labelscpu, lab-1")
         # the real NVML: this machine's GPUs, or in plain words why there are none
         expect(card).to_contain_text(re.compile(r"GPUs(no NVIDIA driver \(\d+ CPUs\)|.+GB)"))
         shots.take(page, "agent-online")
@@ -184,7 +186,7 @@ def test_key_agent_job_and_revocation_end_to_end(
 
         page.get_by_role("link", name="Training Agent").click()
         card = page.locator(f'#agents li[data-agent-id="{agent_id}"]')
-        expect(card).to_contain_text("Current jobidle")
+        expect(card).to_contain_text("Runningidle")
         card.get_by_role("link", name="Job history").click()
         row = page.locator(f'#history tr[data-job-id="{job_id}"]')
         expect(row).to_contain_text("browser-test")

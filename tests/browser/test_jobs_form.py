@@ -41,7 +41,8 @@ def test_a_job_from_a_json_file_and_cancelled_while_pending(
 
     expect(page.get_by_role("heading", level=1)).to_have_text("Job from-a-file")
     expect(page.locator("#job-status")).to_have_text("pending")
-    expect(page.locator("#job-agent")).to_have_text("not claimed yet")
+    # No agent has polled: the job says so rather than "not claimed yet".
+    expect(page.locator("#job-agent")).to_have_text("waiting for an agent (none online)")
     page.get_by_role("button", name="Cancel job").click()
     page.locator("#confirm-ok").click()
     expect(page.locator("#job-status")).to_have_text("cancelled")
@@ -50,3 +51,30 @@ def test_a_job_from_a_json_file_and_cancelled_while_pending(
     page.get_by_role("link", name="← Jobs").click()
     row = page.locator("#jobs tbody tr", has_text="from-a-file")
     expect(row.locator('[data-column="status"]')).to_have_text("cancelled")
+
+
+def test_a_job_that_asks_for_labels_says_what_it_waits_for(
+    open_page: OpenPage, shots: Shots
+) -> None:
+    watched = open_page("/jobs")
+    page = watched.page
+    page.get_by_label("Training config (JSON)").fill(json.dumps({"type": "demo"}))
+    labels = page.get_by_label("Labels")
+    submit = page.get_by_role("button", name="Submit job")
+
+    watched.allow(r"status of 400")  # the server's refusal below, on purpose
+    labels.fill("A100")
+    submit.click()
+    expect(page.locator("#job-error")).to_contain_text("'A100' is not a short slug")
+
+    labels.fill("a100, eu-west")
+    page.get_by_label("Free GPUs, at least").fill("2")
+    submit.click()
+    expect(page.locator("#job-status")).to_have_text("pending")
+    expect(page.locator("#job-agent")).to_have_text(
+        "waiting for an agent with labels a100, eu-west and 2 free GPUs (none online)"
+    )
+    shots.take(page, "waiting-for-labels")
+    page.get_by_role("link", name="← Jobs").click()
+    row = page.locator("#jobs tbody tr").first
+    expect(row.locator('[data-column="agent"]')).to_contain_text("labels a100, eu-west")

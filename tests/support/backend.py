@@ -115,10 +115,11 @@ def _spawn(
     env: dict[str, str] | None = None,
     *,
     append: bool = False,
+    args: tuple[str, ...] = (),
 ) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "training_backend.cli", "serve"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--database-url", database_url]
-    command += ["--log-level", "warning"]
+    command += ["--log-level", "warning", *args]
     with log_path.open("ab" if append else "wb") as log:
         return subprocess.Popen(
             command,
@@ -157,13 +158,17 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def _start(
-    tmp_path: Path, database_url: str, port: int | None, env: dict[str, str] | None
+    tmp_path: Path,
+    database_url: str,
+    port: int | None,
+    env: dict[str, str] | None,
+    args: tuple[str, ...] = (),
 ) -> BackendProcess:
     log_path = tmp_path / "backend.log"
     for _ in range(_PORT_ATTEMPTS):
         chosen = port or free_port()
         url = f"http://127.0.0.1:{chosen}"
-        process = _spawn(database_url, chosen, log_path, env)
+        process = _spawn(database_url, chosen, log_path, env, args=args)
         try:
             healthy = _wait_healthy(process, url)
         except BackendStartError as exc:
@@ -183,17 +188,19 @@ def start_backend(
     database_url: str | None = None,
     port: int | None = None,
     env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
 ) -> Iterator[BackendProcess]:
     """A backend process on ``port`` (default: a free one), stopped afterwards.
 
     Its database is ``database_url`` if given, else a new ``tmp_path/backend.sqlite3``;
-    ``env`` is added to its environment (``TRAINING_BACKEND_*`` settings).
+    ``env`` is added to its environment (``TRAINING_BACKEND_*`` settings); ``args`` go
+    to ``serve`` (``--workers 2``).
     """
     tmp_path.mkdir(parents=True, exist_ok=True)
     database_url = database_url or f"sqlite:///{tmp_path / 'backend.sqlite3'}"
     # Artifacts in the test's folder, whatever the database (PostgreSQL has no folder).
     env = {"TRAINING_BACKEND_ARTIFACTS_DIR": str(tmp_path / "artifacts"), **(env or {})}
-    backend = _start(tmp_path, database_url, port, env)
+    backend = _start(tmp_path, database_url, port, env, args)
     try:
         yield backend
     finally:

@@ -124,3 +124,14 @@ def test_none_hides_every_gpu_and_all_leaves_one_job_alone() -> None:
 def test_a_bad_gpu_setting_says_what_to_write(setting: str) -> None:
     with pytest.raises(ConfigError, match="all, none, or GPU indices"):
         GpuPool.from_setting(setting, max_concurrent_jobs=1, detect=list)
+
+
+def test_the_header_carries_the_labels_and_which_gpus_jobs_hold(tmp_path: Path) -> None:
+    monitor = ResourceMonitor(work_dir=tmp_path, nvml_loader=FakeNvml)
+    header = monitor.info_header(
+        busy_jobs=1, max_jobs=2, labels=("a100", "fast"), busy_gpus=frozenset({"1"})
+    )
+    info = json.loads(header)
+    assert info["labels"] == ["a100", "fast"]
+    assert [gpu.get("busy", False) for gpu in info["gpus"]] == [False, True]
+    assert "labels" not in json.loads(monitor.info_header(busy_jobs=0, max_jobs=1))

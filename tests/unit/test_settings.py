@@ -29,6 +29,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "TRAINING_AGENT_API_KEY",
         "TRAINING_AGENT_BACKEND_URL",
         "TRAINING_AGENT_LOG_LEVEL",
+        "TRAINING_AGENT_LABELS",
     ):
         monkeypatch.delenv(name, raising=False)
 
@@ -97,3 +98,23 @@ def test_broken_toml_says_which_file(tmp_path: Path) -> None:
     path.write_text("this is = = not toml\n")
     with pytest.raises(ConfigError, match=str(path)):
         load_settings(config_file=path)
+
+
+def test_labels_come_comma_separated_from_the_env_or_as_a_list_from_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('labels = ["a100", "eu-west"]\n')
+    assert load_settings(config_file=path).labels == ("a100", "eu-west")
+    monkeypatch.setenv("TRAINING_AGENT_LABELS", " a100, fast ,, cuda12.4 ")
+    assert load_settings(config_file=path).labels == ("a100", "fast", "cuda12.4")
+
+
+@pytest.mark.parametrize("labels", ["A100", "has space", "-lead", "x" * 41, ",".join(["l"] * 33)])
+def test_a_label_that_is_not_a_short_slug_is_one_sentence(
+    labels: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRAINING_AGENT_LABELS", labels)
+    with pytest.raises(ConfigError, match="invalid setting 'labels'") as raised:
+        load_settings(config_file=None)
+    assert "\n" not in str(raised.value)

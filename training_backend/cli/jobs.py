@@ -48,9 +48,27 @@ def _dataset_file(path: str, max_bytes: int) -> Path:
     return file
 
 
+def _with_flags(spec: JobCreate, args: argparse.Namespace) -> JobCreate:
+    """The file's requirements with ``--label``, ``--agent``, ``--min-gpus`` and
+    ``--min-gpu-memory-gb`` added (a flag wins over the same key in the file)."""
+    flags: dict[str, Any] = {
+        "labels": args.label or None,
+        "agent_id": args.agent,
+        "min_gpus": args.min_gpus,
+        "min_gpu_memory_gb": args.min_gpu_memory_gb,
+    }
+    given = {key: value for key, value in flags.items() if value is not None}
+    if not given:
+        return spec
+    base = spec.requirements
+    if base is not None and not isinstance(base, dict):
+        return spec  # create_job says what is wrong with it
+    return spec.model_copy(update={"requirements": {**(base or {}), **given}})
+
+
 def jobs_submit(args: argparse.Namespace) -> int:
     """Queue a job from a JSON file and print its id; ``--dataset`` uploads its dataset."""
-    spec = _read_job_file(args.file)
+    spec = _with_flags(_read_job_file(args.file), args)
     settings = settings_of(args)
     dataset = (
         None if args.dataset is None else _dataset_file(args.dataset, settings.max_dataset_bytes)
@@ -106,6 +124,17 @@ def add_jobs_parser(commands: Subcommands) -> None:
     submit.add_argument("--user", required=True, help="name of the job's owner")
     submit.add_argument("--file", required=True, help="the POST /api/training/jobs body")
     submit.add_argument("--dataset", help="upload this file as the job's dataset")
+    submit.add_argument(
+        "--label",
+        action="append",
+        metavar="LABEL",
+        help="only an agent with this label may take it (repeat for several)",
+    )
+    submit.add_argument("--agent", metavar="AGENT_ID", help="only this agent of the user")
+    submit.add_argument("--min-gpus", type=int, help="free GPUs the agent must report")
+    submit.add_argument(
+        "--min-gpu-memory-gb", type=float, help="memory each of those GPUs must have"
+    )
     show = add_command(group, "show", jobs_show, "Show a job with its metric and log counts.")
     show.add_argument("job_id")
     show.add_argument("--json", action="store_true", help="print one JSON object")

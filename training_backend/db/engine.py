@@ -34,12 +34,16 @@ class DatabaseUrlError(ValueError):
     """The database URL is malformed or names a database whose driver is not installed."""
 
 
-def create_db_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
+def create_db_engine(url: str, *, pool_size: int | None = None) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys.
+
+    ``pool_size`` (PostgreSQL) replaces the default pool of 5 (+10 overflow).
+    """
     try:
         parsed = make_url(url)
         if parsed.get_backend_name() != "sqlite":
-            return create_engine(parsed, pool_pre_ping=True)
+            sized = {} if pool_size is None else {"pool_size": pool_size, "max_overflow": 0}
+            return create_engine(parsed, pool_pre_ping=True, **sized)
     except (ArgumentError, ImportError) as exc:
         raise DatabaseUrlError(f"cannot use database URL {_shown(url)}: {exc}") from exc
     _ensure_sqlite_directory(url)

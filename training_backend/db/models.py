@@ -19,7 +19,13 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from training_backend.db.base import Base
-from training_backend.db.types import JsonDocument, UTCDateTime, new_id, utcnow
+from training_backend.db.types import (
+    JsonDocument,
+    NullableJsonDocument,
+    UTCDateTime,
+    new_id,
+    utcnow,
+)
 
 _ID = String(36)
 
@@ -190,11 +196,11 @@ class TrainingJob(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Which agents may take it: ``{"agent_id", "labels", "min_gpus", "min_gpu_memory_gb"}``.
-    requirements: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
+    requirements: Mapped[dict[str, Any] | None] = mapped_column(NullableJsonDocument)
     # A pending job is on offer from this moment: when it was submitted or re-queued, or
     # when the reservation of the agent it was last offered to (``offered_to``) lapses.
     available_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    offered_to: Mapped[str | None] = mapped_column(String(128))
+    offered_to: Mapped[str | None] = mapped_column(String(128), index=True)
 
 
 class TrainingMetric(Base):
@@ -276,6 +282,8 @@ class TrainingAgent(Base):
     # ``metadata`` is reserved on declarative classes, hence the trailing underscore.
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JsonDocument, default=dict)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # The end of the long poll it last started to hold: "connected now" until then.
+    connected_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 #: Metric keys a point may carry besides ``step`` and ``epoch``.
@@ -307,3 +315,14 @@ class MetricSeries(Base):
     step: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[float] = mapped_column(Float)
+
+
+class RateLimitBucket(Base):
+    """A rate-limit bucket shared by every backend process (``services.shared_limits``):
+    its tokens as counted at ``updated_at`` (wall-clock seconds since the epoch)."""
+
+    __tablename__ = "rate_limit_buckets"
+
+    bucket: Mapped[str] = mapped_column(String(80), primary_key=True)  # scope:hash
+    tokens: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float, index=True)

@@ -12,6 +12,11 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 #: JSON documents: JSONB on PostgreSQL, JSON text elsewhere.
 JsonDocument: TypeEngine[Any] = JSON().with_variant(JSONB(), "postgresql")
+#: The same, with Python ``None`` stored as SQL ``NULL`` (not JSON ``null``), so that
+#: ``column IS NULL`` finds it.
+NullableJsonDocument: TypeEngine[Any] = JSON(none_as_null=True).with_variant(
+    JSONB(none_as_null=True), "postgresql"
+)
 
 
 def utcnow() -> datetime:

@@ -2,42 +2,55 @@
 
 The poll is an async route: it may wait up to 30 s, and must hold neither a worker
 thread nor a database connection meanwhile; ``services.dispatch`` runs its database
-work in worker threads, each look with a session of its own.
+work in worker threads, each look with a session of its own. A poll the process's
+caches can answer (``services.checkin.quick_check_in``) needs neither a thread nor the
+database, and its ``null`` answer is serialised once; the plainest of those never get
+here (``quick_polls.QuickPolls`` answers them before FastAPI routes anything).
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from training_backend.db.types import utcnow
 from training_backend.deps import (
     Agent,
-    ApiKeyRateLimitDep,
     CurrentApiKey,
     DbSession,
-    SessionFactoryDep,
     SettingsDep,
-    UpdateOffersDep,
-    WakeupsDep,
-    current_api_key,
+    poll_desk,
+    update_offers,
 )
+from training_backend.errors import ApiError
 from training_backend.routing import DbRoute
-from training_backend.schemas.agent import FEATURES, AgentUpdate, ClaimAnswer, PollAnswer
+from training_backend.schemas.agent import (
+    FEATURES,
+    AgentUpdate,
+    ClaimAnswer,
+    PollAnswer,
+    no_job_body,
+)
 from training_backend.schemas.jobs import JobDispatch
-from training_backend.services.agents import agent_identity_from_headers
-from training_backend.services.claims import claim_job
-from training_backend.services.dispatch import (
+from training_backend.services.agent_updates import UpdateOffers
+from training_backend.services.agents import AgentIdentity, agent_identity_from_headers
+from training_backend.services.checkin import (
     CheckedIn,
     check_in_agent,
-    clamp_wait,
-    poll_for_job,
+    full_check_in,
+    quick_check_in,
 )
+from training_backend.services.claims import claim_job
+from training_backend.services.dispatch import clamp_wait, poll_for_job
 from training_backend.services.jobs import dataset_of
+from training_backend.services.matching import AgentProfile
 from training_backend.settings import BackendSettings
+
+JSON = "application/json"
 
 router = APIRouter(prefix="/api/training/agent", tags=["agent protocol"], route_class=DbRoute)
 
@@ -47,54 +60,80 @@ def _backend_url(request: Request, settings: BackendSettings) -> str:
 
 
 def _answer(
-    job: JobDispatch | None, settings: BackendSettings, update: AgentUpdate | None = None
+    job: JobDispatch | None, poll_interval_seconds: int, update: AgentUpdate | None = None
 ) -> PollAnswer:
     return PollAnswer(
         job=job,
-        poll_interval_seconds=settings.poll_interval_seconds,
+        poll_interval_seconds=poll_interval_seconds,
         features=list(FEATURES),
         message="No pending jobs available" if job is None else None,
         agent_update=update,
     )
 
 
-@router.get("/poll")
+async def _update_for(
+    request: Request, settings: BackendSettings, agent: AgentIdentity | None
+) -> AgentUpdate | None:
+    offers: UpdateOffers = update_offers(request.app)
+    platform = None if agent is None else agent.platform
+    version = None if agent is None else agent.version
+    if offers.nothing_to_offer(settings, platform=platform, version=version):
+        return None  # the agent is current: no file to read, no thread to take
+    return await run_in_threadpool(  # reads files, maybe the release mirror: not here
+        offers.offer,
+        settings,
+        platform=platform,
+        version=version,
+        backend_url=_backend_url(request, settings),
+    )
+
+
+@router.get("/poll", response_model=PollAnswer)
 async def poll(
     request: Request,
-    settings: SettingsDep,
-    sessions: SessionFactoryDep,
-    wakeups: WakeupsDep,
-    rate_limit: ApiKeyRateLimitDep,
-    offers: UpdateOffersDep,
     wait_seconds: Annotated[
         float | None, Query(description="hold up to this long (max 30)")
     ] = None,
-) -> PollAnswer:
-    """Record that the agent is alive and offer it the user's oldest pending job.
+) -> Response:
+    """Record that the agent is alive and offer it a job it can take.
 
     With ``wait_seconds`` the answer waits until a job is there or the time is up.
     """
+    desk = poll_desk(request.app)
+    settings = desk.settings
     wait_s = clamp_wait(wait_seconds)
+    # Read once (each get() of Headers scans them all); the first of repeated headers
+    # wins, as with Headers.get.
+    headers = dict(reversed(request.headers.items()))
+
+    def url() -> str:
+        return _backend_url(request, settings)
+
+    # A long poll records until when it is held: the page shows its agent "connected now".
+    now = utcnow()
+    holding_until = now + timedelta(seconds=wait_s) if wait_s > 0 else None
+    agent: AgentIdentity | None = None
+    quick = None
+    try:
+        agent = agent_identity_from_headers(headers)
+    except ApiError:
+        pass  # the full check-in says what is wrong, in its order
+    else:
+        quick = quick_check_in(
+            desk, headers, agent, backend_url=url, now=now, holding_until=holding_until
+        )
 
     def check_in(db: Session) -> CheckedIn:
-        key = current_api_key(request, db, rate_limit)
-        agent = agent_identity_from_headers(request.headers)
-        url = _backend_url(request, settings)
-        check_in_agent(
-            db, user_id=key.user_id, agent=agent, settings=settings, backend_url=url, now=utcnow()
+        return full_check_in(
+            db, desk, headers, backend_url=url, now=utcnow(), holding_until=holding_until
         )
-        return CheckedIn(user_id=key.user_id, agent_id=agent.agent_id, key_id=key.id)
 
-    job = await poll_for_job(sessions=sessions, wakeups=wakeups, wait_s=wait_s, check_in=check_in)
-    agent = agent_identity_from_headers(request.headers)
-    update = await run_in_threadpool(  # reads files, maybe the release mirror: not here
-        offers.offer,
-        settings,
-        platform=agent.platform,
-        version=agent.version,
-        backend_url=_backend_url(request, settings),
-    )
-    return _answer(job, settings, update)
+    job = await poll_for_job(desk=desk, wait_s=wait_s, check_in=check_in, quick=quick)
+    update = await _update_for(request, settings, agent)
+    if job is None and update is None:
+        return Response(no_job_body(settings.poll_interval_seconds), media_type=JSON)
+    answer = _answer(job, settings.poll_interval_seconds, update)
+    return Response(answer.model_dump_json(), media_type=JSON)
 
 
 @router.post("/claim/{job_id}")
@@ -113,9 +152,12 @@ def claim(
     """
     url = _backend_url(request, settings)
     now = utcnow()
-    check_in_agent(
+    seen = check_in_agent(
         db, user_id=key.user_id, agent=agent, settings=settings, backend_url=url, now=now
     )
+    # What the agent is: its claim's X-Agent-Info, else what its last poll said.
+    info = agent.info if agent.info is not None else seen.metadata.get("info")
+    profile = AgentProfile.of(agent.agent_id, info if isinstance(info, dict) else None)
     job, token = claim_job(
         db,
         job_id=job_id,
@@ -124,6 +166,7 @@ def claim(
         now=now,
         lease_seconds=settings.lease_seconds,
         key_id=key.id,
+        fits=profile.could_ever,
     )
     dispatch = JobDispatch.of(job, dataset=dataset_of(db, job))
     return ClaimAnswer(job_token=token, job=dispatch, lease_seconds=settings.lease_seconds)

@@ -21,7 +21,7 @@ from training_backend.schemas.accounts import (
 from training_backend.schemas.jobs import JobPublic
 from training_backend.services import agents as service
 from training_backend.services.jobs import dataset_of
-from training_backend.services.wakeups import Signal
+from training_backend.services.wakeups import Signal, Wakeups
 from training_backend.settings import BackendSettings
 
 router = APIRouter(prefix="/api/training/agents", tags=["agents"], route_class=DbRoute)
@@ -34,12 +34,16 @@ def _threshold(settings: BackendSettings) -> timedelta:
     return timedelta(seconds=settings.online_threshold_seconds)
 
 
-def _detail(db: DbSession, agent: TrainingAgent, settings: BackendSettings) -> AgentAnswer:
+def _detail(
+    db: DbSession, agent: TrainingAgent, settings: BackendSettings, wakeups: Wakeups
+) -> AgentAnswer:
     user_id, agent_id = agent.user_id, agent.agent_id
     current = service.current_jobs_by_agent(db, user_id=user_id, agent_ids=[agent_id])
     counts = service.job_counts(db, user_id=user_id, agent_id=agent_id)
-    online = service.is_online(agent, now=utcnow(), threshold=_threshold(settings))
-    view = AgentView.of(agent, online=online, current_jobs=current[agent_id])
+    now = utcnow()
+    online = service.is_online(agent, now=now, threshold=_threshold(settings))
+    connected = service.is_connected(agent, now=now, held_here=wakeups.held_agents(user_id))
+    view = AgentView.of(agent, online=online, current_jobs=current[agent_id], connected=connected)
     detail = AgentDetail(
         **view.model_dump(),
         total_jobs=sum(counts.values()),
@@ -51,17 +55,22 @@ def _detail(db: DbSession, agent: TrainingAgent, settings: BackendSettings) -> A
 
 
 @router.get("")
-def list_agents(user: CurrentUser, db: DbSession, settings: SettingsDep) -> AgentList:
-    """Every agent of the caller, newest registration first, with its live state."""
+def list_agents(
+    user: CurrentUser, db: DbSession, settings: SettingsDep, wakeups: WakeupsDep
+) -> AgentList:
+    """Every agent of the caller, newest registration first, with its live state (its
+    labels, its jobs, and ``connected_now`` while it holds a poll)."""
     rows = [agent for agent, _ in service.list_agents(db, user_id=user.id)]
     ids = [agent.agent_id for agent in rows]
     current = service.current_jobs_by_agent(db, user_id=user.id, agent_ids=ids)
     now, threshold = utcnow(), _threshold(settings)
+    held = wakeups.held_agents(user.id)
     views = [
         AgentView.of(
             agent,
             online=service.is_online(agent, now=now, threshold=threshold),
             current_jobs=current[agent.agent_id],
+            connected=service.is_connected(agent, now=now, held_here=held),
         )
         for agent in rows
     ]
@@ -70,11 +79,11 @@ def list_agents(user: CurrentUser, db: DbSession, settings: SettingsDep) -> Agen
 
 @router.get("/{agent_id}")
 def get_agent(
-    agent_id: str, user: CurrentUser, db: DbSession, settings: SettingsDep
+    agent_id: str, user: CurrentUser, db: DbSession, settings: SettingsDep, wakeups: WakeupsDep
 ) -> AgentAnswer:
     """One agent with the counts of the caller's jobs it took (404 for others' agents)."""
     agent = service.get_agent(db, user_id=user.id, agent_id=agent_id)
-    return _detail(db, agent, settings)
+    return _detail(db, agent, settings, wakeups)
 
 
 @router.get("/{agent_id}/jobs")
@@ -109,7 +118,7 @@ def revoke_agent(
     """
     agent = service.revoke_agent(db, user_id=user.id, agent_id=agent_id, now=utcnow())
     wakeups.deliver(Signal.agent(user.id, agent_id))  # a poll it holds answers 403 now
-    return _detail(db, agent, settings)
+    return _detail(db, agent, settings, wakeups)
 
 
 @router.post("/{agent_id}/enable")
@@ -119,4 +128,4 @@ def enable_agent(
     """Lift a revocation: the agent's next poll is answered as usual."""
     agent = service.enable_agent(db, user_id=user.id, agent_id=agent_id)
     wakeups.deliver(Signal.agent(user.id, agent_id))
-    return _detail(db, agent, settings)
+    return _detail(db, agent, settings, wakeups)

@@ -5,6 +5,7 @@ Owner routes take an API key (``training`` scope) or a signed-in session where n
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -59,6 +60,7 @@ from training_backend.services.jobs import (
 from training_backend.services.logs import read_logs
 from training_backend.services.metric_series import series_by_step
 from training_backend.services.metrics import list_metrics
+from training_backend.services.waiting import waiting_reasons
 from training_backend.services.wakeups import Signal
 from training_backend.settings import BackendSettings
 
@@ -86,13 +88,25 @@ def submit_job(
 def jobs_page(
     caller: ApiKeyOrUser,
     db: DbSession,
+    settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=MAX_JOBS_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
 ) -> JobsPage:
-    """The caller's jobs, newest first, a page at a time."""
+    """The caller's jobs, newest first, a page at a time; a pending one says what it
+    waits for (``waiting_for``)."""
     jobs, total = list_jobs(db, user_id=caller.user_id, limit=limit, offset=offset)
-    summaries = [JobSummary.model_validate(job) for job in jobs]
+    reasons = waiting_reasons(
+        db, user_id=caller.user_id, jobs=jobs, now=utcnow(), threshold=_online(settings)
+    )
+    summaries = [
+        JobSummary.model_validate(job).model_copy(update={"waiting_for": reasons.get(job.id)})
+        for job in jobs
+    ]
     return JobsPage(jobs=summaries, total=total, limit=limit, offset=offset)
+
+
+def _online(settings: BackendSettings) -> timedelta:
+    return timedelta(seconds=settings.online_threshold_seconds)
 
 
 @router.post("/local/{job_id}/control", openapi_extra=json_body(ControlRequest))
@@ -110,10 +124,17 @@ def control_job(
 
 
 @router.get("/local/{job_id}/status")
-def job_status(job_id: str, caller: ApiKeyOrUser, db: DbSession) -> JobStatusView:
-    """The job's state, pending control and latest metrics (404 for someone else's job)."""
+def job_status(
+    job_id: str, caller: ApiKeyOrUser, db: DbSession, settings: SettingsDep
+) -> JobStatusView:
+    """The job's state, pending control and latest metrics (404 for someone else's job);
+    a pending job says what it waits for (``waiting_for``)."""
     job = get_owned_job(db, job_id=job_id, user_id=caller.user_id)
-    return JobStatusView.of(job, now=utcnow())
+    now = utcnow()
+    reasons = waiting_reasons(
+        db, user_id=caller.user_id, jobs=[job], now=now, threshold=_online(settings)
+    )
+    return JobStatusView.of(job, now=now, waiting_for=reasons.get(job.id))
 
 
 @router.get("/local/{job_id}/metrics")

@@ -141,11 +141,28 @@ class AgentView(BaseModel):
     revoked_at: datetime | None
     revoked: bool
     current_jobs: list[CurrentJob]
+    labels: list[str] = []
+    """Its ``labels`` setting, as its last poll said."""
+    connected_now: bool = False
+    """It holds a long poll right now (so it takes a job the moment one comes)."""
 
     @classmethod
-    def of(cls, agent: TrainingAgent, *, online: bool, current_jobs: list[TrainingJob]) -> Self:
-        """This view of ``agent``."""
+    def of(
+        cls,
+        agent: TrainingAgent,
+        *,
+        online: bool,
+        current_jobs: list[TrainingJob],
+        connected: bool = False,
+    ) -> Self:
+        """This view of ``agent``; ``connected``: it holds a poll (``is_connected``)."""
+        info = (agent.metadata_ or {}).get("info")
+        labels = info.get("labels") if isinstance(info, dict) else None
         return cls(
+            labels=[label for label in labels if isinstance(label, str)]
+            if isinstance(labels, list)
+            else [],
+            connected_now=connected and agent.revoked_at is None,
             id=agent.id,
             user_id=agent.user_id,
             agent_id=agent.agent_id,

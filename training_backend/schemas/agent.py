@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ FEATURES: tuple[str, ...] = (
     "metrics_extra",
     "artifacts",
     "agent_update",
+    "requirements",
 )
 
 
@@ -60,6 +62,19 @@ class PollAnswer(BaseModel):
             if data.get(optional) is None:
                 data.pop(optional, None)
         return data
+
+
+@functools.cache
+def no_job_body(poll_interval_seconds: int) -> bytes:
+    """The JSON of a poll answer with neither a job nor an update: almost every poll's,
+    so serialised once per interval."""
+    answer = PollAnswer(
+        job=None,
+        poll_interval_seconds=poll_interval_seconds,
+        features=list(FEATURES),
+        message="No pending jobs available",
+    )
+    return answer.model_dump_json().encode()
 
 
 class ClaimAnswer(BaseModel):

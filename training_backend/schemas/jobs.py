@@ -26,6 +26,9 @@ class JobCreate(BaseModel):
     """A dataset uploaded with ``POST /api/training/datasets`` (feature ``dataset_download``)."""
     max_attempts: int = Field(default=1, ge=1, le=MAX_ATTEMPTS)
     """Claims the job may get: an expired lease puts it back to pending while attempts remain."""
+    requirements: Any = None
+    """Which agent may take it: ``{"agent_id", "labels", "min_gpus", "min_gpu_memory_gb"}``
+    (feature ``requirements``; checked by ``services.matching.check_requirements``)."""
 
 
 class DatasetPublic(BaseModel):
@@ -74,6 +77,7 @@ class JobPublic(JobDispatch):
 
     status: str
     agent_id: str | None
+    requirements: dict[str, Any] | None = None
     updated_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
@@ -102,6 +106,9 @@ class JobSummary(BaseModel):
     updated_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
+    requirements: dict[str, Any] | None = None
+    waiting_for: str | None = None
+    """For a pending job: the agent it waits for, in words (``services.waiting``)."""
 
 
 class JobsPage(BaseModel):
@@ -150,13 +157,20 @@ class JobStatusView(BaseModel):
     error: str | None
     exit_code: int | None
     outputs: Any | None
+    requirements: dict[str, Any] | None = None
+    waiting_for: str | None = None
+    """For a pending job: the agent it waits for, in words
+    (``"an agent with label a100 (none online)"``)."""
 
     @classmethod
-    def of(cls, job: TrainingJob, *, now: datetime) -> JobStatusView:
+    def of(
+        cls, job: TrainingJob, *, now: datetime, waiting_for: str | None = None
+    ) -> JobStatusView:
         """The status view of ``job`` at time ``now``."""
         fields = {name: getattr(job, name, None) for name in cls.model_fields}
         fields |= {
             "job_id": job.id,
+            "waiting_for": waiting_for,
             "progress": job.progress or 0.0,
             "eval_perplexity": job.perplexity,
             "elapsed_seconds": _elapsed_seconds(job, now=now),

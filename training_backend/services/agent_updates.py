@@ -55,14 +55,9 @@ class UpdateOffers:
         """The update for an agent of ``platform`` and ``version``; None when it is current,
         unknown, would be a refused downgrade, or no archive can be served."""
         checked = parse_platform(platform or "")
-        if checked is None or not version or version == settings.agent_version:
+        if checked is None or version is None or _nothing_to_offer(settings, version):
             return None
-        try:
-            downgrade = version_tuple(settings.agent_version) < version_tuple(version)
-        except ValueError:  # an agent of a made-up version: offer the configured one
-            downgrade = False
-        if downgrade and not settings.allow_agent_downgrade:
-            return None
+        downgrade = _downgrade(settings, version)
         key = (checked, downgrade, backend_url, settings.agent_version, settings.releases_dir)
         cached = self._cache.get(key)
         if cached is not None and self.clock() - cached[0] < OFFER_TTL_S:
@@ -82,6 +77,15 @@ class UpdateOffers:
         )
         self._cache[key] = (self.clock(), update)
         return update
+
+    @staticmethod
+    def nothing_to_offer(
+        settings: BackendSettings, *, platform: str | None, version: str | None
+    ) -> bool:
+        """True when ``offer`` would answer ``None`` without looking at any file: the agent
+        is current, says no version or platform, or would need a refused downgrade (what a
+        poll asks first, on the event loop)."""
+        return parse_platform(platform or "") is None or _nothing_to_offer(settings, version)
 
     def _archive(
         self, settings: BackendSettings, artifact: Artifact, backend_url: str
@@ -104,6 +108,19 @@ class UpdateOffers:
             sha256=sha256,
             signature=signature,
         )
+
+
+def _downgrade(settings: BackendSettings, version: str) -> bool:
+    try:
+        return version_tuple(settings.agent_version) < version_tuple(version)
+    except ValueError:  # an agent of a made-up version: offer the configured one
+        return False
+
+
+def _nothing_to_offer(settings: BackendSettings, version: str | None) -> bool:
+    if not version or version == settings.agent_version:
+        return True
+    return _downgrade(settings, version) and not settings.allow_agent_downgrade
 
 
 def _local_signature(artifact: Artifact) -> str | None:

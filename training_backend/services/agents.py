@@ -15,6 +15,7 @@ A revoked agent (``revoked_at`` set, from the Training Agent page) is refused wi
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,9 +37,11 @@ from training_backend.services.wakeups import Signal, announce
 
 __all__ = [  # the header reading lives in agent_identity; callers import it from here too
     "AgentIdentity",
+    "AgentSeen",
     "agent_identity_from_headers",
     "ensure_agent_allowed",
     "forget_stale_agents",
+    "needs_write",
     "poll_coalesce",
     "record_poll",
 ]
@@ -102,17 +105,68 @@ def _merged_metadata(stored: dict[str, Any], agent: AgentIdentity) -> dict[str, 
     return merged
 
 
-def _unchanged(row: TrainingAgent, agent: AgentIdentity, platform: str | None) -> bool:
-    # Would the upsert leave the row as it is (``last_poll_at`` aside)? Only headers the
-    # agent sent count; a sent but unknown platform is stored as null.
-    wanted: dict[str, str | None] = {}
-    if agent.hostname is not None:
-        wanted["hostname"] = agent.hostname
-    if agent.version is not None:
-        wanted["version"] = agent.version
-    if agent.platform is not None:
-        wanted["platform"] = platform
-    return row.status == "online" and all(getattr(row, c) == v for c, v in wanted.items())
+@dataclass(frozen=True)
+class AgentSeen:
+    """An agent's row as its polls last left it: what deciding on a write needs."""
+
+    hostname: str | None
+    platform: str | None
+    version: str | None
+    status: str
+    metadata: dict[str, Any]
+    last_poll_at: datetime | None
+    connected_until: datetime | None = None
+
+    @classmethod
+    def of(cls, row: TrainingAgent) -> AgentSeen:
+        """The view of a stored row."""
+        metadata = dict(row.metadata_ or {})
+        return cls(
+            row.hostname,
+            row.platform,
+            row.version,
+            row.status,
+            metadata,
+            row.last_poll_at,
+            row.connected_until,
+        )
+
+
+def needs_write(
+    seen: AgentSeen | None,
+    agent: AgentIdentity,
+    *,
+    now: datetime,
+    coalesce: timedelta,
+    holding_until: datetime | None = None,
+) -> bool:
+    """Whether this poll must write the agent's row: it is new, a header it sent changed,
+    its ``last_poll_at`` is ``coalesce`` old (or in the future), or it holds a poll
+    (until ``holding_until``) that ends more than ``coalesce`` after the one on record.
+
+    Only headers the agent sent count (an absent one erases nothing); a sent but
+    unknown platform is stored as null. Asked on every poll, hence spelled out.
+    """
+    if seen is None or seen.last_poll_at is None or seen.status != "online":
+        return True
+    if holding_until is not None and (
+        seen.connected_until is None or seen.connected_until < holding_until - coalesce
+    ):
+        return True
+    age = now - seen.last_poll_at
+    if age < timedelta(0) or age >= coalesce:
+        return True
+    metadata = seen.metadata
+    if agent.info is not None and agent.info != metadata.get("info"):
+        return True
+    if agent.current_jobs is not None and list(agent.current_jobs) != metadata.get("current_jobs"):
+        return True
+    if agent.hostname is not None and agent.hostname != seen.hostname:
+        return True
+    if agent.version is not None and agent.version != seen.version:
+        return True
+    platform = agent.platform if agent.platform in PLATFORMS else None
+    return agent.platform is not None and platform != seen.platform
 
 
 def record_poll(
@@ -122,27 +176,31 @@ def record_poll(
     agent: AgentIdentity,
     now: datetime,
     coalesce: timedelta = POLL_COALESCE,
-) -> None:
-    """Create or refresh the agent's row: seen now, with what its headers say.
+    seen: AgentSeen | None = None,
+    holding_until: datetime | None = None,
+) -> AgentSeen:
+    """Create or refresh the agent's row: seen now, with what its headers say, and (for
+    a long poll) holding it until ``holding_until``; returns the row as it now is.
 
     403 ``AGENT_REVOKED`` (and nothing written) for a revoked agent. Costs one indexed
-    read, and one upsert unless nothing would change but a ``last_poll_at`` younger than
-    ``coalesce`` (then the poll writes nothing); the metadata is written only when it
-    changed.
+    read (none when ``seen`` gives the row, as this process's cache does), and one
+    upsert unless nothing would change but a ``last_poll_at`` younger than ``coalesce``
+    (then the poll writes nothing); the metadata is written only when it changed. The
+    upsert leaves a revoked row alone and says so, so a revocation that came after
+    ``seen`` was read is refused all the same.
     """
-    row = ensure_agent_allowed(db, user_id=user_id, agent_id=agent.agent_id)
-    stored: dict[str, Any] = {} if row is None else dict(row.metadata_ or {})
+    if seen is None:
+        row = ensure_agent_allowed(db, user_id=user_id, agent_id=agent.agent_id)
+        seen = None if row is None else AgentSeen.of(row)
+    if seen is not None and not needs_write(
+        seen, agent, now=now, coalesce=coalesce, holding_until=holding_until
+    ):
+        return seen
+    stored = {} if seen is None else seen.metadata
     metadata = _merged_metadata(stored, agent)
     platform = agent.platform if agent.platform in PLATFORMS else None
-    if (
-        row is not None
-        and row.last_poll_at is not None
-        and timedelta(0) <= now - row.last_poll_at < coalesce
-        and metadata == stored
-        and _unchanged(row, agent, platform)
-    ):
-        return
-    stmt = insert_for(db, TrainingAgent.__table__).values(
+    table = TrainingAgent.__table__
+    stmt = insert_for(db, table).values(
         id=new_id(),
         user_id=user_id,
         agent_id=agent.agent_id,
@@ -153,13 +211,31 @@ def record_poll(
         last_poll_at=now,
         registered_at=now,
         metadata=metadata,
+        connected_until=holding_until,
     )
     updates = {"status": "online", "last_poll_at": stmt.excluded.last_poll_at}
+    if holding_until is not None:
+        updates["connected_until"] = stmt.excluded.connected_until
     updates |= _changed_columns(agent, stmt.excluded)
     if metadata != stored:
         updates["metadata"] = stmt.excluded.metadata
-    db.execute(stmt.on_conflict_do_update(index_elements=["user_id", "agent_id"], set_=updates))
+    upsert = stmt.on_conflict_do_update(
+        index_elements=["user_id", "agent_id"], set_=updates, where=table.c.revoked_at.is_(None)
+    ).returning(table.c.id)
+    written = db.execute(upsert).first()
     db.commit()
+    if written is None:  # the row is there, and revoked
+        raise ApiError(403, "AGENT_REVOKED", REVOKED_MESSAGE)
+    before = seen or AgentSeen(None, None, None, "online", {}, None)
+    return AgentSeen(
+        agent.hostname if agent.hostname is not None else before.hostname,
+        platform if agent.platform is not None else before.platform,
+        agent.version if agent.version is not None else before.version,
+        "online",
+        metadata,
+        now,
+        holding_until if holding_until is not None else before.connected_until,
+    )
 
 
 def list_agents(db: Session, *, user_id: str | None = None) -> list[tuple[TrainingAgent, str]]:
@@ -178,6 +254,16 @@ def is_online(
     if agent.revoked_at is not None or agent.last_poll_at is None:
         return False
     return now - agent.last_poll_at <= threshold
+
+
+def is_connected(agent: TrainingAgent, *, now: datetime, held_here: set[str]) -> bool:
+    """True when the agent holds a long poll now: in this process (``held_here``, the
+    agent ids of its held polls), or in another one (the hold its row records)."""
+    if agent.revoked_at is not None:
+        return False
+    if agent.agent_id in held_here:
+        return True
+    return agent.connected_until is not None and agent.connected_until > now
 
 
 def get_agent(db: Session, *, user_id: str, agent_id: str) -> TrainingAgent:

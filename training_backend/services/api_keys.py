@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
@@ -157,7 +158,17 @@ def _agent_revoked(db: Session, row: ApiKey) -> bool:
     return revoked_at is not None
 
 
-def require_agent(row: ApiKey, agent_id: str | None) -> None:
+class KeyGrants(Protocol):
+    """What a key grants: its scopes, and the agent an enrollment bound it to."""
+
+    @property
+    def scopes(self) -> Sequence[str]: ...
+
+    @property
+    def agent_id(self) -> str | None: ...
+
+
+def require_agent(row: KeyGrants, agent_id: str | None) -> None:
     """403 ``KEY_BOUND_TO_AGENT`` when an enrolled agent's key speaks for another agent."""
     if row.agent_id is None or agent_id is None or agent_id == row.agent_id:
         return
@@ -168,7 +179,7 @@ def require_agent(row: ApiKey, agent_id: str | None) -> None:
     raise ApiError(403, "KEY_BOUND_TO_AGENT", message)
 
 
-def require_scope(row: ApiKey, scope: str) -> None:
+def require_scope(row: KeyGrants, scope: str) -> None:
     """403 ``INSUFFICIENT_SCOPE`` unless the key grants ``scope`` (``all`` grants any)."""
     if "all" in row.scopes or scope in row.scopes:
         return

@@ -10,7 +10,9 @@ crashed before it could retry.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -21,6 +23,7 @@ from training_backend.job_status import JobStatus
 from training_backend.security import generate_job_token, hash_secret
 from training_backend.services.agents import ensure_agent_allowed
 from training_backend.services.leases import lease_deadline
+from training_backend.services.matching import describe
 
 #: An unconfirmed claim older than this is offered to its agent's polls again. An agent
 #: reports ``running`` within a second of its claim; this leaves room for a slow one.
@@ -36,11 +39,15 @@ def claim_job(
     now: datetime,
     lease_seconds: int,
     key_id: str | None = None,
+    fits: Callable[[Mapping[str, Any] | None], bool] | None = None,
 ) -> tuple[TrainingJob, str]:
     """Give job ``job_id`` to ``agent_id`` for a lease; returns the job and its new token.
 
     A revoked agent gets 403 ``AGENT_REVOKED`` and nothing changes. ``key_id``, the API
-    key that claims, is stored: revoking that key revokes the job's token too.
+    key that claims, is stored: revoking that key revokes the job's token too. ``fits``
+    says whether the agent meets a job's requirements (``AgentProfile.could_ever``); one
+    that does not gets 409 ``REQUIREMENTS_NOT_MET`` (a job's requirements never change,
+    so reading them first leaves no race).
 
     The guard lives in the ``WHERE`` of a single ``UPDATE … RETURNING``: the database
     applies it atomically, on SQLite and PostgreSQL alike, so there is no window between
@@ -48,6 +55,8 @@ def claim_job(
     is the row read again, to say why (404, 403 or 409).
     """
     ensure_agent_allowed(db, user_id=user_id, agent_id=agent_id)
+    if fits is not None:
+        _require_fit(db, job_id=job_id, user_id=user_id, fits=fits)
     token = generate_job_token()
     stmt = (
         update(TrainingJob)
@@ -69,6 +78,7 @@ def claim_job(
             claim_confirmed_at=None,
             control=None,
             error_message=None,
+            offered_to=None,
         )
         .returning(TrainingJob)
     )
@@ -115,20 +125,40 @@ def _claim_again(
 
 
 def unconfirmed_claim(
-    db: Session, *, user_id: str, agent_id: str, now: datetime
+    db: Session, *, user_id: str, agent_id: str, now: datetime, older_than: float = REOFFER_AFTER_S
 ) -> TrainingJob | None:
-    """The oldest job ``agent_id`` claimed more than ``REOFFER_AFTER_S`` ago and never
+    """The oldest job ``agent_id`` claimed more than ``older_than`` seconds ago and never
     confirmed: what its poll offers again when no job is pending."""
     query = (
         select(TrainingJob)
         .where(TrainingJob.user_id == user_id, TrainingJob.agent_id == agent_id)
         .where(TrainingJob.status == JobStatus.RUNNING.value)
         .where(TrainingJob.claim_confirmed_at.is_(None))
-        .where(TrainingJob.claimed_at <= now - timedelta(seconds=REOFFER_AFTER_S))
+        .where(TrainingJob.claimed_at <= now - timedelta(seconds=older_than))
         .order_by(TrainingJob.claimed_at)
         .limit(1)
     )
     return db.scalar(query)
+
+
+def _require_fit(
+    db: Session,
+    *,
+    job_id: str,
+    user_id: str,
+    fits: Callable[[Mapping[str, Any] | None], bool],
+) -> None:
+    requirements = db.scalar(
+        select(TrainingJob.requirements)
+        .where(TrainingJob.id == job_id)
+        .where(TrainingJob.user_id == user_id)
+    )
+    if requirements and not fits(requirements):
+        message = (
+            f"This job asks for {describe(requirements)}, and this agent does not match; "
+            "it is offered only to agents that do"
+        )
+        raise ApiError(409, "REQUIREMENTS_NOT_MET", message)
 
 
 def _why_not_claimed(db: Session, *, job_id: str, user_id: str) -> ApiError:

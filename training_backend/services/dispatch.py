@@ -9,6 +9,9 @@ from this process's one shared re-check (``services.recheck``), which covers los
 signals once a second whatever the number of waiters. Each look opens and closes its own
 session in a worker thread (``run_in_threadpool``): the poll route is async, and must
 hold neither a worker thread nor a connection for up to 30 s (see ``routing.py``).
+
+Most polls need no look at all: the process's caches (``services.poll_cache``) know the
+key, the agent's row, and that no job came for this agent since its last look.
 """
 
 from __future__ import annotations
@@ -22,18 +25,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from training_backend.db.types import utcnow
 from training_backend.errors import ApiError
 from training_backend.schemas.jobs import JobDispatch
-from training_backend.services.agent_versions import require_supported
-from training_backend.services.agents import AgentIdentity, poll_coalesce, record_poll
+from training_backend.services.checkin import (
+    CheckedIn,
+    PollDesk,
+    QuickCheckIn,
+    record_known_agent,
+)
 from training_backend.services.claims import unconfirmed_claim
-from training_backend.services.jobs import dataset_of, next_pending_job
-from training_backend.services.wakeups import Accepts, Waiter, Wakeups
-from training_backend.settings import BackendSettings
+from training_backend.services.jobs import dataset_of
+from training_backend.services.offers import take_offer
+from training_backend.services.wakeups import Waiter, Wakeups
 
 #: The longest a poll is held (``wait_seconds`` above it is clamped).
 MAX_WAIT_SECONDS = 30.0
@@ -82,19 +89,9 @@ async def wait_for_job(
     return None
 
 
-@dataclass(frozen=True)
-class CheckedIn:
-    """Who polls, once authenticated and recorded: what a waiter needs to know."""
-
-    user_id: str
-    agent_id: str
-    key_id: str = ""
-    accepts: Accepts | None = None
-
-
 CheckIn = Callable[[Session], CheckedIn]
 """Authenticates a poll and records its agent in the session given (raising ``ApiError``
-when it must be refused); says whose jobs the agent is offered."""
+when it must be refused): ``services.checkin.full_check_in`` bound to one request."""
 
 
 @dataclass
@@ -104,93 +101,136 @@ class _FirstLook:
     waiter: Waiter | None  # subscribed when the caller will wait
 
 
-def offer(db: Session, *, who: CheckedIn) -> JobDispatch | None:
-    """The user's oldest pending job as an agent receives it, else a job this agent
-    claimed but whose claim answer it may have lost (``services.claims``), or ``None``."""
-    job = next_pending_job(db, user_id=who.user_id)
+def offer(db: Session, who: CheckedIn, *, now: datetime) -> JobDispatch | None:
+    """A job for this agent, reserved for it a few seconds (``services.offers``), else a
+    job this agent claimed but whose claim answer it may have lost (``services.claims``),
+    as the agent receives it; ``None`` when there is none it can take."""
+    job = take_offer(db, user_id=who.user_id, agent_id=who.agent_id, now=now, accepts=who.accepts)
     if job is None and who.agent_id:
-        job = unconfirmed_claim(db, user_id=who.user_id, agent_id=who.agent_id, now=utcnow())
+        job = unconfirmed_claim(db, user_id=who.user_id, agent_id=who.agent_id, now=now)
     return None if job is None else JobDispatch.of(job, dataset=dataset_of(db, job))
 
 
-def require_supported_agent(
-    agent: AgentIdentity, *, settings: BackendSettings, backend_url: str
-) -> None:
-    """426 ``AGENT_UPGRADE_REQUIRED`` for an agent older than ``min_agent_version``."""
-    require_supported(
-        agent.version,
-        minimum=settings.min_agent_version,
-        backend_url=backend_url,
-        platform=agent.platform,
+def _subscribe(wakeups: Wakeups, who: CheckedIn) -> Waiter | None:
+    return wakeups.subscribe(
+        who.user_id, agent_id=who.agent_id, key_id=who.key_id, accepts=who.accepts
     )
 
 
-def check_in_agent(
-    db: Session,
-    *,
-    user_id: str,
-    agent: AgentIdentity,
-    settings: BackendSettings,
-    backend_url: str,
-    now: datetime,
-) -> None:
-    """Record that ``agent`` polled, once it is known to be new enough (426 otherwise,
-    before anything is recorded)."""
-    require_supported_agent(agent, settings=settings, backend_url=backend_url)
-    coalesce = poll_coalesce(settings.online_threshold_seconds)
-    record_poll(db, user_id=user_id, agent=agent, now=now, coalesce=coalesce)
+def _look(desk: PollDesk, db: Session, who: CheckedIn) -> JobDispatch | None:
+    # The version is read before the look: a job signalled during it is never hidden.
+    version = desk.cache.version(who.user_id)
+    if desk.cache.is_idle(who.user_id, who.agent_id, who.fingerprint):
+        return None  # nothing became available for it since its last look
+    now = utcnow()
+    job = None if who.full else offer(db, who, now=now)
+    if job is None and not _claim_unconfirmed(db, who, now=now):
+        desk.cache.remember_idle(who.user_id, who.agent_id, who.fingerprint, version)
+    return job
 
 
-def _first_look(
-    sessions: sessionmaker[Session], check_in: CheckIn, wakeups: Wakeups | None
-) -> _FirstLook:
-    with sessions() as db:
+def _claim_unconfirmed(db: Session, who: CheckedIn, *, now: datetime) -> bool:
+    """True while this agent holds a claim it has not confirmed: its polls keep looking
+    (no idle memory), so the claim is offered again once ``REOFFER_AFTER_S`` has passed
+    even though no signal will say so."""
+    if not who.agent_id:
+        return False
+    found = unconfirmed_claim(db, user_id=who.user_id, agent_id=who.agent_id, now=now, older_than=0)
+    return found is not None
+
+
+def _first_look(desk: PollDesk, check_in: CheckIn, hold: bool) -> _FirstLook:
+    with desk.sessions() as db:
         who = check_in(db)
         # Subscribe before looking, so a job submitted right after the look still wakes us.
-        waiter = None
-        if wakeups is not None:
-            waiter = wakeups.subscribe(
-                who.user_id, agent_id=who.agent_id, key_id=who.key_id, accepts=who.accepts
-            )
-            if waiter is not None:
-                waiter.looking = True
+        waiter = _subscribe(desk.wakeups, who) if hold else None
+        if waiter is not None:
+            waiter.looking = True
         try:
-            job = offer(db, who=who)
+            job = _look(desk, db, who)
         except BaseException:
-            if waiter is not None and wakeups is not None:
-                wakeups.unsubscribe(waiter)
+            if waiter is not None:
+                desk.wakeups.unsubscribe(waiter)
             raise
     return _FirstLook(who, job, waiter)
 
 
-def _look_again(sessions: sessionmaker[Session], check_in: CheckIn) -> JobDispatch | None:
-    with sessions() as db:
+def _look_again(desk: PollDesk, check_in: CheckIn) -> JobDispatch | None:
+    with desk.sessions() as db:
         who = check_in(db)  # a key or agent revoked meanwhile is refused here
-        return offer(db, who=who)
+        return _look(desk, db, who)
 
 
-async def poll_for_job(
-    *, sessions: sessionmaker[Session], wakeups: Wakeups, wait_s: float, check_in: CheckIn
+async def _hold(
+    desk: PollDesk, waiter: Waiter, wait_s: float, check_in: CheckIn
 ) -> JobDispatch | None:
-    """One poll: check in, then the job on offer; with ``wait_s`` > 0 and none there yet,
-    the job that turns up within ``wait_s`` (``None`` if none does).
-
-    A key already holding ``max_long_polls_per_key`` polls gets a plain poll's answer.
-    """
-    first = await run_in_threadpool(
-        _first_look, sessions, check_in, wakeups if wait_s > 0 else None
-    )
-    waiter = first.waiter
-    if first.job is not None or waiter is None:
-        if waiter is not None:
-            wakeups.unsubscribe(waiter)
-        return first.job
     try:
         return await wait_for_job(
             waiter,
             wait_s=wait_s,
-            look=lambda: run_in_threadpool(_look_again, sessions, check_in),
-            closing=lambda: wakeups.closing,
+            look=lambda: run_in_threadpool(_look_again, desk, check_in),
+            closing=lambda: desk.wakeups.closing,
         )
     finally:
-        wakeups.unsubscribe(waiter)
+        desk.wakeups.unsubscribe(waiter)
+
+
+def _idle_waiter(desk: PollDesk, who: CheckedIn, wait_s: float) -> Waiter | bool | None:
+    """For a poll the caches checked in: ``False`` when a look is needed; else the waiter
+    to hold (``None``: nothing to hold, answer ``null`` now)."""
+    version = desk.cache.version(who.user_id)
+    if not desk.cache.is_idle(who.user_id, who.agent_id, who.fingerprint):
+        return False
+    if wait_s <= 0:
+        return None
+    waiter = _subscribe(desk.wakeups, who)
+    if waiter is None or desk.cache.version(who.user_id) == version:
+        return waiter
+    desk.wakeups.unsubscribe(waiter)  # a job came between the check and the subscription
+    return False
+
+
+def idle_now(desk: PollDesk, quick: QuickCheckIn) -> bool:
+    """True when a poll the caches checked in can be answered "no job" as it stands: its
+    agent's row needs no write and nothing became available for it since its last look."""
+    who = quick.who
+    return not quick.must_record and desk.cache.is_idle(who.user_id, who.agent_id, who.fingerprint)
+
+
+async def poll_for_job(
+    *,
+    desk: PollDesk,
+    wait_s: float,
+    check_in: CheckIn,
+    quick: QuickCheckIn | None = None,
+    now: Callable[[], datetime] = utcnow,
+) -> JobDispatch | None:
+    """One poll: check in, then the job on offer; with ``wait_s`` > 0 and none there yet,
+    the job that turns up within ``wait_s`` (``None`` if none does).
+
+    ``quick`` is the check-in the caches could make: with it, and with no job for this
+    agent since its last look, the poll touches no database at all (and when the agent's
+    row is due its periodic write, that write is all it does). A key already holding
+    ``max_long_polls_per_key`` polls gets a plain poll's answer.
+    """
+    first_check_in = check_in
+    if quick is not None:
+        if not quick.must_record:
+            idle = _idle_waiter(desk, quick.who, wait_s)
+            if idle is None:
+                return None
+            if isinstance(idle, Waiter):
+                return await _hold(desk, idle, wait_s, check_in)
+
+        def first_check_in(db: Session) -> CheckedIn:
+            if quick.must_record:
+                record_known_agent(db, desk, quick, now=now())
+            return quick.who
+
+    first = await run_in_threadpool(_first_look, desk, first_check_in, wait_s > 0)
+    waiter = first.waiter
+    if first.job is not None or waiter is None:
+        if waiter is not None:
+            desk.wakeups.unsubscribe(waiter)
+        return first.job
+    return await _hold(desk, waiter, wait_s, check_in)

@@ -8,9 +8,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from training_backend.db.models import Dataset, JobLog, TrainingJob, TrainingMetric
+from training_backend.db.models import Dataset, JobLog, TrainingAgent, TrainingJob, TrainingMetric
 from training_backend.errors import ApiError
 from training_backend.job_status import JobStatus
+from training_backend.services.matching import check_requirements
 from training_backend.services.wakeups import Signal, announce
 
 
@@ -23,11 +24,14 @@ def create_job(
     dataset_path: str | None = None,
     dataset_id: str | None = None,
     max_attempts: int = 1,
+    requirements: Any = None,
     now: datetime,
 ) -> TrainingJob:
     """A new pending job of ``user_id``, waiting for one of the user's agents.
 
-    ``dataset_id`` must name a dataset of the same user (404 ``DATASET_NOT_FOUND``).
+    ``dataset_id`` must name a dataset of the same user (404 ``DATASET_NOT_FOUND``);
+    ``requirements`` are checked (400 ``INVALID_REQUIREMENTS`` with a sentence), and an
+    ``agent_id`` in them must name an agent of the user.
     Other backend processes' long polls hear of it at commit (``announce``); this
     process's caller delivers ``job_signal(job)`` to its own (``Wakeups.deliver``).
     """
@@ -35,6 +39,9 @@ def create_job(
         dataset = db.get(Dataset, dataset_id)
         if dataset is None or dataset.user_id != user_id:
             raise ApiError(404, "DATASET_NOT_FOUND", f"No dataset with id '{dataset_id}'")
+    wanted = check_requirements(requirements)
+    if wanted is not None and "agent_id" in wanted:
+        require_own_agent(db, user_id=user_id, agent_id=wanted["agent_id"])
     job = TrainingJob(
         user_id=user_id,
         status=JobStatus.PENDING.value,
@@ -43,13 +50,34 @@ def create_job(
         dataset_path=dataset_path,
         dataset_id=dataset_id,
         max_attempts=max_attempts,
+        requirements=wanted,
         created_at=now,
         updated_at=now,
+        available_at=now,
     )
     db.add(job)
     announce(db, [job_signal(job)])
     db.commit()
     return job
+
+
+def require_own_agent(db: Session, *, user_id: str, agent_id: str) -> None:
+    """400 unless ``agent_id`` names an agent of ``user_id`` (one that polled here).
+
+    The same sentence whether the agent is someone else's or nobody's, so requirements
+    are never a way to learn about other users' agents.
+    """
+    known = db.scalar(
+        select(TrainingAgent.id)
+        .where(TrainingAgent.user_id == user_id)
+        .where(TrainingAgent.agent_id == agent_id)
+    )
+    if known is None:
+        message = (
+            "Invalid requirements: agent_id names no agent of yours; use the id the "
+            "Training Agent page shows for one of your agents (it must have polled once)"
+        )
+        raise ApiError(400, "INVALID_REQUIREMENTS", message)
 
 
 def job_signal(job: TrainingJob) -> Signal:
@@ -60,19 +88,6 @@ def job_signal(job: TrainingJob) -> Signal:
 def dataset_of(db: Session, job: TrainingJob) -> Dataset | None:
     """The dataset row ``job`` links to, if any (for the dispatch view)."""
     return None if job.dataset_id is None else db.get(Dataset, job.dataset_id)
-
-
-def next_pending_job(db: Session, *, user_id: str) -> TrainingJob | None:
-    """The user's oldest pending, unclaimed job (what a poll offers); peeks, reserves nothing."""
-    query = (
-        select(TrainingJob)
-        .where(TrainingJob.user_id == user_id)
-        .where(TrainingJob.status == JobStatus.PENDING.value)
-        .where(TrainingJob.agent_id.is_(None))
-        .order_by(TrainingJob.created_at, TrainingJob.id)
-        .limit(1)
-    )
-    return db.scalar(query)
 
 
 def get_owned_job(db: Session, *, job_id: str, user_id: str) -> TrainingJob:

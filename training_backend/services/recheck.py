@@ -3,14 +3,15 @@
 Signals (``services.wakeups``) reach held polls within milliseconds, but a notification
 can be lost (the listener reconnecting), and on SQLite another process (the CLI, a second
 ``serve`` by hand) has no way to send one. So once a second, while this process holds a
-poll, one pass asks the database three small indexed questions about the time since its
-last pass (minus ``MARGIN``, for transactions that committed late):
+poll or its poll caches remember anything, one pass asks the database three small
+indexed questions about the time since its last pass (minus ``MARGIN``, for
+transactions that committed late):
 
 - which pending jobs became available (submitted, re-queued, or their offer lapsed);
 - which API keys were revoked;
 - which agents were revoked;
 
-and delivers the matching signals to this process's waiters (and caches) only. Its cost
+and delivers the matching signals to this process's waiters and caches. Its cost
 depends on how much changed, never on how many polls are held.
 """
 
@@ -64,7 +65,8 @@ def changes_since(db: Session, *, since: datetime, now: datetime) -> list[Signal
 
 
 class Recheck:
-    """The pass, once every ``interval_s`` while ``wanted()`` (default: a poll is held)."""
+    """The pass, once every ``interval_s`` while ``wanted()`` (default: a poll is held);
+    ``on_pass`` runs after each pass (the caches drop expired entries)."""
 
     def __init__(
         self,
@@ -72,6 +74,7 @@ class Recheck:
         wakeups: Wakeups,
         *,
         wanted: Callable[[], bool] | None = None,
+        on_pass: Callable[[], None] = lambda: None,
         interval_s: float | None = None,
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -79,6 +82,7 @@ class Recheck:
         self._sessions = sessions
         self._wakeups = wakeups
         self._wanted = wanted or (lambda: wakeups.waiting() > 0)
+        self._on_pass = on_pass
         self._interval_s = interval_s
         self._clock = clock
         self._sleep = sleep
@@ -95,7 +99,7 @@ class Recheck:
             return changes_since(db, since=since, now=now)
 
     async def run_once(self) -> list[Signal]:
-        """One pass: the signals it delivered (to users with a held poll here)."""
+        """One pass: the signals it delivered (to this process's waiters and caches)."""
         now = self._clock()
         last = self._last
         # After an idle spell nobody was waiting, so nothing older can matter: a poll
@@ -105,11 +109,10 @@ class Recheck:
         signals = await run_in_threadpool(self._scan, last - MARGIN, now)
         self._last = now
         self.passes += 1
-        users = self._wakeups.users()
-        delivered = [signal for signal in signals if signal.user_id in users]
-        for signal in delivered:
+        for signal in signals:
             self._wakeups.deliver(signal)
-        return delivered
+        self._on_pass()
+        return signals
 
     async def run(self) -> None:
         """Pass after pass until cancelled; a failed pass is logged and the next one runs."""

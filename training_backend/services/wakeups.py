@@ -152,8 +152,8 @@ def announce_jobs(db: Session, *, user_ids: Iterable[str]) -> None:
 Accepts = Callable[[Requirements], bool]
 
 
-def _accepts_any(requirements: Requirements) -> bool:
-    return True
+def _without_requirements(requirements: Requirements) -> bool:
+    return not requirements  # what a v1 agent (no X-Agent-Info) may be offered
 
 
 @dataclass(eq=False)
@@ -163,8 +163,9 @@ class Waiter:
     user_id: str
     agent_id: str
     key_id: str = ""
-    accepts: Accepts = _accepts_any
-    """Whether the agent matches a job with these requirements (``services.matching``)."""
+    accepts: Accepts = _without_requirements
+    """Whether the agent matches a job with these requirements (``services.matching``);
+    by default only jobs without any, as for a v1 agent."""
     event: asyncio.Event = field(default_factory=asyncio.Event)
     since: float = field(default_factory=time.monotonic)
     looking: bool = False
@@ -197,7 +198,7 @@ class Wakeups:
         self, user_id: str, *, agent_id: str = "", key_id: str = "", accepts: Accepts | None = None
     ) -> Waiter | None:
         """A new waiter of ``user_id``; ``None`` when ``key_id`` already holds its cap."""
-        waiter = Waiter(user_id, agent_id, key_id, accepts or _accepts_any)
+        waiter = Waiter(user_id, agent_id, key_id, accepts or _without_requirements)
         with self._lock:
             if key_id and self._max_per_key and self._per_key.get(key_id, 0) >= self._max_per_key:
                 return None

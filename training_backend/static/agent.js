@@ -20,7 +20,9 @@ async function refresh() {
     api(`${base}/jobs?limit=${shown}&offset=0`),
   ]);
   const state = agentState(agent);
-  setText(document.getElementById("agent-status"), `${state.label}, last seen ${ago(agent.last_poll_at)}`);
+  const seen = agent.connected_now ? "connected now" : `last seen ${ago(agent.last_poll_at)}`;
+  const labels = agent.labels && agent.labels.length ? `; labels ${agent.labels.join(", ")}` : "";
+  setText(document.getElementById("agent-status"), `${state.label}, ${seen}${labels}`);
   table.render(page.jobs);
   document.getElementById("history-empty").hidden = page.total > 0;
   more.hidden = page.total <= page.jobs.length;

@@ -76,8 +76,9 @@ class AgentCard {
       ["platform", "Platform"],
       ["version", "Version"],
       ["seen", "Last seen"],
+      ["labels", "Labels"],
       ["gpus", "GPUs"],
-      ["job", "Current job"],
+      ["job", "Running"],
     ]) {
       this.facts[key] = el("dd");
       facts.append(el("dt", {}, label), this.facts[key]);
@@ -103,7 +104,10 @@ class AgentCard {
     setText(this.facts.id, agent.agent_id);
     setText(this.facts.platform, PLATFORM_NAMES[agent.platform] || agent.platform || "unknown");
     setText(this.facts.version, [agent.version || "unknown", updateText(agent)].filter(Boolean).join(" · "));
-    setText(this.facts.seen, ago(agent.last_poll_at));
+    // A long-polling agent polls every 30 s: while it holds a poll it is connected now,
+    // whatever its last poll's age says.
+    setText(this.facts.seen, agent.connected_now ? "connected now" : ago(agent.last_poll_at));
+    setText(this.facts.labels, (agent.labels || []).join(", ") || "none");
     setText(this.facts.gpus, gpuText(agent));
     this.renderJobs(agent.current_jobs);
     const label = agent.revoked ? "Enable" : "Revoke";

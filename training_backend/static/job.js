@@ -16,7 +16,7 @@ import {
   startPolling,
   when,
 } from "./common.js";
-import { progressText, statusText } from "./jobs_table.js";
+import { progressText, statusText, waitingText } from "./jobs_table.js";
 
 const POLL_MS = 2000;
 const LOG_TAIL_LINES = 500;
@@ -66,7 +66,7 @@ function renderStatus(status) {
   setText($("job-eta"), eta(status));
   setText($("job-elapsed"), status.started_at ? duration(status.elapsed_seconds) : "not started");
   setText($("job-created"), when(status.created_at));
-  renderAgent(status.agent_id);
+  renderAgent(status);
   const note = $("job-control-note");
   note.hidden = !status.control;
   setText(note, CONTROL_NOTES[status.control] || "");
@@ -78,14 +78,14 @@ function renderStatus(status) {
   renderMetrics(status);
 }
 
-function renderAgent(agentId) {
+function renderAgent(status) {
+  const agentId = status.agent_id;
   const cell = $("job-agent");
-  if (cell.dataset.agent === (agentId || "")) return;
-  cell.dataset.agent = agentId || "";
+  const shown = agentId || waitingText(status);
+  if (cell.dataset.agent === shown) return;
+  cell.dataset.agent = shown;
   cell.replaceChildren(
-    agentId
-      ? el("a", { href: `/workers/${encodeURIComponent(agentId)}` }, el("code", {}, agentId))
-      : "not claimed yet",
+    agentId ? el("a", { href: `/workers/${encodeURIComponent(agentId)}` }, el("code", {}, agentId)) : shown,
   );
 }
 

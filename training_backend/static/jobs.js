@@ -1,6 +1,6 @@
-// The jobs page: the submit form (config JSON or file, optional dataset upload) and the
-// live list of your jobs.
-import { api, setText, showError, startPolling } from "./common.js";
+// The jobs page: the submit form (config JSON or file, optional dataset upload, where the
+// job may run) and the live list of your jobs.
+import { api, el, setText, showError, startPolling } from "./common.js";
 import { JobsTable } from "./jobs_table.js";
 
 const form = document.getElementById("job-form");
@@ -13,6 +13,18 @@ const table = new JobsTable(document.querySelector("#jobs tbody"), [
   "progress",
   "created",
 ]);
+
+// The agent menu of the form lists your agents (any matching one stays the default).
+api("/api/training/agents")
+  .then(({ agents }) => {
+    const menu = form.elements.agent_id;
+    for (const agent of agents) {
+      if (agent.revoked) continue;
+      const name = agent.hostname ? `${agent.hostname} (${agent.agent_id})` : agent.agent_id;
+      menu.append(el("option", { value: agent.agent_id }, name));
+    }
+  })
+  .catch((error) => showError(errorBox, error));
 
 startPolling(
   async () => {
@@ -46,7 +58,26 @@ function jobFromForm() {
   const job = "config" in parsed ? { ...parsed } : { config: parsed };
   const model = form.elements.model_name.value.trim();
   if (model) job.model_name = model;
+  const requirements = requirementsFromForm();
+  if (requirements) job.requirements = { ...(job.requirements || {}), ...requirements };
   return job;
+}
+
+/** The "Where it runs" fields as requirements, or null when none is filled in. The server
+ * checks them (and says what is wrong in one sentence); numbers go as numbers. */
+function requirementsFromForm() {
+  const wanted = {};
+  const labels = form.elements.labels.value
+    .split(",")
+    .map((label) => label.trim())
+    .filter(Boolean);
+  if (labels.length) wanted.labels = labels;
+  if (form.elements.agent_id.value) wanted.agent_id = form.elements.agent_id.value;
+  const gpus = form.elements.min_gpus.value.trim();
+  if (gpus) wanted.min_gpus = Number(gpus);
+  const memory = form.elements.min_gpu_memory_gb.value.trim();
+  if (memory) wanted.min_gpu_memory_gb = Number(memory);
+  return Object.keys(wanted).length ? wanted : null;
 }
 
 async function uploadDataset(file) {

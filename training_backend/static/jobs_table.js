@@ -19,13 +19,19 @@ export function statusText(job) {
   return job.control ? `${job.status}, ${job.control} requested` : job.status;
 }
 
+/** What a job not yet claimed waits for: "waiting for an agent with label a100 (none online)". */
+export function waitingText(job) {
+  if (job.waiting_for) return `waiting for ${job.waiting_for}`;
+  return job.status === "pending" ? "not claimed yet" : "—";
+}
+
 const CELLS = {
   job: (job) => el("a", { href: `/jobs/${job.id}` }, job.model_name || job.id.slice(0, 8)),
   status: (job) => el("span", { className: `badge status-${job.status}` }, statusText(job)),
   agent: (job) =>
     job.agent_id
       ? el("a", { href: `/workers/${encodeURIComponent(job.agent_id)}` }, el("code", {}, job.agent_id))
-      : el("span", { className: "muted" }, "not claimed yet"),
+      : el("span", { className: "muted waiting" }, waitingText(job)),
   progress: (job) => progressText(job),
   created: (job) => when(job.created_at),
 };

@@ -66,7 +66,8 @@ async def test_the_list_has_every_column_and_the_live_state_newest_first(
     body = (await client.get(AGENTS, headers=member.headers())).json()
 
     newest, older = body["agents"]
-    assert COLUMNS | {"is_online", "revoked", "current_jobs"} == set(newest)
+    live = {"is_online", "revoked", "current_jobs", "labels", "connected_now"}
+    assert COLUMNS | live == set(newest)
     assert (newest["agent_id"], newest["hostname"], newest["platform"]) == (
         AGENT,
         "gpu-box",

@@ -110,3 +110,21 @@ def test_a_dataset_id_in_the_file_and_a_dataset_file_conflict(
     with pytest.raises(CliFailed) as failed:
         backend.cli("jobs", "submit", "--user", "alice", "--file", job, "--dataset", str(dataset))
     assert "names a dataset_id and --dataset gives a file: use only one." in str(failed.value)
+
+
+def test_requirements_come_from_the_file_and_the_flags(
+    backend: BackendProcess, tmp_path: Path
+) -> None:
+    body = {"config": {}, "requirements": {"labels": ["a100"], "min_gpus": 1}}
+    job = job_file(tmp_path, body)
+    job_id = backend.cli(
+        "jobs", "submit", "--user", "alice", "--file", job, "--label", "eu", "--min-gpus", "2"
+    ).strip()
+    shown = json.loads(backend.cli("jobs", "show", job_id, "--json"))["job"]
+    assert shown["requirements"] == {"labels": ["eu"], "min_gpus": 2}  # a flag wins
+
+    with pytest.raises(CliFailed) as refused:
+        backend.cli("jobs", "submit", "--user", "alice", "--file", job, "--label", "Not A Slug")
+    assert refused.value.returncode != 0
+    assert "is not a short slug" in refused.value.stderr
+    assert "\n" not in refused.value.stderr.strip()

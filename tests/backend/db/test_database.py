@@ -39,6 +39,7 @@ def test_upgrading_twice_is_a_no_op(tmp_path: Path) -> None:
     expected |= {"datasets", "enrollment_tokens", "training_metric_series"}
     expected |= {"artifacts"}
     expected |= {"sign_in_links"}
+    expected |= {"rate_limit_buckets"}
     assert expected | {"training_agents", "alembic_version"} == tables
 
 
