@@ -33,7 +33,7 @@ from training_agent.api.models import (
     ReportResponse,
 )
 from training_agent.api.responses import parse_lenient, parse_model, status_error
-from training_agent.api.sockets import socket_options
+from training_agent.api.sockets import backend_transport
 from training_agent.errors import ConfigError, ProtocolError, TransportError
 from training_agent.identity import AgentIdentity
 from training_agent.jobs import JobStatus
@@ -72,7 +72,7 @@ class BackendClient:
         # The OS trust store (+ SSL_CERT_FILE): the context `doctor` checks with too.
         verify = ssl_context()
         if transport is None:  # a send buffer that takes an artifact chunk whole (sockets.py)
-            transport = httpx.AsyncHTTPTransport(verify=verify, socket_options=socket_options())
+            transport = backend_transport(verify)
         self._http = httpx.AsyncClient(
             base_url=url.copy_with(path=url.path.rstrip("/")),
             transport=transport,

@@ -1,6 +1,6 @@
 """Socket options for the connections to the backend: a send buffer that takes a chunk whole.
 
-    httpx.AsyncHTTPTransport(socket_options=socket_options())
+    httpx.AsyncClient(transport=backend_transport(verify), ...)   # None: httpx's default
 
 An artifact chunk (8 MiB) is written to the connection in one call. What the kernel's
 send buffer does not take at once, asyncio (3.11) copies twice in Python's memory (a
@@ -13,12 +13,19 @@ A fixed send buffer turns off the kernel's own sizing of it, which can grow to
 kernel also caps what a program may ask for at ``net.core.wmem_max`` (208 KiB on many
 systems). So the option is set only where the cap lets the buffer be at least as large
 as the kernel's own sizing could make it; elsewhere the connection is left as it was.
+
+A transport given to httpx turns off its reading of the proxy variables (``HTTPS_PROXY``
+and the like), so where one is set the client keeps httpx's own transport and proxy.
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
+import urllib.request
 from pathlib import Path
+
+import httpx
 
 #: Asked for per connection; Linux doubles it for its own bookkeeping.
 SEND_BUFFER_BYTES = 4 * 1024 * 1024
@@ -62,3 +69,12 @@ def socket_options() -> list[SocketOption]:
         wmem_max[0] if len(wmem_max) == 1 else None,
         tcp_wmem[2] if len(tcp_wmem) == 3 else None,
     )
+
+
+def backend_transport(verify: ssl.SSLContext) -> httpx.AsyncHTTPTransport | None:
+    """A transport with ``socket_options()``; None (httpx's default) if it would change nothing
+    or if the environment names a proxy."""
+    options = socket_options()
+    if not options or urllib.request.getproxies():
+        return None
+    return httpx.AsyncHTTPTransport(verify=verify, socket_options=options)

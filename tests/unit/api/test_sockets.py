@@ -6,13 +6,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 
 import httpx
 import pytest
 
 from tests.support.fake_server import API_KEY, IDENTITY
 from training_agent.api import BackendClient
-from training_agent.api.sockets import SEND_BUFFER_BYTES, send_buffer_options, socket_options
+from training_agent.api.sockets import (
+    SEND_BUFFER_BYTES,
+    backend_transport,
+    send_buffer_options,
+    socket_options,
+)
 from training_agent.errors import TrainingAgentError
 
 MIB = 1024 * 1024
@@ -35,7 +41,20 @@ def test_the_send_buffer_is_set_only_where_it_is_not_smaller(
     assert send_buffer_options(wmem_max, tcp_wmem_max) == expected
 
 
-async def test_the_clients_connection_has_the_send_buffer() -> None:
+@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "http_proxy", "ALL_PROXY"])
+def test_a_proxy_in_the_environment_keeps_httpxs_own_transport(
+    variable: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A transport of ours would make httpx ignore the proxy variables.
+    monkeypatch.setenv(variable, "http://proxy.invalid:3128")
+    assert backend_transport(ssl.create_default_context()) is None
+
+
+async def test_the_clients_connection_has_the_send_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.delenv("all_proxy", raising=False)
+
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
