@@ -33,6 +33,7 @@ from training_agent.api.models import (
     ReportResponse,
 )
 from training_agent.api.responses import parse_lenient, parse_model, status_error
+from training_agent.api.sockets import backend_transport
 from training_agent.errors import ConfigError, ProtocolError, TransportError
 from training_agent.identity import AgentIdentity
 from training_agent.jobs import JobStatus
@@ -68,11 +69,14 @@ class BackendClient:
         self._api_key = _checked_api_key(api_key)
         self._identity = identity
         self._timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
+        # The OS trust store (+ SSL_CERT_FILE): the context `doctor` checks with too.
+        verify = ssl_context()
+        if transport is None:  # a send buffer that takes an artifact chunk whole (sockets.py)
+            transport = backend_transport(verify)
         self._http = httpx.AsyncClient(
             base_url=url.copy_with(path=url.path.rstrip("/")),
             transport=transport,
-            # The OS trust store (+ SSL_CERT_FILE): the context `doctor` checks with too.
-            verify=ssl_context(),
+            verify=verify,
             timeout=self._timeout,
             follow_redirects=False,
             headers={"User-Agent": f"training-agent/{identity.version}"},

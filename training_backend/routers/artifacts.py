@@ -13,6 +13,7 @@ arrives.
 
 from __future__ import annotations
 
+import mmap
 from typing import Annotated
 from urllib.parse import quote
 
@@ -130,7 +131,7 @@ def _chunk_too_large(max_bytes: int) -> ApiError:
     return ApiError(413, "CHUNK_TOO_LARGE", message)
 
 
-async def _read_chunk(request: Request, buffer: bytearray, max_bytes: int) -> memoryview:
+async def _read_chunk(request: Request, buffer: mmap.mmap, max_bytes: int) -> memoryview:
     """The body, copied piece by piece into ``buffer`` (no join, no new chunk-sized bytes)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
