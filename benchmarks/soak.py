@@ -140,9 +140,7 @@ class Soak:
         cancelled = False
         deadline = time.monotonic() + JOB_TIMEOUT_S
         while time.monotonic() < deadline:
-            state = owner.get(f"/api/training/local/{job.id}/status")
-            state.raise_for_status()
-            found = state.json()
+            found = get(owner, f"/api/training/local/{job.id}/status")
             if found["status"] in ("completed", "failed", "cancelled"):
                 job.status = found["status"]
                 break
@@ -162,12 +160,12 @@ class Soak:
         """Check every job; adds its problems to it. The count of reports checked."""
         checked: Counter[str] = Counter()
         for job in self.jobs:
-            steps = [int(p["step"]) for p in get(owner, f"/api/training/local/{job.id}/metrics")]
-            page = owner.get(f"/api/training/local/{job.id}/logs", params={"limit": 10_000})
-            page.raise_for_status()
-            logs, total = page.json()["logs"], page.json()["total_lines"]
+            metrics = get(owner, f"/api/training/local/{job.id}/metrics")["metrics"]
+            steps = [int(point["step"]) for point in metrics]
+            page = get(owner, f"/api/training/local/{job.id}/logs", limit=10_000)
+            logs, total = page["logs"], page["total_lines"]
             numbered = [int(m.group(1)) for m in map(LINE.match, logs) if m]
-            job.status = owner.get(f"/api/training/local/{job.id}/status").json()["status"]
+            job.status = get(owner, f"/api/training/local/{job.id}/status")["status"]
             job.problems += self.problems(job, steps, numbered, len(logs), total, agent_log)
             checked["points"] += len(steps)
             checked["lines"] += len(logs)
@@ -206,11 +204,15 @@ class Soak:
         return found
 
 
-def get(client: httpx.Client, path: str) -> list[dict[str, Any]]:
-    answer = client.get(path)
-    answer.raise_for_status()
-    metrics: list[dict[str, Any]] = answer.json()["metrics"]
-    return metrics
+def get(client: httpx.Client, path: str, **params: Any) -> dict[str, Any]:
+    """GET ``path`` as the job's owner, waiting out the API key's rate limit (429)."""
+    while True:
+        answer = client.get(path, params=params)
+        if answer.status_code != 429:
+            answer.raise_for_status()
+            found: dict[str, Any] = answer.json()
+            return found
+        time.sleep(float(answer.headers.get("retry-after", "1")))
 
 
 def summarise(numbers: list[int]) -> str:
@@ -331,6 +333,33 @@ def drive(
     sampler.join()
 
 
+def recheck(results: Path, workdir: Path) -> int:
+    """Check a run again from what it left (its results, the backend's database, the
+    agent's and the proxy's logs), on a backend started again on that database."""
+    entries = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    start = next(e for e in entries if e["type"] == "start")
+    soak = Soak(argparse.Namespace(**start["args"]), workdir, results)
+    fields = ("id", "kind", "submitted", "ended", "status", "problems")
+    soak.jobs = [Job(**{k: e[k] for k in fields}) for e in entries if e["type"] == "job"]
+    soak.samples = [e for e in entries if e["type"] == "sample"]
+    served = workdir / "backend.log"
+    if served.exists() and not (workdir / "backend-run.log").exists():
+        served.rename(workdir / "backend-run.log")
+    output = (workdir / "agent.out").read_text(errors="replace")
+    with backend(workdir) as server:
+        key = server.cli("keys", "create", "--user", "soak", "--scope", "training").strip()
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=server.url, headers=headers, timeout=60) as owner:
+            checked = soak.check(owner, output)
+    injected_log = workdir / "proxy" / "injected.jsonl"
+    injected = [json.loads(x) for x in injected_log.read_text().splitlines() if x.strip()]
+    elapsed = soak.samples[-1]["t"] if soak.samples else 0.0
+    lines = summary(soak.jobs, soak.samples, checked, injected, (None, output), elapsed)
+    print("\n".join(lines))
+    soak.record({"type": "summary", "lines": lines, "rechecked": True})
+    return 1 if any(job.problems for job in soak.jobs) else 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=120)
@@ -340,7 +369,12 @@ def main() -> None:
     parser.add_argument("--fault-rate", type=float, default=0.05)
     parser.add_argument("--results", type=Path, default=None, help="JSON lines (default: in --dir)")
     parser.add_argument("--dir", type=Path, default=None, help="where everything goes (kept)")
+    parser.add_argument(
+        "--recheck", action="store_true", help="check the run in --dir again (--results)"
+    )
     args = parser.parse_args()
+    if args.recheck:
+        sys.exit(recheck(args.results or args.dir / "results.jsonl", args.dir))
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="soak-"))
     workdir.mkdir(parents=True, exist_ok=True)
     results = args.results or workdir / "results.jsonl"

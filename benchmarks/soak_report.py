@@ -88,7 +88,7 @@ def summary(
     samples: list[dict[str, Any]],
     checked: Counter[str],
     injected: list[dict[str, Any]],
-    agent: tuple[int, str],
+    agent: tuple[int | None, str],
     elapsed: float,
 ) -> list[str]:
     """The run in Markdown: where, how long, what was met, what was checked, the table."""
@@ -104,7 +104,8 @@ def summary(
         f"faults injected: {len(injected)} ({fault_classes(injected)})",
         f"reports checked: {checked['points']:,} metric points, {checked['lines']:,} log lines "
         f"({checked['other lines']} not the trainer's own); jobs with a problem: {len(bad)}",
-        f"agent exit code after SIGTERM: {code}; tracebacks in its log: "
+        f"agent exit code after SIGTERM: {'not seen' if code is None else code}; "
+        f"tracebacks in its log: "
         f"{output.count('Traceback')}; reports dropped: "
         f"{output.count('rejected by the backend, dropped')}",
         "",
