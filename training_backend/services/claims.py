@@ -125,16 +125,18 @@ def _claim_again(
 
 
 def unconfirmed_claim(
-    db: Session, *, user_id: str, agent_id: str, now: datetime, older_than: float = REOFFER_AFTER_S
+    db: Session, *, user_id: str, agent_id: str, now: datetime, older_than: float | None = None
 ) -> TrainingJob | None:
-    """The oldest job ``agent_id`` claimed more than ``older_than`` seconds ago and never
-    confirmed: what its poll offers again when no job is pending."""
+    """The oldest job ``agent_id`` claimed more than ``older_than`` seconds ago (default
+    ``REOFFER_AFTER_S``) and never confirmed: what its poll offers again when no job is
+    pending."""
+    wait_s = REOFFER_AFTER_S if older_than is None else older_than
     query = (
         select(TrainingJob)
         .where(TrainingJob.user_id == user_id, TrainingJob.agent_id == agent_id)
         .where(TrainingJob.status == JobStatus.RUNNING.value)
         .where(TrainingJob.claim_confirmed_at.is_(None))
-        .where(TrainingJob.claimed_at <= now - timedelta(seconds=older_than))
+        .where(TrainingJob.claimed_at <= now - timedelta(seconds=wait_s))
         .order_by(TrainingJob.claimed_at)
         .limit(1)
     )
