@@ -92,6 +92,7 @@ def test_a_64_mib_output_and_an_adapter_directory_come_back(
     assert "/etc/hostname is not uploaded: it is outside the job's work directory" in logs
 
 
+@pytest.mark.timeout(300)  # 20 s down on purpose, then the rest of a 64 MiB upload
 def test_an_upload_resumes_after_the_backend_is_down_for_20_seconds(
     backend: BackendProcess, tmp_path: Path
 ) -> None:
