@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Playwright, expect, sync_playwright
 
 from tests.browser.support import Shots, Site, Watched, launch, sign_in, watch, write_releases
 from tests.support.backend import start_backend
@@ -15,6 +15,11 @@ from tests.support.backend import start_backend
 pytestmark = pytest.mark.e2e
 
 VIEWPORT = {"width": 1280, "height": 900}
+
+
+# Assertions wait as long as actions (10 s): the suite's pytest workers share two cores
+# with training tests, where a page's answer has taken over 5 s (Playwright's default).
+expect.set_options(timeout=10_000)
 
 
 @pytest.fixture(scope="module")
