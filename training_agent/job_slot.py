@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from training_agent import heap
 from training_agent.api import BackendClient
 from training_agent.control import LEASE_LOST, JobControl, gone_reason
 from training_agent.errors import HttpStatusError, StateError
@@ -131,6 +132,7 @@ class JobSlots:
             self._running.pop(job.id, None)
             self._gpus.release(job.id)
         self._finish(slot, outcome)
+        heap.give_back()  # what the job's reports and bodies used, back to the system
 
     def cancel(self, job_id: str, reason: str) -> bool:
         """Cancel a running job with the kill ladder; False when it does not run here."""
