@@ -14,17 +14,15 @@ from __future__ import annotations
 import contextlib
 import re
 import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.support.agent import agent_env
+from tests.support import job_faults
 from tests.support.backend import start_backend
 from tests.support.e2e import Owner, make_user_and_key
 from tests.support.fault_proxy import start_fault_proxy
@@ -145,27 +143,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
 
 
 def submit_job(owner: Owner) -> str:
-    config = {"type": "command", "command": [sys.executable, "-c", TRAINER]}
-    answer = httpx.post(
-        f"{owner.backend.url}/api/training/jobs",
-        headers=owner.headers,
-        json={"model_name": "faults", "config": config},
-    )
-    answer.raise_for_status()
-    return str(answer.json()["job"]["id"])
+    return job_faults.submit_job(owner, TRAINER, "faults")
 
 
 def start(owner: Owner, here: Path, proxy_url: str) -> subprocess.Popen[bytes]:
-    env = agent_env(
-        here / "agent",
-        backend_url=proxy_url,
-        api_key=owner.key,
-        TRAINING_AGENT_ALLOW_COMMAND_JOBS="1",
-        TRAINING_AGENT_HEARTBEAT_INTERVAL_SECONDS="1",
-    )
-    with (here / "agent.out").open("wb") as out:  # a file: ten pipes nobody reads would fill
-        command = [sys.executable, "-m", "training_agent", "start", "--max-jobs", "1"]
-        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    return job_faults.start_agent(owner, here, proxy_url)
 
 
 def finish(agent: subprocess.Popen[bytes], here: Path) -> tuple[int, str]:

@@ -39,12 +39,13 @@ WAIT_S = 150.0
 OUTAGE_S = 3.0
 
 
-def submit_job(owner: Owner) -> str:
-    config = {"type": "command", "command": [sys.executable, "-c", TRAINER]}
+def submit_job(owner: Owner, trainer: str = TRAINER, model_name: str = "backend-faults") -> str:
+    """A command job running ``trainer`` (Python source) with the agent's interpreter."""
+    config = {"type": "command", "command": [sys.executable, "-c", trainer]}
     answer = httpx.post(
         f"{owner.backend.url}/api/training/jobs",
         headers=owner.headers,
-        json={"model_name": "backend-faults", "config": config},
+        json={"model_name": model_name, "config": config},
     )
     answer.raise_for_status()
     return str(answer.json()["job"]["id"])
