@@ -19,7 +19,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +34,7 @@ from tests.support.agent import agent_env
 from tests.support.backend import BackendProcess, start_backend
 from tests.support.e2e import Owner, journal, tracked_processes, wait_until
 from tests.support.fault_proxy import FaultProxy, start_fault_proxy
+from tests.support.job_faults import command_trainer
 from training_agent.journal import AGENT_RESTARTED
 from training_backend.db import create_db_engine, create_session_factory
 from training_backend.services.api_keys import create_api_key
@@ -44,17 +44,8 @@ from training_backend.services.users import create_user
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 
 STEPS = 300
-TRAINER = textwrap.dedent(
-    f"""
-    import time
-    from training_agent import report
-    report.progress(total_steps={STEPS}, total_epochs=1)
-    for step in range(1, {STEPS} + 1):
-        print(f"line {{step}}", flush=True)
-        report.metric(step, step / {STEPS}, train_loss=1.0 / step)
-        time.sleep(0.02)  # six seconds in all: the moments below fall inside the run
-    """
-)
+# Six seconds in all: the moments below fall inside the run.
+TRAINER = command_trainer(STEPS, 0.02)
 HELD_S = 4.0  # how long the proxy holds the request the agent dies during
 WAIT_S = 150.0
 STATUS = r"^/api/training/local/[^/]+/status$"

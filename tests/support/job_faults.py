@@ -24,17 +24,25 @@ from tests.support.agent import agent_env
 from tests.support.e2e import Owner, wait_until
 
 STEPS = 300
-TRAINER = textwrap.dedent(
-    f"""
-    import time
-    from training_agent import report
-    report.progress(total_steps={STEPS}, total_epochs=1)
-    for step in range(1, {STEPS} + 1):
-        print(f"line {{step}}", flush=True)
-        report.metric(step, step / {STEPS}, train_loss=1.0 / step)
-        time.sleep(0.03)  # nine seconds in all: each fault below falls inside the run
-    """
-)
+
+
+def command_trainer(steps: int, pause_s: float) -> str:
+    """Python source of a command job: ``steps`` metric points and log lines, one every
+    ``pause_s`` seconds, with its progress declared first."""
+    return textwrap.dedent(
+        f"""
+        import time
+        from training_agent import report
+        report.progress(total_steps={steps}, total_epochs=1)
+        for step in range(1, {steps} + 1):
+            print(f"line {{step}}", flush=True)
+            report.metric(step, step / {steps}, train_loss=1.0 / step)
+            time.sleep({pause_s})
+        """
+    )
+
+
+TRAINER = command_trainer(STEPS, 0.03)  # nine seconds in all: each fault falls inside the run
 WAIT_S = 150.0
 OUTAGE_S = 3.0
 
