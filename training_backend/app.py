@@ -34,6 +34,7 @@ from training_backend.routers import (
     jobs,
     pages,
 )
+from training_backend.services.agent_refreshes import AgentRefreshes
 from training_backend.services.agent_updates import UpdateOffers
 from training_backend.services.artifact_store import open_store
 from training_backend.services.chunk_buffers import ChunkBuffers
@@ -99,6 +100,8 @@ def create_app(settings: BackendSettings | None = None) -> FastAPI:
     # What polls keep asking the database; it hears every signal the waiters hear.
     app.state.poll_cache = PollCache()
     app.state.wakeups.listeners.append(app.state.poll_cache.apply)
+    # Agents' "still here" row writes, made together about once a second.
+    app.state.agent_refreshes = AgentRefreshes()
     app.state.artifact_store = open_store(settings)  # opens no connection and no file yet
     app.state.upload_hashes = UploadHashes()
     app.state.chunk_buffers = ChunkBuffers(settings.artifact_max_chunk_bytes)

@@ -3,6 +3,8 @@
 - housekeeping (``housekeeping.py``): lease expiry, forgetting stale agents;
 - the shared re-check (``services.recheck``): once a second while a poll is held or the
   poll caches remember anything, what lost signals would have said;
+- the agents' "still here" row writes (``services.agent_refreshes``), about once a
+  second, and once more as the app stops;
 - on PostgreSQL, the ``LISTEN`` connection that wakes this process's long polls when
   another process submits or requeues a job (``services.pg_listener``);
   ``app.state.notifications_listening`` is set once it listens;
@@ -44,6 +46,7 @@ async def background_tasks(app: FastAPI) -> AsyncIterator[None]:
     tasks = [
         asyncio.create_task(app.state.housekeeping.run(), name="housekeeping"),
         asyncio.create_task(app.state.recheck.run(), name="recheck"),
+        asyncio.create_task(app.state.agent_refreshes.run(app.state.session_factory)),
     ]
     app.state.notifications_listening = listening = asyncio.Event()
     if _is_postgresql(app):

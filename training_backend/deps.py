@@ -165,7 +165,12 @@ def poll_desk(app: FastAPI) -> PollDesk:
     settings_of = app.dependency_overrides.get(get_settings)
     settings = state.settings if settings_of is None else settings_of()
     return PollDesk(
-        settings, state.session_factory, state.wakeups, state.api_key_rate_limit, state.poll_cache
+        settings,
+        state.session_factory,
+        state.wakeups,
+        state.api_key_rate_limit,
+        state.poll_cache,
+        state.agent_refreshes,
     )
 
 

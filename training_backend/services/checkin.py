@@ -1,7 +1,9 @@
 """Checking a poll in: its key, its agent's version and row, with the process's caches.
 
     quick_check_in(desk, headers, agent, ...)   from the caches only, on the event loop;
-                                                 ``None`` when the database must be asked
+                                                 ``None`` when the database must be asked;
+                                                 a due "still here" is queued
+                                                 (``services.agent_refreshes``)
     record_known_agent(db, desk, quick, ...)    the row write a quick check-in may need
     full_check_in(db, desk, headers, ...)       the same with the database; fills the caches
     check_in_agent(db, ...)                     a claim's check-in (426, then the row)
@@ -15,7 +17,7 @@ so a poll is never counted twice. Revocations reach the caches as signals
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,14 +25,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from training_backend.errors import ApiError
 from training_backend.ratelimit import ApiKeyRateLimit
 from training_backend.security import hash_secret, is_api_key_format
+from training_backend.services.agent_refreshes import AgentRefreshes
 from training_backend.services.agent_versions import is_supported, require_supported
 from training_backend.services.agents import (
     AgentIdentity,
     AgentSeen,
     agent_identity_from_headers,
-    needs_write,
+    connection_to_record,
+    must_write_now,
     poll_coalesce,
     record_poll,
+    refresh_due,
 )
 from training_backend.services.api_keys import (
     authenticate_api_key,
@@ -58,6 +63,7 @@ class PollDesk:
     wakeups: Wakeups
     rate_limit: ApiKeyRateLimit
     cache: PollCache
+    refreshes: AgentRefreshes
 
 
 @dataclass(frozen=True)
@@ -88,9 +94,9 @@ class CheckedIn:
 class QuickCheckIn:
     """A check-in the caches could make: the key is known good and the agent is known.
 
-    ``must_record``: the agent's row needs a write (its ``last_poll_at`` is getting old,
-    or a header changed), which ``record_known_agent`` makes without reading the key or
-    the row again.
+    ``must_record``: the agent's row needs a write now (a header changed, or it was
+    offline), which ``record_known_agent`` makes without reading the key or the row
+    again. A row that only needs "still here" is not a must: that is queued.
     """
 
     who: CheckedIn
@@ -175,10 +181,33 @@ def quick_check_in(
         return None
     if spend and not desk.rate_limit.check_here(cached.id):  # 429 RATE_LIMITED
         return None  # the key's shared bucket must be asked: the full path does that
-    coalesce = poll_coalesce(desk.settings.online_threshold_seconds)
     who = CheckedIn.of(cached.user_id, agent, cached.id, headers)
-    held = needs_write(seen, agent, now=now, coalesce=coalesce, holding_until=holding_until)
-    return QuickCheckIn(who, agent, seen, held, holding_until)
+    if must_write_now(seen, agent, now=now):
+        return QuickCheckIn(who, agent, seen, True, holding_until)
+    coalesce = poll_coalesce(desk.settings.online_threshold_seconds)
+    if refresh_due(seen, now=now, coalesce=coalesce, holding_until=holding_until):
+        seen = _queue_refresh(desk, who, seen, now=now, holding_until=holding_until)
+    return QuickCheckIn(who, agent, seen, False, holding_until)
+
+
+def _queue_refresh(
+    desk: PollDesk,
+    who: CheckedIn,
+    seen: AgentSeen,
+    *,
+    now: datetime,
+    holding_until: datetime | None,
+) -> AgentSeen:
+    """Queue "still here" for the agent's row (``services.agent_refreshes``) and
+    remember the row as it will be: the poll itself needs no database."""
+    until = None
+    if holding_until is not None:
+        threshold = timedelta(seconds=desk.settings.online_threshold_seconds)
+        until = connection_to_record(now, holding_until, threshold)
+    desk.refreshes.queue(who.user_id, who.agent_id, last_poll_at=now, connected_until=until)
+    refreshed = replace(seen, last_poll_at=now, connected_until=until or seen.connected_until)
+    desk.cache.remember_agent(who.user_id, who.agent_id, refreshed)
+    return refreshed
 
 
 def record_known_agent(db: Session, desk: PollDesk, quick: QuickCheckIn, *, now: datetime) -> None:
