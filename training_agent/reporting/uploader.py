@@ -26,6 +26,7 @@ from training_agent.reporting import extra
 from training_agent.reporting.outbox import Outbox, PendingStatus
 from training_agent.retry import (
     REPORT,
+    WAIT_ADVICE,
     RetryPolicy,
     backoff_s,
     call_with_retry,
@@ -317,7 +318,13 @@ class Uploader:
         """
         try:
             answer = await call_with_retry(
-                call, policy=self._policy, sleep=self._sleep, rng=self._rng, describe=what
+                call,
+                policy=self._policy,
+                sleep=self._sleep,
+                rng=self._rng,
+                clock=self._clock,
+                describe=what,
+                advice=WAIT_ADVICE,
             )
         except HttpStatusError as exc:
             if exc.status == TOO_LARGE and count > 1:
