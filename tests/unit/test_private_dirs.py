@@ -35,8 +35,13 @@ def paths(tmp_path: Path) -> AgentPaths:
     return AgentPaths.under(tmp_path / "home")
 
 
+def test_a_fresh_home_is_made_owner_only_at_every_level(paths: AgentPaths) -> None:
+    assert paths.ensure() == []  # nothing was there to narrow
+    for folder in (paths.config_dir, paths.journals_dir, paths.jobs_dir, paths.cache_dir):
+        assert mode(folder) == 0o700 and mode(folder.parent) == 0o700, folder
+
+
 def test_a_first_job_leaves_every_folder_0700_and_its_config_0600(paths: AgentPaths) -> None:
-    paths.ensure()
     workspace = Workspace.for_job(paths.jobs_dir, "job-1")
     workspace.create({"type": "command", "env": {"HF_TOKEN": "secret"}})
     JobJournal(paths.journals_dir, "job-1").start()
