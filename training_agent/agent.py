@@ -19,6 +19,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,6 +31,7 @@ from training_agent.daemon import EXIT_UPDATE, Daemon, DaemonOptions, install_si
 from training_agent.dataset_cache import DatasetCache
 from training_agent.errors import ConfigError, TrainingAgentError
 from training_agent.executor.dataset import DatasetFetcher
+from training_agent.executor.workspace import narrow_workspaces
 from training_agent.gpus import load_nvml
 from training_agent.identity import (
     LEGACY_AGENT_ID_FILE,
@@ -41,6 +43,7 @@ from training_agent.job_slot import JobOptions, JobSlots
 from training_agent.logs import setup_logging
 from training_agent.paths import AgentPaths
 from training_agent.poller import Poller
+from training_agent.pruning import JobPruner
 from training_agent.reporting.artifacts import ArtifactUploader
 from training_agent.reporting.outbox import Outbox
 from training_agent.reporting.uploader import Uploader
@@ -170,7 +173,7 @@ def build_agent(
     """
     backend_url = _backend_url(settings, paths)
     secret = api_key or require_api_key(settings, paths)
-    paths.ensure()
+    _say_narrowed(paths.ensure(), narrow_workspaces(paths.jobs_dir))
     identity = identity or _identity(paths)
     resources = ResourceMonitor(work_dir=paths.jobs_dir, clock=clock, nvml_loader=nvml_loader)
     gpus = GpuPool.from_setting(
@@ -179,7 +182,7 @@ def build_agent(
         detect=resources.gpu_indices,
     )
     log.info("gpus: %s; %s", resources.last_gpus.summary(), gpus.describe())
-    journals_dir = paths.state_dir / "jobs"
+    journals_dir = paths.journals_dir
     outbox = Outbox(paths.outbox_file, max_log_lines=settings.max_log_lines_per_job)
     client = BackendClient(
         base_url=backend_url,
@@ -207,6 +210,12 @@ def build_agent(
     )
     uploader: Uploader
     artifacts: ArtifactUploader
+    pruner = JobPruner(
+        outbox=outbox,
+        jobs_dir=paths.jobs_dir,
+        retention_days=settings.job_retention_days,
+        in_use=lambda job_id: daemon.holds(job_id),
+    )
     jobs = JobSlots(
         client=client,
         outbox=outbox,
@@ -229,7 +238,7 @@ def build_agent(
         features=poller.known_features,
         on_control=jobs.on_control,
         on_gone=jobs.on_gone,
-        on_delivered=jobs.on_delivered,
+        on_delivered=lambda job_id: _delivered(jobs, pruner, job_id),
         sleep=sleep,
         rng=rng,
         clock=clock,
@@ -258,6 +267,7 @@ def build_agent(
         journals_dir=journals_dir,
         clock=clock,
         sleep=sleep,
+        pruner=pruner,
     )
     updater = build_updater(
         settings, paths, client=client, version=identity.version, platform=identity.platform
@@ -271,8 +281,9 @@ def build_agent(
 async def run_agent(settings: Settings, paths: AgentPaths) -> int:
     """Run the daemon in the foreground until it drains; the process exit code."""
     secret = require_api_key(settings, paths)
-    paths.ensure()
+    narrowed = paths.ensure()
     setup_logging(settings.log_level, log_file=paths.log_file, secrets=(secret.get_secret_value(),))
+    _say_narrowed(narrowed, 0)
     agent = build_agent(settings, paths, api_key=secret)
     identity = agent.identity
     log.info(
@@ -338,3 +349,17 @@ def _identity(paths: AgentPaths) -> AgentIdentity:
     # Under TRAINING_AGENT_HOME nothing outside it is read, not even a FineTune Lab id.
     legacy = None if paths.isolated else LEGACY_AGENT_ID_FILE
     return detect_identity(load_or_create_agent_id(paths.agent_id_file, legacy_path=legacy))
+
+
+def _delivered(jobs: JobSlots, pruner: JobPruner, job_id: str) -> None:
+    """A job's last report went out: its journal goes, and older jobs may be pruned."""
+    jobs.on_delivered(job_id)
+    pruner.wake()
+
+
+def _say_narrowed(dirs: list[Path], work_dirs: int) -> None:
+    """Log what ``AgentPaths.ensure`` and ``narrow_workspaces`` made owner-only."""
+    for path in dirs:
+        log.warning("%s was open to other users; it is owner-only (0700) now", path)
+    if work_dirs:
+        log.warning("%d job work folder(s) were open to other users; owner-only now", work_dirs)

@@ -130,6 +130,11 @@ class Settings(BaseSettings):
     min_free_disk_gb: float = Field(default=1.0, ge=0)
     """Claim no job while the work directory's disk has less free space than this."""
 
+    job_retention_days: float = Field(default=7.0, ge=0)
+    """A finished job's work directory (checkpoints, outputs) and outbox row are removed
+    this many days after it ended, once all its reports and uploads were delivered;
+    0: as soon as they were (``pruning`` says why a week)."""
+
     max_log_lines_per_job: int = Field(default=100_000, ge=10)
     """A longer job log keeps its first and last lines around one notice saying how many
     lines were skipped."""

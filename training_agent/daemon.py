@@ -6,13 +6,12 @@ Stops come in two kinds (after buildkite's agent): the first SIGTERM/SIGINT *dra
 "agent stopped". ``--max-jobs`` and ``--idle-exit`` stop the same way as a first
 signal. ``drain()`` and ``resume()`` (the status API's) only stop and restart claiming.
 
-At start, before claiming anything, the daemon cleans up after a crash (``journal``)
-and gives the reports left in the outbox ``startup_drain_s`` to go out. It never exits
-because the backend cannot be reached. Exit codes: ``EXIT_OK`` (0) after a stop, and
-``EXIT_REVOKED`` (4) when the platform revoked the agent (after its running jobs
-ended), so a service manager can tell "do not restart me" from a crash. When the backend
-answers 426 (it needs a newer agent), ``run`` raises the poller's ``AgentOutdatedError``
-once the running jobs end; ``start`` prints its sentence and exits ``EXIT_OUTDATED`` (5).
+At start, before claiming, the daemon cleans up after a crash (``journal``), prunes old
+finished jobs (``pruning``) and gives the outbox ``startup_drain_s`` to empty. It never
+exits because the backend cannot be reached. Exit codes: ``EXIT_OK`` (0) after a stop,
+``EXIT_REVOKED`` (4) when the platform revoked the agent (after its jobs ended: a service
+manager tells "do not restart me" from a crash). On a 426 (the backend needs a newer
+agent) ``run`` raises ``AgentOutdatedError`` once the jobs end (``start`` exits 5).
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ from training_agent.job_slot import AGENT_STOPPED, JobSlots
 from training_agent.jobs import ClaimedJob
 from training_agent.journal import recover_jobs
 from training_agent.poller import Poller
+from training_agent.pruning import JobPruner
 from training_agent.reporting.artifacts import ArtifactUploader
 from training_agent.reporting.outbox import Outbox
 from training_agent.reporting.uploader import Uploader
@@ -90,11 +90,12 @@ class Daemon:
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         artifacts: ArtifactUploader | None = None,
+        pruner: JobPruner | None = None,
     ) -> None:
-        """``artifacts`` uploads finished jobs' outputs (None: never, as in a test of the
-        daemon alone)."""
+        """``artifacts`` uploads finished jobs' outputs, ``pruner`` removes old finished
+        jobs (None: neither, as in a test of the daemon alone)."""
         self._options = options
-        self.artifacts = artifacts
+        self.artifacts, self.pruner = artifacts, pruner
         self.poller = poller
         self.uploader = uploader
         self._jobs = jobs
@@ -191,6 +192,8 @@ class Daemon:
         if self.artifacts is not None:
             helpers.append(self._supervised("the artifact uploader", self.artifacts.run))
         helpers.append(self._supervised("the start-up delivery", self._startup_drain))
+        if self.pruner is not None:  # after _recover: an interrupted job is not finished
+            helpers.append(self._supervised("the job pruner", self.pruner.run))
         if self._options.idle_exit_s is not None:
             helpers.append(self._supervised("the --idle-exit watch", self._idle_watch))
         try:
@@ -236,12 +239,9 @@ class Daemon:
         )
 
     def poll_headers(self) -> dict[str, str]:
-        """``X-Agent-Info`` and ``X-Agent-Current-Jobs`` for the next poll.
-
-        A failing resource sampler (a broken NVML, a vanished work dir) costs only
-        ``X-Agent-Info``: the poll goes out without it, and the failure is logged once
-        with its traceback and shown in ``training-agent status`` until it works again.
-        """
+        """``X-Agent-Info`` and ``X-Agent-Current-Jobs`` for the next poll. A failing
+        resource sampler (a broken NVML, a vanished work dir) costs only ``X-Agent-Info``,
+        logged once with its traceback and shown in ``status`` until it works again."""
         headers = {"X-Agent-Current-Jobs": ",".join(sorted(self._active))}
         try:
             headers["X-Agent-Info"] = self._resources.info_header(

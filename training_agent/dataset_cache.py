@@ -31,6 +31,8 @@ import shutil
 import uuid
 from pathlib import Path
 
+from training_agent.paths import private_dir
+
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 DEFAULT_NAME = "dataset"
@@ -114,20 +116,6 @@ class DatasetCache:
 
     def _url_index(self, url: str) -> Path:
         return self.root / "urls" / hashlib.sha256(url.encode("utf-8")).hexdigest()
-
-
-def private_dir(path: Path) -> None:
-    """Make ``path`` and its missing parents owner-only (0700); narrow it if it is wider."""
-    missing: list[Path] = []
-    while not path.exists() and path != path.parent:
-        missing.append(path)
-        path = path.parent
-    for directory in reversed(missing):
-        directory.mkdir(mode=0o700, exist_ok=True)
-        directory.chmod(0o700)  # mkdir's mode is filtered by the umask
-    top = missing[0] if missing else path
-    if top.stat().st_mode & 0o077:
-        top.chmod(0o700)
 
 
 def _siblings(target: Path) -> list[Path]:

@@ -60,7 +60,15 @@ class ApiError(TrainingAgentError):
 
 
 class TransportError(ApiError):
-    """The backend did not answer: connection refused, reset, DNS failure or timeout."""
+    """The backend did not answer: connection refused, reset, DNS failure or timeout.
+
+    ``untrusted_certificate`` marks the one kind no retry mends by itself: the backend's
+    TLS certificate is not trusted on this machine (it is still retried, but said at once).
+    """
+
+    def __init__(self, message: str, *, untrusted_certificate: bool = False) -> None:
+        super().__init__(message)
+        self.untrusted_certificate = untrusted_certificate
 
 
 class ProtocolError(ApiError):

@@ -33,6 +33,7 @@ from training_agent.errors import StateError
 from training_agent.executor.process import kill_tracked
 from training_agent.executor.workspace import is_safe_job_id
 from training_agent.jobs import JobStatus
+from training_agent.paths import private_dir
 from training_agent.reporting.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ class JobJournal:
 
 def write_atomically(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` (mode 0600) so that a crash leaves the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)  # and state/jobs above it: 0700 too, not the umask's 0755
     partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:

@@ -9,7 +9,8 @@ How it answers trouble (the request budget is in docs/operations.md):
 
 - no answer, 408, 429 or 5xx: exponential backoff, 2 s doubling to 60 s, full jitter
   applied after the cap, never below ``min_interval_s``; a ``Retry-After`` is a floor
-  (``retry.poll_backoff_s``);
+  (``retry.poll_backoff_s``); logged as ``failure_streak`` says: a blip is one WARNING
+  line, a minute of failures one ERROR with what to do, the recovery one INFO line;
 - 401 or 403 on the key: the key is re-read once (``reload_key``: the environment,
   the config, the credential store); an unchanged key parks the poller in ``rejected``
   ("API key rejected") with one try per ``auth_retry_s`` (5 min) at most
@@ -47,12 +48,14 @@ from training_agent.errors import (
     TrainingAgentError,
     TransportError,
 )
+from training_agent.failure_streak import FailureStreak
 from training_agent.jobs import ClaimedJob, JobDataset
 from training_agent.logs import register_secret
 from training_agent.retry import (
     AUTH_RETRY_S,
     CLAIM,
     call_with_retry,
+    is_lasting,
     is_retryable,
     poll_backoff_s,
     refused_poll_wait_s,
@@ -67,6 +70,10 @@ KeyReader = Callable[[], SecretStr | str | None]
 
 LONG_POLL_WAIT_S = 30.0  # the most docs/protocol.md (long_poll) lets a backend hold a poll
 REVOKED_CODE = "AGENT_REVOKED"
+OUTAGE_ADVICE = (
+    "check this machine's network and that the backend (backend_url) is up; running jobs "
+    "go on and their reports wait in the outbox"
+)
 
 
 class Connection(enum.StrEnum):
@@ -127,6 +134,7 @@ class Poller:
         self._stopped = False
         self._inflight: asyncio.Future[PollResponse] | None = None
         self._failures = 0
+        self._streak = FailureStreak("poll", logger=log, advice=OUTAGE_ADVICE, clock=clock)
         self.connection = Connection.STARTING
         self.reason: str | None = None  # why the connection is not CONNECTED
         self.features: frozenset[str] = frozenset()
@@ -245,7 +253,8 @@ class Poller:
         )
 
     def _connected(self, answer: PollResponse, *, latency_s: float, long_poll: bool) -> None:
-        if self.connection is not Connection.CONNECTED:
+        self._streak.succeeded()
+        if not self.features_known or answer.features != self.features:
             features = ", ".join(sorted(answer.features)) or "none (protocol v1)"
             log.info("connected to the backend; extensions: %s", features)
         self.connection, self.reason, self._failures = Connection.CONNECTED, None, 0
@@ -284,10 +293,7 @@ class Poller:
                 self._auth_retry_s, retry_after_s=retry_after, rng=self._rng
             )
             reason = _rejected_reason(exc) if state is Connection.REJECTED else str(exc)
-        if state is not self.connection or reason != self.reason:
-            log.error("poll failed: %s; next try in %.0fs", reason, delay)
-        else:
-            log.debug("poll failed again: %s; next try in %.0fs", reason, delay)
+        self._streak.failed(exc, retry_in_s=delay, lasting=is_lasting(exc), reason=reason)
         self.connection, self.reason = state, reason
         if self._state is not None:
             self._state.poll_failed(state=state.value, reason=reason, retry_in_s=delay)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -27,6 +28,7 @@ from tenacity.stop import stop_base, stop_never
 from tenacity.wait import wait_base
 
 from training_agent.errors import HttpStatusError, TransportError
+from training_agent.failure_streak import FailureStreak
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,13 @@ AUTH_RETRY_S = 300.0
 AUTH_RETRY_JITTER = 0.2
 
 
+# What to do about a report or upload that has failed for a minute (``failure_streak``).
+WAIT_ADVICE = (
+    "it waits in the outbox and is tried again until the backend takes it; check this "
+    "machine's network and that the backend is up"
+)
+
+
 def is_retryable(exc: BaseException) -> bool:
     """True for failures that may go away by themselves: no answer, 408, 429 and 5xx.
 
@@ -112,6 +121,18 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, HttpStatusError):
         return exc.status in _RETRYABLE_4XX or 500 <= exc.status <= 599
     return False
+
+
+def is_lasting(exc: BaseException) -> bool:
+    """True for failures no retry mends by itself: a TLS certificate this machine does not
+    trust, and every 4xx but 408 and 429 (a rejected key, a refused request).
+
+    Such a failure is logged as an ERROR at once (``failure_streak``); a transient one
+    only when it has gone on for a while.
+    """
+    if isinstance(exc, TransportError):
+        return exc.untrusted_certificate
+    return isinstance(exc, HttpStatusError) and not is_retryable(exc)
 
 
 # Answers after which a job's reports will never be accepted again: the lease was lost
@@ -174,20 +195,25 @@ async def call_with_retry(
     policy: RetryPolicy,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     rng: Callable[[], float] = random.random,
+    clock: Callable[[], float] = time.monotonic,
     describe: str = "",
+    advice: str = "",
 ) -> T:
     """``await fn()``, retrying retryable failures as ``policy`` says.
 
     The last exception is re-raised unchanged once the attempts are used up, and any
-    non-retryable exception at once. Each retry is logged once at WARNING.
+    non-retryable exception at once. The retries are logged as ``failure_streak`` says:
+    each one WARNING line while the failures are young, one ERROR (with ``advice``, what
+    to do) once they have gone on for a minute, and an INFO line when the call then works.
     """
     what = describe or getattr(fn, "__qualname__", "call")
+    streak = FailureStreak(what, logger=log, advice=advice, clock=clock)
     retrying = AsyncRetrying(
         retry=retry_if_exception(is_retryable),
         wait=_PolicyWait(policy, rng),
         stop=_stop(policy),
         sleep=sleep,
-        before_sleep=lambda state: _log_retry(what, state),
+        before_sleep=lambda state: _log_retry(streak, state),
         reraise=True,
     )
 
@@ -196,7 +222,9 @@ async def call_with_retry(
     async def attempt() -> T:
         return await fn()
 
-    return await retrying(attempt)
+    answer: T = await retrying(attempt)
+    streak.succeeded()
+    return answer
 
 
 class _PolicyWait(wait_base):
@@ -220,12 +248,12 @@ def _stop(policy: RetryPolicy) -> stop_base:
     return stop_after_attempt(policy.max_attempts)
 
 
-def _log_retry(what: str, state: RetryCallState) -> None:
+def _log_retry(streak: FailureStreak, state: RetryCallState) -> None:
     exc = state.outcome.exception() if state.outcome else None
+    if exc is None:  # tenacity retries only on exceptions here
+        return
     delay = state.next_action.sleep if state.next_action else 0.0
-    log.warning(
-        "%s failed (%s), retrying in %.1fs (attempt %d)", what, exc, delay, state.attempt_number
-    )
+    streak.failed(exc, retry_in_s=delay, lasting=is_lasting(exc))
 
 
 def _unit(rng: Callable[[], float]) -> float:

@@ -33,6 +33,7 @@ Clock = Callable[[], float]
 
 #: Buckets kept before idle (full) ones are dropped; bounds memory under many addresses.
 MAX_BUCKETS = 50_000
+LOGIN_REFUSED = "Too many failed sign-in attempts; wait {seconds} s and try again"
 
 
 @dataclass
@@ -194,13 +195,18 @@ def _lease(burst: int) -> int:
     return max(1, burst // 20)
 
 
-class ApiKeyRateLimit:
-    """The per-key limit the API-key dependency applies after the key is validated."""
+class _PerKeyLimit:
+    """One ``RateLimiter`` behind a ``check`` that answers 429 with a sentence; no limit
+    at all (every request allowed) when ``per_minute`` is 0."""
+
+    SCOPE = ""  # the shared buckets' name prefix
+    REFUSED = ""  # the 429's sentence, with ``{seconds}``
+    LEASED = True  # tokens leave the shared store a twentieth of the burst at a time
 
     def __init__(
         self,
         *,
-        per_minute: int,
+        per_minute: float,
         burst: int,
         clock: Clock = time.monotonic,
         store: BucketStore | None = None,
@@ -212,14 +218,21 @@ class ApiKeyRateLimit:
                 burst=burst,
                 clock=clock,
                 store=store,
-                scope="api_key",
-                lease=_lease(burst),
+                scope=self.SCOPE,
+                lease=_lease(burst) if self.LEASED else 1,
             )
 
-    def check(self, key_id: str) -> None:
-        """Spend one request of ``key_id``; 429 ``RATE_LIMITED`` when none is left."""
+    def check(self, key: str) -> None:
+        """Spend one request of ``key``; 429 ``RATE_LIMITED`` when none is left."""
         if self._limiter is not None:
-            _refuse_key(self._limiter.spend(key_id))
+            _refuse(self._limiter.spend(key), "RATE_LIMITED", self.REFUSED)
+
+
+class ApiKeyRateLimit(_PerKeyLimit):
+    """The per-key limit the API-key dependency applies after the key is validated."""
+
+    SCOPE = "api_key"
+    REFUSED = "Rate limit exceeded for this API key; try again in {seconds} s"
 
     def check_here(self, key_id: str) -> bool:
         """``check`` without the database (for the event loop): ``False`` when only the
@@ -229,18 +242,19 @@ class ApiKeyRateLimit:
         wait_s = self._limiter.spend_here(key_id)
         if wait_s is None:
             return False
-        _refuse_key(wait_s)
+        _refuse(wait_s, "RATE_LIMITED", self.REFUSED)
         return True
 
 
-def _refuse_key(wait_s: float) -> None:
+def _refuse(wait_s: float, code: str, sentence: str) -> None:
+    """429 ``code`` with ``sentence`` (its ``{seconds}`` filled in) when ``wait_s`` > 0."""
     if wait_s > 0:
         seconds = max(1, math.ceil(wait_s))
-        message = f"Rate limit exceeded for this API key; try again in {seconds} s"
-        raise ApiError(429, "RATE_LIMITED", message, headers=retry_after_header(wait_s))
+        message = sentence.format(seconds=seconds)
+        raise ApiError(429, code, message, headers=retry_after_header(wait_s))
 
 
-class JobRateLimit:
+class JobRateLimit(_PerKeyLimit):
     """The per-job limit on job-token routes (reports, heartbeats, the dataset download).
 
     A job token is a credential of its own: a leaked one, or a runaway trainer, must not
@@ -248,34 +262,8 @@ class JobRateLimit:
     valid, by job id.
     """
 
-    def __init__(
-        self,
-        *,
-        per_minute: int,
-        burst: int,
-        clock: Clock = time.monotonic,
-        store: BucketStore | None = None,
-    ) -> None:
-        self._limiter = None
-        if per_minute > 0:
-            self._limiter = RateLimiter(
-                per_minute=per_minute,
-                burst=burst,
-                clock=clock,
-                store=store,
-                scope="job",
-                lease=_lease(burst),
-            )
-
-    def check(self, job_id: str) -> None:
-        """Spend one request of ``job_id``; 429 ``RATE_LIMITED`` when none is left."""
-        if self._limiter is None:
-            return
-        wait_s = self._limiter.spend(job_id)
-        if wait_s > 0:
-            seconds = max(1, math.ceil(wait_s))
-            message = f"Rate limit exceeded for this job's reports; try again in {seconds} s"
-            raise ApiError(429, "RATE_LIMITED", message, headers=retry_after_header(wait_s))
+    SCOPE = "job"
+    REFUSED = "Rate limit exceeded for this job's reports; try again in {seconds} s"
 
 
 class LoginThrottle:
@@ -325,10 +313,7 @@ class LoginThrottle:
             wait_s = self._addresses.spend(address)
             if wait_s > 0:
                 self._names.refund(name_key)
-        if wait_s > 0:
-            seconds = max(1, math.ceil(wait_s))
-            message = f"Too many failed sign-in attempts; wait {seconds} s and try again"
-            raise ApiError(429, "LOGIN_THROTTLED", message, headers=retry_after_header(wait_s))
+        _refuse(wait_s, "LOGIN_THROTTLED", LOGIN_REFUSED)
 
     def succeeded(self, *, name: str, address: str) -> None:
         """A correct password: the name's tries from this address start afresh, and the
@@ -337,12 +322,16 @@ class LoginThrottle:
         self._addresses.refund(address)
 
 
-class AddressRateLimit:
+class AddressRateLimit(_PerKeyLimit):
     """Requests allowed per client address, for an endpoint without a key to count by.
 
     Enrollment is once per machine: the burst lets a lab behind one NAT address enroll
     a rack at once; then ``per_minute`` a minute.
     """
+
+    SCOPE = "enroll"
+    REFUSED = "Too many enrollments from this address; try again in {seconds} s"
+    LEASED = False  # rare, and exactness matters: one token at a time
 
     def __init__(
         self,
@@ -352,17 +341,7 @@ class AddressRateLimit:
         clock: Clock = time.monotonic,
         store: BucketStore | None = None,
     ) -> None:
-        self._limiter = RateLimiter(
-            per_minute=per_minute, burst=burst, clock=clock, store=store, scope="enroll"
-        )
-
-    def check(self, address: str) -> None:
-        """Spend one request of ``address``; 429 ``RATE_LIMITED`` when none is left."""
-        wait_s = self._limiter.spend(address)
-        if wait_s > 0:
-            seconds = max(1, math.ceil(wait_s))
-            message = f"Too many enrollments from this address; try again in {seconds} s"
-            raise ApiError(429, "RATE_LIMITED", message, headers=retry_after_header(wait_s))
+        super().__init__(per_minute=per_minute, burst=burst, clock=clock, store=store)
 
 
 def client_address(request: Request) -> str:

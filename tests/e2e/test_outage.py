@@ -8,7 +8,6 @@ once and in order (log offsets and per-step metrics make the retries idempotent)
 from __future__ import annotations
 
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 from tests.support.agent import agent_env, start_agent, wait_agent
 from tests.support.backend import BackendProcess
 from tests.support.e2e import Owner, make_user_and_key, submit, wait_until
+from tests.support.job_faults import command_trainer
 
 pytestmark = pytest.mark.e2e
 
@@ -25,17 +25,7 @@ STEPS = 300
 # outage is really felt, and short enough to keep the suite fast.
 OUTAGE_S = 4.0
 
-TRAINER = textwrap.dedent(
-    f"""
-    import time
-    from training_agent import report
-    report.progress(total_steps={STEPS}, total_epochs=1)
-    for step in range(1, {STEPS} + 1):
-        print(f"line {{step}}", flush=True)
-        report.metric(step, step / {STEPS}, train_loss=1.0 / step)
-        time.sleep(0.02)
-    """
-)
+TRAINER = command_trainer(STEPS, 0.02)  # six seconds of steps, the outage inside them
 
 
 def test_an_outage_mid_job_loses_and_duplicates_nothing(

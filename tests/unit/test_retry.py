@@ -23,6 +23,7 @@ from training_agent.retry import (
     RetryPolicy,
     backoff_s,
     call_with_retry,
+    is_lasting,
     is_retryable,
     poll_backoff_s,
     refused_poll_wait_s,
@@ -238,3 +239,44 @@ async def test_a_lambda_returning_an_awaitable_is_awaited() -> None:
 
     clock = Clock()
     assert await call_with_retry(lambda: answer(), policy=CLAIM, sleep=clock.sleep) == 42
+
+
+async def test_a_call_failing_for_a_minute_is_one_error_then_quiet_then_one_recovery_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    call = Flaky(*[status(503) for _ in range(12)])
+    with caplog.at_level(logging.DEBUG, logger="training_agent.retry"):
+        await call_with_retry(
+            call,
+            policy=REPORT,
+            sleep=sleep,
+            rng=constant(1.0),
+            clock=lambda: now[0],
+            describe="logs of job 7",
+            advice="it waits in the outbox",
+        )
+    by_level = {
+        level: [r.getMessage() for r in caplog.records if r.levelno == level]
+        for level in (logging.WARNING, logging.ERROR, logging.INFO)
+    }
+    assert len(by_level[logging.WARNING]) == 6  # 1, 2, 4, 8, 16, 32 s: the first minute
+    [error] = by_level[logging.ERROR]
+    assert error.startswith("logs of job 7 has failed for 63s (7 attempts; last: answered 503)")
+    assert "; it waits in the outbox; next try in 60s" in error
+    assert by_level[logging.INFO] == ["logs of job 7 works again after 423s (12 failed attempts)"]
+
+
+async def test_an_untrusted_certificate_is_an_error_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    untrusted = TransportError("its TLS certificate is not trusted", untrusted_certificate=True)
+    call = Flaky(untrusted, untrusted)
+    with caplog.at_level(logging.INFO, logger="training_agent.retry"):
+        await call_with_retry(call, policy=REPORT, sleep=Clock().sleep, describe="logs")
+    assert [r.levelno for r in caplog.records] == [logging.ERROR, logging.INFO]
+    assert is_lasting(untrusted) and is_lasting(status(400)) and not is_lasting(status(503))

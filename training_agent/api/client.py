@@ -21,7 +21,7 @@ import httpx
 from pydantic import SecretStr
 
 from training_agent.api.download import DownloadedFile, save_body
-from training_agent.api.failures import describe_failure
+from training_agent.api.failures import transport_error
 from training_agent.api.models import (
     ArtifactChunkStored,
     ArtifactDeclared,
@@ -34,7 +34,7 @@ from training_agent.api.models import (
 )
 from training_agent.api.responses import parse_lenient, parse_model, status_error
 from training_agent.api.sockets import backend_transport
-from training_agent.errors import ConfigError, ProtocolError, TransportError
+from training_agent.errors import ConfigError, ProtocolError
 from training_agent.identity import AgentIdentity
 from training_agent.jobs import JobStatus
 from training_agent.tls import ssl_context
@@ -272,7 +272,7 @@ class BackendClient:
                 f"the backend's answer to {method} {path} could not be decoded"
             ) from exc
         except httpx.RequestError as exc:
-            raise TransportError(describe_failure(exc, self._origin, timeout)) from exc
+            raise transport_error(exc, self._origin, timeout) from exc
         return self._checked(response, f"{method} {path}", job_token)
 
     @contextlib.asynccontextmanager
@@ -287,7 +287,7 @@ class BackendClient:
                     await response.aread()
                 yield self._checked(response, f"{method} {path}", job_token)
         except httpx.RequestError as exc:
-            raise TransportError(describe_failure(exc, self._origin, self._timeout)) from exc
+            raise transport_error(exc, self._origin, self._timeout) from exc
 
     def _headers(
         self, path: str, job_token: str | None, extra: Mapping[str, str] | None

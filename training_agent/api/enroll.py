@@ -14,9 +14,9 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from training_agent.api.client import _origin
-from training_agent.api.failures import describe_failure
+from training_agent.api.failures import transport_error
 from training_agent.api.responses import parse_model, status_error
-from training_agent.errors import ConfigError, TransportError
+from training_agent.errors import ConfigError
 from training_agent.identity import AgentIdentity
 
 ENROLL_PATH = "/api/training/agent/enroll"
@@ -63,7 +63,7 @@ async def enroll_agent(
         try:
             response = await http.post(ENROLL_PATH, json=body)
         except httpx.RequestError as exc:
-            raise TransportError(describe_failure(exc, origin, timeout)) from exc
+            raise transport_error(exc, origin, timeout) from exc
     what = f"POST {ENROLL_PATH}"
     if not response.is_success:
         raise status_error(response, what=what, api_key_call=False, secrets=(token,))

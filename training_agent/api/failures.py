@@ -1,4 +1,4 @@
-"""Say in one phrase why a request got no answer.
+"""Say in one phrase why a request got no answer, as the agent's ``TransportError``.
 
 httpx reports "All connection attempts failed" for a refused connection; the reason a
 user can act on (refused, unknown host, untrusted certificate) is in the chain of causes.
@@ -12,12 +12,22 @@ import ssl
 
 import httpx
 
+from training_agent.errors import TransportError
+
 # Most specific first: ConnectionRefusedError is also an OSError, and so on.
 _OS_REASONS: tuple[tuple[type[OSError], str], ...] = (
     (ConnectionRefusedError, "connection refused"),
     (ConnectionResetError, "connection reset by the server"),
     (socket.gaierror, "unknown host name"),
 )
+
+
+def transport_error(exc: httpx.RequestError, origin: str, timeout: httpx.Timeout) -> TransportError:
+    """The agent's ``TransportError`` for ``exc``: ``describe_failure``'s sentence, and
+    whether the cause is a certificate this machine does not trust."""
+    return TransportError(
+        describe_failure(exc, origin, timeout), untrusted_certificate=untrusted_certificate(exc)
+    )
 
 
 def describe_failure(exc: httpx.RequestError, origin: str, timeout: httpx.Timeout) -> str:
@@ -39,10 +49,18 @@ def describe_failure(exc: httpx.RequestError, origin: str, timeout: httpx.Timeou
     return f"lost the connection to {origin}: {_reason(exc)}"
 
 
+def untrusted_certificate(exc: BaseException) -> bool:
+    """True when ``exc`` failed because the server's TLS certificate is not trusted here."""
+    return any(isinstance(cause, ssl.SSLCertVerificationError) for cause in _causes(exc))
+
+
 def _reason(exc: BaseException) -> str:
     for cause in _causes(exc):
         if isinstance(cause, ssl.SSLCertVerificationError):
-            return f"its TLS certificate is not trusted ({cause.verify_message})"
+            return (
+                f"its TLS certificate is not trusted ({cause.verify_message}); add the CA "
+                "that signed it to this machine's trust store, or correct the backend URL"
+            )
         if isinstance(cause, ssl.SSLError):
             return f"TLS failed ({cause.reason or cause})"
         for kind, reason in _OS_REASONS:

@@ -1,8 +1,10 @@
 """A job's work directory and the environment its process starts with.
 
-The directory is ``<jobs_dir>/<job_id>/`` (mode 0700: configs and checkpoints can be
-private). It holds ``config.json`` (the job's config, for the trainer to read) and
-``events.jsonl`` (where the trainer appends its events, see ``executor.events``).
+The directory is ``<jobs_dir>/<job_id>/`` (mode 0700, as is ``jobs_dir``: configs and
+checkpoints can be private). It holds ``config.json`` (the job's config, for the trainer
+to read) and ``events.jsonl`` (where the trainer appends its events, see
+``executor.events``), both 0600; ``narrow_workspaces`` narrows an older version's wider
+ones at start.
 
 The child's environment is the agent's own environment minus what configures or
 authenticates the agent:
@@ -26,6 +28,7 @@ stays.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,8 +36,14 @@ from pathlib import Path
 from typing import Any
 
 from training_agent.errors import JobConfigError, StateError
+from training_agent.paths import PRIVATE_DIR, PRIVATE_FILE, narrow, private_dir, write_private
+
+log = logging.getLogger(__name__)
 
 SECRET_NAMES = frozenset({"API_KEY"})
+# The files the agent writes into a work dir; what the trainer writes stays as it made it,
+# behind the 0700 directory.
+AGENT_FILES = ("config.json", "events.jsonl", "control.json")
 SECRET_SUFFIXES = ("_API_KEY", "_TOKEN", "_SECRET", "_PASSWORD")
 AGENT_PREFIX = "TRAINING_AGENT_"
 
@@ -53,6 +62,24 @@ def is_agent_secret(name: str) -> bool:
     return (
         upper in SECRET_NAMES or upper.startswith(AGENT_PREFIX) or upper.endswith(SECRET_SUFFIXES)
     )
+
+
+def narrow_workspaces(jobs_dir: Path) -> int:
+    """Make every work dir under ``jobs_dir`` 0700 and the agent's files in it 0600 where
+    an older version left them wider; how many work dirs it changed."""
+    changed = 0
+    for job_dir in jobs_dir.iterdir() if jobs_dir.is_dir() else ():
+        if job_dir.is_symlink() or not job_dir.is_dir():
+            continue
+        try:
+            narrowed = narrow(job_dir, PRIVATE_DIR)
+            for name in AGENT_FILES:
+                narrowed |= narrow(job_dir / name, PRIVATE_FILE)
+        except OSError as exc:  # another user's folder: say so, start anyway
+            log.warning("cannot make %s owner-only: %s", job_dir, exc.strerror or exc)
+            continue
+        changed += narrowed
+    return changed
 
 
 @dataclass(frozen=True)
@@ -93,10 +120,9 @@ class Workspace:
         except (TypeError, ValueError) as exc:
             raise JobConfigError(f"the job's config cannot be written as JSON: {exc}") from exc
         try:
-            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self.dir.chmod(0o700)  # mkdir's mode is filtered by the umask
-            self.config_file.write_text(text, encoding="utf-8")
-            self.events_file.write_bytes(b"")
+            private_dir(self.dir)
+            write_private(self.config_file, text.encode("utf-8"))
+            write_private(self.events_file, b"")
             self.control_file.unlink(missing_ok=True)  # an old pause must not apply
         except OSError as exc:
             raise StateError(f"cannot prepare the job directory {self.dir}: {exc}") from exc

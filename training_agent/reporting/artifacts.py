@@ -40,7 +40,7 @@ from training_agent.reporting.archive import OutputChanged, Source, open_source,
 from training_agent.reporting.artifact_rows import ArtifactRow, ArtifactRows, ArtifactState
 from training_agent.reporting.artifact_steps import Corrupt, Gap, GiveUp, JobGone, Step
 from training_agent.reporting.outbox import Outbox
-from training_agent.retry import ARTIFACT, RetryPolicy, call_with_retry, is_job_gone
+from training_agent.retry import ARTIFACT, WAIT_ADVICE, RetryPolicy, call_with_retry, is_job_gone
 from training_agent.status.uploads import UploadBoard
 
 log = logging.getLogger(__name__)
@@ -301,7 +301,9 @@ class ArtifactUploader:
                 policy=self._policy,
                 sleep=self._sleep,
                 rng=self._rng,
+                clock=self._clock,
                 describe=f"upload of {row.name} (job {row.job_id})",
+                advice=WAIT_ADVICE,
             )
         except ConflictError as exc:
             if exc.code == "ARTIFACT_GAP":

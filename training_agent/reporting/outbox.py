@@ -10,7 +10,8 @@ uploader has delivered them:
 - ``artifacts``: each output upload and how far it got (``reporting.artifact_rows``).
 
 ``jobs`` holds each job's token (the file is owner-only) and how far its logs were
-delivered, so an agent restart resumes where it stopped.
+delivered, so an agent restart resumes where it stopped; a finished job's row (its token
+blanked) stays until ``pruning`` forgets it after the retention (``finished_jobs``).
 
 A job's log is bounded (``max_log_lines``): its first half streams as it is written;
 past it, lines wait in ``held_logs``, a window of the latest lines, and go out when the
@@ -36,57 +37,15 @@ from typing import Any
 
 from training_agent.errors import StateError
 from training_agent.jobs import JobStatus
-from training_agent.reporting import artifact_rows
+from training_agent.paths import narrow
+from training_agent.reporting import artifact_rows, outbox_schema
+from training_agent.reporting.finished_jobs import WAITING_TABLES, FinishedJobs
 
 _SQLITE_FULL = 13  # "database or disk is full"
 DISK_FULL = (
     "the agent's disk is full: reports cannot be stored in {directory}; the running job's "
     "output waits in memory and no new job is taken until space is freed there"
 )
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS space_probe (at BLOB);
-CREATE TABLE IF NOT EXISTS jobs (
-    job_id TEXT PRIMARY KEY,
-    job_token TEXT NOT NULL,
-    next_line INTEGER NOT NULL DEFAULT 0,     -- offset of the next line appended
-    finished INTEGER NOT NULL DEFAULT 0,      -- a terminal status was delivered or abandoned
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS held_logs (
-    job_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,                     -- the line's number among all lines written
-    text TEXT NOT NULL,
-    PRIMARY KEY (job_id, seq)
-);
-CREATE TABLE IF NOT EXISTS logs (
-    job_id TEXT NOT NULL,
-    line_no INTEGER NOT NULL,
-    text TEXT NOT NULL,
-    PRIMARY KEY (job_id, line_no)
-);
-CREATE TABLE IF NOT EXISTS metrics (
-    job_id TEXT NOT NULL,
-    step INTEGER NOT NULL,
-    point TEXT NOT NULL,
-    PRIMARY KEY (job_id, step)
-);
-CREATE TABLE IF NOT EXISTS statuses (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    job_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    error TEXT,
-    details TEXT
-);
-"""
-
-
-# Columns added to ``jobs`` after the first release, with their declarations.
-_JOB_COLUMNS = {
-    "seen_lines": "INTEGER NOT NULL DEFAULT 0",  # lines written, kept or not
-    "log_head": "INTEGER",  # lines streamed before holding back (NULL: no cap)
-    "log_tail": "INTEGER",  # how many of the latest lines the held window keeps
-}
-
 DEFAULT_MAX_LOG_LINES = 100_000
 MIN_MAX_LOG_LINES = 10
 
@@ -133,9 +92,15 @@ class Outbox:
         self._max_log_lines = max_log_lines
         self.full: str | None = None  # the sentence while the disk is full
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # owner-only: holds job tokens
             os.close(fd)
+            for file in (
+                path,
+                path.with_name(f"{path.name}-wal"),
+                path.with_name(f"{path.name}-shm"),
+            ):
+                narrow(file, 0o600)  # an older version's, left wider
             # isolation_level=None: transactions are explicit (see _tx).
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -143,18 +108,19 @@ class Outbox:
             # last commits, and those are re-sent as the job's logs are re-read anyway.
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA + artifact_rows.SCHEMA)
+            self._db.executescript(outbox_schema.SCHEMA + artifact_rows.SCHEMA)
             self._add_missing_columns()
         except (OSError, sqlite3.Error) as exc:
             raise StateError(f"cannot open the outbox {path}: {exc}") from exc
         self.artifacts = artifact_rows.ArtifactRows(self._db, self._tx, _append_notice)
+        self.finished = FinishedJobs(self._db, self._tx)
 
     def close(self) -> None:
         self._db.close()
 
     def _add_missing_columns(self) -> None:
         have = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
-        for name, declaration in _JOB_COLUMNS.items():
+        for name, declaration in outbox_schema.JOB_COLUMNS.items():
             if name not in have:
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {declaration}")
 
@@ -349,8 +315,11 @@ class Outbox:
     def finish_job(self, job_id: str) -> None:
         """The job's terminal status was delivered (or abandoned): forget what is left."""
         with self._tx() as db:
-            db.execute("UPDATE jobs SET finished = 1, job_token = '' WHERE job_id = ?", (job_id,))
-            for table in ("logs", "held_logs", "metrics", "statuses", "artifacts"):
+            db.execute(
+                "UPDATE jobs SET finished = 1, job_token = '', finished_at = ? WHERE job_id = ?",
+                (time.time(), job_id),
+            )
+            for table in WAITING_TABLES:
                 db.execute(f"DELETE FROM {table} WHERE job_id = ?", (job_id,))
 
     def is_finished(self, job_id: str) -> bool:

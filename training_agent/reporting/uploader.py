@@ -22,14 +22,17 @@ from typing import Any, TypeVar
 
 from training_agent.api import BackendClient
 from training_agent.errors import ApiError, ConflictError, HttpStatusError, StateError
+from training_agent.failure_streak import FailureStreak
 from training_agent.reporting import extra
 from training_agent.reporting.outbox import Outbox, PendingStatus
 from training_agent.retry import (
     REPORT,
+    WAIT_ADVICE,
     RetryPolicy,
     backoff_s,
     call_with_retry,
     is_job_gone,
+    is_lasting,
     is_retryable,
 )
 
@@ -83,6 +86,7 @@ class _Holds:
         self._clock = clock
         self._failures: dict[str, int] = {}
         self._until: dict[str, float] = {}
+        self._streaks: dict[str, FailureStreak] = {}  # how the log tells each job's trouble
 
     def holds(self, job_id: str) -> bool:
         return self._clock() < self._until.get(job_id, -math.inf)
@@ -93,9 +97,11 @@ class _Holds:
         delay = backoff_s(failures, self._policy, retry_after_s=retry_after, rng=self._rng)
         self._until[job_id] = self._clock() + delay
         if isinstance(exc, ApiError):
-            log.warning(
-                "job %s: reports not delivered yet (%s); next try in %.1fs", job_id, exc, delay
+            streak = self._streaks.get(job_id) or FailureStreak(
+                f"job {job_id} reports", logger=log, advice=WAIT_ADVICE, clock=self._clock
             )
+            self._streaks[job_id] = streak
+            streak.failed(exc, retry_in_s=delay, lasting=is_lasting(exc))
         elif isinstance(exc, StateError):  # a full disk: delivered, not yet marked so
             log.warning(
                 "job %s: the outbox cannot record what was delivered (%s); next try in %.1fs",
@@ -115,6 +121,8 @@ class _Holds:
     def clear(self, job_id: str) -> None:
         self._failures.pop(job_id, None)
         self._until.pop(job_id, None)
+        if streak := self._streaks.pop(job_id, None):
+            streak.succeeded()
 
 
 class Uploader:
@@ -317,7 +325,13 @@ class Uploader:
         """
         try:
             answer = await call_with_retry(
-                call, policy=self._policy, sleep=self._sleep, rng=self._rng, describe=what
+                call,
+                policy=self._policy,
+                sleep=self._sleep,
+                rng=self._rng,
+                clock=self._clock,
+                describe=what,
+                advice=WAIT_ADVICE,
             )
         except HttpStatusError as exc:
             if exc.status == TOO_LARGE and count > 1:
