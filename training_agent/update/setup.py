@@ -67,6 +67,7 @@ def build_updater(
         work_dir=paths.state_dir,
         disabled=why_not(settings.auto_update, frozen=frozen, layout=layout, platform=sys.platform),
         trial=trial,
+        trial_s=settings.update_trial_seconds,
     )
     if updater.status.state is UpdateState.FAILED:
         log.error(
