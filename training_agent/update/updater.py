@@ -246,7 +246,7 @@ class Updater:
             else:
                 self._set(UpdateState.UPDATING, version)
                 log.warning("switching to training-agent %s; restarting", version)
-        execute_build(self._layout.link)
+        execute_build(self._layout.link, self._layout.platform)
 
     def discard(self) -> None:
         """The agent stops for good (a stop signal came first): drop the staged build;

@@ -155,7 +155,7 @@ async def test_a_signed_newer_build_is_prepared_then_switched_to(
     assert server.requests == ["http://backend.test/api/workers/download/linux?arch=amd64"]
     assert layout.current() == old  # nothing switched while jobs may still run
     executed: list[Path] = []
-    monkeypatch.setattr(updater_module, "execute_build", executed.append)
+    monkeypatch.setattr(updater_module, "execute_build", lambda link, _: executed.append(link))
     updater.restart()
 
     assert executed == [layout.link]
@@ -376,7 +376,7 @@ async def test_the_trial_lasts_update_trial_seconds(
     updater = make(trial_s=15.0, clock=lambda: now[0])
     updater.observe(offer())
     await settle(updater)
-    monkeypatch.setattr(updater_module, "execute_build", lambda link: None)
+    monkeypatch.setattr(updater_module, "execute_build", lambda *_: None)
     updater.restart()
     trial = UpdateRecord.load(updater._record.path).trial
     assert trial is not None and trial.deadline == 1015.0
