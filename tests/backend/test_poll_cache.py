@@ -19,7 +19,9 @@ from sqlalchemy.orm import Session
 from tests.backend.support import AGENT_ID, Caller, MakeJob
 from training_backend.db.models import ApiKey, TrainingAgent
 from training_backend.db.types import utcnow
+from training_backend.services import poll_cache
 from training_backend.services.agents import AgentIdentity, AgentSeen, needs_write
+from training_backend.services.dispatch import MAX_WAIT_SECONDS
 from training_backend.services.poll_cache import PollCache
 from training_backend.services.wakeups import Signal
 
@@ -55,10 +57,18 @@ def test_entries_expire_and_signals_forget_what_they_make_wrong() -> None:
     assert cache.key("h2") is None and cache.agent("u1", "agent_a") is None
 
     cache.remember_key("h1", key_row("k1"))
-    clock.now += 61
-    assert cache.key("h1") is None
+    cache.remember_idle("u1", "agent_a", "info", cache.version("u1"))
+    clock.now += poll_cache.KEY_TTL_S - 1
+    assert cache.key("h1") is not None and cache.is_idle("u1", "agent_a", "info")
+    clock.now += 2
+    assert cache.key("h1") is None and not cache.is_idle("u1", "agent_a", "info")
     cache.sweep()
     assert len(cache) == 0
+
+
+def test_entries_outlast_two_holds_so_back_to_back_long_polls_skip_the_database() -> None:
+    ttls = (poll_cache.KEY_TTL_S, poll_cache.AGENT_TTL_S, poll_cache.IDLE_TTL_S)
+    assert min(ttls) > 2 * MAX_WAIT_SECONDS + 10
 
 
 def test_idle_holds_until_a_job_of_the_user_becomes_available() -> None:

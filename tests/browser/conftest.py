@@ -77,19 +77,22 @@ OpenPage = Callable[..., Watched]
 
 @pytest.fixture
 def open_page(make_context: MakeContext, site: Site) -> Iterator[OpenPage]:
-    """``open_page(path, signed_in=True, **context_options)``: a watched page at ``path``.
+    """``open_page(path, signed_in=True, as_user=None, **context_options)``: a watched page
+    at ``path``, signed in as the site's user (or as ``as_user``, another ``Site``).
 
     After the test, any console error or uncaught exception on any of these pages fails it.
     """
     opened: list[Watched] = []
 
-    def open_(path: str, *, signed_in: bool = True, **options: object) -> Watched:
+    def open_(
+        path: str, *, signed_in: bool = True, as_user: Site | None = None, **options: object
+    ) -> Watched:
         context = make_context(**options)
         if signed_in:
-            sign_in(context, site)
+            sign_in(context, as_user or site)
         watched = watch(context.new_page())
         opened.append(watched)
-        watched.page.goto(site.url + path)
+        watched.page.goto((as_user or site).url + path)
         return watched
 
     yield open_

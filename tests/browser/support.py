@@ -17,6 +17,7 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Error, Page, Playwright
 
@@ -117,6 +118,14 @@ class Site:
     def auth(self) -> dict[str, str]:
         """Headers that sign an API call in as the user."""
         return {"Authorization": f"Bearer {self.session}"}
+
+    def another_user(self, name: str) -> Site:
+        """The same backend with a new user of its own: no agent or job of the other
+        tests (which share the backend and its first user) shows on its pages."""
+        _user_id, password = self.backend.cli("users", "create", name).split()
+        login = httpx.post(f"{self.url}/api/auth/login", json={"name": name, "password": password})
+        login.raise_for_status()
+        return Site(self.backend, name, password, login.json()["token"])
 
 
 @dataclass

@@ -15,7 +15,6 @@ import re
 import subprocess
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Page, ViewportSize, expect
 
@@ -32,10 +31,7 @@ ENROLLED_WITHIN_MS = 10_000  # two polls of the page (2 s each) on a loaded mach
 @pytest.fixture(scope="module")
 def grace(site: Site) -> Site:
     """A second user of the test backend, signed in once."""
-    _user_id, password = site.backend.cli("users", "create", "grace").split()
-    login = httpx.post(f"{site.url}/api/auth/login", json={"name": "grace", "password": password})
-    login.raise_for_status()
-    return Site(site.backend, "grace", password, login.json()["token"])
+    return site.another_user("grace")
 
 
 def open_as(open_page: OpenPage, user: Site, path: str) -> Watched:

@@ -10,13 +10,14 @@ from pathlib import Path
 from playwright.sync_api import expect
 
 from tests.browser.conftest import OpenPage
-from tests.browser.support import Shots
+from tests.browser.support import Shots, Site
 
 
 def test_a_job_from_a_json_file_and_cancelled_while_pending(
-    open_page: OpenPage, shots: Shots, tmp_path: Path
+    open_page: OpenPage, site: Site, shots: Shots, tmp_path: Path
 ) -> None:
-    watched = open_page("/jobs")
+    # A user of its own: the other tests' agents (same backend) are not this user's.
+    watched = open_page("/jobs", as_user=site.another_user("hopper"))
     page = watched.page
     config = page.get_by_label("Training config (JSON)")
     submit = page.get_by_role("button", name="Submit job")

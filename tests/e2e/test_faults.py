@@ -68,7 +68,9 @@ CLASSES: dict[str, dict[str, Any]] = {
         "every": 1,
         "faults": [{"kind": "status", "status": 413}],
     },
-    "delay": {"paths": REPORTS, "every": 3, "faults": [{"kind": "delay", "max_s": 2.0}]},
+    # Every report: a delayed request makes the next batch bigger, so on a loaded machine
+    # a job may need only a handful of requests, and every third could meet one delay.
+    "delay": {"paths": REPORTS, "every": 1, "faults": [{"kind": "delay", "max_s": 2.0}]},
     "truncate": {"paths": REPORTS, "every": 3, "faults": [{"kind": "truncate"}]},
     "garble": {"paths": REPORTS, "every": 3, "faults": [{"kind": "garble"}]},
 }

@@ -14,7 +14,9 @@ from training_agent.tui.model import Attach
 from training_agent.tui.screens.confirm import ConfirmScreen
 from training_agent.tui.screens.full_log import FullLogScreen
 from training_agent.tui.screens.help import HelpScreen
+from training_agent.tui.screens.main import MainScreen
 from training_agent.tui.screens.no_agent import NoAgentScreen
+from training_agent.tui.widgets.connection_bar import ConnectionBar
 from training_agent.tui.widgets.jobs_table import JobsTable
 from training_agent.tui.widgets.log_tail import LogTail
 
@@ -75,6 +77,21 @@ async def test_drain_and_resume(make_app: MakeApp) -> None:
         await pilot.press("d")
         await pilot.pause(0.1)
         assert source.calls == [("drain",), ("resume",)]
+
+
+async def test_a_model_change_while_the_widgets_go_away_is_not_an_error(
+    make_app: MakeApp,
+) -> None:
+    # As the app closes, its widgets are removed while a model change may still be queued.
+    app, _ = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.1)
+        main = app.screen_stack[0]
+        assert isinstance(main, MainScreen)
+        await main.query_one(ConnectionBar).remove()
+        assert main.show(app.model, 0.0) is None
+        app.post_message(app.ModelChanged())
+        await pilot.pause(0.1)
 
 
 async def test_selecting_a_job_with_keys_and_mouse(make_app: MakeApp) -> None:

@@ -14,8 +14,6 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from training_backend.db.types import utcnow
 from training_backend.deps import (
@@ -28,26 +26,18 @@ from training_backend.deps import (
 )
 from training_backend.errors import ApiError
 from training_backend.routing import DbRoute
-from training_backend.schemas.agent import (
-    FEATURES,
-    AgentUpdate,
-    ClaimAnswer,
-    PollAnswer,
-    no_job_body,
-)
+from training_backend.schemas.agent import ClaimAnswer, PollAnswer
 from training_backend.schemas.jobs import JobDispatch
-from training_backend.services.agent_updates import UpdateOffers
 from training_backend.services.agents import AgentIdentity, agent_identity_from_headers
 from training_backend.services.checkin import (
-    CheckedIn,
     check_in_agent,
-    full_check_in,
     quick_check_in,
 )
 from training_backend.services.claims import claim_job
-from training_backend.services.dispatch import clamp_wait, poll_for_job
+from training_backend.services.dispatch import clamp_wait
 from training_backend.services.jobs import dataset_of
 from training_backend.services.matching import AgentProfile
+from training_backend.services.polls import answer_poll
 from training_backend.settings import BackendSettings
 
 JSON = "application/json"
@@ -57,35 +47,6 @@ router = APIRouter(prefix="/api/training/agent", tags=["agent protocol"], route_
 
 def _backend_url(request: Request, settings: BackendSettings) -> str:
     return settings.public_url or str(request.base_url).rstrip("/")
-
-
-def _answer(
-    job: JobDispatch | None, poll_interval_seconds: int, update: AgentUpdate | None = None
-) -> PollAnswer:
-    return PollAnswer(
-        job=job,
-        poll_interval_seconds=poll_interval_seconds,
-        features=list(FEATURES),
-        message="No pending jobs available" if job is None else None,
-        agent_update=update,
-    )
-
-
-async def _update_for(
-    request: Request, settings: BackendSettings, agent: AgentIdentity | None
-) -> AgentUpdate | None:
-    offers: UpdateOffers = update_offers(request.app)
-    platform = None if agent is None else agent.platform
-    version = None if agent is None else agent.version
-    if offers.nothing_to_offer(settings, platform=platform, version=version):
-        return None  # the agent is current: no file to read, no thread to take
-    return await run_in_threadpool(  # reads files, maybe the release mirror: not here
-        offers.offer,
-        settings,
-        platform=platform,
-        version=version,
-        backend_url=_backend_url(request, settings),
-    )
 
 
 @router.get("/poll", response_model=PollAnswer)
@@ -123,17 +84,17 @@ async def poll(
             desk, headers, agent, backend_url=url, now=now, holding_until=holding_until
         )
 
-    def check_in(db: Session) -> CheckedIn:
-        return full_check_in(
-            db, desk, headers, backend_url=url, now=utcnow(), holding_until=holding_until
-        )
-
-    job = await poll_for_job(desk=desk, wait_s=wait_s, check_in=check_in, quick=quick)
-    update = await _update_for(request, settings, agent)
-    if job is None and update is None:
-        return Response(no_job_body(settings.poll_interval_seconds), media_type=JSON)
-    answer = _answer(job, settings.poll_interval_seconds, update)
-    return Response(answer.model_dump_json(), media_type=JSON)
+    body = await answer_poll(
+        desk,
+        update_offers(request.app),
+        headers,
+        agent=agent,
+        quick=quick,
+        wait_s=wait_s,
+        holding_until=holding_until,
+        backend_url=url,
+    )
+    return Response(body, media_type=JSON)
 
 
 @router.post("/claim/{job_id}")

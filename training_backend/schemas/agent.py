@@ -77,6 +77,22 @@ def no_job_body(poll_interval_seconds: int) -> bytes:
     return answer.model_dump_json().encode()
 
 
+def poll_body(
+    job: JobDispatch | None, poll_interval_seconds: int, update: AgentUpdate | None
+) -> bytes:
+    """The JSON of a poll answer (``no_job_body`` when there is neither job nor update)."""
+    if job is None and update is None:
+        return no_job_body(poll_interval_seconds)
+    answer = PollAnswer(
+        job=job,
+        poll_interval_seconds=poll_interval_seconds,
+        features=list(FEATURES),
+        message="No pending jobs available" if job is None else None,
+        agent_update=update,
+    )
+    return answer.model_dump_json().encode()
+
+
 class ClaimAnswer(BaseModel):
     """Answer to a successful claim: the job and the token that authorises its reports."""
 

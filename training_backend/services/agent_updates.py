@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from starlette.concurrency import run_in_threadpool
+
 from training_backend.errors import ApiError
 from training_backend.platforms import parse_platform
 from training_backend.schemas.agent import AgentUpdate, UpdateArchive
@@ -86,6 +88,22 @@ class UpdateOffers:
         is current, says no version or platform, or would need a refused downgrade (what a
         poll asks first, on the event loop)."""
         return parse_platform(platform or "") is None or _nothing_to_offer(settings, version)
+
+    async def for_poll(
+        self,
+        settings: BackendSettings,
+        *,
+        platform: str | None,
+        version: str | None,
+        backend_url: Callable[[], str],
+    ) -> AgentUpdate | None:
+        """``offer`` for a poll, on the event loop: no thread unless there may be something
+        to offer (it reads files, maybe the release mirror)."""
+        if self.nothing_to_offer(settings, platform=platform, version=version):
+            return None  # the agent is current: no file to read, no thread to take
+        return await run_in_threadpool(
+            self.offer, settings, platform=platform, version=version, backend_url=backend_url()
+        )
 
     def _archive(
         self, settings: BackendSettings, artifact: Artifact, backend_url: str

@@ -52,9 +52,11 @@ ONLINE_THRESHOLD = timedelta(seconds=60)
 #: A poll writes nothing when the agent's row would change only by a ``last_poll_at``
 #: younger than this, so back-to-back polls cost no write (on SQLite every write takes
 #: the one write lock). The stored ``last_poll_at`` (the page's "last seen") lags the
-#: real last poll by up to this much: a long-polling agent (a poll every 30 s) then
-#: looks at most 40 s old, well inside ``ONLINE_THRESHOLD``; a 10 s poller writes
-#: about every other poll. Header changes are always written at once.
+#: real last poll by up to this much; a 10 s poller writes about every other poll.
+#: A long poll instead writes when the connection its row records would end before its
+#: hold does (``connection_to_record``): back-to-back 30 s holds write every other hold,
+#: and the row's ``last_poll_at`` may then lag by one hold, while ``connected_until``
+#: keeps the agent online. Header changes are always written at once.
 POLL_COALESCE = timedelta(seconds=10)
 
 
@@ -132,6 +134,16 @@ class AgentSeen:
         )
 
 
+def connection_to_record(
+    now: datetime, holding_until: datetime, threshold: timedelta = ONLINE_THRESHOLD
+) -> datetime:
+    """The ``connected_until`` a long poll held until ``holding_until`` writes: this hold
+    and one more of the same length (an agent that polls back to back is back by then),
+    but never more than ``threshold`` from now, so an agent that went away stops counting
+    as connected no later than an agent that stopped polling stops counting as online."""
+    return min(holding_until + (holding_until - now), now + threshold)
+
+
 def needs_write(
     seen: AgentSeen | None,
     agent: AgentIdentity,
@@ -141,20 +153,22 @@ def needs_write(
     holding_until: datetime | None = None,
 ) -> bool:
     """Whether this poll must write the agent's row: it is new, a header it sent changed,
-    its ``last_poll_at`` is ``coalesce`` old (or in the future), or it holds a poll
-    (until ``holding_until``) that ends more than ``coalesce`` after the one on record.
+    its ``last_poll_at`` is in the future, and for a plain poll ``coalesce`` old, for a
+    long poll (held until ``holding_until``) the connection on record ends more than
+    ``coalesce`` before this hold does.
 
     Only headers the agent sent count (an absent one erases nothing); a sent but
     unknown platform is stored as null. Asked on every poll, hence spelled out.
     """
     if seen is None or seen.last_poll_at is None or seen.status != "online":
         return True
-    if holding_until is not None and (
-        seen.connected_until is None or seen.connected_until < holding_until - coalesce
-    ):
-        return True
     age = now - seen.last_poll_at
-    if age < timedelta(0) or age >= coalesce:
+    if age < timedelta(0):
+        return True
+    if holding_until is None:
+        if age >= coalesce:
+            return True
+    elif seen.connected_until is None or seen.connected_until < holding_until - coalesce:
         return True
     metadata = seen.metadata
     if agent.info is not None and agent.info != metadata.get("info"):
@@ -178,9 +192,11 @@ def record_poll(
     coalesce: timedelta = POLL_COALESCE,
     seen: AgentSeen | None = None,
     holding_until: datetime | None = None,
+    threshold: timedelta = ONLINE_THRESHOLD,
 ) -> AgentSeen:
     """Create or refresh the agent's row: seen now, with what its headers say, and (for
-    a long poll) holding it until ``holding_until``; returns the row as it now is.
+    a long poll held until ``holding_until``) connected until ``connection_to_record``
+    (``threshold``: the online threshold); returns the row as it now is.
 
     403 ``AGENT_REVOKED`` (and nothing written) for a revoked agent. Costs one indexed
     read (none when ``seen`` gives the row, as this process's cache does), and one
@@ -199,6 +215,9 @@ def record_poll(
     stored = {} if seen is None else seen.metadata
     metadata = _merged_metadata(stored, agent)
     platform = agent.platform if agent.platform in PLATFORMS else None
+    connected_until = None
+    if holding_until is not None:
+        connected_until = connection_to_record(now, holding_until, threshold)
     table = TrainingAgent.__table__
     stmt = insert_for(db, table).values(
         id=new_id(),
@@ -211,7 +230,7 @@ def record_poll(
         last_poll_at=now,
         registered_at=now,
         metadata=metadata,
-        connected_until=holding_until,
+        connected_until=connected_until,
     )
     updates = {"status": "online", "last_poll_at": stmt.excluded.last_poll_at}
     if holding_until is not None:
@@ -234,7 +253,7 @@ def record_poll(
         "online",
         metadata,
         now,
-        holding_until if holding_until is not None else before.connected_until,
+        connected_until if connected_until is not None else before.connected_until,
     )
 
 
@@ -250,10 +269,15 @@ def list_agents(db: Session, *, user_id: str | None = None) -> list[tuple[Traini
 def is_online(
     agent: TrainingAgent, *, now: datetime, threshold: timedelta = ONLINE_THRESHOLD
 ) -> bool:
-    """True when the agent is not revoked and polled within ``threshold``."""
+    """True when the agent is not revoked and polled within ``threshold``, or its row
+    says it is connected (a long-polling agent writes its row only every other hold; the
+    ``poll_coalesce`` margin covers the moment between two holds)."""
     if agent.revoked_at is not None or agent.last_poll_at is None:
         return False
-    return now - agent.last_poll_at <= threshold
+    if now - agent.last_poll_at <= threshold:
+        return True
+    margin = poll_coalesce(threshold.total_seconds())
+    return agent.connected_until is not None and now <= agent.connected_until + margin
 
 
 def is_connected(agent: TrainingAgent, *, now: datetime, held_here: set[str]) -> bool:

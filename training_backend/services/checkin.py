@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -141,6 +141,7 @@ def check_in_agent(
         now=now,
         coalesce=coalesce,
         holding_until=holding_until,
+        threshold=timedelta(seconds=settings.online_threshold_seconds),
     )
 
 
@@ -193,6 +194,7 @@ def record_known_agent(db: Session, desk: PollDesk, quick: QuickCheckIn, *, now:
             coalesce=coalesce,
             seen=quick.seen,
             holding_until=quick.holding_until,
+            threshold=timedelta(seconds=desk.settings.online_threshold_seconds),
         )
     except ApiError:
         desk.cache.remember_agent(who.user_id, who.agent_id, None)

@@ -124,23 +124,24 @@ def _claim_again(
     return None if again is None else (again, token)
 
 
-def unconfirmed_claim(
-    db: Session, *, user_id: str, agent_id: str, now: datetime, older_than: float | None = None
-) -> TrainingJob | None:
-    """The oldest job ``agent_id`` claimed more than ``older_than`` seconds ago (default
-    ``REOFFER_AFTER_S``) and never confirmed: what its poll offers again when no job is
-    pending."""
-    wait_s = REOFFER_AFTER_S if older_than is None else older_than
+def unconfirmed_claim(db: Session, *, user_id: str, agent_id: str) -> TrainingJob | None:
+    """The oldest job ``agent_id`` claimed and never confirmed: what its poll offers
+    again, once ``reoffer_due``, when no job is pending."""
     query = (
         select(TrainingJob)
         .where(TrainingJob.user_id == user_id, TrainingJob.agent_id == agent_id)
         .where(TrainingJob.status == JobStatus.RUNNING.value)
         .where(TrainingJob.claim_confirmed_at.is_(None))
-        .where(TrainingJob.claimed_at <= now - timedelta(seconds=wait_s))
         .order_by(TrainingJob.claimed_at)
         .limit(1)
     )
     return db.scalar(query)
+
+
+def reoffer_due(job: TrainingJob, *, now: datetime) -> bool:
+    """True once an unconfirmed claim is ``REOFFER_AFTER_S`` old: its answer was most
+    likely lost, and the agent's poll gets the job again."""
+    return job.claimed_at is not None and job.claimed_at <= now - timedelta(seconds=REOFFER_AFTER_S)
 
 
 def _require_fit(

@@ -37,7 +37,7 @@ from training_backend.services.checkin import (
     QuickCheckIn,
     record_known_agent,
 )
-from training_backend.services.claims import unconfirmed_claim
+from training_backend.services.claims import reoffer_due, unconfirmed_claim
 from training_backend.services.jobs import dataset_of
 from training_backend.services.offers import take_offer
 from training_backend.services.wakeups import Waiter, Wakeups
@@ -101,14 +101,25 @@ class _FirstLook:
     waiter: Waiter | None  # subscribed when the caller will wait
 
 
-def offer(db: Session, who: CheckedIn, *, now: datetime) -> JobDispatch | None:
+def offer(db: Session, who: CheckedIn, *, now: datetime) -> tuple[JobDispatch | None, bool]:
     """A job for this agent, reserved for it a few seconds (``services.offers``), else a
-    job this agent claimed but whose claim answer it may have lost (``services.claims``),
-    as the agent receives it; ``None`` when there is none it can take."""
-    job = take_offer(db, user_id=who.user_id, agent_id=who.agent_id, now=now, accepts=who.accepts)
+    job this agent claimed but whose claim answer it may have lost once
+    ``REOFFER_AFTER_S`` has passed (``services.claims``), as the agent receives it; and
+    whether the agent holds such an unconfirmed claim at all (its polls then keep looking:
+    no signal says when the claim is due again). An agent whose slots are all busy is
+    offered nothing."""
+    job = None
+    if not who.full:
+        job = take_offer(
+            db, user_id=who.user_id, agent_id=who.agent_id, now=now, accepts=who.accepts
+        )
+    unconfirmed = None
     if job is None and who.agent_id:
-        job = unconfirmed_claim(db, user_id=who.user_id, agent_id=who.agent_id, now=now)
-    return None if job is None else JobDispatch.of(job, dataset=dataset_of(db, job))
+        unconfirmed = unconfirmed_claim(db, user_id=who.user_id, agent_id=who.agent_id)
+        if unconfirmed is not None and not who.full and reoffer_due(unconfirmed, now=now):
+            job = unconfirmed
+    found = None if job is None else JobDispatch.of(job, dataset=dataset_of(db, job))
+    return found, unconfirmed is not None
 
 
 def _subscribe(wakeups: Wakeups, who: CheckedIn) -> Waiter | None:
@@ -122,21 +133,10 @@ def _look(desk: PollDesk, db: Session, who: CheckedIn) -> JobDispatch | None:
     version = desk.cache.version(who.user_id)
     if desk.cache.is_idle(who.user_id, who.agent_id, who.fingerprint):
         return None  # nothing became available for it since its last look
-    now = utcnow()
-    job = None if who.full else offer(db, who, now=now)
-    if job is None and not _claim_unconfirmed(db, who, now=now):
+    job, unconfirmed = offer(db, who, now=utcnow())
+    if job is None and not unconfirmed:
         desk.cache.remember_idle(who.user_id, who.agent_id, who.fingerprint, version)
     return job
-
-
-def _claim_unconfirmed(db: Session, who: CheckedIn, *, now: datetime) -> bool:
-    """True while this agent holds a claim it has not confirmed: its polls keep looking
-    (no idle memory), so the claim is offered again once ``REOFFER_AFTER_S`` has passed
-    even though no signal will say so."""
-    if not who.agent_id:
-        return False
-    found = unconfirmed_claim(db, user_id=who.user_id, agent_id=who.agent_id, now=now, older_than=0)
-    return found is not None
 
 
 def _first_look(desk: PollDesk, check_in: CheckIn, hold: bool) -> _FirstLook:

@@ -30,9 +30,13 @@ from training_backend.db.models import ApiKey
 from training_backend.services.agents import AgentSeen
 from training_backend.services.wakeups import Signal, SignalKind
 
-KEY_TTL_S = 60.0
-AGENT_TTL_S = 60.0
-IDLE_TTL_S = 30.0
+#: How long an entry is trusted without the database. Changes reach the caches as
+#: signals (and the shared re-check), so this only bounds what a lost one could cost; it
+#: is longer than two 30 s holds, so an agent that long-polls back to back meets the
+#: database about once every fourth hold, not at every one (docs/benchmarks.md).
+KEY_TTL_S = 120.0
+AGENT_TTL_S = 120.0
+IDLE_TTL_S = 120.0
 #: Entries of one kind kept at most; beyond it expired ones go, then the oldest half.
 MAX_ENTRIES = 200_000
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer
@@ -57,9 +58,16 @@ class MainScreen(Screen[None]):
         self.post_message(self.Ready())
 
     def show(self, model: DashboardModel, now: float) -> str | None:
-        """Draw ``model`` as of ``now``; the selected job's id."""
+        """Draw ``model`` as of ``now``; the selected job's id (``None`` before the screen
+        is ready, and once its widgets are gone: the app is closing)."""
         if not self.ready:
             return None
+        try:
+            return self._draw(model, now)
+        except NoMatches:
+            return None  # a model change that arrived as the app took its widgets down
+
+    def _draw(self, model: DashboardModel, now: float) -> str | None:
         extra = max(0.0, now - model.received_at) if model.snapshot else 0.0
         self.query_one(ConnectionBar).show(model, now)
         table = self.query_one(JobsTable)
