@@ -112,7 +112,7 @@ try {
     # kept for a rollback, older ones are removed.
     $installDir = $installDir.TrimEnd('\')
     $versions = Join-Path $installDir 'versions'
-    $shown = [string](& (Join-Path $source 'training-agent.exe') --version)
+    try { $shown = [string](& (Join-Path $source 'training-agent.exe') --version) } catch { $shown = $_.Exception.Message }
     if ($LASTEXITCODE -ne 0 -or $shown -notmatch '^training-agent (\S+)') { Fail "the new build does not start on this machine ($shown); nothing was changed" }
     $name = "$($Matches[1])-" + [guid]::NewGuid().ToString('N').Substring(0, 6)
     $staged = Join-Path $versions ".$name"
@@ -179,7 +179,9 @@ try {
         if ($migrated) {
             # The scheduled task of that older install ran the executable that is gone
             # now: registered again, it runs the launcher.
-            & schtasks.exe /Query /TN training-agent 2>$null | Out-Null
+            # cmd.exe swallows schtasks' complaint about a missing task (stderr would stop
+            # this script under ErrorActionPreference Stop).
+            & cmd.exe /d /c 'schtasks /Query /TN training-agent >nul 2>&1'
             if ($LASTEXITCODE -eq 0) { & $target service install; if ($LASTEXITCODE -ne 0) { exit $LASTEXITCODE } }
         }
         Write-Host "Upgraded; kept the settings in $config and the stored key (a running agent of this layout switches at its next start)."
