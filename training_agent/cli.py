@@ -318,11 +318,17 @@ def _service(args: argparse.Namespace) -> int:
 
 
 def _service_run(args: argparse.Namespace) -> int:
+    from training_agent import __version__
     from training_agent.commands.service import run_service, start_agent
+    from training_agent.update.guard import guarded_start
 
     paths = AgentPaths.from_env()
+    # Each start goes through the guard, as `start` does: a new build on trial that keeps
+    # failing is rolled back, not restarted forever (update/guard.py).
     return run_service(
-        lambda: start_agent(paths),
+        lambda: guarded_start(
+            lambda: start_agent(paths), state_dir=paths.state_dir, version=__version__
+        ),
         restart_on_failure=args.restart_on_failure,
         say=lambda line: print(line, file=sys.stderr),
     )

@@ -158,8 +158,14 @@ class Settings(BaseSettings):
     auto_update: bool | None = None
     """Install the version the backend offers (``agent_update``) by itself: verified
     (SHA-256 and the release signature), after the running jobs, rolled back when it does
-    not poll within 2 minutes. Default: on for the executable the installers put in place,
-    off for a pip or pipx install (it logs how to upgrade) and an unpacked archive."""
+    not poll within ``update_trial_seconds``. Default: on for the executable the installers
+    put in place, off for a pip or pipx install (it logs how to upgrade) and an unpacked
+    archive."""
+
+    update_trial_seconds: float = Field(default=120.0, ge=5, le=3600)
+    """How long a new version has to reach its first successful poll after a self-update
+    before the previous version is put back; raise it where the way to the backend is
+    slow to come up."""
 
     metrics_without_token: bool = False
     """Serve the status API's ``/metrics`` without the bearer token, so a local Prometheus

@@ -9,7 +9,10 @@ cannot start, packed by the test at a low compression level).
   same process, and B's first successful poll confirms it;
 - a B signed by a key A does not trust is refused, and A goes on;
 - a B that cannot start its daemon is rolled back to A, which says why on the page and
-  does not try B again (one attempt per version).
+  does not try B again (one attempt per version);
+- a B that starts but whose polls never get through (a fault proxy refuses them) is
+  rolled back when its trial ends (``TRAINING_AGENT_UPDATE_TRIAL_SECONDS``, lowered
+  here as an owner may), and A runs again and polls.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from tests.release.test_install import (
 )
 from tests.support.backend import BackendProcess, start_backend
 from tests.support.e2e import Owner, job_json, submit, wait_until
+from tests.support.fault_proxy import start_fault_proxy
 from training_agent import __version__
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -47,6 +51,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 MAJOR, MINOR, PATCH = (int(part) for part in __version__.split("+")[0].split(".")[:3])
 VERSION_B = f"{MAJOR}.{MINOR}.{PATCH + 1}"
 SQLITE = "_internal/python3.11/lib-dynload"
+TRIAL_S = 5  # B's window for its first poll (the setting's floor): B starts in about 1 s
 
 
 @pytest.fixture(scope="session")
@@ -161,11 +166,12 @@ class Site:
 
 @contextmanager
 def installed_agent(
-    release: Release, tmp_path: Path, backend: BackendProcess, key: str
+    release: Release, tmp_path: Path, backend_url: str, key: str, **settings: str
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Version A installed by ``install.sh --from`` the session's build, then started
-    through the launcher (as a person or a service would); stopped at the end."""
-    env = user_env(tmp_path, API_KEY=key, BACKEND_URL=backend.url)
+    through the launcher (as a person or a service would) with ``settings`` in its
+    environment; stopped at the end."""
+    env = user_env(tmp_path, API_KEY=key, BACKEND_URL=backend_url)
     script = str(ROOT / "installer" / "install.sh")
     installed = run(["sh", script, "--from", str(release.archive.parent)], env)
     assert installed.returncode == 0, installed.stdout + installed.stderr
@@ -175,8 +181,9 @@ def installed_agent(
         env=user_env(
             tmp_path,
             API_KEY=key,
-            BACKEND_URL=backend.url,
+            BACKEND_URL=backend_url,
             TRAINING_AGENT_MIN_POLL_INTERVAL_SECONDS="0.2",
+            **settings,
         ),
         stdin=subprocess.DEVNULL,
         stdout=log,
@@ -215,7 +222,7 @@ def test_a_running_job_is_completed_then_the_agent_becomes_version_b_in_place(
     with backend_offering(version_b, tmp_path, "uma") as site:
         backend = site.backend
         job_id = submit(backend, tmp_path, "uma", job)
-        with installed_agent(release, tmp_path, backend, site.key) as agent:
+        with installed_agent(release, tmp_path, backend.url, site.key) as agent:
             waiting = "stopping for the update once 1 running job(s) ended"
             wait_until(lambda: waiting in output(tmp_path), "B verified while the job runs", 300)
             assert job_json(backend, job_id)["job"]["status"] == "running"
@@ -243,7 +250,7 @@ def test_a_version_b_signed_by_an_untrusted_key_is_refused_and_a_goes_on(
     archive = signed_by_a_stranger(version_b, tmp_path / "stranger")
     with (
         backend_offering(archive, tmp_path, "vic") as site,
-        installed_agent(release, tmp_path, site.backend, site.key) as agent,
+        installed_agent(release, tmp_path, site.backend.url, site.key) as agent,
     ):
         wait_until(lambda: (site.update() or {}).get("state") == "failed", "refusal", 180)
         update = site.update()
@@ -263,7 +270,7 @@ def test_a_version_b_that_cannot_start_is_rolled_back_and_a_says_why(
     archive = broken_copy(version_b, tmp_path / "broken", release.key)
     with (
         backend_offering(archive, tmp_path, "wes") as site,
-        installed_agent(release, tmp_path, site.backend, site.key) as agent,
+        installed_agent(release, tmp_path, site.backend.url, site.key) as agent,
     ):
         wait_until(
             lambda: (
@@ -288,3 +295,49 @@ def test_a_version_b_that_cannot_start_is_rolled_back_and_a_says_why(
     # one attempt: A, offered B again at each poll, never downloads or switches again
     assert output(tmp_path).count(f"switching to training-agent {VERSION_B}") == 1
     assert output(tmp_path).count(f"downloading training-agent-{VERSION_B}") == 1
+
+
+def test_a_version_b_whose_polls_never_get_through_is_rolled_back_and_a_polls(
+    release: Release, version_b: Path, tmp_path: Path
+) -> None:
+    refuse_b = {
+        "rules": [
+            {
+                "paths": "^/api/training/agent/poll$",
+                "header": ["X-Agent-Version", VERSION_B],
+                "every": 1,
+                "faults": [{"kind": "status", "status": 503, "retry_after": 1}],
+            }
+        ]
+    }
+    with (
+        backend_offering(version_b, tmp_path, "xia") as site,
+        start_fault_proxy(tmp_path / "proxy", site.backend.url, refuse_b) as proxy,
+        installed_agent(
+            release,
+            tmp_path,
+            proxy.url,
+            site.key,
+            TRAINING_AGENT_UPDATE_TRIAL_SECONDS=str(TRIAL_S),
+        ) as agent,
+    ):
+        wait_until(lambda: attempt(tmp_path, VERSION_B).get("outcome") == "failed", "rollback", 180)
+        polls = site.agent().get("last_poll_at")
+        wait_until(lambda: site.agent().get("last_poll_at") != polls, "A polls again", 60)
+        wait_until(lambda: (site.update() or {}).get("state") == "failed", "the page", 30)
+        update, shown = site.update(), site.agent()["version"]
+        assert agent.poll() is None, output(tmp_path)  # the same process, re-executed twice
+
+    assert proxy.injected(), "B never polled: it did not start"
+    assert shown == __version__ and current_build(tmp_path).startswith(f"{__version__}-")
+    why = f"training-agent {VERSION_B} did not reach its first successful poll within {TRIAL_S} s"
+    assert update == {"state": "failed", "version": VERSION_B, "reason": why}
+    assert record(tmp_path)["trial"] is None
+    assert output(tmp_path).count(f"switching to training-agent {VERSION_B}") == 1
+
+
+def attempt(tmp_path: Path, version: str) -> dict[str, Any]:
+    """What ``update.json`` says of ``version`` so far ({} before the file or the try)."""
+    if not (tmp_path / "agent" / "state" / "update.json").exists():
+        return {}
+    return dict(record(tmp_path)["attempts"].get(version) or {})

@@ -8,7 +8,8 @@
         assert proxy.injected()  # what it did, one dict per fault
 
 Every request is read whole (h11), then the first rule whose ``paths`` (a regex on the
-path), ``methods``, ``min_bytes`` and ``contains`` (of the body) match decides: the
+path), ``methods``, ``min_bytes``, ``contains`` (of the body) and ``header`` (a ``[name,
+value]`` the request carries) match decides: the
 rule's n-th matching request is faulted when ``n % every == 0``, or with probability
 ``rate``, at most ``limit`` times; the fault is drawn from ``faults`` (or taken in turn
 with ``cycle``).
@@ -78,6 +79,7 @@ class Rule:
     rate: float = 0.0
     min_bytes: int = 0
     contains: bytes = b""
+    header: tuple[bytes, bytes] | None = None
     limit: int | None = None
     cycle: bool = False
     seen: int = 0
@@ -86,6 +88,7 @@ class Rule:
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> Rule:
         methods = raw.get("methods")
+        name, value = raw.get("header") or (None, None)
         return cls(
             paths=re.compile(raw.get("paths", "")),
             faults=list(raw["faults"]),
@@ -94,6 +97,7 @@ class Rule:
             rate=float(raw.get("rate", 0.0)),
             min_bytes=int(raw.get("min_bytes", 0)),
             contains=str(raw.get("contains", "")).encode(),
+            header=(str(name).lower().encode(), str(value).encode()) if name else None,
             limit=raw.get("limit"),
             cycle=bool(raw.get("cycle", False)),
         )
@@ -111,8 +115,12 @@ class Rule:
             else rng.choice(self.faults)
         )
 
-    def matches(self, method: str, path: str, body: bytes) -> bool:
+    def matches(
+        self, method: str, path: str, body: bytes, headers: Sequence[tuple[bytes, bytes]] = ()
+    ) -> bool:
         if self.methods is not None and method not in self.methods:
+            return False
+        if self.header is not None and self.header not in [(k.lower(), v) for k, v in headers]:
             return False
         if len(body) < self.min_bytes or self.contains not in body:
             return False
@@ -129,13 +137,13 @@ class Faults:
     repeats: Counter[str] = field(default_factory=Counter)
 
     def pick(
-        self, method: str, path: str, body: bytes
+        self, method: str, path: str, body: bytes, headers: Sequence[tuple[bytes, bytes]] = ()
     ) -> tuple[dict[str, Any] | None, random.Random]:
         key = f"{method} {path} {hashlib.sha256(body).hexdigest()}"
         self.repeats[key] += 1
         rng = random.Random(f"{self.seed}:{key}:{self.repeats[key]}")
         for rule in self.rules:
-            if not rule.matches(method, path, body):
+            if not rule.matches(method, path, body, headers):
                 continue
             return rule.draw(rng), rng
         return None, rng
@@ -177,7 +185,7 @@ class Proxy:
         request, body = received
         method, target = request.method.decode(), request.target.decode()
         path = target.split("?", 1)[0]
-        fault, rng = self._faults.pick(method, path, body)
+        fault, rng = self._faults.pick(method, path, body, request.headers)
         if fault is not None:
             self._faults.record(fault, method, path, body)
         kind = fault["kind"] if fault else None

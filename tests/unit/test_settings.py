@@ -118,3 +118,15 @@ def test_a_label_that_is_not_a_short_slug_is_one_sentence(
     with pytest.raises(ConfigError, match="invalid setting 'labels'") as raised:
         load_settings(config_file=None)
     assert "\n" not in str(raised.value)
+
+
+def test_the_update_trial_comes_from_the_environment_and_has_a_floor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("TRAINING_AGENT_UPDATE_TRIAL_SECONDS", raising=False)
+    assert load_settings(config_file=None).update_trial_seconds == 120.0
+    monkeypatch.setenv("TRAINING_AGENT_UPDATE_TRIAL_SECONDS", "300")
+    assert load_settings(config_file=None).update_trial_seconds == 300.0
+    monkeypatch.setenv("TRAINING_AGENT_UPDATE_TRIAL_SECONDS", "1")
+    with pytest.raises(ConfigError, match="invalid setting 'update_trial_seconds'"):
+        load_settings(config_file=None)

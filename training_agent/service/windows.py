@@ -4,7 +4,9 @@ No elevation (``LeastPrivilege``, an interactive token: no password is stored), 
 limit, restarted every minute on failure. It runs ``training-agent service run
 --restart-on-failure``: Task Scheduler's own restart covers an action that fails to
 start, the agent's loop covers an agent that exits with an error. schtasks reads task
-XML as UTF-16.
+XML as UTF-16. The executable install runs its launcher (``training-agent.cmd``,
+``update/layout.py``) under ``cmd.exe``: the launcher starts the current build, and
+starts the new one when the agent exits for a self-update.
 """
 
 from __future__ import annotations
@@ -36,6 +38,17 @@ def windowless(program: tuple[str, ...]) -> tuple[str, ...]:
     return program
 
 
+def task_action(argv: tuple[str, ...]) -> tuple[str, str]:
+    """The task's command and its argument string for ``argv``; a batch launcher runs
+    under ``cmd.exe /d /s /c "…"`` (``/s``: only the outer quotes are removed): for
+    ``C:\\A B\\training-agent.cmd service run`` that is ``cmd.exe`` with
+    ``/d /s /c ""C:\\A B\\training-agent.cmd" service run"``.
+    """
+    if argv[0].lower().endswith((".cmd", ".bat")):
+        return "cmd.exe", f'/d /s /c "{subprocess.list2cmdline(argv)}"'
+    return argv[0], subprocess.list2cmdline(argv[1:])
+
+
 @dataclass
 class WindowsTask(ServiceManager):
     encoding = "utf-16"
@@ -53,13 +66,14 @@ class WindowsTask(ServiceManager):
         return self.spec.paths.config_dir / f"{TASK_NAME}-task.xml"
 
     def render(self) -> str:
-        program = windowless(self.spec.program)
-        arguments = [*program[1:], "service", "run", "--restart-on-failure"]
+        command, arguments = task_action(
+            (*windowless(self.spec.program), "service", "run", "--restart-on-failure")
+        )
         return fill(
             WINDOWS_TEMPLATE,
             user_id=escape(windows_user()),
-            command=escape(program[0]),
-            arguments=escape(subprocess.list2cmdline(arguments)),
+            command=escape(command),
+            arguments=escape(arguments),
             working_dir=escape(str(self.spec.paths.data_dir)),
         )
 

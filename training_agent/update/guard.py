@@ -7,7 +7,8 @@ folder), each start is counted; a build that was started more than
 restarting a crash), whose deadline passed, or whose start fails with an exception or a
 non-zero exit before its first successful poll, is rolled back: the stable link goes
 back to the old build, the failure is recorded, and the old build is executed in its
-place. When this process is the *old* build after such a rollback, the reason is logged
+place (on Windows: this process exits with ``RELAUNCH_EXIT`` and the launcher starts it,
+``layout.py``). When this process is the *old* build after such a rollback, the reason is logged
 once. Everything here uses the standard library only, so a new build with a broken
 dependency still gets this far.
 """
@@ -22,7 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from training_agent.update.layout import InstallLayout
+from training_agent.update.layout import RELAUNCH_EXIT, InstallLayout
 from training_agent.update.record import FAILED, Trial, UpdateRecord
 
 log = logging.getLogger(__name__)
@@ -51,18 +52,19 @@ def guarded_start(
     executable: Path | None = None,
     clock: Callable[[], float] = time.time,
     execute: Callable[[Path], None] | None = None,
+    platform: str = sys.platform,
 ) -> int:
     """Run ``start`` (the daemon); roll a failing build on trial back (module docstring)."""
     frozen = executable is not None or bool(getattr(sys, "frozen", False))
     real = (executable or Path(sys.executable)).resolve()
-    layout = InstallLayout.of_executable(real) if frozen else None
+    layout = InstallLayout.of_executable(real, platform) if frozen else None
     if layout is None:
         return start()
     record = UpdateRecord.load(state_dir / RECORD_FILE)
     trial = current_trial(record, version=version, executable=real)
     if trial is None:
         return start()
-    run_old = execute or execute_build
+    run_old = execute or (lambda link: execute_build(link, layout.platform))
     if trial.starts > MAX_TRIAL_STARTS or clock() > trial.deadline:
         why = f"it was started {trial.starts} times" if trial.starts > MAX_TRIAL_STARTS else None
         reason = f"training-agent {version} did not reach its first successful poll in time"
@@ -99,9 +101,13 @@ def roll_back(
     record.note(trial.to_version, FAILED, reason, now)
 
 
-def execute_build(link: Path) -> None:
-    """Replace this process with the build ``link`` points at, same arguments."""
+def execute_build(link: Path, platform: str = sys.platform) -> None:
+    """Replace this process with the build ``link`` points at, same arguments. Windows
+    has no exec that keeps the process: there this exits with ``RELAUNCH_EXIT``, and the
+    launcher that started it (``link``) starts the build ``current`` names now."""
     for handler in logging.getLogger().handlers:
         with contextlib.suppress(Exception):
             handler.flush()
+    if platform == "win32":
+        raise SystemExit(RELAUNCH_EXIT)
     os.execv(str(link), [str(link), *sys.argv[1:]])

@@ -5,10 +5,11 @@
 2. :func:`verify` checks the SHA-256 the offer named *and* the Ed25519 signature
    against the keys this build trusts (``signature.trusted_keys``), whatever the
    backend said;
-3. :func:`unpack` puts the build (``training-agent`` and ``_internal``) into a new,
-   hidden folder of the install directory (``layout.InstallLayout.new_folder``),
-   taking only those two entries of the archive's top folder, with tarfile's ``data``
-   filter (no absolute paths, no links leaving the folder);
+3. :func:`unpack` puts the build (``training-agent`` or ``training-agent.exe``, and
+   ``_internal``) into a new, hidden folder of the install directory
+   (``layout.InstallLayout.new_folder``), taking only those entries of the archive's top
+   folder, with tarfile's ``data`` filter (no absolute paths, no links leaving the
+   folder); a Windows release is a zip (zipfile drops absolute paths and ``..``);
 4. :func:`try_build` runs ``<new folder>/training-agent version`` and expects the
    offered version: a build that cannot start on this machine is refused *before*
    anything is switched.
@@ -23,6 +24,7 @@ import hashlib
 import shutil
 import subprocess
 import tarfile
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
@@ -30,7 +32,8 @@ from training_agent.update.signature import SignatureError
 from training_agent.update.signature import verify as verify_signature
 
 TRY_TIMEOUT_S = 60.0
-BUILD_ENTRIES = ("training-agent", "_internal")
+EXECUTABLES = ("training-agent", "training-agent.exe")  # Linux and macOS; Windows
+BUILD_ENTRIES = (*EXECUTABLES, "_internal")
 
 
 class UpdateFailed(Exception):
@@ -65,19 +68,35 @@ def unpack(archive: Path, folder: Path) -> None:
     """Put the build inside ``archive`` (its one top folder) into the empty ``folder``."""
     scratch = folder / ".unpack"
     try:
-        with tarfile.open(archive, "r:gz") as opened:
-            members = [m for m in opened.getmembers() if _in_build(m.name)]
-            if not members:
-                raise UpdateFailed(f"{archive.name} holds no training-agent build")
-            opened.extractall(scratch, members=members, filter="data")
-    except (tarfile.TarError, EOFError) as exc:
+        if zipfile.is_zipfile(archive):
+            _unzip(archive, scratch)
+        else:
+            _untar(archive, scratch)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
         raise UpdateFailed(f"cannot unpack {archive.name} ({exc})") from exc
     [top] = [path for path in scratch.iterdir()]
-    for name in BUILD_ENTRIES:
+    executable = next((name for name in EXECUTABLES if (top / name).is_file()), EXECUTABLES[0])
+    for name in (executable, "_internal"):
         if not (top / name).exists():
             raise UpdateFailed(f"{archive.name} holds no {name}; it is not an agent release")
         (top / name).rename(folder / name)
     shutil.rmtree(scratch)
+
+
+def _untar(archive: Path, scratch: Path) -> None:
+    with tarfile.open(archive, "r:gz") as opened:
+        members = [m for m in opened.getmembers() if _in_build(m.name)]
+        if not members:
+            raise UpdateFailed(f"{archive.name} holds no training-agent build")
+        opened.extractall(scratch, members=members, filter="data")
+
+
+def _unzip(archive: Path, scratch: Path) -> None:
+    with zipfile.ZipFile(archive) as opened:
+        names = [name for name in opened.namelist() if _in_build(name)]
+        if not names:
+            raise UpdateFailed(f"{archive.name} holds no training-agent build")
+        opened.extractall(scratch, members=names)
 
 
 def _in_build(name: str) -> bool:
@@ -88,7 +107,7 @@ def _in_build(name: str) -> bool:
 def try_build(folder: Path, version: str) -> None:
     """Run the new build's ``version``; raise :class:`UpdateFailed` unless it answers
     ``training-agent <version>``."""
-    executable = folder / "training-agent"
+    executable = next((folder / n for n in EXECUTABLES if (folder / n).is_file()), folder)
     try:
         done = subprocess.run(
             [str(executable), "version"],

@@ -21,8 +21,19 @@ renames, a moment with no agent at all, and a running agent whose files change u
 it); a link to the folder rather than to the executable (``mv`` onto a link to a
 folder moves *into* it, and GNU and BSD spell the fix differently).
 
-Windows has no links an ordinary user may make: there the folder itself is the install
-directory and is replaced while the agent is stopped (``installer/install.ps1``).
+Windows has no links an ordinary user may make, and a running program's folder cannot
+be renamed. There the stable path is a launcher script and the switch is a file::
+
+    <install dir>/                     default %LOCALAPPDATA%\training-agent\bin
+      training-agent.cmd               the stable path (on PATH; the scheduled task runs it)
+      current                          one line: the name of the current build's folder
+      versions/0.3.0-k2x9/training-agent.exe, _internal/
+
+The launcher reads ``current`` and runs that folder's ``training-agent.exe``; when the
+agent exits with :data:`RELAUNCH_EXIT` (it switched or rolled back), the launcher reads
+``current`` again and starts the build it names now. ``current`` is replaced by a
+rename (``os.replace``, atomic on NTFS), so a start sees the old build or the new one.
+Untested on real Windows: the suite checks the files, the launcher's text and the task.
 """
 
 from __future__ import annotations
@@ -35,6 +46,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 VERSIONS_DIR = "versions"
+POINTER = "current"  # Windows: names the current build's folder (the module docstring)
+#: The exit code that asks the Windows launcher to start the build ``current`` names now;
+#: the daemon's ``EXIT_UPDATE``.
+RELAUNCH_EXIT = 75
+WINDOWS_LAUNCHER = (
+    "@echo off",
+    "rem training-agent: runs the build named by the file 'current' (update/layout.py);",
+    f"rem exit code {RELAUNCH_EXIT} means the agent switched builds: start the one named now.",
+    "setlocal",
+    ":run",
+    'set /p build=<"%~dp0current"',
+    '"%~dp0versions\\%build%\\training-agent.exe" %*',
+    f"if errorlevel {RELAUNCH_EXIT} if not errorlevel {RELAUNCH_EXIT + 1} goto run",
+    "exit /b %errorlevel%",
+)
 #: What a new build folder is called while it is being filled (never run from there).
 PARTIAL_PREFIX = "."
 
@@ -51,14 +77,28 @@ class InstallLayout:
     platform: str = sys.platform
 
     @classmethod
-    def of_executable(cls, executable: Path) -> InstallLayout | None:
+    def of_executable(cls, executable: Path, platform: str = sys.platform) -> InstallLayout | None:
         """The layout ``executable`` (the real file, links resolved) belongs to; None
         when it is not installed in one (an unpacked archive, an older one-file install)."""
         folder = executable.parent
         if folder.parent.name != VERSIONS_DIR:
             return None
-        layout = cls(folder.parent.parent)
-        return layout if layout.link.is_symlink() else None
+        layout = cls(folder.parent.parent, platform)
+        return layout if layout.installed else None
+
+    @property
+    def windows(self) -> bool:
+        return self.platform == "win32"
+
+    @property
+    def installed(self) -> bool:
+        """Whether a build was put in place here: the link (Windows: ``current``)."""
+        return self.pointer.is_file() if self.windows else self.link.is_symlink()
+
+    @property
+    def pointer(self) -> Path:
+        """Windows: the file naming the current build's folder."""
+        return self.install_dir / POINTER
 
     @property
     def versions_dir(self) -> Path:
@@ -66,13 +106,16 @@ class InstallLayout:
 
     @property
     def link(self) -> Path:
-        """The stable path: what launchers and service units run."""
-        return self.install_dir / executable_name(self.platform)
+        """The stable path: what launchers and service units run (Windows: the launcher)."""
+        name = "training-agent.cmd" if self.windows else executable_name(self.platform)
+        return self.install_dir / name
 
     def current(self) -> Path | None:
-        """The build folder the link points at; None without one."""
-        if not self.link.is_symlink():
+        """The build folder the link (Windows: ``current``) names; None without one."""
+        if not self.installed:
             return None
+        if self.windows:
+            return (self.versions_dir / self.pointer.read_text(encoding="ascii").strip()).resolve()
         return self.link.resolve().parent
 
     def new_folder(self, version: str) -> Path:
@@ -92,12 +135,29 @@ class InstallLayout:
         return final
 
     def point_at(self, folder: Path) -> None:
-        """Rename a link to ``folder``'s executable over the stable path (atomic)."""
+        """Rename a link to ``folder``'s executable over the stable path (atomic); on
+        Windows a new ``current`` naming ``folder`` over the old one."""
+        if self.windows:
+            self._write(self.pointer, folder.name + "\r\n")
+            self._write_launcher()
+            return
         target = Path(VERSIONS_DIR) / folder.name / executable_name(self.platform)
         staged = self.install_dir / f".{executable_name(self.platform)}.new"
         staged.unlink(missing_ok=True)
         staged.symlink_to(target)
         os.replace(staged, self.link)
+
+    def _write(self, path: Path, text: str) -> None:
+        staged = path.with_name(f".{path.name}.new")
+        staged.write_bytes(text.encode("ascii"))
+        os.replace(staged, path)
+
+    def _write_launcher(self) -> None:
+        # Only when it differs: cmd.exe reads a running batch file line by line, by offset,
+        # so the launcher the task is running now must not change under it.
+        text = "\r\n".join(WINDOWS_LAUNCHER) + "\r\n"
+        if not self.link.is_file() or self.link.read_bytes() != text.encode("ascii"):
+            self._write(self.link, text)
 
     def prune(self, *, keep: tuple[Path | None, ...]) -> list[Path]:
         """Remove every build folder but ``keep`` (and unfinished ones); the removed."""

@@ -36,12 +36,11 @@ def why_not(
         return PIP_UPGRADE
     if auto_update is False:
         return "auto_update is off: run the new version's installer, or set auto_update = true"
-    if platform == "win32":
-        return "updates itself on Linux and macOS only: run the new version's install.cmd"
     if layout is None:
+        installer = "install.cmd" if platform == "win32" else "install.sh"
         return (
-            "this executable was not put in place by install.sh: install it with install.sh "
-            "to have it update itself"
+            f"this executable was not put in place by {installer}: install it with "
+            f"{installer} to have it update itself"
         )
     return None
 
@@ -67,6 +66,7 @@ def build_updater(
         work_dir=paths.state_dir,
         disabled=why_not(settings.auto_update, frozen=frozen, layout=layout, platform=sys.platform),
         trial=trial,
+        trial_s=settings.update_trial_seconds,
     )
     if updater.status.state is UpdateState.FAILED:
         log.error(

@@ -9,7 +9,8 @@ which records a ``Trial``, renames the stable link to the new build and re-execu
 through it (same process id, so a service manager sees no exit).
 
 The new build is on trial until its first successful poll (:meth:`observe` confirms
-it); if that does not come within ``TRIAL_S`` (:meth:`watch_trial`) it switches the
+it); if that does not come within ``trial_s`` (``update_trial_seconds``, default
+``TRIAL_S``; :meth:`watch_trial`) it switches the
 link back and re-executes the old build, which says why on the page. Each version is
 switched to once (``record.attempts``): a failed update never loops; only a download
 that failed (the backend or its upstream down, a full disk) is tried again, an hour
@@ -42,7 +43,7 @@ from training_agent.update.record import CONFIRMED, FAILED, INSTALLED, Trial, Up
 
 log = logging.getLogger(__name__)
 
-TRIAL_S = 120.0  # the new build must poll successfully within this, or it is rolled back
+TRIAL_S = 120.0  # the default of ``update_trial_seconds``: poll within this, or be rolled back
 RETRY_S = 3600.0  # a download that failed (backend, upstream, full disk) is tried again then
 
 
@@ -101,8 +102,10 @@ class Updater:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Any] = asyncio.sleep,
         try_new_build: Callable[[Path, str], None] = try_build,
+        trial_s: float = TRIAL_S,
     ) -> None:
-        """``disabled``: why this install does not update itself (None: it does)."""
+        """``disabled``: why this install does not update itself (None: it does);
+        ``trial_s``: how long a new build has for its first successful poll."""
         self._client = client
         self._record = record
         self._layout = layout
@@ -116,6 +119,7 @@ class Updater:
         self._clock = clock
         self._sleep = sleep
         self._try_new_build = try_new_build
+        self._trial_s = trial_s
         self._task: asyncio.Task[None] | None = None
         self._staged: Path | None = None
         self._rolled_back = False
@@ -230,7 +234,7 @@ class Updater:
                 from_folder=str(current) if current else "",
                 to_version=version,
                 to_folder="",
-                deadline=self._clock() + TRIAL_S,
+                deadline=self._clock() + self._trial_s,
             )
             try:
                 folder = self._layout.activate(self._staged)
@@ -242,7 +246,7 @@ class Updater:
             else:
                 self._set(UpdateState.UPDATING, version)
                 log.warning("switching to training-agent %s; restarting", version)
-        execute_build(self._layout.link)
+        execute_build(self._layout.link, self._layout.platform)
 
     def discard(self) -> None:
         """The agent stops for good (a stop signal came first): drop the staged build;
@@ -272,7 +276,7 @@ class Updater:
         if self._trial is not None:
             self.roll_back(
                 f"training-agent {self._version} did not reach its first successful "
-                f"poll within {TRIAL_S:.0f} s"
+                f"poll within {self._trial_s:g} s"
             )
 
     def roll_back(self, reason: str) -> None:

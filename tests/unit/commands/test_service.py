@@ -207,3 +207,22 @@ def test_a_program_in_a_private_directory_is_warned_about(tmp_path: Path) -> Non
     program.chmod(0o755)
     assert not reachable_by_others(program)
     assert reachable_by_others(Path("/bin/sh"))
+
+
+def test_service_run_starts_the_agent_through_the_update_guard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from training_agent import cli
+    from training_agent.update import guard
+
+    guarded: list[Path] = []
+
+    def fake_guard(start: object, *, state_dir: Path, version: str) -> int:
+        guarded.append(state_dir)
+        return 0
+
+    monkeypatch.setenv("TRAINING_AGENT_HOME", str(tmp_path))
+    monkeypatch.setattr(guard, "guarded_start", fake_guard)
+
+    assert cli.main(["service", "run"]) == 0
+    assert guarded == [AgentPaths.from_env().state_dir]

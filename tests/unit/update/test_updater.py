@@ -155,7 +155,7 @@ async def test_a_signed_newer_build_is_prepared_then_switched_to(
     assert server.requests == ["http://backend.test/api/workers/download/linux?arch=amd64"]
     assert layout.current() == old  # nothing switched while jobs may still run
     executed: list[Path] = []
-    monkeypatch.setattr(updater_module, "execute_build", executed.append)
+    monkeypatch.setattr(updater_module, "execute_build", lambda link, _: executed.append(link))
     updater.restart()
 
     assert executed == [layout.link]
@@ -367,3 +367,26 @@ async def test_a_build_that_does_not_poll_in_time_is_rolled_back(
         "version": NEW,
         "reason": record.attempts[NEW]["reason"],
     }
+
+
+async def test_the_trial_lasts_update_trial_seconds(
+    make: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    updater = make(trial_s=15.0, clock=lambda: now[0])
+    updater.observe(offer())
+    await settle(updater)
+    monkeypatch.setattr(updater_module, "execute_build", lambda *_: None)
+    updater.restart()
+    trial = UpdateRecord.load(updater._record.path).trial
+    assert trial is not None and trial.deadline == 1015.0
+
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    new = make(version=NEW, trial=trial, trial_s=15.0, clock=lambda: now[0], sleep=sleep)
+    await new.watch_trial()  # the fake sleep returns at once: the deadline "passed"
+    reason = UpdateRecord.load(updater._record.path).attempts[NEW]["reason"]
+    assert slept == [15.0] and reason.endswith("first successful poll within 15 s")
