@@ -1,16 +1,22 @@
 """Every training method as a FineTune Lab TrainingConfig, run by the real agent with the
-built-in trainer against the real backend: the jobs complete, their metrics land, and a
-job that names a checkpoint continues from it.
+built-in trainer against the real backend: the jobs complete, their metrics land, a LoRA
+adapter comes back through the platform and loads with peft, and a job that names a
+checkpoint continues from it.
 
 One backend and one agent run serve the module: the agent takes the jobs one after the
-other (``--max-jobs``), so the cost of starting them is paid once.
+other (``--max-jobs``), so the cost of starting them is paid once. A job serves every
+check it can: the dpo job's checkpoint is the one the resumed job names, and the cpt job
+comes last, after the two jobs a user got wrong.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import string
+import tarfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,8 +73,8 @@ class Run:
 def method_config(root: Path, method: str) -> dict[str, Any]:
     model = root / "model"
     training: dict[str, Any] = {"method": method, "batch_size": 8, "learning_rate": 0.01}
-    if method == "sft":
-        training["use_lora"] = True  # one method through LoRA end to end
+    if method == "sft":  # one method through LoRA end to end, its adapter back to the owner
+        training.update(use_lora=True, lora_config={"r": 4})
     if method == "rlhf":
         scorer = tiny.build_scorer(root / "scorer", liked=string.ascii_lowercase)
         training.update(reward_model=str(scorer), max_completion_length=1, num_epochs=1)
@@ -83,21 +89,22 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     with start_backend(root / "backend") as backend:
         key = make_user_and_key(backend, "alice")
         jobs: dict[str, str] = {}
+        home = root / "agent"
         for method, dataset in DATASETS.items():
+            if method == "cpt":  # submitted last: it shows the agent goes on after bad jobs
+                continue
             data = sft_rows(root) if method == "sft" else DATA / dataset
             config = method_config(root, method)
+            if method == "dpo":  # also the first job of the resume: a checkpoint at step 2
+                config["training"] = {**config["training"], "save_steps": 2}
             jobs[method] = submit(backend, root, "alice", config, dataset=data)
-        home = root / "agent"
-        # The resumed job: dpo again, from the checkpoint the first one saved at step 2.
-        first = method_config(root, "dpo")
-        first["training"] = {**first["training"], "save_steps": 2}
-        jobs["first"] = submit(backend, root, "alice", first, dataset=DATA / DATASETS["dpo"])
+        # The resumed job: dpo again, from the checkpoint the dpo job saved at step 2.
         resumed = method_config(root, "dpo")
-        checkpoint = home / "data" / "jobs" / jobs["first"] / "checkpoints" / "checkpoint-2"
+        checkpoint = home / "data" / "jobs" / jobs["dpo"] / "checkpoints" / "checkpoint-2"
         resumed["training"] = {**resumed["training"], "checkpoint_resume": str(checkpoint)}
         jobs["resumed"] = submit(backend, root, "alice", resumed, dataset=DATA / DATASETS["dpo"])
-        # Two jobs a user got wrong, queued before the last good one: each fails with
-        # its sentence and the agent goes on.
+        # Two jobs a user got wrong, queued before the last good one (cpt): each fails
+        # with its sentence and the agent goes on.
         misfit = method_config(root, "dpo")
         jobs["misfit"] = submit(backend, root, "alice", misfit, dataset=DATA / "kto.jsonl")
         no_scorer = method_config(root, "rlhf")
@@ -105,7 +112,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         jobs["no_scorer"] = submit(
             backend, root, "alice", no_scorer, dataset=DATA / "prompts.jsonl"
         )
-        jobs["after"] = submit(
+        jobs["cpt"] = submit(
             backend, root, "alice", method_config(root, "cpt"), dataset=DATA / "orchard.txt"
         )
         # The owner lets jobs read the local model and reward model folders and the
@@ -142,8 +149,32 @@ def test_each_method_completes_and_its_metrics_land(run: Run, method: str) -> No
         assert margins[0] == 0.0 and margins[-1] > margins[0], margins
 
 
+def test_the_lora_adapter_comes_back_and_loads_with_peft(run: Run, tmp_path: Path) -> None:
+    job_id = run.jobs["sft"]
+    headers = {"Authorization": f"Bearer {run.key}"}
+    with httpx.Client(base_url=run.backend.url, headers=headers, timeout=60) as http:
+        listed = http.get(f"/api/training/jobs/{job_id}/artifacts").json()["artifacts"]
+        [adapter] = [item for item in listed if item["kind"] == "adapter"]
+        assert adapter["name"] == "final_adapter.tar" and adapter["complete"]
+        archive = http.get(f"/api/training/jobs/{job_id}/artifacts/{adapter['id']}").content
+    [reported] = job_json(run.backend, job_id)["job"]["outputs"]
+    assert reported["artifact_id"] == adapter["id"] and reported["kind"] == "adapter"
+
+    elsewhere = tmp_path / "downloaded"  # another machine's copy of the base model
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(elsewhere, filter="data")
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(str(tiny.build(tmp_path / "model")))
+    with warnings.catch_warnings():  # peft 0.21 asks transformers a deprecated question
+        warnings.simplefilter("ignore", FutureWarning)
+        loaded = PeftModel.from_pretrained(base, str(elsewhere / "final_adapter"))
+    assert getattr(loaded.peft_config["default"], "r", None) == 4
+
+
 def test_a_job_resumes_from_the_checkpoint_it_names(run: Run) -> None:
-    first, resumed = run.metrics(run.jobs["first"]), run.metrics(run.jobs["resumed"])
+    first, resumed = run.metrics(run.jobs["dpo"]), run.metrics(run.jobs["resumed"])
     assert [p["step"] for p in first] == [1, 2, 3, 4]
     assert [p["step"] for p in resumed] == [3, 4]
 
@@ -165,4 +196,4 @@ def test_jobs_a_user_got_wrong_fail_with_one_sentence_and_the_agent_goes_on(run:
         "config has no training.reward_model: set it to the directory or hub id of a "
         "sequence-classification model (train one with method reward)"
     ), no_scorer["error"]
-    assert job_json(run.backend, run.jobs["after"])["job"]["status"] == "completed"
+    assert job_json(run.backend, run.jobs["cpt"])["job"]["status"] == "completed"

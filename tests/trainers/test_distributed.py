@@ -57,7 +57,7 @@ def test_a_rank_that_fails_gives_its_sentence_last(
 
 
 async def test_the_agents_kill_ladder_ends_every_rank(tiny_model: Path, tmp_path: Path) -> None:
-    data = write_chat(tmp_path / "chat.jsonl", 4000)
+    data = write_chat(tmp_path / "chat.jsonl", 1000)  # 250 steps: still running at the stop
     job_dir = tmp_path / "job"
     job_dir.mkdir()
     config = training_config(tiny_model, data, batch_size=2, distributed=TWO_RANKS)

@@ -1,4 +1,8 @@
-"""The Hugging Face trainer run as the agent runs it: a process with an events file."""
+"""The Hugging Face trainer run as the agent runs it: a process with an events file.
+
+What only the training decides (step counts, packing, adapters, checkpoints, a resume) is
+checked in this process (``train_here``: the same ``hf.run`` without an interpreter start);
+the process itself (exit codes, sentences, events, SIGTERM) in real trainer processes."""
 
 from __future__ import annotations
 
@@ -50,22 +54,22 @@ def test_loss_falls_and_every_metric_is_reported(
 
 
 def test_epochs_and_batch_size_change_the_step_count(
-    tiny_model: Path, tmp_path: Path, run_trainer: RunTrainer
+    tiny_model: Path, tmp_path: Path, train_here: RunTrainer
 ) -> None:
     data = write_chat(tmp_path / "chat.jsonl", 12)
-    one = run_trainer(training_config(tiny_model, data, num_epochs=1, batch_size=6))
-    two = run_trainer(training_config(tiny_model, data, num_epochs=2, batch_size=4))
+    one = train_here(training_config(tiny_model, data, num_epochs=1, batch_size=6))
+    two = train_here(training_config(tiny_model, data, num_epochs=2, batch_size=4))
     assert one.of("progress")[0]["total_steps"] == 2
     assert two.of("progress")[0]["total_steps"] == 6
     assert max(m["step"] for m in two.of("metric")) == 6
 
 
 def test_packing_trains_on_fewer_fuller_blocks(
-    tiny_model: Path, tmp_path: Path, run_trainer: RunTrainer
+    tiny_model: Path, tmp_path: Path, train_here: RunTrainer
 ) -> None:
     data = write_chat(tmp_path / "chat.jsonl", 24)
-    padded = run_trainer(training_config(tiny_model, data, max_length=160))
-    packed = run_trainer(training_config(tiny_model, data, max_length=160, packing=True))
+    padded = train_here(training_config(tiny_model, data, max_length=160))
+    packed = train_here(training_config(tiny_model, data, max_length=160, packing=True))
     assert packed.returncode == 0, packed.stderr
     assert "packing: 24 examples in" in packed.stdout
     steps = [run.of("progress")[0]["total_steps"] for run in (padded, packed)]
@@ -75,11 +79,11 @@ def test_packing_trains_on_fewer_fuller_blocks(
 
 
 def test_lora_adapter_is_saved_and_loadable(
-    tiny_model: Path, tmp_path: Path, run_trainer: RunTrainer
+    tiny_model: Path, tmp_path: Path, train_here: RunTrainer
 ) -> None:
     data = write_chat(tmp_path / "chat.jsonl", 8)
     config = training_config(tiny_model, data, use_lora=True, lora_config={"r": 4})
-    run = run_trainer(config)
+    run = train_here(config)
     assert run.returncode == 0, run.stderr
     adapter = run.job_dir / "final_adapter"
     assert run.of("output") == [{"type": "output", "path": str(adapter), "kind": "adapter"}]
@@ -94,10 +98,10 @@ def test_lora_adapter_is_saved_and_loadable(
 
 
 def test_checkpoints_honour_save_total_limit(
-    tiny_model: Path, tmp_path: Path, run_trainer: RunTrainer
+    tiny_model: Path, tmp_path: Path, train_here: RunTrainer
 ) -> None:
     data = write_chat(tmp_path / "chat.jsonl", 16)
-    run = run_trainer(training_config(tiny_model, data, save_steps=1, save_total_limit=2))
+    run = train_here(training_config(tiny_model, data, save_steps=1, save_total_limit=2))
     assert run.returncode == 0, run.stderr
     assert [c["step"] for c in run.of("checkpoint")] == [1, 2, 3, 4]
     kept = sorted(p.name for p in (run.job_dir / "checkpoints").iterdir())
@@ -105,7 +109,7 @@ def test_checkpoints_honour_save_total_limit(
 
 
 def test_sigterm_checkpoints_and_resume_continues_from_its_step(
-    tiny_model: Path, tmp_path: Path, run_trainer: RunTrainer
+    tiny_model: Path, tmp_path: Path, train_here: RunTrainer
 ) -> None:
     data = write_chat(tmp_path / "chat.jsonl", 400)
     config = training_config(tiny_model, data, batch_size=2)
@@ -121,7 +125,7 @@ def test_sigterm_checkpoints_and_resume_continues_from_its_step(
     stopped_at, path = checkpoints[0]["step"], checkpoints[0]["path"]
     assert 1 <= stopped_at < 200 and Path(path, "model.safetensors").exists()
 
-    resumed = run_trainer(
+    resumed = train_here(
         {**config, "data": {"max_samples": 2 * stopped_at + 4}}
         | {"training": {**config["training"], "checkpoint_resume": path}}
     )
