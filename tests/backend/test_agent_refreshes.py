@@ -4,6 +4,8 @@ written together about once a second, never bringing back a revoked or forgotten
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -27,6 +29,22 @@ OTHER = "agent_00000000000000aa"
 def stored(db: Session, agent_id: str = AGENT_ID) -> TrainingAgent | None:
     db.expire_all()
     return db.scalar(select(TrainingAgent).where(TrainingAgent.agent_id == agent_id))
+
+
+@contextlib.contextmanager
+def sql_of(app: FastAPI) -> Iterator[list[str]]:
+    """The SQL statements the app's engine runs within the block."""
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    engine = app.state.session_factory.kw["bind"]
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
 
 
 def test_queued_refreshes_merge_to_the_latest_and_the_longest_connection() -> None:
@@ -56,17 +74,8 @@ def test_one_write_refreshes_every_queued_agent_and_never_a_revoked_or_gone_one(
     refreshes = AgentRefreshes()
     for agent_id in (AGENT_ID, OTHER, "agent_00000000000000bb"):
         refreshes.queue(caller.user.id, agent_id, last_poll_at=seen, connected_until=until)
-    statements: list[str] = []
-
-    def count(*args: Any) -> None:
-        statements.append(str(args[2]))
-
-    engine = app.state.session_factory.kw["bind"]
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with sql_of(app) as statements:
         assert refreshes.write(app.state.session_factory) == 3
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
     assert len([s for s in statements if s.startswith("UPDATE")]) == 1  # one executemany
     mine, revoked = stored(db), stored(db, OTHER)
@@ -102,17 +111,8 @@ async def test_a_warm_poll_due_its_refresh_writes_nothing_itself_and_the_row_fol
     cached = app.state.poll_cache.agent(caller.user.id, AGENT_ID)
     lapsing = replace(cached, connected_until=utcnow() - timedelta(hours=1))
     app.state.poll_cache.remember_agent(caller.user.id, AGENT_ID, lapsing)
-    statements: list[str] = []
-
-    def count(*args: Any) -> None:
-        statements.append(str(args[2]))
-
-    engine = app.state.session_factory.kw["bind"]
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with sql_of(app) as statements:
         held = await client.get(POLL, params={"wait_seconds": 0.5}, headers=caller.headers())
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
     assert held.status_code == 200 and held.json()["job"] is None
     assert [s for s in statements if "training_agents" in s] == []
     assert len(app.state.agent_refreshes) == 1
