@@ -59,6 +59,7 @@ async def background_tasks(app: FastAPI) -> AsyncIterator[None]:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await app.state.agent_refreshes.flush(app.state.session_factory)  # what is left
 
 
 def _is_postgresql(app: FastAPI) -> bool:

@@ -17,10 +17,12 @@ from sqlalchemy import delete, event, select
 from sqlalchemy.orm import Session
 
 from tests.backend.support import AGENT_ID, Caller
+from training_backend.app import create_app
 from training_backend.db.models import TrainingAgent
 from training_backend.db.types import utcnow
 from training_backend.services.agent_refreshes import AgentRefreshes
 from training_backend.services.agents import AgentIdentity, record_poll, revoke_agent
+from training_backend.settings import BackendSettings
 
 POLL = "/api/training/agent/poll"
 OTHER = "agent_00000000000000aa"
@@ -126,3 +128,19 @@ async def test_a_warm_poll_due_its_refresh_writes_nothing_itself_and_the_row_fol
     assert refreshed.connected_until is not None
     assert refreshed.last_poll_at > seen_before
     assert refreshed.connected_until > until_before
+
+
+async def test_refreshes_still_queued_are_written_as_the_app_stops(
+    settings: BackendSettings, db: Session, caller: Caller
+) -> None:
+    start = utcnow()
+    record_poll(db, user_id=caller.user.id, agent=AgentIdentity(AGENT_ID), now=start)
+    app = create_app(settings)
+    seen = start + timedelta(seconds=30)
+    async with app.router.lifespan_context(app):
+        app.state.agent_refreshes.queue(
+            caller.user.id, AGENT_ID, last_poll_at=seen, connected_until=None
+        )
+        # Stopped at once: the background task's first write (a second away) never came.
+    row = stored(db)
+    assert row is not None and row.last_poll_at == seen

@@ -133,13 +133,11 @@ class AgentRefreshes:
         return len(rows)
 
     async def run(self, sessions: sessionmaker[Session], interval_s: float = FLUSH_SECONDS) -> None:
-        """Write the queued refreshes every ``interval_s`` until cancelled, then once more."""
-        try:
-            while True:
-                await asyncio.sleep(interval_s)
-                await self.flush(sessions)
-        finally:
-            await asyncio.shield(self.flush(sessions))
+        """Write the queued refreshes every ``interval_s`` until cancelled (the app then
+        calls ``flush`` once more)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            await self.flush(sessions)
 
     async def flush(self, sessions: sessionmaker[Session]) -> None:
         """Write what is queued, in a worker thread; a database error is logged (the
